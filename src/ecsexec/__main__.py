@@ -1,0 +1,5 @@
+"""``python -m ecsexec``."""
+
+from ecsexec.cli.main import main
+
+main()

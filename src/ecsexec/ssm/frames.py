@@ -1,0 +1,158 @@
+"""Encode and decode data-channel frames (ssm/README.md §3), byte-exact with AWS's serializer.
+
+Pure: no sockets, no clock. The caller passes ``created_ms``.
+"""
+
+from __future__ import annotations
+
+import struct
+import uuid
+from dataclasses import dataclass
+from enum import IntEnum
+from hashlib import sha256
+from typing import Final
+
+from ecsexec.errors import FrameError
+
+HEADER_LENGTH: Final = 116  # §3: HeaderLength is written as the offset of PayloadLength
+FRAME_OVERHEAD: Final = 120
+MAX_PAYLOAD: Final = 1024  # §6: what we send; received payloads may be larger
+
+# MessageType values (§4).
+INPUT_STREAM_DATA: Final = "input_stream_data"
+OUTPUT_STREAM_DATA: Final = "output_stream_data"
+ACKNOWLEDGE: Final = "acknowledge"
+CHANNEL_CLOSED: Final = "channel_closed"
+START_PUBLICATION: Final = "start_publication"
+PAUSE_PUBLICATION: Final = "pause_publication"
+AGENT_SESSION_STATE: Final = "agent_session_state"
+STREAM_TYPES: Final = frozenset({INPUT_STREAM_DATA, OUTPUT_STREAM_DATA})
+
+FLAG_SYN: Final = 1
+FLAG_FIN: Final = 2
+ACK_FLAGS: Final = FLAG_SYN | FLAG_FIN  # §6: acknowledge frames carry flags 3
+
+
+class PayloadType(IntEnum):
+    """PayloadType values (§5)."""
+
+    OUTPUT = 1
+    ERROR = 2
+    SIZE = 3
+    PARAMETER = 4
+    HANDSHAKE_REQUEST = 5
+    HANDSHAKE_RESPONSE = 6
+    HANDSHAKE_COMPLETE = 7
+    ENC_CHALLENGE_REQUEST = 8
+    ENC_CHALLENGE_RESPONSE = 9
+    FLAG = 10
+    STDERR = 11
+    EXIT_CODE = 12
+
+
+_HEAD = struct.Struct(">I32sIQqQ")  # HL, MessageType, SchemaVersion, CreatedDate, Seq, Flags
+_TAIL = struct.Struct(">II")  # PayloadType, PayloadLength
+_FIELDS = struct.Struct(">IQqQ")  # SchemaVersion .. Flags, read from offset 36
+_EMPTY_DIGEST: Final = sha256(b"").digest()
+_PADDED_TYPES: dict[str, bytes] = {}
+# §3: start/pause_publication are exempt from the HL / type / CreatedDate checks.
+_PUBLICATION_TYPES: Final = frozenset({START_PUBLICATION, PAUSE_PUBLICATION})
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One decoded frame. ``payload`` is exactly what was on the wire (ciphertext if encrypted)."""
+
+    message_type: str
+    sequence_number: int
+    flags: int
+    message_id: uuid.UUID
+    payload_type: int
+    payload: bytes
+    created_date: int
+    schema_version: int = 1
+    header_length: int = HEADER_LENGTH
+    payload_length: int = -1  # as declared; -1 when built locally
+
+    @property
+    def is_stream(self) -> bool:
+        return self.message_type in STREAM_TYPES
+
+
+def _padded(message_type: str) -> bytes:
+    padded = _PADDED_TYPES.get(message_type)
+    if padded is None:
+        raw = message_type.encode("ascii")
+        if len(raw) > 32:
+            raise ValueError(f"message type longer than 32 bytes: {message_type!r}")
+        padded = raw.ljust(32, b" ")  # §3: padded with spaces, not NULs
+        _PADDED_TYPES[message_type] = padded
+    return padded
+
+
+def encode_frame(
+    message_type: str,
+    payload: bytes,
+    *,
+    sequence_number: int = 0,
+    flags: int = 0,
+    payload_type: int = 0,
+    message_id: uuid.UUID,
+    created_ms: int,
+    schema_version: int = 1,
+) -> bytes:
+    """Serialize one frame exactly as the Go serializer does."""
+    mid = message_id.bytes
+    head = _HEAD.pack(
+        HEADER_LENGTH,
+        _padded(message_type),
+        schema_version,
+        created_ms,
+        sequence_number,
+        flags,
+    )
+    digest = sha256(payload).digest() if payload else _EMPTY_DIGEST
+    # §3: MessageId halves are swapped on the wire.
+    return b"".join(
+        (head, mid[8:], mid[:8], digest, _TAIL.pack(payload_type, len(payload)), payload)
+    )
+
+
+def decode_frame(data: bytes) -> Frame:
+    """Parse and validate one frame; raise :class:`FrameError` if §3 says to drop it."""
+    size = len(data)
+    if size < FRAME_OVERHEAD:
+        raise FrameError(f"frame too short: {size} bytes, need at least {FRAME_OVERHEAD}")
+    (header_length,) = struct.unpack_from(">I", data, 0)
+    if header_length + 4 > size:
+        raise FrameError(f"HeaderLength {header_length} points past the end of a {size}-byte frame")
+    try:
+        message_type = data[4:36].strip(b"\0").strip().decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise FrameError("MessageType is not ASCII") from exc
+    schema_version, created, seq, flags = _FIELDS.unpack_from(data, 36)
+    if message_type not in _PUBLICATION_TYPES:
+        if header_length == 0:
+            raise FrameError("HeaderLength is 0")
+        if not message_type:
+            raise FrameError("MessageType is empty")
+        if created == 0:
+            raise FrameError(f"{message_type} frame has CreatedDate 0")
+    payload_type, payload_length = _TAIL.unpack_from(data, 112)
+    payload = data[header_length + 4 :]
+    # §3 digest rule: checked only when PayloadLength is non-zero.
+    if payload_length and sha256(payload).digest() != data[80:112]:
+        raise FrameError(f"{message_type} seq {seq}: payload digest mismatch")
+    message_id = uuid.UUID(bytes=data[72:80] + data[64:72])
+    return Frame(
+        message_type=message_type,
+        sequence_number=seq,
+        flags=flags,
+        message_id=message_id,
+        payload_type=payload_type,
+        payload=bytes(payload),
+        created_date=created,
+        schema_version=schema_version,
+        header_length=header_length,
+        payload_length=payload_length,
+    )
