@@ -1,0 +1,174 @@
+"""Frame codec: golden vectors, trace frames, round trips and fuzzed garbage."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from hashlib import sha256
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ecsexec.errors import FrameError
+from ecsexec.ssm.frames import (
+    FRAME_OVERHEAD,
+    PAUSE_PUBLICATION,
+    decode_frame,
+    encode_frame,
+)
+from tests.spec_data import TRACE_NAMES, golden_frames, trace
+
+
+@pytest.mark.parametrize("entry", golden_frames(), ids=lambda e: e["name"])
+def test_golden_frame_encodes_byte_exact(entry: dict) -> None:
+    frame = encode_frame(
+        entry["message_type"],
+        bytes.fromhex(entry["payload_hex"]),
+        sequence_number=entry["sequence_number"],
+        flags=entry["flags"],
+        payload_type=entry["payload_type"],
+        message_id=uuid.UUID(entry["message_id"]),
+        created_ms=entry["created_date"],
+        schema_version=entry["schema_version"],
+    )
+    assert frame.hex() == entry["frame_hex"]
+
+
+@pytest.mark.parametrize("entry", golden_frames(), ids=lambda e: e["name"])
+def test_golden_frame_decodes_every_field(entry: dict) -> None:
+    raw = bytes.fromhex(entry["frame_hex"])
+    frame = decode_frame(raw)
+    assert frame.message_type == entry["message_type"]
+    assert frame.schema_version == entry["schema_version"]
+    assert frame.created_date == entry["created_date"]
+    assert frame.sequence_number == entry["sequence_number"]
+    assert frame.flags == entry["flags"]
+    assert frame.message_id == uuid.UUID(entry["message_id"])
+    assert frame.payload_type == entry["payload_type"]
+    assert frame.payload.hex() == entry["payload_hex"]
+    assert len(raw) == FRAME_OVERHEAD + frame.payload_length
+    assert raw[80:112] == sha256(frame.payload).digest()
+
+
+def test_message_id_halves_are_swapped_on_the_wire() -> None:
+    mid = uuid.UUID("dd01e56b-ff48-483e-a508-b5f073f31b16")
+    raw = encode_frame("input_stream_data", b"x", message_id=mid, created_ms=1)
+    assert raw[64:80].hex() == "a508b5f073f31b16dd01e56bff48483e"
+
+
+@pytest.mark.parametrize("name", TRACE_NAMES)
+def test_every_trace_frame_decodes_with_valid_digest(name: str) -> None:
+    frames = [e for e in trace(name) if "hex" in e]
+    assert frames
+    for event in frames:
+        raw = bytes.fromhex(event["hex"])
+        frame = decode_frame(raw)
+        assert frame.header_length == 116
+        assert len(raw) == FRAME_OVERHEAD + frame.payload_length
+        if "seq" in event:
+            assert frame.sequence_number == event["seq"]
+            assert str(frame.message_id) == event["mid"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    mtype=st.text(
+        alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=32
+    ),
+    payload=st.binary(max_size=2048),
+    seq=st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    flags=st.integers(min_value=0, max_value=2**64 - 1),
+    ptype=st.integers(min_value=0, max_value=2**32 - 1),
+    created=st.integers(min_value=1, max_value=2**64 - 1),
+    mid=st.uuids(),
+)
+def test_round_trip(  # noqa: PLR0917
+    mtype: str, payload: bytes, seq: int, flags: int, ptype: int, created: int, mid: uuid.UUID
+) -> None:
+    raw = encode_frame(
+        mtype,
+        payload,
+        sequence_number=seq,
+        flags=flags,
+        payload_type=ptype,
+        message_id=mid,
+        created_ms=created,
+    )
+    frame = decode_frame(raw)
+    assert (frame.message_type, frame.payload, frame.sequence_number, frame.flags) == (
+        mtype,
+        payload,
+        seq,
+        flags,
+    )
+    assert (frame.payload_type, frame.created_date, frame.message_id) == (ptype, created, mid)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=400))
+def test_garbage_raises_only_frame_error(data: bytes) -> None:
+    with contextlib.suppress(FrameError):
+        decode_frame(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(position=st.integers(min_value=0), flip=st.integers(min_value=1, max_value=255))
+def test_corrupted_frames_raise_only_frame_error(position: int, flip: int) -> None:
+    raw = bytearray(
+        encode_frame(
+            "output_stream_data",
+            b"hello world",
+            sequence_number=3,
+            payload_type=1,
+            message_id=uuid.uuid4(),
+            created_ms=5,
+        )
+    )
+    raw[position % len(raw)] ^= flip
+    try:
+        frame = decode_frame(bytes(raw))
+    except FrameError:
+        return
+    # If it still decodes, the payload it yields is exactly what the digest covers.
+    assert sha256(frame.payload).digest() == bytes(raw)[80:112] or frame.payload_length == 0
+
+
+def test_bad_digest_is_rejected() -> None:
+    raw = bytearray(
+        encode_frame("output_stream_data", b"abc", message_id=uuid.uuid4(), created_ms=1)
+    )
+    raw[-1] ^= 1
+    with pytest.raises(FrameError, match="digest"):
+        decode_frame(bytes(raw))
+
+
+def test_short_and_inconsistent_frames_are_rejected() -> None:
+    with pytest.raises(FrameError, match="too short"):
+        decode_frame(b"\0" * 119)
+    raw = bytearray(encode_frame("acknowledge", b"{}", message_id=uuid.uuid4(), created_ms=1))
+    raw[0:4] = (500).to_bytes(4, "big")
+    with pytest.raises(FrameError, match="HeaderLength"):
+        decode_frame(bytes(raw))
+
+
+def test_zero_created_date_rejected_except_for_publication_frames() -> None:
+    with pytest.raises(FrameError, match="CreatedDate"):
+        decode_frame(encode_frame("acknowledge", b"{}", message_id=uuid.uuid4(), created_ms=0))
+    frame = decode_frame(
+        encode_frame(PAUSE_PUBLICATION, b"", message_id=uuid.uuid4(), created_ms=0)
+    )
+    assert frame.message_type == PAUSE_PUBLICATION
+
+
+def test_empty_payload_uses_digest_of_empty_bytes() -> None:
+    raw = encode_frame("acknowledge", b"", message_id=uuid.uuid4(), created_ms=1)
+    assert raw[80:112] == sha256(b"").digest()
+
+
+def test_oversized_received_payload_is_accepted() -> None:
+    payload = b"x" * 1026  # the real agent was measured sending 1026 bytes
+    frame = decode_frame(
+        encode_frame("output_stream_data", payload, message_id=uuid.uuid4(), created_ms=1)
+    )
+    assert frame.payload == payload
