@@ -1,0 +1,44 @@
+"""Build boto3 sessions and clients, and the TLS context the data channel must share with them."""
+
+from __future__ import annotations
+
+import os
+import ssl
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ProfileNotFound
+
+from ecsexec.errors import ConfigurationError
+
+
+def make_session(*, profile: str | None = None, region: str | None = None) -> boto3.session.Session:
+    """A boto3 session from the standard chain (profiles, SSO and credential_process included)."""
+    try:
+        return boto3.session.Session(profile_name=profile or None, region_name=region or None)
+    except ProfileNotFound as exc:
+        raise ConfigurationError(f"AWS profile not found: {exc.kwargs.get('profile')}") from None
+    except BotoCoreError as exc:
+        raise ConfigurationError(f"cannot set up AWS session: {exc}") from None
+
+
+def client_config(*, max_attempts: int = 3, mode: str = "standard", **kw: Any) -> Config:
+    return Config(retries={"max_attempts": max_attempts, "mode": mode}, **kw)
+
+
+def ca_bundle(session: boto3.session.Session) -> str | None:
+    """The CA bundle botocore itself resolved (AWS_CA_BUNDLE or the profile's ca_bundle)."""
+    value = session._session.get_config_variable("ca_bundle")
+    return str(value) if value else None
+
+
+def ssl_context(session: boto3.session.Session) -> ssl.SSLContext:
+    """TLS context for wss:// that trusts exactly what botocore trusts for HTTPS."""
+    context = ssl.create_default_context()
+    bundle = ca_bundle(session)
+    if bundle:
+        if not os.path.exists(bundle):
+            raise ConfigurationError(f"CA bundle not found: {bundle}")
+        context.load_verify_locations(cafile=bundle)
+    return context

@@ -1,0 +1,98 @@
+"""Translate botocore exceptions into :class:`ecsexec.errors.AwsError` with a hint.
+
+This is the one place that knows botocore's exception types; nothing above ``aws/``
+ever sees them.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+    SSLError,
+)
+
+from ecsexec.errors import AwsError, CredentialsError, EcsexecError
+
+THROTTLING_CODES: Final = frozenset(
+    {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
+)
+
+_HINTS: Final[dict[str, str]] = {
+    "ThrottlingException": "the API rate limit was hit; lower --rate/--threads or retry later",
+    "AccessDeniedException": "the caller's IAM policy does not allow this action",
+    "UnrecognizedClientException": "the access key is not known to this endpoint/region",
+    "InvalidSignatureException": "the secret key does not match the access key",
+    "ExpiredTokenException": "the session credentials have expired; refresh them",
+    "ClusterNotFoundException": "check the cluster name and the region",
+    "TargetNotConnectedException": "the container's SSM agent is not connected to Session Manager",
+    "DoesNotExistException": "the session no longer exists",
+    "NotFoundException": "the KMS key does not exist in this region or account",
+    "InvalidCiphertextException": "the KMS encryption context does not match",
+    "IncorrectKeyException": "the ciphertext was made with a different KMS key",
+}
+
+
+def translate(exc: Exception, operation: str) -> EcsexecError:
+    """Return the ecsexec error for a botocore exception raised by ``operation``."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code") or "Unknown")
+        message = str(error.get("Message") or "") or code
+        hint = _HINTS.get(code, "")
+        if code == "AccessDeniedException" and operation:
+            hint = f"the caller needs IAM permission for {_iam_action(operation)}"
+        return AwsError(
+            message,
+            code=code,
+            operation=operation,
+            hint=hint,
+            retryable=code in THROTTLING_CODES,
+        )
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return CredentialsError(f"{operation}: no usable AWS credentials were found ({exc})")
+    if isinstance(exc, NoRegionError):
+        return AwsError(
+            "no AWS region is configured",
+            code="NoRegion",
+            operation=operation,
+            hint="pass --region or set AWS_REGION / AWS_DEFAULT_REGION",
+        )
+    if isinstance(exc, SSLError):
+        return AwsError(
+            str(exc),
+            code="SSLError",
+            operation=operation,
+            hint="set AWS_CA_BUNDLE (or ca_bundle) if the endpoint uses a private CA",
+        )
+    if isinstance(exc, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError):
+        return AwsError(
+            str(exc),
+            code=type(exc).__name__,
+            operation=operation,
+            hint="check the endpoint URL and network access",
+            retryable=True,
+        )
+    if isinstance(exc, BotoCoreError):
+        return AwsError(str(exc), code=type(exc).__name__, operation=operation)
+    raise exc
+
+
+_SERVICE_OF: Final[dict[str, str]] = {
+    "ResumeSession": "ssm",
+    "TerminateSession": "ssm",
+    "GenerateDataKey": "kms",
+    "AssumeRole": "sts",
+}
+
+
+def _iam_action(operation: str) -> str:
+    return f"{_SERVICE_OF.get(operation, 'ecs')}:{operation}"
