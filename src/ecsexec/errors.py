@@ -66,6 +66,7 @@ class AwsError(EcsexecError):
         hint: str = "",
         retryable: bool = False,
     ) -> None:
+        self.message = message
         self.code = code
         self.operation = operation
         self.hint = hint

@@ -1,0 +1,253 @@
+"""ECS API calls: paged discovery, batched describes, ExecuteCommand, and their errors.
+
+Everything here is blocking boto3; callers in asyncio code run it in a worker thread.
+Errors leave as :class:`ecsexec.errors.AwsError` with an actionable hint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Final
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ecsexec.aws.errors import translate
+from ecsexec.errors import AwsError, EcsexecError
+
+DESCRIBE_BATCH: Final = 100  # DescribeTasks takes at most 100 tasks
+EXEC_NOT_ENABLED: Final = "execute command was not enabled"
+
+TNC_CHECKLIST: Final = (
+    "the container's SSM agent could not be reached. Check:\n"
+    "  1. the ExecuteCommandAgent status of the container is RUNNING "
+    "(node attribute ECS:Exec-Agent-Status: {agent_status});\n"
+    "  2. the task role allows ssmmessages:CreateControlChannel, CreateDataChannel, "
+    "OpenControlChannel and OpenDataChannel;\n"
+    "  3. tasks in private subnets can reach ssmmessages (a VPC endpoint or NAT), and KMS "
+    "if the cluster encrypts sessions;\n"
+    "  4. the container does not use a read-only root filesystem (unsupported by ECS Exec)."
+)
+
+
+@dataclass(frozen=True)
+class ExecSession:
+    """What ExecuteCommand returned, plus the SSM target the agent identifies as."""
+
+    session_id: str
+    stream_url: str
+    token_value: str
+    cluster_arn: str
+    task_arn: str
+    container_name: str
+    target: str
+
+    def __repr__(self) -> str:  # keep the token out of logs and tracebacks
+        return f"ExecSession(session_id={self.session_id!r}, target={self.target!r})"
+
+
+def last_segment(arn: str) -> str:
+    return arn.rsplit("/", 1)[-1]
+
+
+def ssm_target(cluster_arn: str, task_arn: str, runtime_id: str) -> str:
+    """ssm/README.md §13: ``ecs:<clusterName>_<taskId>_<containerRuntimeId>``."""
+    return f"ecs:{last_segment(cluster_arn)}_{last_segment(task_arn)}_{runtime_id}"
+
+
+class EcsApi:
+    """One region's ECS client with discovery helpers and ExecuteCommand."""
+
+    def __init__(
+        self,
+        session: boto3.session.Session,
+        *,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        discovery_config: Config | None = None,
+        exec_config: Config | None = None,
+    ) -> None:
+        # ecs-nodes.md §4: adaptive retries for discovery (backoff with a client-side rate).
+        self.client = session.client(
+            "ecs",
+            region_name=region,
+            endpoint_url=endpoint_url,
+            config=discovery_config or Config(retries={"mode": "adaptive", "max_attempts": 10}),
+        )
+        # ExecuteCommand starts the command on the agent at once (ssm/README.md §1), so
+        # botocore must never retry it on its own: only the dispatcher retries, and only
+        # when the call certainly started nothing (throttling).
+        self.exec_client = session.client(
+            "ecs",
+            region_name=region,
+            endpoint_url=endpoint_url,
+            config=exec_config or Config(retries={"mode": "standard", "max_attempts": 1}),
+        )
+        self.region = self.client.meta.region_name
+
+    def _call(self, operation: str, method: Any, **kwargs: Any) -> dict[str, Any]:
+        try:
+            result: dict[str, Any] = method(**kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, operation) from None
+        return result
+
+    # --- discovery ---------------------------------------------------------------------
+
+    def _paged(self, operation: str, method: Any, key: str, **kwargs: Any) -> Iterator[str]:
+        token = None
+        while True:
+            page = self._call(
+                operation, method, **kwargs, **({"nextToken": token} if token else {})
+            )
+            yield from page.get(key, [])
+            token = page.get("nextToken")
+            if not token:
+                return
+
+    def list_clusters(self) -> list[str]:
+        return list(
+            self._paged("ListClusters", self.client.list_clusters, "clusterArns", maxResults=100)
+        )
+
+    def list_tasks(self, cluster: str, **filters: str) -> list[str]:
+        return list(
+            self._paged(
+                "ListTasks",
+                self.client.list_tasks,
+                "taskArns",
+                cluster=cluster,
+                desiredStatus="RUNNING",
+                maxResults=100,
+                **filters,
+            )
+        )
+
+    def describe_tasks(
+        self, cluster: str, task_arns: list[str], *, tags: bool = True
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Describe in batches of 100; return (tasks, failures)."""
+        tasks: list[dict[str, Any]] = []
+        failures: list[dict[str, Any]] = []
+        for start in range(0, len(task_arns), DESCRIBE_BATCH):
+            page = self._call(
+                "DescribeTasks",
+                self.client.describe_tasks,
+                cluster=cluster,
+                tasks=task_arns[start : start + DESCRIBE_BATCH],
+                **({"include": ["TAGS"]} if tags else {}),
+            )
+            tasks.extend(page.get("tasks", []))
+            failures.extend(page.get("failures", []))
+        return tasks, failures
+
+    def describe_task_definition(self, arn: str) -> dict[str, Any]:
+        page = self._call(
+            "DescribeTaskDefinition", self.client.describe_task_definition, taskDefinition=arn
+        )
+        result: dict[str, Any] = page.get("taskDefinition", {})
+        return result
+
+    def describe_services(
+        self, cluster: str, names: list[str]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        services: list[dict[str, Any]] = []
+        failures: list[dict[str, Any]] = []
+        for start in range(0, len(names), 10):
+            page = self._call(
+                "DescribeServices",
+                self.client.describe_services,
+                cluster=cluster,
+                services=names[start : start + 10],
+                include=["TAGS"],
+            )
+            services.extend(page.get("services", []))
+            failures.extend(page.get("failures", []))
+        return services, failures
+
+    def describe_cluster_kms_key(self, cluster: str) -> str:
+        """The cluster's executeCommandConfiguration.kmsKeyId, or ''."""
+        page = self._call(
+            "DescribeClusters",
+            self.client.describe_clusters,
+            clusters=[cluster],
+            include=["CONFIGURATIONS"],
+        )
+        for item in page.get("clusters", []):
+            config = item.get("configuration", {}).get("executeCommandConfiguration", {})
+            return str(config.get("kmsKeyId") or "")
+        return ""
+
+    # --- ExecuteCommand ----------------------------------------------------------------
+
+    def execute_command(
+        self,
+        *,
+        cluster: str,
+        task: str,
+        container: str,
+        command: str,
+        runtime_id: str = "",
+        agent_status: str = "",
+    ) -> ExecSession:
+        """Start ``command`` in the container and return the session to attach to at once.
+
+        ``runtime_id`` (from discovery) saves the DescribeTasks call that the target
+        needs (ssm/README.md §13); without it we make that call.
+        """
+        try:
+            response = self.exec_client.execute_command(
+                cluster=cluster, task=task, container=container, command=command, interactive=True
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise explain_execute_command_error(
+                translate(exc, "ExecuteCommand"), agent_status=agent_status
+            ) from None
+        session = response["session"]
+        cluster_arn = str(response.get("clusterArn") or cluster)
+        task_arn = str(response.get("taskArn") or task)
+        name = str(response.get("containerName") or container)
+        if not runtime_id:
+            runtime_id = self._runtime_id(cluster_arn, task_arn, name)
+        return ExecSession(
+            session_id=str(session["sessionId"]),
+            stream_url=str(session["streamUrl"]),
+            token_value=str(session["tokenValue"]),
+            cluster_arn=cluster_arn,
+            task_arn=task_arn,
+            container_name=name,
+            target=ssm_target(cluster_arn, task_arn, runtime_id),
+        )
+
+    def _runtime_id(self, cluster_arn: str, task_arn: str, container: str) -> str:
+        tasks, _ = self.describe_tasks(last_segment(cluster_arn), [task_arn], tags=False)
+        for task in tasks:
+            for item in task.get("containers", []):
+                if item.get("name") == container:
+                    return str(item.get("runtimeId") or "")
+        return ""
+
+
+def explain_execute_command_error(error: EcsexecError, *, agent_status: str = "") -> EcsexecError:
+    """Turn ExecuteCommand failures into the actionable messages users need (issue 5)."""
+    if not isinstance(error, AwsError):
+        return error
+    if error.code == "InvalidParameterException" and EXEC_NOT_ENABLED in error.message:
+        return AwsError(
+            error.message,
+            code=error.code,
+            operation="ExecuteCommand",
+            hint="exec is not enabled on this task or its agent is not running: the task must "
+            "be restarted with --enable-execute-command (for a service: "
+            "aws ecs update-service --enable-execute-command --force-new-deployment)",
+        )
+    if error.code == "TargetNotConnectedException":
+        return AwsError(
+            error.message,
+            code=error.code,
+            operation="ExecuteCommand",
+            hint=TNC_CHECKLIST.format(agent_status=agent_status or "unknown"),
+        )
+    return error
