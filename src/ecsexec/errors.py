@@ -10,12 +10,13 @@
     ├── AwsError                    an AWS API call failed: code, operation, hint
     ├── ProtocolError               the data channel received something it cannot accept
     │   └── FrameError              a frame that fails §3 validation
-    └── SessionError                a data-channel session could not run to its end
-        ├── TransportError          websocket or OS error, translated at the driver boundary
-        ├── HandshakeError          the agent's handshake could not complete
-        │   └── KmsError            kms:GenerateDataKey failed (names key and context)
-        ├── SessionTimeoutError     the caller's deadline passed (session was terminated)
-        └── OutputTruncatedError    the channel closed with output missing (§11)
+    ├── SessionError                a data-channel session could not run to its end
+    │   ├── TransportError          websocket or OS error, translated at the driver boundary
+    │   ├── HandshakeError          the agent's handshake could not complete
+    │   │   └── KmsError            kms:GenerateDataKey failed (names key and context)
+    │   ├── SessionTimeoutError     the caller's deadline passed (session was terminated)
+    │   └── OutputTruncatedError    the channel closed with output missing (§11)
+    └── CommandFailedError          a command ran but did not succeed (carries the result)
 
 Errors that end an operation carry whatever partial result exists, so a caller
 never loses output it already received.
@@ -125,3 +126,11 @@ class OutputTruncatedError(SessionError):
     ) -> None:
         self.missing_seq = missing_seq
         super().__init__(message, session_id=session_id, output=output)
+
+
+class CommandFailedError(EcsexecError):
+    """A command finished with a non-zero or unknown exit code; ``result`` has everything."""
+
+    def __init__(self, message: str, result: object) -> None:
+        self.result = result
+        super().__init__(message)

@@ -1,0 +1,197 @@
+"""Run one command on many containers: concurrency, an adaptive rate limit, timeouts, order.
+
+Progress is reported as events to a callback, never printed. Interrupting (cancelling)
+a dispatch terminates every open session and still returns the partial result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+
+from ecsexec.aws.errors import THROTTLING_CODES
+from ecsexec.errors import AwsError, EcsexecError
+from ecsexec.exec.results import CommandResult, NodeError, RunResult
+from ecsexec.exec.runner import Connector, ContainerTarget, run_on_container
+from ecsexec.exec.wrap import WrappedCommand
+
+# Defaults, each with its reason (documented in the README too).
+DEFAULT_THREADS: Final = 32  # sessions are cheap for us; the API rate is the real limit
+DEFAULT_RATE: Final = 10.0  # ExecuteCommand calls/s: well under ECS's per-account bucket
+DEFAULT_TIMEOUT: Final = 600.0  # a stuck command must not hold a session (20 min idle limit)
+MAX_THROTTLE_RETRIES: Final = 8
+MIN_RATE: Final = 0.5
+
+
+@dataclass(frozen=True)
+class DispatchOptions:
+    threads: int = DEFAULT_THREADS
+    rate: float = DEFAULT_RATE
+    timeout: float | None = DEFAULT_TIMEOUT
+    keepgoing: bool = True  # a failure on one container must not stop diagnostics on others
+
+
+# --- progress events -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeStarted:
+    node: str
+
+
+@dataclass(frozen=True)
+class NodeOutput:
+    node: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class NodeNotice:
+    """Out-of-band text for the user (stderr payloads, CustomerMessage)."""
+
+    node: str
+    text: bytes
+
+
+@dataclass(frozen=True)
+class NodeThrottled:
+    node: str
+    delay: float
+    rate: float
+
+
+@dataclass(frozen=True)
+class NodeFinished:
+    node: str
+    outcome: CommandResult | NodeError
+
+
+ProgressEvent = NodeStarted | NodeOutput | NodeNotice | NodeThrottled | NodeFinished
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+class AdaptiveRateLimiter:
+    """A token bucket for ExecuteCommand whose rate halves on throttling and creeps back.
+
+    Time comes from the event loop, so tests can drive it without sleeping for real.
+    """
+
+    def __init__(self, rate: float, *, burst: float | None = None) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.max_rate = rate
+        self.rate = rate
+        self.burst = burst if burst is not None else max(1.0, rate)
+        self._tokens = self.burst
+        self._last: float | None = None
+        self._lock = asyncio.Lock()
+
+    def _refill(self, now: float) -> None:
+        if self._last is not None:
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            self._refill(loop.time())
+            if self._tokens < 1:
+                await asyncio.sleep((1 - self._tokens) / self.rate)
+                self._refill(loop.time())
+            self._tokens -= 1
+
+    def throttled(self) -> None:
+        self.rate = max(MIN_RATE, self.rate / 2)
+        self._tokens = min(self._tokens, 0.0)
+
+    def succeeded(self) -> None:
+        self.rate = min(self.max_rate, self.rate * 1.05 + 0.1)
+
+
+async def dispatch(
+    connectors: Callable[[ContainerTarget], Connector],
+    targets: Sequence[ContainerTarget],
+    wrapped: WrappedCommand,
+    *,
+    options: DispatchOptions | None = None,
+    on_event: ProgressCallback | None = None,
+) -> RunResult:
+    """Run ``wrapped`` on every target (in the given order) and collect every outcome."""
+    opts = options or DispatchOptions()
+    emit = on_event or (lambda _event: None)
+    limiter = AdaptiveRateLimiter(opts.rate)
+    semaphore = asyncio.Semaphore(max(1, opts.threads))
+    outcomes: dict[str, CommandResult | NodeError] = {}
+    stop = asyncio.Event()
+
+    async def one(target: ContainerTarget) -> None:
+        async with semaphore:
+            if stop.is_set():
+                return
+            emit(NodeStarted(target.node))
+            started = datetime.now(UTC)
+            try:
+                outcome: CommandResult | NodeError = await _run_with_retries(
+                    connectors(target), target, wrapped, opts, limiter, emit
+                )
+            except EcsexecError as exc:
+                outcome = NodeError(
+                    target.node, exc, started, datetime.now(UTC), getattr(exc, "output", b"")
+                )
+            outcomes[target.node] = outcome
+            emit(NodeFinished(target.node, outcome))
+            if not outcome.ok and not opts.keepgoing:
+                stop.set()
+
+    interrupted = False
+    try:
+        async with asyncio.TaskGroup() as group:
+            for target in targets:
+                group.create_task(one(target))
+    except asyncio.CancelledError:
+        # Ctrl-C: the TaskGroup has cancelled every node; each runner terminated its session.
+        interrupted = True
+    ordered = {t.node: outcomes[t.node] for t in targets if t.node in outcomes}
+    not_started = tuple(t.node for t in targets if t.node not in outcomes)
+    return RunResult(wrapped.user_command, ordered, not_started, interrupted)
+
+
+async def _run_with_retries(
+    connector: Connector,
+    target: ContainerTarget,
+    wrapped: WrappedCommand,
+    opts: DispatchOptions,
+    limiter: AdaptiveRateLimiter,
+    emit: ProgressCallback,
+) -> CommandResult:
+    attempt = 0
+    while True:
+        await limiter.acquire()
+        try:
+            result = await run_on_container(
+                connector,
+                target,
+                wrapped,
+                timeout=opts.timeout,
+                on_output=lambda node, data: emit(NodeOutput(node, data)),
+                on_notice=lambda node, text: emit(NodeNotice(node, text)),
+            )
+        except AwsError as exc:
+            # Only a throttled ExecuteCommand certainly started nothing, so only it is retried:
+            # a command must never run twice on a node.
+            if exc.operation != "ExecuteCommand" or exc.code not in THROTTLING_CODES:
+                raise
+            attempt += 1
+            if attempt > MAX_THROTTLE_RETRIES:
+                raise
+            limiter.throttled()
+            delay = min(10.0, 0.2 * 2**attempt) * (0.5 + random.random())
+            emit(NodeThrottled(target.node, delay, limiter.rate))
+            await asyncio.sleep(delay)
+            continue
+        limiter.succeeded()
+        return result

@@ -1,0 +1,188 @@
+"""Run one command on one container: ExecuteCommand, attach at once, clean output, exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final
+
+from ecsexec.aws.ecs import EcsApi, ExecSession
+from ecsexec.errors import ConfigurationError, EcsexecError
+from ecsexec.exec.results import CommandResult
+from ecsexec.exec.wrap import OutputCleaner, WrappedCommand
+from ecsexec.ssm.channel import (
+    ChannelClosed,
+    HandshakeCompleted,
+    OutputReceived,
+    StderrReceived,
+)
+from ecsexec.ssm.session import DataKeyProvider, Session, SessionControl, SessionOptions
+
+PTY_SIZE: Final = (300, 100)  # wide enough that tools formatting to the width don't wrap
+
+
+@dataclass(frozen=True)
+class ContainerTarget:
+    """Which container to exec into, taken from a node's ``ECS:*`` attributes."""
+
+    node: str
+    cluster: str
+    task: str
+    container: str
+    region: str = ""
+    runtime_id: str = ""
+    agent_status: str = ""
+
+    @classmethod
+    def from_attributes(cls, node: str, attributes: Mapping[str, str]) -> ContainerTarget:
+        missing = [
+            key
+            for key in ("ECS:Cluster-ARN", "ECS:Task-ARN", "ECS:Container-Name")
+            if not attributes.get(key)
+        ]
+        if missing:
+            raise ConfigurationError(
+                f"node {node!r} lacks {', '.join(missing)}: it is not an ECS container node"
+            )
+        return cls(
+            node=node,
+            cluster=attributes["ECS:Cluster-ARN"],
+            task=attributes["ECS:Task-ARN"],
+            container=attributes["ECS:Container-Name"],
+            region=attributes.get("ECS:Region", ""),
+            runtime_id=attributes.get("ECS:Runtime-ID", ""),
+            agent_status=attributes.get("ECS:Exec-Agent-Status", ""),
+        )
+
+
+@dataclass
+class Connector:
+    """The AWS side of one region: ECS, SSM resume/terminate and KMS, same credentials."""
+
+    ecs: EcsApi
+    control: SessionControl
+    data_key_provider: DataKeyProvider | None = None
+    session_options: SessionOptions = field(default_factory=SessionOptions)
+
+
+OutputCallback = Callable[[str, bytes], None]
+"""Called with (node name, cleaned output chunk) as output arrives."""
+
+
+async def start_exec_session(
+    connector: Connector, target: ContainerTarget, wrapped: WrappedCommand
+) -> ExecSession:
+    """Call ExecuteCommand in a thread; if we are cancelled meanwhile, terminate what it started.
+
+    ExecuteCommand starts the command at once (ssm/README.md §1); a session we never
+    attach to would run until the idle timeout, so it must not be abandoned.
+    """
+    call = asyncio.ensure_future(
+        asyncio.to_thread(
+            connector.ecs.execute_command,
+            cluster=target.cluster,
+            task=target.task,
+            container=target.container,
+            command=wrapped.ecs_command,
+            runtime_id=target.runtime_id,
+            agent_status=target.agent_status,
+        )
+    )
+    try:
+        return await asyncio.shield(call)
+    except asyncio.CancelledError:
+        with contextlib.suppress(EcsexecError):
+            started = await call
+            await asyncio.to_thread(connector.control.terminate_session, started.session_id)
+        raise
+
+
+async def run_on_container(
+    connector: Connector,
+    target: ContainerTarget,
+    wrapped: WrappedCommand,
+    *,
+    timeout: float | None = None,
+    on_output: OutputCallback | None = None,
+    on_notice: OutputCallback | None = None,
+) -> CommandResult:
+    """Run ``wrapped`` in ``target`` and return its result.
+
+    Raises :class:`EcsexecError` subclasses when the command could not be started or the
+    session failed; a timeout is a result with an unknown exit code (the session is
+    terminated, never left running).
+    """
+    started_at = datetime.now(UTC)
+    cleaner = OutputCleaner(wrapped)
+    output = bytearray()
+    exec_session = await start_exec_session(connector, target, wrapped)
+    session = Session(
+        exec_session.session_id,
+        exec_session.stream_url,
+        exec_session.token_value,
+        target=exec_session.target,
+        control=connector.control,
+        data_key_provider=connector.data_key_provider,
+        options=connector.session_options,
+    )
+
+    def emit(chunk: bytes) -> None:
+        if chunk:
+            output.extend(chunk)
+            if on_output is not None:
+                on_output(target.node, chunk)
+
+    closed: ChannelClosed | None = None
+    timed_out = False
+    try:
+        async with asyncio.timeout(timeout), session:
+            session.send_size(*PTY_SIZE)
+            async for event in session:
+                if isinstance(event, OutputReceived):
+                    gate_was_closed = not cleaner.begin_seen
+                    emit(cleaner.feed(event.data))
+                    if gate_was_closed and cleaner.begin_seen:
+                        session.open_input_gate("begin marker")  # §7 gate rule 3
+                elif isinstance(event, StderrReceived | HandshakeCompleted) and on_notice:
+                    text = (
+                        event.data
+                        if isinstance(event, StderrReceived)
+                        else event.customer_message.encode()
+                    )
+                    if text:
+                        on_notice(target.node, text)
+                elif isinstance(event, ChannelClosed):
+                    closed = event
+            await session.wait_closed()
+    except TimeoutError:
+        timed_out = True
+    rest, clean = cleaner.finish()
+    emit(rest)
+    exit_code = clean.exit_code
+    reason = clean.reason
+    truncated = bool(closed is not None and closed.truncated)
+    if timed_out:
+        exit_code, reason = None, f"timed out after {timeout:g} s; the session was terminated"
+    elif truncated:
+        assert closed is not None
+        missing = closed.missing_seq
+        exit_code = None
+        reason = f"output truncated: frame {missing} never arrived; exit status unknown"
+    elif exit_code is None and closed is not None and closed.output:
+        reason = f"{reason} (channel closed: {closed.output})"
+    return CommandResult(
+        node=target.node,
+        command=wrapped.user_command,
+        exit_code=exit_code,
+        output=bytes(output),
+        started_at=started_at,
+        finished_at=datetime.now(UTC),
+        session_id=exec_session.session_id,
+        reason=reason,
+        # §11: a missing end marker also means the output is incomplete.
+        truncated=truncated
+        or (not timed_out and not wrapped.raw and clean.begin_seen and clean.exit_code is None),
+    )
