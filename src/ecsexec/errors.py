@@ -8,6 +8,7 @@
     │   ├── TopologyError           sandbox topology, with file:line:col
     │   └── CredentialsError        a credential provider failed (never carries a secret)
     ├── AwsError                    an AWS API call failed: code, operation, hint
+    ├── DiscoveryError              node discovery failed as a whole (names region, action)
     ├── ProtocolError               the data channel received something it cannot accept
     │   └── FrameError              a frame that fails §3 validation
     ├── SessionError                a data-channel session could not run to its end
@@ -80,6 +81,10 @@ class AwsError(EcsexecError):
         if hint:
             text = f"{text}\nhint: {hint}"
         super().__init__(text)
+
+
+class DiscoveryError(EcsexecError):
+    """Node discovery failed for a whole source (every cluster failed, or an action is denied)."""
 
 
 class ProtocolError(EcsexecError):

@@ -1,0 +1,274 @@
+"""Discover ECS containers as nodes with the fewest API calls (ecs-nodes.md §1-§4).
+
+Per source (one region): clusters (configured, or ListClusters), then per cluster
+ListTasks and batched DescribeTasks, one DescribeTaskDefinition per distinct ARN ever,
+and DescribeServices only when a task carries no tags of its own. Clusters are worked
+on concurrently (at most four, as §4 advises), calls within a cluster sequentially.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from ecsexec.aws.ecs import EcsApi
+from ecsexec.errors import AwsError, ConfigurationError, DiscoveryError
+from ecsexec.nodes.ecs_attributes import AWS_TAG_PREFIX, ContainerNode, container_node
+
+log = logging.getLogger(__name__)
+
+MAX_PARALLEL_CLUSTERS: Final = 4  # ecs-nodes.md §4: listing ~20 clusters at once throttles
+
+
+@dataclass(frozen=True)
+class EcsSourceConfig:
+    """One ECS node source (ecs-nodes.md §3); credentials are resolved elsewhere."""
+
+    region: str
+    clusters: tuple[str, ...] = ()
+    filter_behavior: Literal["include", "exclude"] = "include"
+    service_names: tuple[str, ...] = ()
+    task_definition_names: tuple[str, ...] = ()
+    container_names: tuple[str, ...] = ()
+    tags: tuple[tuple[str, str], ...] = ()
+    assume_role_arn: str = ""
+    refresh_interval: float = 30.0
+
+    @staticmethod
+    def parse_tags(items: Iterable[str]) -> tuple[tuple[str, str], ...]:
+        pairs = []
+        for raw in items:
+            item = raw.strip()
+            if not item:
+                continue
+            if "=" not in item:
+                raise ConfigurationError(f"tag filter {item!r} needs the form key=value")
+            key, _, value = item.partition("=")
+            pairs.append((key.strip(), value.strip()))
+        return tuple(pairs)
+
+    @property
+    def has_filters(self) -> bool:
+        return bool(
+            self.service_names or self.task_definition_names or self.container_names or self.tags
+        )
+
+
+@dataclass
+class DiscoveryReport:
+    """What a discovery did, for progress and for tests."""
+
+    clusters: int = 0
+    tasks: int = 0
+    containers: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+ProgressFn = Callable[[str, int, int], None]
+"""(cluster name, tasks described so far, tasks listed) as discovery advances."""
+
+
+class TaskDefinitionCache:
+    """Task definitions by ARN. Revisions are immutable, so entries never expire."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, arn: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._items.get(arn)
+
+    def put(self, arn: str, value: dict[str, Any]) -> None:
+        with self._lock:
+            self._items[arn] = value
+
+
+def _passes(config: EcsSourceConfig, node: ContainerNode, tags: dict[str, str]) -> bool:
+    """ecs-nodes.md §3 Filters: include keeps iff all tests pass; exclude drops iff any."""
+    tests: list[bool] = []
+    attrs = node.attributes
+    if config.service_names:
+        tests.append(attrs["ECS:Service-Name"] in config.service_names)
+    if config.task_definition_names:
+        family = attrs["ECS:Task-Definition-Family"]
+        family_rev = f"{family}:{attrs['ECS:Task-Definition-Revision']}"
+        tests.append(
+            any(
+                (item == family_rev) if ":" in item else (item == family)
+                for item in config.task_definition_names
+            )
+        )
+    if config.container_names:
+        tests.append(attrs["ECS:Container-Name"] in config.container_names)
+    if config.tags:
+        tests.append(all(tags.get(k) == v for k, v in config.tags))
+    if not tests:
+        return True
+    if config.filter_behavior == "include":
+        return all(tests)
+    return not any(tests)
+
+
+class EcsNodeSource:
+    """Turns one region's ECS tasks into :class:`ContainerNode` records."""
+
+    def __init__(
+        self,
+        config: EcsSourceConfig,
+        api: EcsApi,
+        *,
+        task_definitions: TaskDefinitionCache | None = None,
+    ) -> None:
+        self.config = config
+        self.api = api
+        self.task_definitions = task_definitions or TaskDefinitionCache()
+
+    def discover(
+        self, progress: ProgressFn | None = None
+    ) -> tuple[list[ContainerNode], DiscoveryReport]:
+        report = DiscoveryReport()
+        clusters: Sequence[str] = self.config.clusters or self.api.list_clusters()
+        report.clusters = len(clusters)
+        results: dict[str, list[ContainerNode]] = {}
+        errors: dict[str, AwsError] = {}
+
+        def work(cluster: str) -> None:
+            try:
+                results[cluster] = self._cluster(cluster, report, progress)
+            except AwsError as exc:
+                errors[cluster] = exc
+
+        with ThreadPoolExecutor(max_workers=MAX_PARALLEL_CLUSTERS) as pool:
+            list(pool.map(work, clusters))
+        for cluster, exc in errors.items():
+            if exc.code == "ClusterNotFoundException":
+                report.warnings.append(f"cluster {cluster!r} not found in {self.config.region}")
+            elif exc.code == "AccessDeniedException" or len(errors) == len(clusters):
+                raise DiscoveryError(f"discovery failed in {self.config.region}: {exc}") from exc
+            else:
+                report.warnings.append(f"cluster {cluster!r}: {exc}")
+        nodes = [node for cluster in clusters for node in results.get(cluster, [])]
+        report.containers = len(nodes)
+        return nodes, report
+
+    def _list_task_arns(self, cluster: str, report: DiscoveryReport) -> list[str]:
+        config = self.config
+        if config.filter_behavior == "include" and config.service_names:
+            arns: list[str] = []
+            for service in config.service_names:
+                try:
+                    arns += self.api.list_tasks(cluster, serviceName=service)
+                except AwsError as exc:
+                    if exc.code != "ServiceNotFoundException":
+                        raise
+                    report.warnings.append(f"service {service!r} not found in cluster {cluster!r}")
+            return list(dict.fromkeys(arns))
+        if config.filter_behavior == "include" and config.task_definition_names:
+            families = dict.fromkeys(n.split(":", 1)[0] for n in config.task_definition_names)
+            arns = []
+            for family in families:
+                arns += self.api.list_tasks(cluster, family=family)
+            return list(dict.fromkeys(arns))
+        return self.api.list_tasks(cluster)
+
+    def _cluster(
+        self, cluster: str, report: DiscoveryReport, progress: ProgressFn | None
+    ) -> list[ContainerNode]:
+        arns = self._list_task_arns(cluster, report)
+        if not arns:
+            return []
+        tasks, failures = self.api.describe_tasks(cluster, arns, tags=True)
+        for failure in failures:
+            if failure.get("reason") != "MISSING":
+                report.warnings.append(
+                    f"DescribeTasks: {failure.get('arn')}: {failure.get('reason')}"
+                )
+        tasks = [
+            t
+            for t in tasks
+            if t.get("desiredStatus") == "RUNNING" and t.get("lastStatus") == "RUNNING"
+        ]
+        report.tasks += len(tasks)
+        if progress is not None:
+            progress(cluster, len(tasks), len(arns))
+        service_tags = self._service_tags(cluster, tasks, report)
+        nodes: list[ContainerNode] = []
+        for task in tasks:
+            task_def = self._task_definition(str(task.get("taskDefinitionArn", "")), report)
+            group = str(task.get("group", ""))
+            svc_tags = (
+                service_tags.get(group[len("service:") :], {})
+                if group.startswith("service:")
+                else {}
+            )
+            for container in task.get("containers", []):
+                if container.get("lastStatus") == "STOPPED":
+                    continue  # ecs-nodes.md §1: finished init/sidecar containers are unreachable
+                node = container_node(
+                    task,
+                    container,
+                    region=self.config.region,
+                    task_definition=task_def,
+                    service_tags=svc_tags,
+                    assume_role_arn=self.config.assume_role_arn,
+                )
+                tags = {
+                    k[len("ECS:Tag:") :]: v
+                    for k, v in node.attributes.items()
+                    if k.startswith("ECS:Tag:")
+                }
+                if _passes(self.config, node, tags):
+                    nodes.append(node)
+        return nodes
+
+    def _task_definition(self, arn: str, report: DiscoveryReport) -> dict[str, Any] | None:
+        if not arn:
+            return None
+        cached = self.task_definitions.get(arn)
+        if cached is not None:
+            return cached
+        try:
+            value = self.api.describe_task_definition(arn)
+        except AwsError as exc:
+            if exc.code != "AccessDeniedException":
+                raise
+            report.warnings.append("ecs:DescribeTaskDefinition denied: os fields default to unix")
+            value = {}
+        self.task_definitions.put(arn, value)
+        return value
+
+    def _service_tags(
+        self, cluster: str, tasks: list[dict[str, Any]], report: DiscoveryReport
+    ) -> dict[str, dict[str, str]]:
+        """ecs-nodes.md §2: service tags only for service tasks without own tags."""
+        needed = sorted(
+            {
+                str(t.get("group", ""))[len("service:") :]
+                for t in tasks
+                if str(t.get("group", "")).startswith("service:")
+                and not any(
+                    not str(tag.get("key", "")).startswith(AWS_TAG_PREFIX)
+                    for tag in t.get("tags") or []
+                )
+            }
+        )
+        if not needed:
+            return {}
+        try:
+            services, _ = self.api.describe_services(cluster, needed)
+        except AwsError as exc:
+            if exc.code != "AccessDeniedException":
+                raise
+            report.warnings.append("ecs:DescribeServices denied: service tags are not applied")
+            return {}
+        return {
+            str(s.get("serviceName")): {
+                str(t.get("key")): str(t.get("value", "")) for t in s.get("tags") or []
+            }
+            for s in services
+        }
