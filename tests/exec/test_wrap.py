@@ -141,3 +141,18 @@ def test_wrapped_script_runs_in_a_real_shell(command: str, rc: int, output: byte
     rest, result = cleaner.finish()
     assert out + rest == output.replace(b"\r\n", b"\n")
     assert result.exit_code == rc == proc.returncode
+
+
+@pytest.mark.parametrize(
+    ("user", "rc", "expected"),
+    [
+        (b"partial\nKilled\n", 137, b"partial\n"),
+        (b"Segmentation fault (core dumped)\n", 139, b""),
+        (b"Killed\n", 0, b"Killed\n"),  # not a signal death: the user printed it
+        (b"Not Killed\n", 137, b"Not Killed\n"),
+    ],
+)
+def test_shell_signal_notice_is_dropped_only_after_a_signal_death(
+    user: bytes, rc: int, expected: bytes
+) -> None:
+    assert clean([stream(user, rc)])[:2] == (expected, rc)

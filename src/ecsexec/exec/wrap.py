@@ -67,6 +67,50 @@ class CleanResult:
     begin_seen: bool
 
 
+# What dash and busybox ash print when a child dies of a signal (their own tables).
+_SIGNAL_NOTICE: Final = re.compile(
+    rb"(?:^|(?<=\n))(?:Killed|Terminated|Hangup|Interrupt|Quit|Aborted|Alarm clock|Bus error"
+    rb"|Segmentation fault|Floating point exception|Illegal instruction|Trace/breakpoint trap"
+    rb"|User defined signal [12]|Signal \d+)(?: \(core dumped\))?\n\Z"
+)
+
+
+_NOTICES: Final = (
+    b"Killed",
+    b"Terminated",
+    b"Hangup",
+    b"Interrupt",
+    b"Quit",
+    b"Aborted",
+    b"Alarm clock",
+    b"Bus error",
+    b"Segmentation fault",
+    b"Floating point exception",
+    b"Illegal instruction",
+    b"Trace/breakpoint trap",
+    b"User defined signal 1",
+    b"User defined signal 2",
+)
+_CORE: Final = b" (core dumped)"
+_SIGNAL_N: Final = re.compile(rb"S(?:i(?:g(?:n(?:a(?:l(?: \d*)?)?)?)?)?)?")
+
+
+def _could_be_signal_notice(line: bytes) -> bool:
+    """True if ``line`` is a signal notice or the start of one."""
+    if not line:
+        return False
+    for notice in _NOTICES:
+        if notice.startswith(line):
+            return True
+        if line.startswith(notice) and _CORE.startswith(line[len(notice) :]):
+            return True
+    match = _SIGNAL_N.match(line)
+    if match is not None:
+        rest = line[match.end() :]
+        return rest == b"" or (match.group(0).startswith(b"Signal ") and _CORE.startswith(rest))
+    return False
+
+
 def crlf_to_lf(data: bytes) -> bytes:
     return data.replace(b"\r\n", b"\n")
 
@@ -131,6 +175,14 @@ class OutputCleaner:
             pos = buf.rfind(b"\n", 0, pos)
         while hold_from > 0 and buf[hold_from - 1] == 0x0D:  # the \r* before the \n
             hold_from -= 1
+        # Also hold the last line while it could be the shell's signal notice, which
+        # finish() drops when the exit code says the command died of a signal.
+        end = hold_from
+        if end > 0 and buf[end - 1] == 0x0A:  # the line just before a held marker
+            end -= 1
+        line_start = buf.rfind(b"\n", 0, end) + 1
+        if _could_be_signal_notice(bytes(buf[line_start:end]).rstrip(b"\r")):
+            return line_start
         return hold_from
 
     def _could_be_end(self, tail: bytes) -> bool:
@@ -159,4 +211,9 @@ class OutputCleaner:
             return crlf_to_lf(rest), CleanResult(
                 None, "the end marker never arrived; exit status unknown", True
             )
-        return crlf_to_lf(rest[: match.start()]), CleanResult(int(match.group(1)), "", True)
+        code = int(match.group(1))
+        output = crlf_to_lf(rest[: match.start()])
+        if code > 128:
+            # §12: the wrapper shell reports a signal death with a notice line; drop it.
+            output = _SIGNAL_NOTICE.sub(b"", output)
+        return output, CleanResult(code, "", True)
