@@ -67,10 +67,10 @@ def test_attributes_and_fields() -> None:
         '[{"key":"Rundeck-Tags","value":"a, b,,c "},{"key":"team","value":"web"}]'
     )
     assert a["ECS:Container-Tags"] == "[]"
-    assert node.fields["hostname"] == "10.0.1.23"
-    assert node.fields["osArch"] == "x86_64"
-    assert (node.fields["osFamily"], node.fields["osName"]) == ("unix", "Linux")
-    assert node.tags == ("ecs", "fargate", "a", "b", "c")
+    assert node.attributes["hostname"] == "10.0.1.23"
+    assert node.attributes["osArch"] == "x86_64"
+    assert (node.attributes["osFamily"], node.attributes["osName"]) == ("unix", "Linux")
+    assert node.tags == {"ecs", "fargate", "a", "b", "c"}
     assert "assume-role-arn" not in a
 
 
@@ -93,6 +93,6 @@ def test_bridge_mode_and_windows() -> None:
     assert node.attributes["ECS:Private-IP"] == ""
     assert node.attributes["ECS:Service-Name"] == ""
     assert node.attributes["ECS:CPU"] == "128"
-    assert node.fields["hostname"] == "cef73b218edc4475835d1d83814d501c"
-    assert node.fields["osFamily"] == "windows"
-    assert node.fields["osName"] == "WINDOWS_SERVER_2022_CORE"
+    assert node.attributes["hostname"] == "cef73b218edc4475835d1d83814d501c"
+    assert node.attributes["osFamily"] == "windows"
+    assert node.attributes["osName"] == "WINDOWS_SERVER_2022_CORE"

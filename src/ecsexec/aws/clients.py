@@ -7,6 +7,7 @@ import ssl
 from typing import Any
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ProfileNotFound
 
@@ -42,3 +43,21 @@ def ssl_context(session: boto3.session.Session) -> ssl.SSLContext:
             raise ConfigurationError(f"CA bundle not found: {bundle}")
         context.load_verify_locations(cafile=bundle)
     return context
+
+
+def session_from_env(env: dict[str, str], region: str | None = None) -> boto3.session.Session:
+    """A boto3 session configured only from the given AWS_* variables, not os.environ.
+
+    Used to reach a private sandbox without touching the process environment.
+    """
+    core = botocore.session.Session()
+    for variable, setting in (
+        ("AWS_CONFIG_FILE", "config_file"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "credentials_file"),
+        ("AWS_PROFILE", "profile"),
+        ("AWS_CA_BUNDLE", "ca_bundle"),
+    ):
+        if env.get(variable):
+            core.set_config_variable(setting, env[variable])
+    core.set_config_variable("region", region or env.get("AWS_DEFAULT_REGION"))
+    return boto3.session.Session(botocore_session=core)

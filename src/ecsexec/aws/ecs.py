@@ -191,6 +191,7 @@ class EcsApi:
         command: str,
         runtime_id: str = "",
         agent_status: str = "",
+        exec_enabled: str = "",
     ) -> ExecSession:
         """Start ``command`` in the container and return the session to attach to at once.
 
@@ -203,7 +204,9 @@ class EcsApi:
             )
         except (ClientError, BotoCoreError) as exc:
             raise explain_execute_command_error(
-                translate(exc, "ExecuteCommand"), agent_status=agent_status
+                translate(exc, "ExecuteCommand"),
+                agent_status=agent_status,
+                exec_enabled=exec_enabled,
             ) from None
         session = response["session"]
         cluster_arn = str(response.get("clusterArn") or cluster)
@@ -230,19 +233,29 @@ class EcsApi:
         return ""
 
 
-def explain_execute_command_error(error: EcsexecError, *, agent_status: str = "") -> EcsexecError:
-    """Turn ExecuteCommand failures into the actionable messages users need (issue 5)."""
+def explain_execute_command_error(
+    error: EcsexecError, *, agent_status: str = "", exec_enabled: str = ""
+) -> EcsexecError:
+    """Turn ExecuteCommand failures into the actionable messages users need (issue 5).
+
+    ``agent_status`` and ``exec_enabled`` come from the node's attributes and tell which
+    of AWS's two merged causes applies.
+    """
     if not isinstance(error, AwsError):
         return error
     if error.code == "InvalidParameterException" and EXEC_NOT_ENABLED in error.message:
-        return AwsError(
-            error.message,
-            code=error.code,
-            operation="ExecuteCommand",
-            hint="exec is not enabled on this task or its agent is not running: the task must "
-            "be restarted with --enable-execute-command (for a service: "
-            "aws ecs update-service --enable-execute-command --force-new-deployment)",
-        )
+        if exec_enabled == "true" and agent_status and agent_status != "RUNNING":
+            hint = (
+                f"exec is enabled but the container's ExecuteCommandAgent is {agent_status}: "
+                "wait for it to start, or replace the task (a new task starts a new agent)"
+            )
+        else:
+            hint = (
+                "exec was not enabled when the task started: the task must be restarted with "
+                "--enable-execute-command (for a service: aws ecs update-service "
+                "--enable-execute-command --force-new-deployment)"
+            )
+        return AwsError(error.message, code=error.code, operation="ExecuteCommand", hint=hint)
     if error.code == "TargetNotConnectedException":
         return AwsError(
             error.message,

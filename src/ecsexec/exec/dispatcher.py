@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 from ecsexec.aws.errors import THROTTLING_CODES
-from ecsexec.errors import AwsError, EcsexecError
+from ecsexec.errors import AwsError, EcsexecError, SessionError
 from ecsexec.exec.results import CommandResult, NodeError, RunResult
 from ecsexec.exec.runner import Connector, ContainerTarget, run_on_container
 from ecsexec.exec.wrap import WrappedCommand
@@ -47,6 +47,7 @@ class NodeStarted:
 class NodeOutput:
     node: str
     data: bytes
+    line_break_held: bool = False  # see ecsexec.exec.runner.OutputCallback
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ ProgressCallback = Callable[[ProgressEvent], None]
 class AdaptiveRateLimiter:
     """A token bucket for ExecuteCommand whose rate halves on throttling and creeps back.
 
-    Time comes from the event loop, so tests can drive it without sleeping for real.
+    :meth:`reserve` is pure (it takes ``now``); :meth:`acquire` sleeps for what it returns.
     """
 
     def __init__(self, rate: float, *, burst: float | None = None) -> None:
@@ -88,21 +89,19 @@ class AdaptiveRateLimiter:
         self.burst = burst if burst is not None else max(1.0, rate)
         self._tokens = self.burst
         self._last: float | None = None
-        self._lock = asyncio.Lock()
 
-    def _refill(self, now: float) -> None:
+    def reserve(self, now: float) -> float:
+        """Take one token; return how long to wait before using it."""
         if self._last is not None:
             self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
         self._last = now
+        self._tokens -= 1  # may go negative: later callers queue behind earlier ones
+        return max(0.0, -self._tokens / self.rate)
 
     async def acquire(self) -> None:
-        async with self._lock:
-            loop = asyncio.get_running_loop()
-            self._refill(loop.time())
-            if self._tokens < 1:
-                await asyncio.sleep((1 - self._tokens) / self.rate)
-                self._refill(loop.time())
-            self._tokens -= 1
+        delay = self.reserve(asyncio.get_running_loop().time())
+        if delay > 0:
+            await asyncio.sleep(delay)
 
     def throttled(self) -> None:
         self.rate = max(MIN_RATE, self.rate / 2)
@@ -142,6 +141,12 @@ async def dispatch(
                 outcome = NodeError(
                     target.node, exc, started, datetime.now(UTC), getattr(exc, "output", b"")
                 )
+            except asyncio.CancelledError:
+                cancelled = SessionError("interrupted; the session was terminated")
+                outcome = NodeError(target.node, cancelled, started, datetime.now(UTC), b"", True)
+                outcomes[target.node] = outcome
+                emit(NodeFinished(target.node, outcome))
+                raise
             outcomes[target.node] = outcome
             emit(NodeFinished(target.node, outcome))
             if not outcome.ok and not opts.keepgoing:
@@ -177,7 +182,7 @@ async def _run_with_retries(
                 target,
                 wrapped,
                 timeout=opts.timeout,
-                on_output=lambda node, data: emit(NodeOutput(node, data)),
+                on_output=lambda node, data, held: emit(NodeOutput(node, data, held)),
                 on_notice=lambda node, text: emit(NodeNotice(node, text)),
             )
         except AwsError as exc:
@@ -189,7 +194,7 @@ async def _run_with_retries(
             if attempt > MAX_THROTTLE_RETRIES:
                 raise
             limiter.throttled()
-            delay = min(10.0, 0.2 * 2**attempt) * (0.5 + random.random())
+            delay = min(10.0, 0.1 * 2**attempt) * (0.5 + random.random())
             emit(NodeThrottled(target.node, delay, limiter.rate))
             await asyncio.sleep(delay)
             continue

@@ -22,6 +22,7 @@ class CommandResult:
     session_id: str = ""
     reason: str = ""  # why exit_code is None, or what went wrong
     truncated: bool = False
+    timed_out: bool = False
 
     @property
     def ok(self) -> bool:
@@ -37,11 +38,12 @@ class CommandResult:
 
     @property
     def status(self) -> str:
-        if self.ok:
-            return "succeeded"
-        if self.exit_code is None:
-            return "unknown"
-        return "failed"
+        """succeeded, failed (non-zero exit), timeout, or error (exit status unknown)."""
+        if self.timed_out:
+            return "timeout"
+        if self.exit_code is None or self.truncated:
+            return "error"
+        return "succeeded" if self.exit_code == 0 else "failed"
 
     def check(self) -> CommandResult:
         """Return self if the command succeeded, else raise :class:`CommandFailedError`."""
@@ -59,13 +61,14 @@ class CommandResult:
 
 @dataclass(frozen=True)
 class NodeError:
-    """A node where the command could not run (or its outcome could not be known)."""
+    """A node where the command could not run, or was cancelled before it finished."""
 
     node: str
     error: EcsexecError
     started_at: datetime
     finished_at: datetime
     output: bytes = b""  # whatever arrived before the failure
+    cancelled: bool = False
 
     @property
     def ok(self) -> bool:
@@ -73,7 +76,11 @@ class NodeError:
 
     @property
     def status(self) -> str:
-        return "error"
+        return "cancelled" if self.cancelled else "error"
+
+    @property
+    def duration(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds()
 
 
 @dataclass(frozen=True)
@@ -98,20 +105,17 @@ class RunResult:
         return not self.failed and not self.not_started and not self.interrupted
 
     def exit_code(self) -> int:
-        """0 all succeeded; 1 a command failed; 2 a node errored or was skipped; 130 interrupted.
+        """The ``ecsexec run`` exit status (issue 5).
 
-        With one node, the node's own exit code is passed through, so ``ecsexec run`` on a
-        single container behaves like running the command locally.
+        0 every node succeeded; 1 a command exited non-zero; 3 a node could not be run or
+        its outcome is unknown (API or session error, timeout, truncation); 130 interrupted.
+        A node that could not be run outranks a command's own failure.
         """
         if self.interrupted:
             return 130
-        if len(self.results) == 1 and not self.not_started:
-            (only,) = self.results.values()
-            if isinstance(only, CommandResult) and only.exit_code is not None:
-                return 1 if only.truncated and only.exit_code == 0 else only.exit_code
-        if any(isinstance(v, NodeError) for v in self.results.values()) or self.not_started:
-            return 2
-        for value in self.results.values():
-            if isinstance(value, CommandResult) and value.exit_code is None:
-                return 2
-        return 1 if self.failed else 0
+        statuses = {outcome.status for outcome in self.results.values()}
+        if statuses & {"error", "timeout", "cancelled"}:
+            return 3
+        if "failed" in statuses:
+            return 1
+        return 0

@@ -35,6 +35,7 @@ class ContainerTarget:
     region: str = ""
     runtime_id: str = ""
     agent_status: str = ""
+    exec_enabled: str = ""
 
     @classmethod
     def from_attributes(cls, node: str, attributes: Mapping[str, str]) -> ContainerTarget:
@@ -55,6 +56,7 @@ class ContainerTarget:
             region=attributes.get("ECS:Region", ""),
             runtime_id=attributes.get("ECS:Runtime-ID", ""),
             agent_status=attributes.get("ECS:Exec-Agent-Status", ""),
+            exec_enabled=attributes.get("ECS:Exec-Enabled", ""),
         )
 
 
@@ -68,8 +70,14 @@ class Connector:
     session_options: SessionOptions = field(default_factory=SessionOptions)
 
 
-OutputCallback = Callable[[str, bytes], None]
-"""Called with (node name, cleaned output chunk) as output arrives."""
+OutputCallback = Callable[[str, bytes, bool], None]
+"""Called with (node name, cleaned output chunk, line break held back) as output arrives.
+
+The flag says the cleaner holds back a line break right after the chunk (it could still
+be the end marker's, §12): a live display may end the line now; the recorded output
+stays byte-exact.
+"""
+NoticeCallback = Callable[[str, bytes], None]
 
 
 async def start_exec_session(
@@ -89,6 +97,7 @@ async def start_exec_session(
             command=wrapped.ecs_command,
             runtime_id=target.runtime_id,
             agent_status=target.agent_status,
+            exec_enabled=target.exec_enabled,
         )
     )
     try:
@@ -107,7 +116,7 @@ async def run_on_container(
     *,
     timeout: float | None = None,
     on_output: OutputCallback | None = None,
-    on_notice: OutputCallback | None = None,
+    on_notice: NoticeCallback | None = None,
 ) -> CommandResult:
     """Run ``wrapped`` in ``target`` and return its result.
 
@@ -133,7 +142,7 @@ async def run_on_container(
         if chunk:
             output.extend(chunk)
             if on_output is not None:
-                on_output(target.node, chunk)
+                on_output(target.node, chunk, cleaner.line_break_held)
 
     closed: ChannelClosed | None = None
     timed_out = False
@@ -182,6 +191,7 @@ async def run_on_container(
         finished_at=datetime.now(UTC),
         session_id=exec_session.session_id,
         reason=reason,
+        timed_out=timed_out,
         # §11: a missing end marker also means the output is incomplete.
         truncated=truncated
         or (not timed_out and not wrapped.raw and clean.begin_seen and clean.exit_code is None),

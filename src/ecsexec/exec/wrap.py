@@ -142,6 +142,12 @@ class OutputCleaner:
     def begin_seen(self) -> bool:
         return self._begin_seen
 
+    @property
+    def line_break_held(self) -> bool:
+        """What is held back is exactly a line break (it may yet be the end marker's)."""
+        held = self._buffer
+        return bool(held) and self._begin_seen and not held.strip(b"\r\n") and b"\n" in held
+
     def feed(self, data: bytes) -> bytes:
         """Add PTY output; return the cleaned user output that can be shown now."""
         self._buffer += data

@@ -7,23 +7,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
+
+from ecsexec.nodes.node import Node
 
 AWS_TAG_PREFIX: Final = "aws:"
 RUNDECK_TAGS_KEY: Final = "Rundeck-Tags"
 PROVIDER: Final = "ecsexec"  # node-executor / file-copier placeholder ids (ecs-nodes.md §2)
-
-
-@dataclass(frozen=True)
-class ContainerNode:
-    """Everything a node needs, before it becomes a :class:`Node`."""
-
-    name: str
-    fields: dict[str, str]  # standard properties: hostname, username, os*, description
-    attributes: dict[str, str]
-    tags: tuple[str, ...]
 
 
 def node_name(container: Mapping[str, Any]) -> str:
@@ -89,7 +80,7 @@ def container_node(
     task_definition: Mapping[str, Any] | None = None,
     service_tags: Mapping[str, str] | None = None,
     assume_role_arn: str = "",
-) -> ContainerNode:
+) -> Node:
     """Build one node per ecs-nodes.md §1-§2."""
     task_arn = str(task.get("taskArn", ""))
     cluster_arn = str(task.get("clusterArn", ""))
@@ -162,4 +153,4 @@ def container_node(
     if task.get("launchType"):
         tag_set.append(str(task["launchType"]).lower())
     tag_set += [t.strip() for t in tags.get(RUNDECK_TAGS_KEY, "").split(",") if t.strip()]
-    return ContainerNode(node_name(container), fields, attributes, tuple(dict.fromkeys(tag_set)))
+    return Node(node_name(container), {**fields, **attributes}, frozenset(tag_set))

@@ -17,7 +17,8 @@ from typing import Any, Final, Literal
 
 from ecsexec.aws.ecs import EcsApi
 from ecsexec.errors import AwsError, ConfigurationError, DiscoveryError
-from ecsexec.nodes.ecs_attributes import AWS_TAG_PREFIX, ContainerNode, container_node
+from ecsexec.nodes.ecs_attributes import AWS_TAG_PREFIX, container_node
+from ecsexec.nodes.node import Node
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class TaskDefinitionCache:
             self._items[arn] = value
 
 
-def _passes(config: EcsSourceConfig, node: ContainerNode, tags: dict[str, str]) -> bool:
+def _passes(config: EcsSourceConfig, node: Node, tags: dict[str, str]) -> bool:
     """ecs-nodes.md §3 Filters: include keeps iff all tests pass; exclude drops iff any."""
     tests: list[bool] = []
     attrs = node.attributes
@@ -115,7 +116,7 @@ def _passes(config: EcsSourceConfig, node: ContainerNode, tags: dict[str, str]) 
 
 
 class EcsNodeSource:
-    """Turns one region's ECS tasks into :class:`ContainerNode` records."""
+    """Turns one region's ECS containers into :class:`Node` objects."""
 
     def __init__(
         self,
@@ -128,13 +129,11 @@ class EcsNodeSource:
         self.api = api
         self.task_definitions = task_definitions or TaskDefinitionCache()
 
-    def discover(
-        self, progress: ProgressFn | None = None
-    ) -> tuple[list[ContainerNode], DiscoveryReport]:
+    def discover(self, progress: ProgressFn | None = None) -> tuple[list[Node], DiscoveryReport]:
         report = DiscoveryReport()
         clusters: Sequence[str] = self.config.clusters or self.api.list_clusters()
         report.clusters = len(clusters)
-        results: dict[str, list[ContainerNode]] = {}
+        results: dict[str, list[Node]] = {}
         errors: dict[str, AwsError] = {}
 
         def work(cluster: str) -> None:
@@ -178,7 +177,7 @@ class EcsNodeSource:
 
     def _cluster(
         self, cluster: str, report: DiscoveryReport, progress: ProgressFn | None
-    ) -> list[ContainerNode]:
+    ) -> list[Node]:
         arns = self._list_task_arns(cluster, report)
         if not arns:
             return []
@@ -197,7 +196,7 @@ class EcsNodeSource:
         if progress is not None:
             progress(cluster, len(tasks), len(arns))
         service_tags = self._service_tags(cluster, tasks, report)
-        nodes: list[ContainerNode] = []
+        nodes: list[Node] = []
         for task in tasks:
             task_def = self._task_definition(str(task.get("taskDefinitionArn", "")), report)
             group = str(task.get("group", ""))

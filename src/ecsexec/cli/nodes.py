@@ -1,0 +1,66 @@
+"""``ecsexec nodes``: list the containers a filter selects, as a table or a resource document."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ecsexec.cli.common import NodeQuery, apply_filter, exec_readiness, load_inventory, node_options
+from ecsexec.nodes.formats import dump_nodes
+from ecsexec.nodes.node import Node
+
+
+def render_table(nodes: list[Node], console: Console) -> None:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("NAME", "IMAGE", "CLUSTER", "SERVICE", "TASK", "STATUS", "EXEC"):
+        table.add_column(column, overflow="fold")
+    for node in nodes:
+        table.add_row(
+            node.name,
+            node.get("ECS:Container-Image") or "",
+            node.get("ECS:Cluster-Name") or "",
+            node.get("ECS:Service-Name") or "",
+            node.get("ECS:Task-ID") or "",
+            node.get("ECS:Task-Status") or "",
+            exec_readiness(node),
+        )
+    console.print(table)
+
+
+@click.command("nodes")
+@click.option("-F", "--filter", "filter_text", default=None, help="Rundeck node filter.")
+@click.option(
+    "--include-precedence", is_flag=True, help="Include clauses win over exclude clauses."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "yaml", "xml"]),
+    default="table",
+    show_default=True,
+    help="json/yaml/xml are resourcejson/resourceyaml/resourcexml (feed back with --nodes-file).",
+)
+@node_options
+def nodes_command(
+    filter_text: str | None,
+    include_precedence: bool,
+    fmt: str,
+    nodes_files: tuple[str, ...],
+    regions: tuple[str, ...],
+    clusters: tuple[str, ...],
+    refresh: bool,
+    profile: str | None,
+) -> None:
+    """List nodes (ECS containers). With no filter, every node is listed."""
+    query = NodeQuery(nodes_files, regions, clusters, refresh, profile)
+    selected = apply_filter(
+        load_inventory(query), filter_text, include_precedence=include_precedence
+    )
+    if fmt == "table":
+        console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 250)
+        render_table(selected, console)
+        return
+    click.echo(dump_nodes(selected, fmt), nl=False)  # type: ignore[arg-type]

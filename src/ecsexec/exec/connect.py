@@ -1,0 +1,54 @@
+"""Build one :class:`Connector` per region from a boto3 session factory, and reuse it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import boto3
+
+from ecsexec.aws.clients import ssl_context
+from ecsexec.aws.ecs import EcsApi
+from ecsexec.aws.ssm import KmsDataKeyProvider, SsmSessionControl
+from ecsexec.exec.runner import Connector, ContainerTarget
+from ecsexec.ssm.session import SessionOptions
+
+SessionFactory = Callable[[str], boto3.session.Session]
+"""Region -> boto3 session (the same credentials serve ECS, SSM and KMS)."""
+
+
+class ConnectorPool:
+    """Connectors keyed by region; ``pool(target)`` picks the target's region."""
+
+    def __init__(
+        self,
+        session_factory: SessionFactory,
+        *,
+        default_region: str,
+        options: SessionOptions | None = None,
+    ) -> None:
+        self._factory = session_factory
+        self._default_region = default_region
+        self._options = options or SessionOptions()
+        self._connectors: dict[str, Connector] = {}
+        self._lock = threading.Lock()
+
+    def for_region(self, region: str) -> Connector:
+        with self._lock:
+            connector = self._connectors.get(region)
+            if connector is None:
+                session = self._factory(region)
+                options = SessionOptions(
+                    **{**self._options.__dict__, "ssl_context": ssl_context(session)}
+                )
+                connector = Connector(
+                    ecs=EcsApi(session, region=region),
+                    control=SsmSessionControl(session),
+                    data_key_provider=KmsDataKeyProvider(session),
+                    session_options=options,
+                )
+                self._connectors[region] = connector
+            return connector
+
+    def __call__(self, target: ContainerTarget) -> Connector:
+        return self.for_region(target.region or self._default_region)

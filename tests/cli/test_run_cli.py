@@ -1,0 +1,194 @@
+"""`ecsexec run` and `ecsexec nodes` as a user runs them: subprocesses against the sandbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ecsexec.sandbox import Sandbox
+
+ECSEXEC = [sys.executable, "-m", "ecsexec"]
+WEB = "ECS:Service-Name: web ECS:Cluster-Name: demo"
+
+
+def env_for(sb: Sandbox, tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(sb.env)
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")  # a private node cache per test
+    return env
+
+
+def ecsexec(
+    sb: Sandbox, tmp_path: Path, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*ECSEXEC, *args],
+        capture_output=True,
+        text=True,
+        env=env_for(sb, tmp_path),
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_exit_codes_0_3_and_127_with_stderr(sandbox: Sandbox, tmp_path: Path) -> None:
+    ok = ecsexec(sandbox, tmp_path, "run", "-F", WEB, "--format", "json", "--", "echo fine")
+    assert ok.returncode == 0, ok.stderr
+    records = json.loads(ok.stdout)
+    assert {r["status"] for r in records} == {"succeeded"}
+    assert {r["output"] for r in records} == {"fine\n"}
+    assert set(records[0]) == {
+        "node",
+        "status",
+        "exit_code",
+        "output",
+        "error",
+        "started_at",
+        "duration_s",
+        "session_id",
+    }
+    three = ecsexec(
+        sandbox,
+        tmp_path,
+        "run",
+        "-F",
+        WEB,
+        "--format",
+        "json",
+        "--",
+        "sh",
+        "-c",
+        "echo to-stderr >&2; exit 3",
+    )
+    assert three.returncode == 1
+    assert {(r["exit_code"], r["output"]) for r in json.loads(three.stdout)} == {(3, "to-stderr\n")}
+    missing = ecsexec(
+        sandbox, tmp_path, "run", "-F", WEB, "--format", "jsonl", "--", "no-such-command-xyz"
+    )
+    assert missing.returncode == 1
+    lines = [json.loads(line) for line in missing.stdout.splitlines()]
+    assert {r["exit_code"] for r in lines} == {127}
+    assert len(lines) == len(json.loads(ok.stdout))
+
+
+def test_text_output_is_prefixed_and_summarised(sandbox: Sandbox, tmp_path: Path) -> None:
+    result = ecsexec(sandbox, tmp_path, "run", "-F", WEB, "--", "echo line; exit 7")
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines and all(line.endswith(": line") for line in lines)
+    assert "7" in result.stderr and "failed" in result.stderr
+
+
+def test_group_shows_identical_output_once(sandbox: Sandbox, tmp_path: Path) -> None:
+    result = ecsexec(sandbox, tmp_path, "run", "-F", WEB, "--group", "--", "echo same")
+    assert result.returncode == 0
+    assert result.stdout.count("same\n") == 1
+    assert "(3)" in result.stdout
+
+
+def test_utf8_and_large_output_are_byte_exact(sandbox: Sandbox, tmp_path: Path) -> None:
+    text = "héllo wörld ✓ 日本語"
+    result = ecsexec(
+        sandbox,
+        tmp_path,
+        "run",
+        "-F",
+        "ECS:Service-Name: legacy",
+        "--format",
+        "json",
+        "--",
+        f"printf '%s\\n' '{text}'; head -c 10000000 /dev/zero | tr '\\0' x",
+    )
+    assert result.returncode == 0, result.stderr
+    (record,) = json.loads(result.stdout)
+    assert record["output"] == text + "\n" + "x" * 10_000_000
+
+
+def test_filter_is_required_and_bad_filters_name_the_column(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    missing = ecsexec(sandbox, tmp_path, "run", "--", "true")
+    assert missing.returncode == 2 and "-F '.*'" in missing.stderr
+    bad = ecsexec(sandbox, tmp_path, "nodes", "-F", "name: /[unclosed/")
+    assert bad.returncode == 2 and "column" in bad.stderr
+
+
+def test_dry_run_lists_nodes_without_running(sandbox: Sandbox, tmp_path: Path) -> None:
+    before = sandbox.stats()["sessions"]["opened"]
+    result = ecsexec(sandbox, tmp_path, "run", "-F", WEB, "--dry-run", "--", "true")
+    assert result.returncode == 0
+    assert len(result.stdout.splitlines()) == 3
+    assert sandbox.stats()["sessions"]["opened"] == before
+
+
+def test_nodes_json_round_trips_through_nodes_file(sandbox: Sandbox, tmp_path: Path) -> None:
+    listed = ecsexec(sandbox, tmp_path, "nodes", "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    path = tmp_path / "nodes.json"
+    path.write_text(listed.stdout)
+    flt = "ECS:Container-Image: spring.*"
+    live = ecsexec(sandbox, tmp_path, "nodes", "-F", flt, "--format", "json")
+    from_file = ecsexec(
+        sandbox, tmp_path, "nodes", "--nodes-file", str(path), "-F", flt, "--format", "json"
+    )
+    assert json.loads(live.stdout) == json.loads(from_file.stdout)
+    assert len(json.loads(live.stdout)) == 2
+
+
+def test_timeout_leaves_no_session_behind(sandbox: Sandbox, tmp_path: Path) -> None:
+    result = ecsexec(
+        sandbox, tmp_path, "run", "-F", WEB, "--timeout", "1", "--format", "json", "--", "sleep 30"
+    )
+    assert result.returncode == 3
+    assert {r["status"] for r in json.loads(result.stdout)} == {"timeout"}
+    assert [s for s in sandbox.control.sessions() if s["state"] == "active"] == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_terminates_every_session(sandbox: Sandbox, tmp_path: Path, signum: int) -> None:
+    proc = subprocess.Popen(
+        [*ECSEXEC, "run", "-F", WEB, "--", "echo started; sleep 60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env_for(sandbox, tmp_path),
+    )
+    assert proc.stdout is not None
+    started = 0
+    deadline = time.monotonic() + 60
+    while started < 3 and time.monotonic() < deadline:
+        if proc.stdout.readline().rstrip().endswith("started"):
+            started += 1
+    assert started == 3
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert [s for s in sandbox.control.sessions() if s["state"] == "active"] == []
+
+
+@pytest.mark.parametrize("flag", ["--keepgoing", "--fail-fast"])
+def test_keepgoing_and_fail_fast(sandbox: Sandbox, tmp_path: Path, flag: str) -> None:
+    result = ecsexec(
+        sandbox,
+        tmp_path,
+        "run",
+        "-F",
+        WEB,
+        "--threads",
+        "1",
+        flag,
+        "--format",
+        "json",
+        "--",
+        "exit 1",
+    )
+    assert result.returncode == 1
+    assert len(json.loads(result.stdout)) == (3 if flag == "--keepgoing" else 1)

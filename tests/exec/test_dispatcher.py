@@ -1,0 +1,135 @@
+"""Many containers at once: concurrency, throttling, keepgoing/fail-fast, order, Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ecsexec.exec.dispatcher import (
+    AdaptiveRateLimiter,
+    DispatchOptions,
+    NodeFinished,
+    NodeOutput,
+    NodeStarted,
+    NodeThrottled,
+    ProgressEvent,
+    dispatch,
+)
+from ecsexec.exec.results import CommandResult, NodeError
+from ecsexec.exec.wrap import wrap
+from ecsexec.sandbox import Sandbox
+from tests.exec.sandbox_nodes import pool, targets
+
+
+def test_fan_out_collects_every_exit_code_in_rank_order(sandbox: Sandbox) -> None:
+    chosen = targets(sandbox, "ECS:Service-Name: web,api")
+    events: list[ProgressEvent] = []
+    result = asyncio.run(
+        dispatch(
+            pool(sandbox),
+            chosen,
+            wrap('echo "$HOSTNAME"; exit 4'),
+            options=DispatchOptions(threads=8),
+            on_event=events.append,
+        )
+    )
+    assert list(result.results) == [t.node for t in chosen]
+    assert all(isinstance(r, CommandResult) and r.exit_code == 4 for r in result.results.values())
+    assert result.exit_code() == 1 and len(result.failed) == len(chosen)
+    started = {e.node for e in events if isinstance(e, NodeStarted)}
+    finished = {e.node for e in events if isinstance(e, NodeFinished)}
+    assert started == finished == {t.node for t in chosen}
+    assert all(e.data.endswith(b"\n") for e in events if isinstance(e, NodeOutput))
+
+
+def test_node_errors_are_kept_beside_results(sandbox: Sandbox) -> None:
+    chosen = targets(sandbox, "ECS:Service-Name: worker")
+    result = asyncio.run(dispatch(pool(sandbox), chosen, wrap("true")))
+    kinds = sorted(type(v).__name__ for v in result.results.values())
+    assert kinds == ["CommandResult", "NodeError"]
+    error = next(v for v in result.results.values() if isinstance(v, NodeError))
+    assert "STOPPED" in str(error.error)
+    assert result.exit_code() == 3
+
+
+def test_fail_fast_stops_starting_new_nodes(sandbox: Sandbox) -> None:
+    chosen = targets(sandbox, "ECS:Service-Name: web ECS:Cluster-Name: demo")
+    result = asyncio.run(
+        dispatch(
+            pool(sandbox),
+            chosen,
+            wrap("exit 1"),
+            options=DispatchOptions(threads=1, keepgoing=False),
+        )
+    )
+    assert len(result.results) == 1
+    assert len(result.not_started) == len(chosen) - 1
+    assert result.exit_code() == 1
+
+
+def test_throttled_execute_command_is_retried_and_runs_exactly_once() -> None:
+    with Sandbox(initial_wait=0.05, throttle="ExecuteCommand:8/s:2") as sb:
+        chosen = targets(sb, "ECS:Cluster-Name: demo ECS:Exec-Agent-Status: RUNNING")
+        sb.reset_stats()
+        events: list[ProgressEvent] = []
+        result = asyncio.run(
+            dispatch(
+                pool(sb),
+                chosen,
+                wrap("echo once"),
+                options=DispatchOptions(threads=50, rate=100),
+                on_event=events.append,
+            )
+        )
+        stats = sb.stats()
+    assert all(r.ok for r in result.results.values()), result.results
+    assert any(isinstance(e, NodeThrottled) for e in events)
+    api = stats["api"]["ecs"]["ExecuteCommand"]
+    assert api["errors"]["ThrottlingException"] > 0
+    # Every node ran its command exactly once: one session per node, no more.
+    assert stats["sessions"]["opened"] == len(chosen)
+    assert all(r.output == b"once\n" for r in result.results.values())
+
+
+def test_cancelling_a_dispatch_terminates_every_session_and_keeps_partial_results(
+    sandbox: Sandbox,
+) -> None:
+    chosen = targets(sandbox, "ECS:Service-Name: web ECS:Cluster-Name: demo")
+    outputs: set[str] = set()
+
+    async def scenario():  # type: ignore[no-untyped-def]
+        all_started = asyncio.Event()
+
+        def on_event(event: ProgressEvent) -> None:
+            if isinstance(event, NodeOutput):
+                outputs.add(event.node)
+                if len(outputs) == len(chosen):
+                    all_started.set()
+
+        task = asyncio.create_task(
+            dispatch(pool(sandbox), chosen, wrap("echo up; sleep 60"), on_event=on_event)
+        )
+        await asyncio.wait_for(all_started.wait(), 30)
+        task.cancel()
+        return await task
+
+    before = sandbox.stats()["sessions"]["by_end_reason"]["terminated"]
+    result = asyncio.run(scenario())
+    assert result.interrupted and result.exit_code() == 130
+    assert {o.status for o in result.results.values()} == {"cancelled"}
+    assert sandbox.stats()["sessions"]["by_end_reason"]["terminated"] == before + len(chosen)
+
+
+def test_rate_limiter_spaces_calls_halves_on_throttling_and_recovers() -> None:
+    limiter = AdaptiveRateLimiter(8.0)
+    delays = [limiter.reserve(0.0) for _ in range(16)]
+    assert delays[:8] == [0.0] * 8  # the burst
+    assert delays[8:] == pytest.approx([i / 8 for i in range(1, 9)])  # then 8 per second
+    assert limiter.reserve(10.0) == 0.0  # the bucket refilled
+    limiter.throttled()
+    assert limiter.rate == 4.0
+    assert limiter.reserve(10.0) == pytest.approx(0.25)  # no tokens left after throttling
+    for _ in range(100):
+        limiter.succeeded()
+    assert limiter.rate == 8.0

@@ -1,0 +1,233 @@
+"""Real processes under a real PTY, as container-mode ECS Exec runs them (sandbox.md §8)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ecsexec.sandbox.process import CannotStart, PtyProcess, resolve_executable
+from ecsexec.sandbox.shlex_go import split
+
+ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/nonexistent-home", "LANG": "C.UTF-8"}
+TIMEOUT = 10.0
+
+
+def _gone(pid: int) -> bool:
+    """True when ``pid`` no longer runs (absent, or a zombie awaiting its new parent)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+class Run:
+    """Drive one PtyProcess on the running loop and collect what it prints."""
+
+    def __init__(self, command: str, *, env: dict[str, str] | None = None, cwd: str = "/") -> None:
+        self.proc = PtyProcess.spawn(split(command), env=env or ENV, cwd=cwd)
+        self.output = bytearray()
+        self.chunks: list[bytes] = []
+        self.eof = asyncio.Event()
+        self.exited = asyncio.Event()
+        self.changed = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        self.proc.start_reading(loop, self._data, self._eof)
+        self.proc.watch_exit(loop, lambda _rc: self.exited.set())
+
+    def _data(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.output += data
+        self.changed.set()
+
+    def _eof(self) -> None:
+        self.eof.set()
+
+    async def until(self, predicate: Callable[[bytes], bool]) -> None:
+        async def wait() -> None:
+            while not predicate(bytes(self.output)):
+                self.changed.clear()
+                await self.changed.wait()
+
+        await asyncio.wait_for(wait(), TIMEOUT)
+
+    async def finish(self) -> bytes:
+        await asyncio.wait_for(self.eof.wait(), TIMEOUT)
+        await asyncio.wait_for(self.exited.wait(), TIMEOUT)
+        self.proc.close()
+        return bytes(self.output)
+
+    async def kill(self) -> None:
+        self.proc.kill()
+        self.proc.close()
+        await asyncio.wait_for(self.exited.wait(), TIMEOUT)
+
+    async def __aenter__(self) -> Run:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        # Never leave a process behind, even when the test body failed.
+        if self.proc.returncode is None or not self.proc.closed:
+            await self.kill()
+
+
+async def _output(command: str, *, env: dict[str, str] | None = None, cwd: str = "/") -> bytes:
+    async with Run(command, env=env, cwd=cwd) as run:
+        return await run.finish()
+
+
+def test_no_shell_no_expansion() -> None:
+    assert asyncio.run(_output("echo $HOME")) == b"$HOME\r\n"
+
+
+def test_shell_expands_with_the_given_env() -> None:
+    assert asyncio.run(_output("sh -c 'echo $HOME'")) == b"/nonexistent-home\r\n"
+
+
+def test_crlf_and_merged_stderr() -> None:
+    out = asyncio.run(_output("sh -c 'echo out; echo err 1>&2; printf \"a\\nb\"'"))
+    assert out == b"out\r\nerr\r\na\r\nb"
+
+
+def test_env_is_exactly_the_callers() -> None:
+    os.environ["ECSEXEC_TEST_SECRET"] = "must-not-leak"
+    try:
+        out = asyncio.run(_output("env"))
+    finally:
+        del os.environ["ECSEXEC_TEST_SECRET"]
+    lines = sorted(out.decode().split("\r\n")[:-1])
+    assert lines == sorted(f"{k}={v}" for k, v in ENV.items())
+
+
+def test_session_leader_with_the_pty_as_controlling_terminal() -> None:
+    async def main() -> tuple[int, bytes]:
+        async with Run("sh -c 'test -t 0 && test -t 1 && echo tty; cat /proc/$$/stat'") as run:
+            return run.proc.pid, await run.finish()
+
+    pid, out = asyncio.run(main())
+    first, stat_line = out.decode().split("\r\n", 1)
+    assert first == "tty"
+    fields = stat_line.rsplit(")", 1)[1].split()
+    pgrp, session, tty_nr = int(fields[2]), int(fields[3]), int(fields[4])
+    assert pgrp == pid
+    assert session == pid
+    assert tty_nr != 0
+
+
+def test_ctrl_c_becomes_sigint() -> None:
+    async def main() -> int | None:
+        async with Run("sh -c 'echo ready; exec sleep 30'") as run:
+            await run.until(lambda out: b"ready" in out)
+            run.proc.write(b"\x03")
+            await run.finish()
+            return run.proc.returncode
+
+    assert asyncio.run(main()) == -signal.SIGINT
+
+
+def test_input_is_echoed_and_read() -> None:
+    async def main() -> bytes:
+        async with Run("sh -c 'read x; echo got:$x'") as run:
+            run.proc.write(b"hello\r")
+            return await run.finish()
+
+    assert asyncio.run(main()) == b"hello\r\ngot:hello\r\n"
+
+
+def test_large_input_is_queued_not_lost() -> None:
+    # The PTY takes ~4 KB at a time; the rest must wait in the write queue.
+    async def main() -> bytes:
+        async with Run("sh -c 'stty -icanon -echo; echo ready; head -c 20000 | wc -c'") as run:
+            await run.until(lambda out: b"ready" in out)
+            run.proc.write(b"x" * 20000)
+            return await run.finish()
+
+    assert asyncio.run(main()).split() == [b"ready", b"20000"]
+
+
+def test_winsize() -> None:
+    async def main() -> bytes:
+        async with Run("sh -c 'read x; stty size'") as run:
+            assert run.proc.get_winsize() == (0, 0)  # §7: 0×0 until the first Size message
+            run.proc.set_winsize(132, 43)
+            run.proc.write(b"\r")
+            return await run.finish()
+
+    assert asyncio.run(main()).endswith(b"43 132\r\n")
+
+
+def test_reads_are_at_most_1024_bytes() -> None:
+    async def main() -> Run:
+        async with Run("head -c 50000 /dev/zero") as run:
+            await run.finish()
+            return run
+
+    run = asyncio.run(main())
+    assert len(run.output) == 50000
+    assert max(len(c) for c in run.chunks) <= 1024
+
+
+def test_background_holder_keeps_eof_away_until_it_exits() -> None:
+    async def main() -> None:
+        # The kernel SIGHUPs the foreground group when the PTY's session leader exits, so
+        # only a holder that ignores SIGHUP outlives it (as under the real agent).
+        async with Run("sh -c 'trap \"\" HUP; sleep 0.3 & echo started'") as run:
+            await asyncio.wait_for(run.exited.wait(), TIMEOUT)
+            assert not run.eof.is_set()  # the background sleep still holds the slave
+            await asyncio.wait_for(run.eof.wait(), TIMEOUT)
+            run.proc.close()
+
+    asyncio.run(main())
+
+
+def test_kill_kills_the_process_group() -> None:
+    async def main() -> tuple[int, int]:
+        async with Run("sh -c 'sleep 300 & echo child=$!; wait'") as run:
+            await run.until(lambda out: b"\r\n" in out)
+            child = int(bytes(run.output).split(b"child=")[1].split(b"\r\n")[0])
+            assert not _gone(child)
+            await run.kill()
+            return run.proc.pid, child
+
+    pid, child = asyncio.run(main())
+    assert _gone(pid)
+
+    async def child_gone() -> None:
+        while not _gone(child):  # reparented: its new parent reaps it
+            await asyncio.sleep(0.01)
+
+    asyncio.run(asyncio.wait_for(child_gone(), TIMEOUT))
+
+
+def test_missing_executable_cannot_start() -> None:
+    with pytest.raises(CannotStart, match="executable file not found"):
+        PtyProcess.spawn(["no-such-command-xyz"], env=ENV, cwd="/")
+    with pytest.raises(CannotStart, match="no such file"):
+        PtyProcess.spawn(["/no/such/path"], env=ENV, cwd="/")
+
+
+def test_distroless_has_no_shells() -> None:
+    for shell in ("sh", "/bin/sh", "bash", "busybox"):
+        with pytest.raises(CannotStart, match="not found"):
+            PtyProcess.spawn([shell, "-c", "true"], env=ENV, cwd="/", distroless=True)
+    assert resolve_executable("echo", ENV, "/", distroless=True).endswith("/echo")
+
+
+def test_resolution_uses_the_container_path_and_cwd(tmp_path: Path) -> None:
+    tool = tmp_path / "bin" / "mytool"
+    tool.parent.mkdir()
+    tool.write_text("#!/bin/sh\necho mytool ran in $(pwd)\n")
+    tool.chmod(tool.stat().st_mode | stat.S_IXUSR)
+    env = {**ENV, "PATH": f"{tool.parent}:/usr/bin:/bin"}
+    assert resolve_executable("mytool", env, "/") == str(tool)
+    with pytest.raises(CannotStart):
+        resolve_executable("mytool", ENV, "/")
+    assert resolve_executable("./bin/mytool", ENV, str(tmp_path)) == str(tool)
+    out = asyncio.run(_output("mytool", env=env, cwd=str(tmp_path)))
+    assert out == f"mytool ran in {tmp_path}\r\n".encode()
