@@ -127,9 +127,33 @@ def test_rate_limiter_spaces_calls_halves_on_throttling_and_recovers() -> None:
     assert delays[:8] == [0.0] * 8  # the burst
     assert delays[8:] == pytest.approx([i / 8 for i in range(1, 9)])  # then 8 per second
     assert limiter.reserve(10.0) == 0.0  # the bucket refilled
-    limiter.throttled()
+    limiter.throttled(10.0)
+    limiter.throttled(10.5)  # throttles within a second are one signal
     assert limiter.rate == 4.0
     assert limiter.reserve(10.0) == pytest.approx(0.25)  # no tokens left after throttling
     for _ in range(100):
         limiter.succeeded()
     assert limiter.rate == 8.0
+
+
+def test_two_hundred_nodes_with_fifty_threads() -> None:
+    with Sandbox(tasks=200, seed=3, initial_wait=0.05) as sb:
+        chosen = targets(sb, ".*")
+        active = peak = 0
+
+        def on_event(event: ProgressEvent) -> None:
+            nonlocal active, peak
+            if isinstance(event, NodeStarted):
+                active += 1
+                peak = max(peak, active)
+            elif isinstance(event, NodeFinished):
+                active -= 1
+
+        result = asyncio.run(dispatch(pool(sb), chosen, wrap('echo "$HOSTNAME"; exit 3'),
+                                      options=DispatchOptions(threads=50, rate=100),
+                                      on_event=on_event))
+        stats = sb.stats()
+    assert len(chosen) == 200
+    assert {r.exit_code for r in result.results.values()} == {3}  # type: ignore[union-attr]
+    assert peak == 50
+    assert stats["sessions"]["opened"] == 200 and stats["sessions"]["active"] == 0

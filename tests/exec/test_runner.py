@@ -153,10 +153,22 @@ def test_distroless_container_reports_unknown_status_and_raw_mode_runs() -> None
         assert raw_result.exit_code is None and "raw" in raw_result.reason
 
 
-def test_lossy_links_still_give_exact_output_and_exit_code() -> None:
-    with Sandbox(
-        initial_wait=0.05, faults="drop=0.05,dup=0.02,reorder=0.05,seed=11", drain_timeout=60.0
-    ) as sb:
-        result = run(sb, "ECS:Service-Name: web", "seq 1 5000; exit 9", timeout=60)
-        assert result.output == b"".join(b"%d\n" % i for i in range(1, 5001))
-        assert result.exit_code == 9
+def test_drops_duplicates_reordering_and_disconnects_keep_output_and_exit_code_exact() -> None:
+    faults = "drop=0.05,dup=0.05,reorder=0.05,disconnect=0.01,seed=5"
+    with Sandbox(initial_wait=0.05, faults=faults, drain_timeout=60.0) as sb:
+        result = run(
+            sb, "ECS:Service-Name: web ECS:Cluster-Name: demo", "seq 1 20000; exit 7", timeout=60
+        )
+        stats = sb.stats()
+    assert result.output == b"".join(b"%d\n" % i for i in range(1, 20001))
+    assert result.exit_code == 7
+    assert stats["sessions"]["resumes"] >= 1  # the client reconnected through ResumeSession
+    assert stats["frames"]["a2c"]["dropped"] and stats["frames"]["a2c"]["duplicated"]
+
+
+def test_agent_giving_up_is_truncation_with_unknown_exit_status_never_success() -> None:
+    with Sandbox(initial_wait=0.05, faults="a2c.drop=0.3,seed=4") as sb:
+        result = run(sb, "ECS:Service-Name: web ECS:Cluster-Name: demo", "seq 1 30000", timeout=60)
+    assert result.truncated
+    assert result.exit_code is None and result.status == "error"
+    assert "truncated" in result.reason

@@ -37,7 +37,7 @@ def toks(text: str) -> list[str]:
     return [t.text for t in tokenize(text)]
 
 
-# --- Definitions ------------------------------------------------------------------------
+# --- Definitions ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -57,7 +57,7 @@ def test_java_split(text: str, sep: str, pieces: list[str]) -> None:
     assert java_split(text, sep) == pieces
 
 
-# --- §1 / §10 tokenizer -----------------------------------------------------------------
+# --- §1 / §10 tokenizer --------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -98,7 +98,7 @@ def test_token_positions() -> None:
     assert tokens[1].positions == (5, 6, 7)
 
 
-# --- §2 / §10 parse ----------------------------------------------------------------------
+# --- §2 / §10 parse ------------------------------------------------------------------------------
 
 PARSE_ROWS = [
     ("tags: xyz", {"tags": "xyz"}, {}),
@@ -174,7 +174,7 @@ def test_canonical_form() -> None:
     assert str(parse_filter('"a b:" \'"x\'')) == '"a b:" """x"'
 
 
-# --- §4 / §10 value matching --------------------------------------------------------------
+# --- §4 / §10 value matching ---------------------------------------------------------------------
 
 VALUE_TRUE = ["test1", "test1,test2", "test1,test2,test3", "test.", "test[1-9]", "test.*", "test.+"]
 VALUE_TRUE += [".*test1", ".*test.*"]
@@ -227,18 +227,25 @@ def test_match_value_rules() -> None:
     assert match_value("  web1 ", "web1")
 
 
-# --- §5 / §10 tags --------------------------------------------------------------------------
+# --- §5 / §10 tags -------------------------------------------------------------------------------
+
+
+def words(text: str) -> list[str]:
+    return text.split()
+
 
 TAGSET = frozenset({"test1", "test2", "test3"})
-TAGS_TRUE = """test1 test2 test3 test1,test2 test1,testz testz,test2 test1+test2 testz,test1+test2
+TAGS_TRUE = words("""
+test1 test2 test3 test1,test2 test1,testz testz,test2 test1+test2 testz,test1+test2
 testz+test1,test1+test2 test. test[1-3] test.* test.+ test[z1]* test[z1]+ .*test1 test.,test2
 test.,test[1-3] test.,testz testz,test[1-3] test[a-z],test2 test.+test2 test.+test[1-3]
 test[a-x],test1+test2 testx,test[1-2]+test3 testx,test1+test[34] testx,test[12]+test[34]
-test[x-z],test[12]+test[34] testz+test[1-3],test1+test2 testz+test[1-3],test.+test2""".split()
-TAGS_FALSE = """testz testz+test2 testz,testx testz+test1,test1+testx test[4-9] testz+ testz* .+test1
+test[x-z],test[12]+test[34] testz+test[1-3],test1+test2 testz+test[1-3],test.+test2""")
+TAGS_FALSE = words("""
+testz testz+test2 testz,testx testz+test1,test1+testx test[4-9] testz+ testz* .+test1
 test[a-z]+test2 test[a-z]+test[1-3] testz,test[xl] test[abz],testx test[abz],test[xt]
 test[p-r],test[xz]+test[34] test[p-r],test..+test[34] test[p-r],test1+test[45]
-testz+test[1-3],test1+testx testz+test[1-3],test.+testx test[x-z]+test1,test.+testx""".split()
+testz+test[1-3],test1+testx testz+test[1-3],test.+testx test[x-z]+test1,test.+testx""")
 
 
 @pytest.mark.parametrize("selector", TAGS_TRUE)
@@ -268,7 +275,7 @@ def test_match_tags_rules() -> None:
     assert not match_tags("WEB", tags)  # case-sensitive
 
 
-# --- §4 / §10 regex_or_equals -----------------------------------------------------------------
+# --- §4 / §10 regex_or_equals --------------------------------------------------------------------
 
 ROE_TRUE = [
     ("test1", "test1"),
@@ -322,7 +329,7 @@ def test_regex_or_equals_error(selector: str) -> None:
         parse_filter(f"name: {selector}")
 
 
-# --- §10 selection scenario ---------------------------------------------------------------------
+# --- §10 selection scenario ----------------------------------------------------------------------
 
 N1 = Node(
     "testnode1",
@@ -408,7 +415,7 @@ def test_selection_three_nodes(flt: str, kept: str) -> None:
     assert select([N1, N2, N3], flt) == [BY_NUMBER[k] for k in kept.split()]
 
 
-# --- §3, §4, §6 examples -----------------------------------------------------------------------
+# --- §3, §4, §6 examples -------------------------------------------------------------------------
 
 
 def node(name: str, tags: str = "", **attributes: str) -> Node:
@@ -487,7 +494,7 @@ def test_select_accepts_parsed_filters_and_keeps_input_order() -> None:
     assert flt.keeps(nodes[0])
 
 
-# --- §4.1 Java regex semantics ------------------------------------------------------------------
+# --- §4.1 Java regex semantics -------------------------------------------------------------------
 
 
 def jmatch(pattern: str, text: str) -> bool:
@@ -496,11 +503,14 @@ def jmatch(pattern: str, text: str) -> bool:
 
 @pytest.mark.parametrize(
     "pattern",
-    ["a{", "x{y}", "a{,3}", "a{ 1}", "${", "test[zyx]${", "a{1", "a{2,1}", "a{1,2,3}"]
-    + ["**", "a**", "+a", "?", "(a", "a)", "[a", "[]", "[z-a]", "a\\", "\\y", "\\E"]
-    # Python-only syntax is invalid in Java
-    + ["(?P<n>a)", "(?P=n)", "(?#c)", "(?(1)a|b)", "(?a)", "(?L)", "(?<1a>x)", "\\k<n>"]
-    + ["\\x4", "\\u12", "\\0", "\\09", "\\x{110000}", "(?<n>a)(?<n>b)", "(?$a)", "[\\b]", "[\\1]"],
+    [
+        *["a{", "x{y}", "a{,3}", "a{ 1}", "${", "test[zyx]${", "a{1", "a{2,1}", "a{1,2,3}"],
+        *["**", "a**", "+a", "?", "(a", "a)", "[a", "[]", "[z-a]", "a\\", "\\y", "\\E"],
+        # Python-only syntax is invalid in Java
+        *["(?P<n>a)", "(?P=n)", "(?#c)", "(?(1)a|b)", "(?a)", "(?L)", "(?<1a>x)", "\\k<n>"],
+        *["\\x4", "\\u12", "\\0", "\\09", "\\x{110000}", "(?<n>a)(?<n>b)", "(?$a)", "[\\b]"],
+        "[\\1]",
+    ],
 )
 def test_java_invalid(pattern: str) -> None:
     with pytest.raises(JavaRegexError) as info:
@@ -513,12 +523,14 @@ def test_java_invalid(pattern: str) -> None:
 
 @pytest.mark.parametrize(
     "pattern",
-    ["\\p{L}", "\\p{IsLatin}", "\\p{InGreek}", "\\pL", "\\p{javaLowerCase}", "[a-z&&[^aeiou]]"]
-    + ["[a[bc]]", "\\R", "\\X", "\\G", "\\b{g}", "(?u)a", "(?U)a", "(?x)a", "(?c)a", "\\N{SPACE}"]
-    + ["(a\\1)", "\\2(a)(b)", "(?<=a+)b", "(?<=ab|c)d"]
-    # Java rejects this one (no obvious maximum length); any look-behind Python cannot
-    # take is reported as unsupported: still an error, never a silent mismatch.
-    + ["(?<=(a)\\1)b"],
+    [
+        *["\\p{L}", "\\p{IsLatin}", "\\p{InGreek}", "\\pL", "\\p{javaLowerCase}"],
+        *["[a-z&&[^aeiou]]", "[a[bc]]", "\\R", "\\X", "\\G", "\\b{g}", "\\N{SPACE}"],
+        *["(?u)a", "(?U)a", "(?x)a", "(?c)a", "(a\\1)", "\\2(a)(b)", "(?<=a+)b", "(?<=ab|c)d"],
+        # Java rejects this one (no obvious maximum length); any look-behind Python cannot
+        # take is reported as unsupported: still an error, never a silent mismatch.
+        "(?<=(a)\\1)b",
+    ],
 )
 def test_java_unsupported(pattern: str) -> None:
     with pytest.raises(JavaRegexError) as info:
@@ -660,18 +672,20 @@ def test_translation_agrees_with_python_on_common_syntax(pattern: str, texts: li
         assert (java.fullmatch(text) is None) == (python.fullmatch(text) is None), (pattern, text)
 
 
-REGEX_ALPHABET = list("ab()[]{}|^$.*+?\\-&,:=!<>#0129dDswbBpPQEkxuvVcnzZAGRXiImsLu") + ["\n"]
+REGEX_ALPHABET = [*"ab()[]{}|^$.*+?\\-&,:=!<>#0129dDswbBpPQEkxuvVcnzZAGRXiImsLu", "\n"]
 
 
 @FAST
 @given(st.text(st.sampled_from(REGEX_ALPHABET), max_size=14))
 def test_translator_fuzz(pattern: str) -> None:
     try:
-        compiled = compile_java(pattern)
+        compile_java(pattern).fullmatch("ab\n1")
     except JavaRegexError as exc:
-        assert 0 <= exc.position <= max(len(pattern) - 1, 0)
-        return
-    compiled.fullmatch("ab\n1")
+        error: JavaRegexError | None = exc
+    else:
+        error = None
+    if error is not None:
+        assert 0 <= error.position <= max(len(pattern) - 1, 0)
 
 
 # --- §7 rank order -------------------------------------------------------------------------------
@@ -723,7 +737,7 @@ def test_rank_rejects_unknown_order() -> None:
         rank([], order="up")
 
 
-# --- §8 errors and warnings --------------------------------------------------------------------------
+# --- §8 errors and warnings ----------------------------------------------------------------------
 
 
 def error_for(text: str) -> FilterSyntaxError:
@@ -818,7 +832,7 @@ def test_unmatched_key_warning_with_hint() -> None:
     assert [str(w) for w in plain] == ['node filter column 3: key "env" matches no attribute']
 
 
-# --- §9 gotchas for ECS users ---------------------------------------------------------------------
+# --- §9 gotchas for ECS users --------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -846,9 +860,9 @@ def test_ecs_gotchas(flt: str, kept: list[str]) -> None:
     assert names(select(ECS_NODES, flt)) == kept
 
 
-# --- properties ----------------------------------------------------------------------------------------
+# --- properties ----------------------------------------------------------------------------------
 
-FILTER_WORDS = list("ab:!,+/ \t\"'[](){}.*?\\^$|-&pPQEkx0129iu=<>#") + ["name", "tags", "\x00", "é"]
+FILTER_WORDS = [*"ab:!,+/ \t\"'[](){}.*?\\^$|-&pPQEkx0129iu=<>#", "name", "tags", "\x00", "é"]
 FILTERS = st.lists(st.sampled_from(FILTER_WORDS), max_size=25).map("".join) | st.text(max_size=20)
 FUZZ_NODES = [
     Node("a", {"x": "a", "hostname": "ab"}, frozenset({"a", "b:"})),
@@ -862,10 +876,14 @@ FUZZ_NODES = [
 def test_fuzzed_filters_raise_only_filter_syntax_errors(text: str) -> None:
     try:
         flt = parse_filter(text)
-    except FilterSyntaxError as err:
-        assert err.filter_text == text
-        assert 1 <= err.column <= len(text)
-        format_filter_error(err)
+    except FilterSyntaxError as exc:
+        error: FilterSyntaxError | None = exc
+    else:
+        error = None
+    if error is not None:
+        assert error.filter_text == text
+        assert 1 <= error.column <= len(text)
+        format_filter_error(error)
         return
     # A filter that parsed can be evaluated without errors.
     for precedence in (True, False):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -23,13 +24,16 @@ from ecsexec.nodes.node import Node, is_blank
 
 FAST = settings(max_examples=120, deadline=None)
 
+# ecs-nodes.md §5, verbatim (two long lines are split at a comma).
 SPEC_JSON = """{"nginx-3b4196bd-4a50-46a2-a8fb-024cd43a42e1": {
-  "nodename": "nginx-3b4196bd-4a50-46a2-a8fb-024cd43a42e1", "hostname": "10.0.1.23", "username": "root",
+  "nodename": "nginx-3b4196bd-4a50-46a2-a8fb-024cd43a42e1", "hostname": "10.0.1.23",
+  "username": "root",
   "osFamily": "unix", "osName": "Linux", "osArch": "x86_64", "tags": "ecs, fargate",
   "node-executor": "ecsexec", "file-copier": "ecsexec", "ECS:Container-Image": "nginx:latest",
   "ECS:CPU": "256", "ECS:Memory-Reservation": "512", "ECS:Task-Launch-Type": "FARGATE",
   "ECS:Task-ID": "cef73b218edc4475835d1d83814d501c", "ECS:Tag:team": "web",
-  "ECS:Task-Tags": "[{\\"key\\":\\"team\\",\\"value\\":\\"web\\"}]", "ECS:Started-At": "2024-05-01T12:34:56.789Z"}}
+  "ECS:Task-Tags": "[{\\"key\\":\\"team\\",\\"value\\":\\"web\\"}]",
+  "ECS:Started-At": "2024-05-01T12:34:56.789Z"}}
 """
 SPEC_YAML = """web01:
   nodename: "web01"
@@ -51,7 +55,7 @@ WEB01 = Node(
 )
 
 
-# --- the spec's examples ---------------------------------------------------------------------
+# --- the spec's examples -------------------------------------------------------------------------
 
 
 def test_spec_json_example() -> None:
@@ -74,7 +78,7 @@ def test_spec_xml_example() -> None:
     assert parse_resourcexml(SPEC_XML) == [WEB01]
 
 
-# --- writing ----------------------------------------------------------------------------------
+# --- writing -------------------------------------------------------------------------------------
 
 
 def test_dump_json_layout() -> None:
@@ -172,7 +176,7 @@ def test_xml_cannot_carry_forbidden_characters(char: str) -> None:
             dump_nodes([node], "xml")
 
 
-# --- resourcejson reading -----------------------------------------------------------------------------
+# --- resourcejson reading ------------------------------------------------------------------------
 
 
 def test_json_array_form_and_skips() -> None:
@@ -259,7 +263,7 @@ def test_json_syntax_error_has_line_and_column() -> None:
         parse_resourcejson('{\n  "a": {\n    "x" "y"}}', "nodes.json")
 
 
-# --- resourceyaml reading -------------------------------------------------------------------------------
+# --- resourceyaml reading ------------------------------------------------------------------------
 
 
 def test_yaml_map_form_rules() -> None:
@@ -366,7 +370,7 @@ def test_yaml_errors_have_lines(text: str, line: int, message: str) -> None:
         parse_resourceyaml(text, "nodes.yaml")
 
 
-# --- resourcexml reading --------------------------------------------------------------------------------
+# --- resourcexml reading -------------------------------------------------------------------------
 
 
 def test_xml_reading_rules() -> None:
@@ -435,7 +439,7 @@ def test_xml_errors_have_lines(text: str, where: str, message: str) -> None:
         parse_resourcexml(text, "x.xml")
 
 
-# --- load_nodes ----------------------------------------------------------------------------------------
+# --- load_nodes ----------------------------------------------------------------------------------
 
 
 def load_text(text: str, fmt: str) -> list[Node]:
@@ -500,7 +504,7 @@ def test_load_nodes_errors(tmp_path: Path) -> None:
         load_nodes(broken)
 
 
-# --- lossless round trips --------------------------------------------------------------------------------
+# --- lossless round trips ------------------------------------------------------------------------
 
 
 def node_strategy(
@@ -529,9 +533,9 @@ RESERVED = frozenset({"nodename", "tags"})
 ANY_CHAR = st.characters(blacklist_categories=("Cs",)) | st.sampled_from(
     list("\"'<&>\n\r\t\x85\u2028\ufeff:#- ")
 )
-XML_CHAR = ANY_CHAR.filter(
-    lambda c: re.fullmatch("[\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]", c) is not None
-)
+XML_FORBIDDEN = [chr(c) for c in (*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0xFFFE, 0xFFFF)]
+XML_CHAR = st.characters(blacklist_categories=("Cs",), blacklist_characters=XML_FORBIDDEN)
+XML_CHAR |= st.sampled_from(list("\"'<&>\n\r\t\x85\u2028\ufeff:#- "))
 
 
 @FAST
@@ -552,7 +556,7 @@ def test_xml_round_trip(nodes: list[Node]) -> None:
     assert parse_resourcexml(dump_nodes(nodes, "xml")) == nodes
 
 
-@FAST
+@settings(max_examples=50, deadline=None)
 @given(nodes_strategy(XML_CHAR, RESERVED | {"attributes", "frameworkProject", "class"}))
 def test_formats_agree(nodes: list[Node]) -> None:
     as_json = parse_resourcejson(dump_nodes(nodes, "json"))
@@ -565,7 +569,5 @@ def test_formats_agree(nodes: list[Node]) -> None:
 @given(st.text(max_size=60))
 def test_readers_raise_only_configuration_errors(text: str) -> None:
     for parse in (parse_resourcejson, parse_resourceyaml, parse_resourcexml):
-        try:
+        with contextlib.suppress(ConfigurationError):
             parse(text)
-        except ConfigurationError:
-            pass

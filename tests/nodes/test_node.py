@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import pickle
 
 import pytest
 
@@ -43,7 +45,7 @@ def test_standard_properties_are_attributes_under_document_names() -> None:
     assert node.get("ECS:Region") == "us-west-1"
     assert node.get("nodename") == "web01"
     assert node.get("missing") is None
-    assert list(node.items())[0] == ("nodename", "web01")
+    assert next(iter(node.items())) == ("nodename", "web01")
     assert set(STANDARD_PROPERTIES) <= set(node.attributes)
 
 
@@ -69,6 +71,26 @@ def test_node_is_immutable_and_hashable() -> None:
     assert hash(node) == hash(same)
     assert len({node, same}) == 1
     assert node != Node("a", {"k": "w"}, frozenset({"t"}))
+
+
+def test_nodes_pickle_copy_and_convert() -> None:
+    node = Node("a", {"k": "v"}, frozenset({"t"}))
+    assert pickle.loads(pickle.dumps(node)) == node
+    assert copy.deepcopy(node) == node
+    assert copy.copy(node) == node
+    assert dataclasses.asdict(node) == {"name": "a", "attributes": {"k": "v"}, "tags": {"t"}}
+    for change in (
+        lambda a: a.update(x="1"),
+        lambda a: a.pop("k"),
+        lambda a: a.clear(),
+        lambda a: a.setdefault("x", "1"),
+        lambda a: a.popitem(),
+        lambda a: a.__delitem__("k"),
+        lambda a: a.__ior__({"x": "1"}),
+    ):
+        with pytest.raises(TypeError, match="read-only"):
+            change(node.attributes)
+    assert dict(node.attributes) == {"k": "v"}
 
 
 def test_attribute_order_does_not_matter_for_equality() -> None:

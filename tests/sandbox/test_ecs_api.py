@@ -376,23 +376,27 @@ def test_tampered_or_reused_tokens_are_rejected(sandbox: Sandbox) -> None:
 
 def test_changes_between_pages_cause_no_duplicates_or_skips(lab: Sandbox) -> None:
     ecs = client(lab, "ecs")
-    ecs.run_task(cluster="scratch", taskDefinition="app", count=10, launchType="FARGATE")
-    original = ecs.list_tasks(cluster="scratch")["taskArns"]
+    listing = {"cluster": "scratch", "startedBy": "paging", "maxResults": 3}
+    ecs.run_task(cluster="scratch", taskDefinition="app", count=10, startedBy="paging")
+    original = [
+        a for p in ecs.get_paginator("list_tasks").paginate(**listing) for a in p["taskArns"]
+    ]
     assert len(original) == 10
-    page = ecs.list_tasks(cluster="scratch", maxResults=3)
+    page = ecs.list_tasks(**listing)
     seen = list(page["taskArns"])
-    ecs.run_task(cluster="scratch", taskDefinition="app", count=2, launchType="FARGATE")
+    ecs.run_task(cluster="scratch", taskDefinition="app", count=2, startedBy="paging")
     removed = {seen[0], original[6]}
     for arn in removed:
         ecs.stop_task(cluster="scratch", task=arn)
     token = page["nextToken"]
     while token:
-        page = ecs.list_tasks(cluster="scratch", maxResults=3, nextToken=token)
+        page = ecs.list_tasks(**listing, nextToken=token)
         seen += page["taskArns"]
         token = page.get("nextToken")
     assert len(seen) == len(set(seen))
     assert set(original) - removed <= set(seen)
     assert original[6] not in seen
+    assert len(seen) == 10 - 1 + 2  # the two new tasks come last, after the cursor
 
 
 # -- throttling and injected faults ------------------------------------------------------------
@@ -703,3 +707,48 @@ def test_list_tags_for_resource(lab: Sandbox) -> None:
         with pytest.raises(ClientError) as exc:
             ecs.list_tags_for_resource(resourceArn=bad)
         assert _code(exc) == "InvalidParameterException"
+
+
+def test_create_cluster_register_and_create_service(lab: Sandbox) -> None:
+    ecs = client(lab, "ecs")
+    cluster = ecs.create_cluster(clusterName="fresh", tags=[{"key": "k", "value": "v"}])
+    assert_valid(ecs, "CreateCluster", cluster)
+    assert (
+        ecs.create_cluster(clusterName="fresh")["cluster"]["clusterArn"]
+        == cluster["cluster"]["clusterArn"]
+    )
+    registered = ecs.register_task_definition(
+        family="fresh",
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="256",
+        memory="512",
+        containerDefinitions=[{"name": "web", "image": "web:2", "essential": True}],
+        tags=[{"key": "owner", "value": "me"}],
+    )
+    assert_valid(ecs, "RegisterTaskDefinition", registered)
+    assert registered["taskDefinition"]["revision"] == 1
+    again = ecs.register_task_definition(
+        family="fresh", containerDefinitions=[{"name": "web", "image": "web:3"}]
+    )
+    assert again["taskDefinition"]["revision"] == 2
+    described = ecs.describe_task_definition(taskDefinition="fresh:1", include=["TAGS"])
+    assert described["tags"] == [{"key": "owner", "value": "me"}]
+    assert ecs.describe_task_definition(taskDefinition="fresh")["taskDefinition"]["revision"] == 2
+    service = ecs.create_service(
+        cluster="fresh",
+        serviceName="svc",
+        taskDefinition="fresh:1",
+        desiredCount=3,
+        launchType="FARGATE",
+        enableExecuteCommand=True,
+        propagateTags="TASK_DEFINITION",
+    )
+    assert_valid(ecs, "CreateService", service)
+    arns = ecs.list_tasks(cluster="fresh", serviceName="svc")["taskArns"]
+    tasks = ecs.describe_tasks(cluster="fresh", tasks=arns, include=["TAGS"])["tasks"]
+    assert len(tasks) == 3 and all(t["tags"] == [{"key": "owner", "value": "me"}] for t in tasks)
+    assert {t["startedBy"] for t in tasks} == {service["service"]["deployments"][0]["id"]}
+    with pytest.raises(ClientError) as exc:
+        ecs.create_service(cluster="fresh", serviceName="svc", taskDefinition="fresh:1")
+    assert _code(exc) == "InvalidParameterException"

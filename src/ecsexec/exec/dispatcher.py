@@ -89,6 +89,7 @@ class AdaptiveRateLimiter:
         self.burst = burst if burst is not None else max(1.0, rate)
         self._tokens = self.burst
         self._last: float | None = None
+        self._last_cut: float | None = None
 
     def reserve(self, now: float) -> float:
         """Take one token; return how long to wait before using it."""
@@ -103,7 +104,12 @@ class AdaptiveRateLimiter:
         if delay > 0:
             await asyncio.sleep(delay)
 
-    def throttled(self) -> None:
+    def throttled(self, now: float) -> None:
+        """Halve the rate, at most once a second: the calls that were already in flight
+        when the bucket ran dry are throttled together and must count as one signal."""
+        if self._last_cut is not None and now - self._last_cut < 1.0:
+            return
+        self._last_cut = now
         self.rate = max(MIN_RATE, self.rate / 2)
         self._tokens = min(self._tokens, 0.0)
 
@@ -193,7 +199,7 @@ async def _run_with_retries(
             attempt += 1
             if attempt > MAX_THROTTLE_RETRIES:
                 raise
-            limiter.throttled()
+            limiter.throttled(asyncio.get_running_loop().time())
             delay = min(10.0, 0.1 * 2**attempt) * (0.5 + random.random())
             emit(NodeThrottled(target.node, delay, limiter.rate))
             await asyncio.sleep(delay)

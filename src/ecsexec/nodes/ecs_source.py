@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -74,19 +74,30 @@ ProgressFn = Callable[[str, int, int], None]
 
 
 class TaskDefinitionCache:
-    """Task definitions by ARN. Revisions are immutable, so entries never expire."""
+    """Task definitions by ARN. Revisions are immutable, so entries never expire.
+
+    Concurrent discoveries of one ARN share a single DescribeTaskDefinition call.
+    """
 
     def __init__(self) -> None:
-        self._items: dict[str, dict[str, Any]] = {}
+        self._items: dict[str, Future[dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
-    def get(self, arn: str) -> dict[str, Any] | None:
+    def get_or_fetch(self, arn: str, fetch: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         with self._lock:
-            return self._items.get(arn)
-
-    def put(self, arn: str, value: dict[str, Any]) -> None:
-        with self._lock:
-            self._items[arn] = value
+            future = self._items.get(arn)
+            owner = future is None
+            if future is None:
+                future = Future()
+                self._items[arn] = future
+        if owner:
+            try:
+                future.set_result(fetch())
+            except BaseException as exc:
+                with self._lock:
+                    del self._items[arn]  # let a later refresh try again
+                future.set_exception(exc)
+        return future.result()
 
 
 def _passes(config: EcsSourceConfig, node: Node, tags: dict[str, str]) -> bool:
@@ -144,11 +155,14 @@ class EcsNodeSource:
 
         with ThreadPoolExecutor(max_workers=MAX_PARALLEL_CLUSTERS) as pool:
             list(pool.map(work, clusters))
+        # ecs-nodes.md §4: the refresh fails only if every cluster fails or a call is denied.
         for cluster, exc in errors.items():
+            if exc.code == "AccessDeniedException" or len(errors) == len(clusters):
+                raise DiscoveryError(
+                    f"discovery failed in {self.config.region} (cluster {cluster!r}): {exc}"
+                ) from exc
             if exc.code == "ClusterNotFoundException":
                 report.warnings.append(f"cluster {cluster!r} not found in {self.config.region}")
-            elif exc.code == "AccessDeniedException" or len(errors) == len(clusters):
-                raise DiscoveryError(f"discovery failed in {self.config.region}: {exc}") from exc
             else:
                 report.warnings.append(f"cluster {cluster!r}: {exc}")
         nodes = [node for cluster in clusters for node in results.get(cluster, [])]
@@ -228,18 +242,19 @@ class EcsNodeSource:
     def _task_definition(self, arn: str, report: DiscoveryReport) -> dict[str, Any] | None:
         if not arn:
             return None
-        cached = self.task_definitions.get(arn)
-        if cached is not None:
-            return cached
-        try:
-            value = self.api.describe_task_definition(arn)
-        except AwsError as exc:
-            if exc.code != "AccessDeniedException":
-                raise
-            report.warnings.append("ecs:DescribeTaskDefinition denied: os fields default to unix")
-            value = {}
-        self.task_definitions.put(arn, value)
-        return value
+
+        def fetch() -> dict[str, Any]:
+            try:
+                return self.api.describe_task_definition(arn)
+            except AwsError as exc:
+                if exc.code != "AccessDeniedException":
+                    raise
+                report.warnings.append(
+                    "ecs:DescribeTaskDefinition denied: os fields default to unix"
+                )
+                return {}
+
+        return self.task_definitions.get_or_fetch(arn, fetch)
 
     def _service_tags(
         self, cluster: str, tasks: list[dict[str, Any]], report: DiscoveryReport

@@ -49,6 +49,7 @@ FIELD_KEYS: Final[Mapping[str, str | None]] = {
 }
 
 _QUOTES: Final = "'\""
+_DELIMITERS: Final = "".join(chr(c) for c in range(0x21))  # what Java's trim strips
 
 
 def java_split(text: str, sep: str) -> list[str]:
@@ -102,9 +103,9 @@ def tokenize(text: str) -> list[Token]:
 
 def _tokenize(text: str) -> tuple[list[Token], list[int]]:
     """Tokens, and the positions of quotes left open at the end of the input."""
-    # A port of QuotedStringTokenizer.readNextToken/readQuotedToken, quirks included:
-    # one leading delimiter is skipped, then a run is consumed up to (not including)
-    # the last character, so input of 2+ delimiters only yields one empty token.
+    # node-filter.md §1: a port of QuotedStringTokenizer.readNextToken/readQuotedToken,
+    # quirks included: one leading delimiter is skipped, then a run is consumed up to
+    # (not including) the last character, so input of 2+ delimiters yields one empty token.
     n = len(text)
     tokens: list[Token] = []
     unclosed: list[int] = []
@@ -138,7 +139,8 @@ def _tokenize(text: str) -> tuple[list[Token], list[int]]:
             if quoting:
                 if char == quote:
                     if pos + 1 < n and text[pos + 1] == quote:
-                        chars.append(quote)  # a doubled quote is one literal quote
+                        # node-filter.md §1: the opening quote doubled is one literal quote.
+                        chars.append(quote)
                         positions.append(pos)
                         pos += 2
                         continue
@@ -151,7 +153,9 @@ def _tokenize(text: str) -> tuple[list[Token], list[int]]:
                     ended = True
                     break
                 if quote and char == quote:
-                    quoting = True  # the same quote kind re-opens quoting
+                    # node-filter.md §1: the closing quote ends quoting, not the token;
+                    # the same quote kind re-opens it (the other kind is literal).
+                    quoting = True
                     open_at = pos
                     pos += 1
                     continue
@@ -159,7 +163,7 @@ def _tokenize(text: str) -> tuple[list[Token], list[int]]:
             positions.append(pos)
             pos += 1
         if not ended and quoting:
-            unclosed.append(open_at)
+            unclosed.append(open_at)  # node-filter.md §1: runs to the end, no error
         tokens.append(Token("".join(chars), start, tuple(positions), bool(quote)))
     return tokens, unclosed
 
@@ -235,6 +239,7 @@ class NodeFilter:
         """Whether ``node`` is selected (§6 table)."""
         include_blank, exclude_blank = self.include_blank, self.exclude_blank
         included = not include_blank and _side_matches(self.include, node)
+        # node-filter.md §6 table; a blank include side never includes anything.
         if exclude_blank:
             return included
         excluded = _side_matches(self.exclude, node)
@@ -252,12 +257,14 @@ def _quote(word: str) -> str:
 
 
 def _side_blank(clauses: Sequence[tuple[str, str]]) -> bool:
-    # §3: a side is blank when all its field selectors are blank and it has no
-    # attribute clause (an attribute clause with a blank selector still counts).
+    # node-filter.md §3: a side is blank when all its field selectors are blank and it
+    # has no attribute clause (an attribute clause with a blank selector still counts).
     return all(key in FIELD_KEYS and is_blank(selector) for key, selector in clauses)
 
 
 def _side_matches(clauses: Sequence[tuple[str, str]], node: Node) -> bool:
+    # node-filter.md §6: every clause of the side must match (AND over keys). §3: a
+    # blank field selector is ignored; an attribute clause is always evaluated.
     for key, selector in clauses:
         if key == "tags":
             if not is_blank(selector) and not match_tags(selector, node.tags):
@@ -346,13 +353,15 @@ def _column(flt: NodeFilter, exclude: bool, key: str, index: int) -> int:
     source = flt._sources.get((exclude, key))
     if source is None:
         return 0
+    # node-filter.md §8: the exact column when the selector is one unquoted token,
+    # else the first character of the value token holding the fault.
     pieces = source.pieces
     start = 0
     for number, piece in enumerate(pieces):
         length = len(piece.token.text) - piece.offset
         if index < start + length or number == len(pieces) - 1:
             token = piece.token
-            if len(pieces) == 1 and not token.quoted and token.positions:
+            if len(pieces) == 1 and not token.quoted and length > 0:
                 at = min(max(index - start, 0), length - 1) + piece.offset
                 return token.positions[min(at, len(token.positions) - 1)] + 1
             return token.start + 1
@@ -371,7 +380,7 @@ def _selector_problem(selector: str) -> tuple[int, JavaRegexError, bool] | None:
     slashed = len(selector) >= 2 and selector[0] == "/" and selector[-1] == "/"
     body = selector[1:-1] if slashed else selector
     pattern = java_trim(body)
-    lead = len(body) - len(body.lstrip("".join(chr(c) for c in range(0x21))))
+    lead = len(body) - len(body.lstrip(_DELIMITERS))
     try:
         compile_java(pattern)
     except JavaRegexError as exc:
@@ -386,9 +395,10 @@ def _check_selectors(flt: NodeFilter) -> list[FilterWarning]:
     for exclude, clauses in ((False, flt.include), (True, flt.exclude)):
         for key, selector in clauses:
             if is_blank(selector):
-                continue  # never tried as a regex (§3, §4 step 2, §5 step 1)
+                continue  # node-filter.md §3, §4 step 2, §5 step 1: never tried as a regex
             checks: list[tuple[int, str]]
             if key == "tags" and ("+" in selector or "," in selector):
+                # node-filter.md §5 step 2: every "+" term of every "," clause is tried.
                 checks = [
                     (clause_at + term_at, term)
                     for clause_at, clause in _split_spans(selector, ",")
@@ -464,6 +474,7 @@ def regex_or_equals(selector: str, item: str) -> bool:
 
     Raises FilterSyntaxError for an invalid ``/…/`` regex or an untranslatable construct.
     """
+    # node-filter.md §4: only the untrimmed selector's own slashes make it a /…/ regex.
     if len(selector) >= 2 and selector[0] == "/" and selector[-1] == "/":
         try:
             pattern = compile_java(java_trim(selector[1:-1]))
@@ -478,16 +489,17 @@ def regex_or_equals(selector: str, item: str) -> bool:
         if exc.unsupported:
             problem = _selector_problem(selector)
             raise _raise_for(selector, exc, problem[0] if problem else 0) from None
-        return trimmed == item  # an invalid regex is silently "no match" (§4)
+        return trimmed == item  # node-filter.md §4: an invalid regex is silently no match
     return pattern.fullmatch(item) is not None or trimmed == item
 
 
 def match_value(selector: str, value: str | None) -> bool:
     """§4 ``match_value``: regex-or-equals on the whole selector, else an exact comma item."""
     if value is None or is_blank(value) or is_blank(selector):
-        return False
+        return False  # node-filter.md §4 steps 1-2: even ".*" misses a blank value
     if regex_or_equals(selector, value):
         return True
+    # node-filter.md §4 step 4: comma items are compared exactly, untrimmed.
     return value in java_split(selector, ",")
 
 
@@ -496,6 +508,8 @@ def match_tags(selector: str, tags: Set[str]) -> bool:
     if not tags or is_blank(selector):
         return False
     if "+" in selector or "," in selector:
+        # node-filter.md §5 step 2: "," is OR, "+" (binding tighter) is AND. A term is
+        # Java-trimmed for membership; regex_or_equals gets it raw, so " /x/" is no /…/.
         return any(
             all(
                 java_trim(term) in tags or any(regex_or_equals(term, tag) for tag in tags)
@@ -551,16 +565,17 @@ def _cmp_text(a: str, b: str) -> int:
 
 
 def _compare(a: Node, b: Node, attribute: str) -> int:
-    # A port of Rundeck's INodeEntryComparator (§7).
+    # node-filter.md §7: a port of Rundeck's INodeEntryComparator.
     va, vb = a.get(attribute), b.get(attribute)
     if va is not None and vb is not None:
+        # §7 step 1: numeric order only when both parse and differ ("01" vs "1": text).
         na, nb = _parse_long(va), _parse_long(vb)
         if na is not None and nb is not None and na != nb:
             return -1 if na < nb else 1
         result = _cmp_text(va, vb)
         if result:
             return result
-    elif va is not None:
+    elif va is not None:  # §7 step 2: the node having the attribute comes first
         return -1
     elif vb is not None:
         return 1
@@ -573,6 +588,7 @@ def rank(
     """Nodes sorted by a rank attribute (§7); descending reverses the whole comparison."""
     if order not in ("ascending", "descending"):
         raise ValueError(f"order must be 'ascending' or 'descending', not {order!r}")
+    # node-filter.md §7 step 4: descending reverses the whole comparison, name ties too.
     sign = 1 if order == "ascending" else -1
 
     def compare(a: Node, b: Node) -> int:

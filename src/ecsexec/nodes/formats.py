@@ -128,7 +128,11 @@ def _reject_constant(name: str) -> NoReturn:
 
 
 def _json_text(value: object, source: str, where: str) -> str | None:
-    """A JSON scalar as Rundeck stores it; None for nested values (dropped)."""
+    """A JSON scalar as Rundeck stores it; None for nested values (dropped).
+
+    ecs-nodes.md §5: scalars become text (``true``/``false``, numbers as Java prints
+    them), ``null`` is an error, nested objects and arrays are dropped.
+    """
     if value is None:
         _fail(source, None, f"{where} is null")
     if isinstance(value, bool):
@@ -161,6 +165,7 @@ def _json_node(name: str, obj: dict[str, Any], source: str) -> Node:
             else:
                 text = _json_text(value, source, where)
                 if text is not None and not is_blank(text):
+                    # ecs-nodes.md §5: a tags string splits on ", *" (other spaces kept).
                     builder.tags = tag_set(re.split(", *", text))
         else:
             text = _json_text(value, source, where)
@@ -178,6 +183,7 @@ def parse_resourcejson(text: str, source: str = "<string>") -> list[Node]:
     except (ValueError, RecursionError) as exc:
         _fail(source, None, f"invalid JSON: {exc}")
     nodes: dict[str, Node] = {}
+    # ecs-nodes.md §5: an object name -> node object, or an array of node objects.
     if isinstance(data, dict):
         for name, obj in data.items():
             if isinstance(obj, dict):  # non-object values are skipped
@@ -247,7 +253,7 @@ def _yaml_node(
         if key is None:
             _fail(source, _yaml_line(key_node), "attribute name is null")
         if key in _YAML_IGNORED_KEYS:
-            continue
+            continue  # ecs-nodes.md §5: attributes, frameworkProject, class are ignored
         if key == "tags":
             if isinstance(value_node, yaml.SequenceNode):
                 items = [

@@ -90,6 +90,7 @@ def _chars(text: str) -> Ranges:
     return _norm((ord(c), ord(c)) for c in text)
 
 
+# node-filter.md §4.1: Java's \d \s \w are ASCII-only (no (?U)).
 _DIGIT: Final = ((0x30, 0x39),)
 _SPACE: Final = _chars(" \t\n\x0b\f\r")  # Java ASCII.SPACE, same as \s
 _WORD: Final = _norm(((0x30, 0x39), (0x41, 0x5A), (0x5F, 0x5F), (0x61, 0x7A)))
@@ -411,6 +412,8 @@ class _Translator:
                 self.next()
                 node = self.dollar(multiline="m" in self.flags)
             elif ch == _DOT:
+                # node-filter.md §4.1: "." excludes \n \r U+0085 U+2028 U+2029; (?s) takes
+                # anything, (?d) excludes only \n.
                 self.next()
                 if "s" in self.flags:
                     node = _set_frag(((0, _MAX_CP),))
@@ -443,6 +446,7 @@ class _Translator:
         return _DOLLAR_M if multiline else _DOLLAR
 
     def literal(self, chars: list[int]) -> _Frag:
+        # node-filter.md §4.1: (?i) folds ASCII letters only (no (?u) in Java's default).
         if self.ci:
             text = "".join(_class_text(_fold_ascii(((c, c),))) for c in chars)
         else:

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Final
+from typing import Final, NoReturn
 
 #: Standard properties, in the order the document writers emit them (ecs-nodes.md §5).
 STANDARD_PROPERTIES: Final = (
@@ -74,6 +73,23 @@ def utf16_key(text: str) -> bytes:
     return text.encode("utf-16-be", "surrogatepass")
 
 
+class ReadOnlyAttributes(dict[str, str]):
+    """A dict that refuses changes: a node's attributes.
+
+    A dict subclass rather than a mapping proxy so that nodes pickle, deep-copy and go
+    through ``dataclasses.asdict``.
+    """
+
+    def _refuse(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("node attributes are read-only; use dataclasses.replace")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+    def __reduce__(self) -> tuple[type[ReadOnlyAttributes], tuple[dict[str, str]]]:
+        return (ReadOnlyAttributes, (dict(self),))
+
+
 @dataclass(frozen=True)
 class Node:
     """One node: a name, string attributes (standard properties included) and a tag set.
@@ -102,8 +118,8 @@ class Node:
                     f"{'name' if key == 'nodename' else 'tags'} field"
                 )
             attributes[key] = value
-        # A read-only view of a private copy: the node stays immutable and hashable.
-        object.__setattr__(self, "attributes", MappingProxyType(attributes))
+        # A read-only private copy: the node stays immutable and hashable.
+        object.__setattr__(self, "attributes", ReadOnlyAttributes(attributes))
         object.__setattr__(self, "tags", tag_set(self.tags))
 
     def __hash__(self) -> int:

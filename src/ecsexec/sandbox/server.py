@@ -299,7 +299,11 @@ class SandboxServer:
         if c.tls:
             self.ssl_context = tls.server_context(tls.ensure_certificates(self.state.path))
         main_sock = _bind(c.port, "main")
-        meta_sock = _bind(c.metadata_port, "metadata") if c.credentials != "keys" else None
+        try:
+            meta_sock = _bind(c.metadata_port, "metadata") if c.credentials != "keys" else None
+        except ConfigurationError:
+            main_sock.close()
+            raise
         self.port = main_sock.getsockname()[1]
         if meta_sock is not None:
             self.metadata_port = meta_sock.getsockname()[1]
