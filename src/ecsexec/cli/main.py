@@ -17,11 +17,12 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from ecsexec.cli import demo, nodes, plugin, run, sandbox
+    from ecsexec.cli import demo, nodes, plugin, run, sandbox, shell
 
     cli.add_command(demo.demo)
     cli.add_command(nodes.nodes_command)
     cli.add_command(run.run_command)
+    cli.add_command(shell.shell_command)
     cli.add_command(sandbox.sandbox)
     cli.add_command(plugin.ssm_plugin)
 

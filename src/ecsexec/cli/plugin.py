@@ -152,7 +152,7 @@ class _Terminal:
             import tty
 
             self._saved = termios.tcgetattr(self.fd)
-            tty.setraw(self.fd)
+            tty.setraw(self.fd, termios.TCSADRAIN)  # keep type-ahead (TCSAFLUSH drops it)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -183,10 +183,8 @@ async def run_plugin(
     kms = KmsDataKeyProvider(boto_session)
     base = options or SessionOptions()
     opts = SessionOptions(**{**base.__dict__, "ssl_context": ssl_context(boto_session)})
-    loop = asyncio.get_running_loop()
     stdout.write(f"\nStarting session with SessionId: {request.session_id}\n".encode())
     stdout.flush()
-    terminal = _Terminal(stdin_fd)
     session = Session(
         request.session_id,
         request.stream_url,
@@ -196,6 +194,31 @@ async def run_plugin(
         data_key_provider=kms,
         options=opts,
     )
+    closed = await attach_terminal(session, stdin_fd=stdin_fd, stdout=stdout, stderr=stderr)
+    if closed.output:
+        stdout.write(f"\n\nSessionId: {request.session_id} : {closed.output}\n\n".encode())
+    else:
+        stdout.write(f"\n\nExiting session with sessionId: {request.session_id}.\n\n".encode())
+    stdout.flush()
+    if closed.truncated:
+        stderr.write(f"ecsexec: {describe_truncation(closed)}\n".encode())
+        stderr.flush()
+        return EXIT_TRUNCATED
+    return 0
+
+
+async def attach_terminal(
+    session: Session, *, stdin_fd: int, stdout: BinaryIO, stderr: BinaryIO
+) -> ChannelClosed:
+    """Connect the local terminal (or pipes) to a session until the channel closes.
+
+    On a TTY: raw mode, the window size at start and on SIGWINCH. Ctrl-C, Ctrl-\\ and
+    Ctrl-Z reach the remote side as 0x03, 0x1c and 0x1a; a third Ctrl-C from a caller
+    without a TTY terminates the session. stdin EOF sends 0x04 and waits for the remote
+    side to close (§14).
+    """
+    loop = asyncio.get_running_loop()
+    terminal = _Terminal(stdin_fd)
     interrupts = 0
     signal_tasks: set[asyncio.Task[None]] = set()
 
@@ -233,17 +256,8 @@ async def run_plugin(
                 forward.cancel()
                 for signum in installed:
                     loop.remove_signal_handler(signum)
-        if closed.output:
-            stdout.write(f"\n\nSessionId: {request.session_id} : {closed.output}\n\n".encode())
-        else:
-            stdout.write(f"\n\nExiting session with sessionId: {request.session_id}.\n\n".encode())
-        stdout.flush()
-    await session.wait_closed()
-    if closed.truncated:
-        stderr.write(f"ecsexec: {describe_truncation(closed)}\n".encode())
-        stderr.flush()
-        return EXIT_TRUNCATED
-    return 0
+        await session.wait_closed()
+    return closed
 
 
 async def _forward_stdin(pump: _StdinPump, session: Session) -> None:
