@@ -16,7 +16,7 @@ def spec_dir() -> Path:
         candidate = parent.parent / "shared" / "spec"
         if candidate.is_dir():
             return candidate
-    pytest.skip("../shared/spec is not present beside this checkout")
+    pytest.skip("../shared/spec is not present beside this checkout", allow_module_level=True)
     raise AssertionError("unreachable")
 
 
