@@ -151,3 +151,16 @@ def test_aws_cli_execute_command_uses_the_drop_in(sandbox: Sandbox, tmp_path: Pa
     assert result.returncode == 0, result.stderr
     assert b"hi\r\n" in result.stdout
     assert b"Starting session with SessionId: ecs-execute-command-" in result.stdout
+
+
+def test_kms_session_uses_the_callers_own_credentials(sandbox: Sandbox) -> None:
+    before = sandbox.stats()["api"].get("kms", {}).get("GenerateDataKey", {}).get("calls", 0)
+    session_json, target = start_session(
+        sandbox, "sh -c 'echo encrypted; exit 4'", cluster="secure", service="payments"
+    )
+    result = run_plugin(sandbox, session_json, target)
+    assert result.returncode == 0, result.stderr
+    assert body(result.stdout, json.loads(session_json)["sessionId"]) == b"encrypted\r\n"
+    assert b"encrypted using AWS KMS" in result.stderr  # CustomerMessage goes to stderr
+    after = sandbox.stats()["api"]["kms"]["GenerateDataKey"]["calls"]
+    assert after == before + 1
