@@ -1,0 +1,99 @@
+"""Benchmark fan-out: one command on N containers in one asyncio process.
+
+Usage: .venv/bin/python bench/fanout.py [--nodes N] [--initial-wait S] [--rate R] [--threads T]
+
+The sandbox runs as a child process with throttling off, so the client's own rate limit
+(--rate ExecuteCommand calls/s) and the agent's initial wait are the only floors:
+floor = initial_wait + N / rate. Prints wall time, client CPU per node, peak client RSS,
+sessions per second and wall/floor, then one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import time
+
+from ecsexec.aws.clients import session_from_env
+from ecsexec.aws.ecs import EcsApi
+from ecsexec.exec.connect import ConnectorPool
+from ecsexec.exec.dispatcher import DispatchOptions, dispatch
+from ecsexec.exec.runner import ContainerTarget
+from ecsexec.exec.wrap import wrap
+from ecsexec.nodes.ecs_source import EcsNodeSource, EcsSourceConfig
+from ecsexec.sandbox import Sandbox
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=100)
+    parser.add_argument("--initial-wait", type=float, default=1.0)
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--threads", type=int, default=0, help="default: one per node")
+    args = parser.parse_args()
+    threads = args.threads or args.nodes
+    with Sandbox(
+        tasks=args.nodes,
+        seed=1,
+        initial_wait=args.initial_wait,
+        throttle="off",
+        process=True,
+        strict=False,
+    ) as sb:
+        env = sb.env
+        api = EcsApi(session_from_env(env), region="us-east-1")
+        nodes, _ = EcsNodeSource(EcsSourceConfig(region="us-east-1"), api).discover()
+        targets = [ContainerTarget.from_attributes(n.name, n.attributes) for n in nodes]
+        pool = ConnectorPool(lambda r: session_from_env(env, r), default_region="us-east-1")
+        pool(targets[0])  # clients built before timing, as in a warm CLI process
+        sb.reset_stats()
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        result = asyncio.run(
+            dispatch(
+                pool,
+                targets,
+                wrap("echo ok"),
+                options=DispatchOptions(threads=threads, rate=args.rate, timeout=120),
+            )
+        )
+        wall = time.perf_counter() - wall0
+        cpu = time.process_time() - cpu0
+        stats = sb.stats()
+    ok = sum(1 for r in result.results.values() if r.ok)
+    floor = args.initial_wait + len(targets) / args.rate
+    figures = {
+        "nodes": len(targets),
+        "succeeded": ok,
+        "initial_wait": args.initial_wait,
+        "rate": args.rate,
+        "threads": threads,
+        "wall_seconds": round(wall, 3),
+        "floor_seconds": round(floor, 3),
+        "wall_over_floor": round(wall / floor, 2),
+        "client_cpu_ms_per_node": round(cpu / len(targets) * 1000, 2),
+        "peak_client_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "sessions_per_second": round(len(targets) / wall, 1),
+        "sandbox_cpu_seconds": stats["cpu_seconds"],
+        "sandbox_loop_lag_p99_ms": stats["loop_lag_ms"]["p99"],
+    }
+    print(
+        f"{ok}/{len(targets)} nodes ok in {wall:.2f} s (floor {floor:.2f} s: initial wait "
+        f"{args.initial_wait} s + {len(targets)} / {args.rate:g} per s) -> "
+        f"{figures['wall_over_floor']}x floor"
+    )
+    print(
+        f"client: {figures['client_cpu_ms_per_node']} ms CPU per node, peak RSS "
+        f"{figures['peak_client_rss_mb']} MB, {figures['sessions_per_second']} sessions/s"
+    )
+    print(
+        f"sandbox: {stats['cpu_seconds']} s CPU, loop lag p99 "
+        f"{stats['loop_lag_ms']['p99']} ms"
+        + (" (sandbox-bound)" if stats["loop_lag_ms"]["p99"] > 100 else "")
+    )
+    print(json.dumps({"bench": "fanout", **figures}))
+
+
+if __name__ == "__main__":
+    main()
