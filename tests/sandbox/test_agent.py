@@ -563,7 +563,8 @@ def _gone(pid: int) -> bool:
 
 def test_stop_kills_the_process_and_closes_the_pty() -> None:
     async def main() -> tuple[int, Stats]:
-        async with Harness("sleep 300") as h:
+        # Ignores SIGHUP, so closing the PTY alone would not end it: only SIGKILL does.
+        async with Harness("sh -c 'trap \"\" HUP; exec sleep 300'") as h:
             while h.agent.pid is None:
                 await asyncio.sleep(0.01)
             pid = h.agent.pid

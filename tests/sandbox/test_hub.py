@@ -16,6 +16,7 @@ from aiohttp import web
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from ecsexec.sandbox import hub as hub_mod
 from ecsexec.sandbox.agent import AgentSettings
 from ecsexec.sandbox.faults import FaultPlan, parse_faults
 from ecsexec.sandbox.hub import ExecTarget, SessionGrant, SessionHub
@@ -453,13 +454,20 @@ def test_second_open_replaces_the_first_with_close_1000() -> None:
 def test_terminate_kills_the_process_group_and_closes_the_channel() -> None:
     async def main() -> None:
         async with Relay() as relay:
-            grant = relay.hub.start_session(relay.target(), "sh -c 'sleep 300 & sleep 300'")
+            # Ignoring SIGHUP means only the SIGKILL can end them, not the PTY's hangup.
+            grant = relay.hub.start_session(
+                relay.target(), "sh -c 'trap \"\" HUP; sleep 300 & echo bg=$!; sleep 300'"
+            )
             sid = grant.session_id
             pid = await relay.pid(sid)
             client = await Client.attach(grant)
+            first = await client.recv()
+            await client.ack(first)
+            background = int(first.payload.split(b"bg=")[1].split(b"\r")[0])
             await relay.hub.terminate(sid)
             assert _gone(pid)
-            frames = await client.run_to_close()
+            await until(lambda: _gone(background))  # same process group: killed too
+            frames = [first, *await client.run_to_close()]
             assert (
                 json.loads(frames[-1].payload)["Output"]
                 == "Session terminated by TerminateSession."
@@ -493,6 +501,61 @@ def test_stop_task_ends_only_that_tasks_sessions() -> None:
             assert json.loads(frames[-1].payload)["Output"] != ""
             assert relay.stats.sessions.by_end_reason["task_stopped"] == 2
             assert relay.hub.active_sessions(other_task, "app") == 1
+            await client.close()
+
+    asyncio.run(main())
+
+
+def test_stop_task_with_stop_timeout_sends_sigterm_first() -> None:
+    async def main() -> None:
+        async with Relay() as relay:
+            polite = relay.hub.start_session(
+                relay.target(),
+                "sh -c 'trap \"echo term; exit 0\" TERM; echo ready; while :; do sleep 0.05; done'",
+            )
+            stubborn = relay.hub.start_session(
+                relay.target(container="sidecar"), "sh -c 'trap \"\" TERM; exec sleep 300'"
+            )
+            stubborn_pid = await relay.pid(stubborn.session_id)
+            client = await Client.attach(polite)
+            frames: list[Frame] = []
+            while b"ready" not in output_bytes(frames):
+                frames.append(await client.recv())
+                await client.ack(frames[-1])
+            started = time.monotonic()
+            await relay.hub.stop_task(TASK, stop_timeout=0.5)
+            assert time.monotonic() - started >= 0.45  # the stubborn one used the full timeout
+            await until(lambda: _gone(stubborn_pid))
+            frames += await client.run_to_close()
+            output = output_bytes(frames)  # sh may also report its killed sleep: "Terminated"
+            assert output.startswith(b"ready\r\n")
+            assert output.endswith(b"term\r\n")  # drained before the end
+            assert json.loads(frames[-1].payload)["Output"] != ""
+            assert relay.stats.sessions.by_end_reason["task_stopped"] == 2
+            assert relay.stats.sessions.by_end_reason["exited"] == 0
+            await client.close()
+
+    asyncio.run(main())
+
+
+def test_client_queue_overflow_drops_newest_and_resends_recover(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hub_mod, "CLIENT_QUEUE_LIMIT", 2)
+    settings = AgentSettings(
+        initial_wait=0.05, agent_start_delay=0.05, close_grace=0.2, drain_timeout=8.0
+    )
+    expected = b"".join(b"%d\r\n" % i for i in range(1, 1501))
+
+    async def main() -> None:
+        async with Relay(settings) as relay:
+            grant = relay.hub.start_session(relay.target(), "seq 1 1500")
+            await until(lambda: relay.stats.agent.output_bytes == len(expected))
+            assert relay.session(grant.session_id)["queuedFrames"] == 2
+            client = await Client.attach(grant)
+            frames = await client.run_to_close()
+            assert output_bytes(frames) == expected
+            assert relay.stats.agent.retransmissions >= 1
             await client.close()
 
     asyncio.run(main())
@@ -704,6 +767,29 @@ def test_reorder_swaps_neighbours_but_never_passes_channel_closed() -> None:
             assert frames[-1].message_type == CHANNEL_CLOSED
             assert relay.stats.frames["a2c"].reordered >= 1
             assert len(output_bytes(frames)) == 2500
+            await client.close()
+
+    asyncio.run(main())
+
+
+def test_channel_closed_never_overtakes_a_held_frame() -> None:
+    async def main() -> None:
+        async with Relay(faults=parse_faults("a2c.reorder=1")) as relay:
+            command = "sh -c 'stty -echo; echo ready; read x'"
+            grant = relay.hub.start_session(relay.target(), command)
+            client = await Client.attach(grant)
+            frames: list[Frame] = []
+            while b"ready" not in output_bytes(frames):
+                frames.append(await client.recv())
+                if frames[-1].message_type == OUTPUT_STREAM_DATA:
+                    await client.ack(frames[-1])
+            # The agent's ack of this input is held for reordering while the command exits
+            # and the agent reports Terminating straight away (nothing left to drain).
+            await client.send(PayloadType.OUTPUT, b"\r")
+            frames += await client.run_to_close()
+            types = [f.message_type for f in frames]
+            assert ACKNOWLEDGE in types
+            assert types[-1] == CHANNEL_CLOSED
             await client.close()
 
     asyncio.run(main())

@@ -172,3 +172,17 @@ def test_oversized_received_payload_is_accepted() -> None:
         encode_frame("output_stream_data", payload, message_id=uuid.uuid4(), created_ms=1)
     )
     assert frame.payload == payload
+
+
+def test_structure_only_decoding_skips_digest_and_header_checks() -> None:
+    """The agent never checks digests (§3); the sandbox's agent decodes with verify=False."""
+    raw = bytearray(
+        encode_frame("input_stream_data", b"abc", message_id=uuid.uuid4(), created_ms=0)
+    )
+    raw[-1] ^= 1
+    with pytest.raises(FrameError):
+        decode_frame(bytes(raw))
+    frame = decode_frame(bytes(raw), verify=False)
+    assert frame.payload == b"abb" and frame.created_date == 0
+    with pytest.raises(FrameError, match="too short"):
+        decode_frame(b"\0" * 10, verify=False)

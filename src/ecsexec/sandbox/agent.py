@@ -26,6 +26,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import struct
 import time
 import uuid
@@ -33,7 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
-from ecsexec.errors import ProtocolError
+from ecsexec.errors import FrameError, ProtocolError
 from ecsexec.sandbox.process import CannotStart, PtyProcess
 from ecsexec.sandbox.shlex_go import ShlexError
 from ecsexec.sandbox.shlex_go import split as shlex_split
@@ -51,6 +52,7 @@ from ecsexec.ssm.frames import (
     START_PUBLICATION,
     Frame,
     PayloadType,
+    decode_frame,
     encode_frame,
 )
 from ecsexec.ssm.payloads import (
@@ -171,32 +173,17 @@ def split_utf8_tail(data: bytes) -> tuple[bytes, bytes]:
 
 
 _FIELDS = struct.Struct(">IQqQ")
+_ACK_TYPE: Final = ACKNOWLEDGE.encode()
+_ACK_SEQ: Final = re.compile(rb'"AcknowledgedMessageSequenceNumber":(-?\d+)[,}]')
 _TAIL = struct.Struct(">II")
 
 
 def parse_frame_lenient(data: bytes) -> Frame | None:
     """Parse a frame the way the agent does: structure only, **no digest check** (§7)."""
-    size = len(data)
-    if size < FRAME_OVERHEAD:
+    try:
+        return decode_frame(data, verify=False)
+    except FrameError:
         return None
-    header_length = int.from_bytes(data[0:4], "big")
-    if header_length + 4 > size:
-        return None
-    message_type = data[4:36].strip(b"\0").strip().decode("ascii", "replace")
-    schema_version, created, seq, flags = _FIELDS.unpack_from(data, 36)
-    payload_type, payload_length = _TAIL.unpack_from(data, 112)
-    return Frame(
-        message_type=message_type,
-        sequence_number=seq,
-        flags=flags,
-        message_id=uuid.UUID(bytes=data[72:80] + data[64:72]),
-        payload_type=payload_type,
-        payload=bytes(data[header_length + 4 :]),
-        created_date=created,
-        schema_version=schema_version,
-        header_length=header_length,
-        payload_length=payload_length,
-    )
 
 
 class Inbound(NamedTuple):
@@ -297,11 +284,15 @@ class AgentChannel:
         return True
 
     def _on_ack(self, payload: bytes, now: float) -> None:
-        try:
-            ack = parse_ack(payload)
-        except ProtocolError:
-            return
-        entry = self.unacked.pop(ack.sequence_number, None)
+        match = _ACK_SEQ.search(payload)
+        if match is not None:
+            seq = int(match.group(1))
+        else:
+            try:
+                seq = parse_ack(payload).sequence_number  # unusual spacing or layout
+            except ProtocolError:
+                return
+        entry = self.unacked.pop(seq, None)
         if entry is None:
             return  # unknown or already acked: ignored
         # §7: RFC 6298 update from the acked message's LastSentTime (no Karn filter, like
@@ -329,14 +320,19 @@ class AgentChannel:
 
     def receive(self, data: bytes, now: float) -> list[Inbound]:
         """Apply one frame from the relay; return in-order payloads to act on."""
+        size = len(data)
+        if size >= FRAME_OVERHEAD and data[4:36].rstrip(b" \0") == _ACK_TYPE:
+            # Fast path for the most common frame: no Frame object, no UUID parsing.
+            header_length = int.from_bytes(data[0:4], "big")
+            if header_length + 4 > size:
+                return []
+            self.paused = False  # §7: any received ack or stream data ends the pause
+            self._on_ack(data[header_length + 4 :], now)
+            return []
         frame = parse_frame_lenient(data)
         if frame is None:
             return []  # ssm README §3: dropped without an ack; the sender resends
         mtype = frame.message_type
-        if mtype == ACKNOWLEDGE:
-            self.paused = False  # §7: any received ack or stream data ends the pause
-            self._on_ack(frame.payload, now)
-            return []
         if mtype == PAUSE_PUBLICATION:
             self.paused = True
             return []
@@ -499,6 +495,11 @@ class SimulatedAgent:
                 self.stats.processes.ptys_open -= 1
         elif self._reaped is not None:
             self._reaped.set()  # nothing was ever started
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the command's process group (StopTask's SIGTERM, §8.4)."""
+        if self.process is not None and not self.stopped and self.returncode is None:
+            self.process.kill(sig)
 
     async def wait_reaped(self, timeout: float) -> bool:
         """Wait until the exec'd process (if any) has been reaped."""

@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import secrets
+import signal
 import string
 import time
 import uuid
@@ -22,11 +23,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from hashlib import sha256
 from typing import Any, Final
 
 from aiohttp import WSMsgType, web
 
-from ecsexec.errors import FrameError, ProtocolError
+from ecsexec.errors import ProtocolError
 from ecsexec.sandbox.agent import AgentSettings, KmsDecrypt, SimulatedAgent
 from ecsexec.sandbox.faults import (
     REORDER_HOLD_MAX,
@@ -40,12 +42,12 @@ from ecsexec.ssm.frames import (
     ACKNOWLEDGE,
     AGENT_SESSION_STATE,
     CHANNEL_CLOSED,
+    FRAME_OVERHEAD,
     INPUT_STREAM_DATA,
     MAX_PAYLOAD,
     OUTPUT_STREAM_DATA,
     PAUSE_PUBLICATION,
     START_PUBLICATION,
-    PayloadType,
     decode_frame,
     encode_frame,
 )
@@ -119,7 +121,6 @@ class _Client:
     gone: asyncio.Event = field(default_factory=asyncio.Event)
     writer: asyncio.Task[None] | None = None
     closer: asyncio.Task[None] | None = None
-    connected_at: float = 0.0
 
 
 @dataclass(eq=False)
@@ -148,6 +149,8 @@ class _Session:
     idle_handle: asyncio.TimerHandle | None = None
     agent_state: str = ""
     refused: bool = False
+    stopping_reason: str = ""  # set while StopTask waits for SIGTERM to take effect
+    ended_event: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class _Pipeline:
@@ -358,6 +361,8 @@ class SessionHub:
         loop = self._loop_or_raise()
         if self._shutting_down:
             raise RuntimeError("the session hub is shut down")
+        if self._base_ws_url is None:
+            raise RuntimeError("SessionHub.bind() must be called before sessions start")
         self._prune()
         sid = SESSION_PREFIX + "".join(secrets.choice(_SID_ALPHABET) for _ in range(26))
         key = (target.task_arn, target.container_name)
@@ -451,18 +456,35 @@ class SessionHub:
         if session.agent is not None:
             await session.agent.wait_reaped(2.0)
 
-    async def stop_task(self, task_arn: str, reason: str = "task_stopped") -> None:
-        """End every live session of a task (StopTask, essential exit, or agent loss)."""
-        ended: list[_Session] = []
-        for session in list(self._sessions.values()):
-            if session.ended or session.target.task_arn != task_arn:
-                continue
-            silent = reason == "agent_lost" and self.settings.agent_loss == "silent"
-            self._end(
-                session, reason, END_OUTPUT.get(reason, "The session has ended."), silent=silent
-            )
-            ended.append(session)
-        for session in ended:
+    async def stop_task(
+        self, task_arn: str, reason: str = "task_stopped", *, stop_timeout: float = 0.0
+    ) -> None:
+        """End every live session of a task (StopTask, essential exit, or agent loss).
+
+        §8.4: with ``stop_timeout`` > 0 each session's process group first gets SIGTERM,
+        and a session whose command exits in time ends through the agent's normal drain;
+        whatever is left is killed (SIGKILL) when the timeout passes. With 0 (the default)
+        every session is killed at once.
+        """
+        sessions = [
+            s for s in self._sessions.values() if not s.ended and s.target.task_arn == task_arn
+        ]
+        silent = reason == "agent_lost" and self.settings.agent_loss == "silent"
+        if stop_timeout > 0 and not silent:
+            waits = []
+            for session in sessions:
+                session.stopping_reason = reason
+                if session.agent is not None:
+                    session.agent.signal(signal.SIGTERM)
+                waits.append(asyncio.ensure_future(session.ended_event.wait()))
+            if waits:
+                _, pending = await asyncio.wait(waits, timeout=stop_timeout)
+                for waiter in pending:
+                    waiter.cancel()
+        output = END_OUTPUT.get(reason, "The session has ended.")
+        for session in sessions:
+            self._end(session, reason, output, silent=silent)
+        for session in sessions:
             if session.agent is not None:
                 await session.agent.wait_reaped(2.0)
 
@@ -536,6 +558,7 @@ class SessionHub:
         session.ended = True
         session.end_reason = reason
         session.ended_at = loop.time()
+        session.ended_event.set()
         self.stats.session_ended(reason)
         key = (session.target.task_arn, session.target.container_name)
         self._active[key] = self._active.get(key, 1) - 1
@@ -650,6 +673,10 @@ class SessionHub:
             agent = session.agent
             reason = agent.end_reason if agent is not None else "exited"
             output = agent.end_output if agent is not None else ""
+            if session.stopping_reason and reason == "exited":
+                # The command exited on StopTask's SIGTERM: the task stop is why it ended.
+                reason = session.stopping_reason
+                output = END_OUTPUT.get(reason, "The session has ended.")
             self._end(session, reason, output)
 
     # --- client → agent ---------------------------------------------------------------
@@ -671,30 +698,39 @@ class SessionHub:
             agent.deliver(frame)  # byte for byte
 
     def _inspect(self, session: _Session, data: bytes) -> None:
-        """Strict-mode protocol warnings for a client frame (§6); never alters it."""
+        """Strict-mode protocol warnings for a client frame (§6); never alters it.
+
+        Reads the header in place (no Frame or UUID objects): this runs for every client
+        frame, acks included.
+        """
         sid = session.sid
-        try:
-            frame = decode_frame(data)
-        except FrameError as exc:
-            code = "bad_digest" if "digest" in str(exc) else "invalid_frame"
-            self.stats.warn(sid, code, str(exc))
+        size = len(data)
+        header_length = int.from_bytes(data[0:4], "big") if size >= 4 else 0
+        if size < FRAME_OVERHEAD or header_length + 4 > size or header_length == 0:
+            self.stats.warn(sid, "invalid_frame", f"malformed {size}-byte frame")
             return
-        mtype = frame.message_type
+        mtype = data[4:36].rstrip(b" \0").decode("ascii", "replace")
         if mtype not in _KNOWN_TYPES:
             self.stats.warn(sid, "unknown_message_type", f"client sent message type {mtype!r}")
             return
+        payload = data[header_length + 4 :]
+        declared = int.from_bytes(data[116:120], "big")
+        # ssm README §3: the digest is checked only when PayloadLength is non-zero.
+        if declared and sha256(payload).digest() != data[80:112]:
+            seq = int.from_bytes(data[48:56], "big", signed=True)
+            self.stats.warn(sid, "bad_digest", f"{mtype} seq {seq}: payload digest mismatch")
+            return
         if mtype != INPUT_STREAM_DATA:
             return
-        if not frame.payload:
-            self.stats.warn(
-                sid, "empty_payload", f"input_stream_data seq {frame.sequence_number} is empty"
-            )
-        elif frame.payload_type == PayloadType.OUTPUT and len(frame.payload) > MAX_PAYLOAD:
+        if not payload:
+            seq = int.from_bytes(data[48:56], "big", signed=True)
+            self.stats.warn(sid, "empty_payload", f"input_stream_data seq {seq} is empty")
+        elif len(payload) > MAX_PAYLOAD and int.from_bytes(data[112:116], "big") == 1:
+            seq = int.from_bytes(data[48:56], "big", signed=True)
             self.stats.warn(
                 sid,
                 "oversize_input",
-                f"input seq {frame.sequence_number} carries {len(frame.payload)} bytes "
-                f"(limit {MAX_PAYLOAD})",
+                f"input seq {seq} carries {len(payload)} bytes (limit {MAX_PAYLOAD})",
             )
 
     # --- websocket side ---------------------------------------------------------------
@@ -726,7 +762,7 @@ class SessionHub:
                 await ws.close(code=WS_POLICY_VIOLATION, message=b"invalid open frame or token")
             return ws
         self.stats.sessions.client_connects += 1
-        client = _Client(ws=ws, request=request, connected_at=loop.time())
+        client = _Client(ws=ws, request=request)
         old = session.client
         session.client = client
         if old is not None:

@@ -118,8 +118,12 @@ def encode_frame(
     )
 
 
-def decode_frame(data: bytes) -> Frame:
-    """Parse and validate one frame; raise :class:`FrameError` if §3 says to drop it."""
+def decode_frame(data: bytes, *, verify: bool = True) -> Frame:
+    """Parse and validate one frame; raise :class:`FrameError` if §3 says to drop it.
+
+    ``verify=False`` checks only the structure, as the SSM agent does: it never checks
+    digests, header length, type or date (§3), and the sandbox's agent must not either.
+    """
     size = len(data)
     if size < FRAME_OVERHEAD:
         raise FrameError(f"frame too short: {size} bytes, need at least {FRAME_OVERHEAD}")
@@ -129,9 +133,11 @@ def decode_frame(data: bytes) -> Frame:
     try:
         message_type = data[4:36].strip(b"\0").strip().decode("ascii")
     except UnicodeDecodeError as exc:
-        raise FrameError("MessageType is not ASCII") from exc
+        if verify:
+            raise FrameError("MessageType is not ASCII") from exc
+        message_type = data[4:36].strip(b"\0").strip().decode("ascii", "replace")
     schema_version, created, seq, flags = _FIELDS.unpack_from(data, 36)
-    if message_type not in _PUBLICATION_TYPES:
+    if verify and message_type not in _PUBLICATION_TYPES:
         if header_length == 0:
             raise FrameError("HeaderLength is 0")
         if not message_type:
@@ -141,7 +147,7 @@ def decode_frame(data: bytes) -> Frame:
     payload_type, payload_length = _TAIL.unpack_from(data, 112)
     payload = data[header_length + 4 :]
     # §3 digest rule: checked only when PayloadLength is non-zero.
-    if payload_length and sha256(payload).digest() != data[80:112]:
+    if verify and payload_length and sha256(payload).digest() != data[80:112]:
         raise FrameError(f"{message_type} seq {seq}: payload digest mismatch")
     message_id = uuid.UUID(bytes=data[72:80] + data[64:72])
     return Frame(
