@@ -711,15 +711,23 @@ class EcsApi:
 
     async def _complete_stop(self, task: Task) -> None:
         exit_code: int | None = None
+        # §8.4: SIGTERM to the main process and every session's group at once, SIGKILL
+        # after the task's stopTimeout.
+        stop_timeout = max(
+            (float(c.definition.get("stopTimeout") or 30) for c in task.containers),
+            default=30.0,
+        )
         try:
             if self.rt.hub is not None:
                 # The hub's end reason (stats, channel_closed text), not the user's reason.
-                await self.rt.hub.stop_task(task.arn, "task_stopped")
-            if self.rt.stop_main is not None:
-                stop_timeout = max(
-                    (float(c.definition.get("stopTimeout") or 30) for c in task.containers),
-                    default=30.0,
+                sessions = self.rt.hub.stop_task(
+                    task.arn, "task_stopped", stop_timeout=stop_timeout
                 )
-                exit_code = await self.rt.stop_main(task, stop_timeout)
+            else:
+                sessions = asyncio.sleep(0)
+            if self.rt.stop_main is not None:
+                _, exit_code = await asyncio.gather(sessions, self.rt.stop_main(task, stop_timeout))
+            else:
+                await sessions
         finally:
             self.rt.world.finish_stop(task, exit_code)
