@@ -5,11 +5,23 @@ ECS Exec runs commands without a shell, under a PTY, and never reports an exit c
 prints a begin marker, runs the user's command in its own shell, and prints an end
 marker carrying ``$?``. :class:`OutputCleaner` turns the PTY stream back into the user's
 output: noise before the begin marker and the markers themselves are dropped, and the
-PTY's ``\\r\\n`` becomes ``\\n``. Pure: no I/O.
+PTY's ``\\r\\n`` becomes ``\\n``.
+
+A command may also get **input** (``wrap(..., stdin=data)``): a script, say, delivered
+through the exec channel itself, with no S3 bucket or file copier. The wrapper turns
+echo off, checks its tools, prints a *ready* marker (before the begin marker, so the
+cleaner drops it), and reads base64 lines from the PTY into a private temporary file;
+the client sends them once it sees the ready marker. Base64 because the PTY is in
+canonical mode: a line may hold at most 4095 bytes and control characters (``^C``,
+``^D``, ``^Z``, ``^\\``) would be acted on. A header line carries the SHA-256 (and POSIX
+``cksum``) of the data, checked before the command runs with the file as its stdin and
+its path in ``$ECSEXEC_INPUT``. Pure: no I/O.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import secrets
 import shlex
@@ -19,6 +31,14 @@ from typing import Final
 MARKER_PREFIX: Final = b"__ECSEXEC_"
 DEFAULT_ENV: Final = (("TERM", "dumb"), ("PAGER", "cat"))  # no colours, no pagers waiting
 
+INPUT_VARIABLE: Final = "ECSEXEC_INPUT"
+INPUT_LINE: Final = 1024  # base64 characters a line: far below the 4095-byte canonical limit
+INPUT_END: Final = b"__ECSEXEC_EOF__"  # `_` is not in the base64 alphabet: no data line is this
+# The input crosses the channel at a few MB/s at best and sits in a temporary file in the
+# container; 8 MiB keeps a run well inside the session's timeout and most containers' /tmp.
+MAX_INPUT_BYTES: Final = 8 * 1024 * 1024
+INPUT_FAILED: Final = 125  # the exit code when the input could not be delivered intact
+
 
 @dataclass(frozen=True)
 class WrappedCommand:
@@ -27,15 +47,27 @@ class WrappedCommand:
     user_command: str
     ecs_command: str
     nonce: str  # empty in raw mode
+    input_payload: bytes = b""  # sent when the ready marker arrives (see encode_input)
 
     @property
     def raw(self) -> bool:
         return not self.nonce
 
+    @property
+    def ready_marker(self) -> bytes:
+        """What the wrapper prints when it is ready to read ``input_payload``."""
+        return b"__ECSEXEC_I_" + self.nonce.encode() + b"__"
 
-def wrap(command: str, *, nonce: str | None = None) -> WrappedCommand:
-    """Build the marker-wrapped command (§12). The literal markers never appear in argv."""
+
+def wrap(command: str, *, nonce: str | None = None, stdin: bytes | None = None) -> WrappedCommand:
+    """Build the marker-wrapped command (§12). The literal markers never appear in argv.
+
+    With ``stdin``, the data is delivered through the channel first (module docstring)
+    and ``command`` runs with it as standard input; ``$ECSEXEC_INPUT`` names the file.
+    """
     nonce = nonce or secrets.token_hex(8)
+    if stdin is not None:
+        return _wrap_with_input(command, nonce, stdin)
     exports = " ".join(f"{k}={v}" for k, v in DEFAULT_ENV)
     script = "\n".join(
         [
@@ -51,6 +83,126 @@ def wrap(command: str, *, nonce: str | None = None) -> WrappedCommand:
     )
     # §13: the agent splits this with Go shlex rules; shlex.join output round-trips exactly.
     return WrappedCommand(command, shlex.join(["/bin/sh", "-c", script]), nonce)
+
+
+def posix_cksum(data: bytes) -> int:
+    """The CRC that POSIX ``cksum`` prints: CRC-32 (0x04C11DB7, MSB first) over the data
+    and then its length (least significant byte first, no trailing zero bytes), inverted."""
+    crc = 0
+    length = len(data)
+    tail = bytearray()
+    while length:
+        tail.append(length & 0xFF)
+        length >>= 8
+    for byte in data + bytes(tail):
+        crc = _CKSUM_TABLE[((crc >> 24) ^ byte) & 0xFF] ^ ((crc << 8) & 0xFFFFFFFF)
+    return ~crc & 0xFFFFFFFF
+
+
+def _cksum_table() -> tuple[int, ...]:
+    table = []
+    for index in range(256):
+        crc = index << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7) if crc & 0x80000000 else crc << 1
+        table.append(crc & 0xFFFFFFFF)
+    return tuple(table)
+
+
+_CKSUM_TABLE: Final = _cksum_table()
+
+
+def encode_input(data: bytes) -> bytes:
+    """The bytes sent for ``data``: a header line ``<sha256> <cksum> <size>``, base64 lines,
+    and the end line. Only ``[A-Za-z0-9+/=_ ]`` and line feeds: nothing a PTY acts on."""
+    if len(data) > MAX_INPUT_BYTES:
+        raise ValueError(
+            f"input of {len(data)} bytes exceeds the {MAX_INPUT_BYTES} byte limit "
+            "of delivery through the exec channel"
+        )
+    encoded = base64.b64encode(data)
+    lines = [encoded[i : i + INPUT_LINE] for i in range(0, len(encoded), INPUT_LINE)]
+    header = f"{hashlib.sha256(data).hexdigest()} {posix_cksum(data)} {len(data)}".encode()
+    return b"\n".join([header, *lines, INPUT_END]) + b"\n"
+
+
+def _wrap_with_input(command: str, nonce: str, data: bytes) -> WrappedCommand:
+    payload = encode_input(data)
+    exports = " ".join(f"{k}={v}" for k, v in DEFAULT_ENV)
+    begin = f"printf '\\n__ECSEXEC_%s_%s__\\n' B {nonce}"
+    directory = f'"${{TMPDIR:-/tmp}}/ecsexec-{nonce}"'
+    script = "\n".join(
+        [
+            # A failure before the ready marker sends nothing; it is reported as the
+            # command's output with exit code 125, between regular markers.
+            "__ecsexec_fail() {",
+            f"  {begin}",
+            "  printf 'ecsexec: input delivery failed: %s\\n' \"$1\"",
+            f"  printf '\\n__ECSEXEC_%s_%s__:%d\\n' E {nonce} {INPUT_FAILED}",
+            f"  exit {INPUT_FAILED}",
+            "}",
+            # Echo must be off before anything is sent, or the input would come back as
+            # output: refuse rather than ignore a missing stty.
+            "stty -echo 2>/dev/null || __ecsexec_fail 'cannot turn terminal echo off (no stty?)'",
+            f"export {exports}",
+            "for __ecsexec_t in base64 sed; do",
+            "  command -v $__ecsexec_t >/dev/null 2>&1 ||"
+            ' __ecsexec_fail "$__ecsexec_t is not installed in the container"',
+            "done",
+            f"__ecsexec_d={directory}",
+            # mkdir (not -p) fails on an existing path, so nobody can plant a symlink there.
+            '(umask 077 && mkdir "$__ecsexec_d") 2>/dev/null ||'
+            ' __ecsexec_fail "cannot create $__ecsexec_d"',
+            "trap 'rm -rf \"$__ecsexec_d\"' EXIT",
+            "trap 'exit 129' HUP",
+            "trap 'exit 143' TERM",
+            '__ecsexec_f="$__ecsexec_d/input"',
+            f"printf '\\n__ECSEXEC_%s_%s__\\n' I {nonce}",
+            "IFS=' ' read -r __ecsexec_sha __ecsexec_crc __ecsexec_size ||"
+            " __ecsexec_fail 'no header line'",
+            f"sed -n '/^{INPUT_END.decode()}$/q;p' | base64 -d > \"$__ecsexec_f\" ||"
+            " __ecsexec_fail 'base64 -d failed'",
+            "__ecsexec_ok=",
+            "if command -v sha256sum >/dev/null 2>&1; then",
+            '  set -- $(sha256sum < "$__ecsexec_f")',
+            '  [ "$1" = "$__ecsexec_sha" ] && __ecsexec_ok=1',
+            "elif command -v cksum >/dev/null 2>&1; then",
+            '  set -- $(cksum < "$__ecsexec_f")',
+            '  [ "$1 $2" = "$__ecsexec_crc $__ecsexec_size" ] && __ecsexec_ok=1',
+            "else",
+            "  __ecsexec_fail 'neither sha256sum nor cksum is installed to check the input'",
+            "fi",
+            '[ -n "$__ecsexec_ok" ] || __ecsexec_fail'
+            ' "checksum mismatch ($__ecsexec_size bytes expected)"',
+            begin,
+            f'{INPUT_VARIABLE}="$__ecsexec_f" /bin/sh -c {shlex.quote(command)} < "$__ecsexec_f"',
+            "__ecsexec_rc=$?",
+            f"printf '\\n__ECSEXEC_%s_%s__:%d\\n' E {nonce} \"$__ecsexec_rc\"",
+            'exit "$__ecsexec_rc"',
+        ]
+    )
+    return WrappedCommand(command, shlex.join(["/bin/sh", "-c", script]), nonce, payload)
+
+
+class ReadyScanner:
+    """Finds a wrapper's ready marker in the raw PTY stream, across chunk boundaries."""
+
+    def __init__(self, wrapped: WrappedCommand) -> None:
+        self._marker = wrapped.ready_marker
+        self._tail = b""
+        self.seen = False
+
+    def feed(self, data: bytes) -> bool:
+        """Add raw output; True exactly once, when the marker has arrived."""
+        if self.seen:
+            return False
+        window = self._tail + data
+        if self._marker in window:
+            self.seen = True
+            self._tail = b""
+            return True
+        self._tail = window[-(len(self._marker) - 1) :]
+        return False
 
 
 def raw(command: str) -> WrappedCommand:
@@ -95,10 +247,14 @@ _CORE: Final = b" (core dumped)"
 _SIGNAL_N: Final = re.compile(rb"S(?:i(?:g(?:n(?:a(?:l(?: \d*)?)?)?)?)?)?")
 
 
+_NOTICE_INITIALS: Final = frozenset(n[0] for n in (*_NOTICES, b"S"))
+_NOTICE_MAX: Final = max(len(n) for n in _NOTICES) + len(b" (core dumped)") + 8
+
+
 def _could_be_signal_notice(line: bytes) -> bool:
     """True if ``line`` is a signal notice or the start of one."""
-    if not line:
-        return False
+    if not line or len(line) > _NOTICE_MAX or line[0] not in _NOTICE_INITIALS:
+        return False  # the common case, decided without scanning the notices
     for notice in _NOTICES:
         if notice.startswith(line):
             return True
