@@ -15,11 +15,13 @@ import asyncio
 import json
 import resource
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from ecsexec.aws.clients import session_from_env
 from ecsexec.aws.ecs import EcsApi
 from ecsexec.exec.connect import ConnectorPool
 from ecsexec.exec.dispatcher import DispatchOptions, dispatch
+from ecsexec.exec.results import RunResult
 from ecsexec.exec.runner import ContainerTarget
 from ecsexec.exec.wrap import wrap
 from ecsexec.nodes.ecs_source import EcsNodeSource, EcsSourceConfig
@@ -32,6 +34,7 @@ def main() -> None:
     parser.add_argument("--initial-wait", type=float, default=1.0)
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--threads", type=int, default=0, help="default: one per node")
+    parser.add_argument("--workers", type=int, default=6, help="threads for boto3 calls")
     args = parser.parse_args()
     threads = args.threads or args.nodes
     with Sandbox(
@@ -50,14 +53,16 @@ def main() -> None:
         pool(targets[0])  # clients built before timing, as in a warm CLI process
         sb.reset_stats()
         cpu0, wall0 = time.process_time(), time.perf_counter()
-        result = asyncio.run(
-            dispatch(
-                pool,
-                targets,
-                wrap("echo ok"),
-                options=DispatchOptions(threads=threads, rate=args.rate, timeout=120),
-            )
-        )
+
+        async def run() -> RunResult:
+            # ExecuteCommand is a blocking boto3 call: give it enough worker threads to
+            # overlap the round trips (the default pool has only cpu_count + 4).
+            loop = asyncio.get_running_loop()
+            loop.set_default_executor(ThreadPoolExecutor(args.workers))
+            options = DispatchOptions(threads=threads, rate=args.rate, timeout=120)
+            return await dispatch(pool, targets, wrap("echo ok"), options=options)
+
+        result = asyncio.run(run())
         wall = time.perf_counter() - wall0
         cpu = time.process_time() - cpu0
         stats = sb.stats()
