@@ -6,7 +6,9 @@
     ├── ConfigurationError          bad input from the user: flags, files, filters
     │   ├── FilterSyntaxError       node filter, with the column
     │   ├── TopologyError           sandbox topology, with file:line:col
-    │   └── CredentialsError        a credential provider failed (never carries a secret)
+    │   ├── JobFileError            job file, with file:line
+    │   ├── CredentialsError        a credential provider failed (never carries a secret)
+    │   └── KeyStoreError           key storage: missing key, wrong passphrase, refused read
     ├── AwsError                    an AWS API call failed: code, operation, hint
     ├── DiscoveryError              node discovery failed as a whole (names region, action)
     ├── ProtocolError               the data channel received something it cannot accept
@@ -48,8 +50,16 @@ class TopologyError(ConfigurationError):
     """A sandbox topology file is invalid; the message starts with file:line:col."""
 
 
+class JobFileError(ConfigurationError):
+    """A job file is invalid; every line of the message starts with file:line."""
+
+
 class CredentialsError(ConfigurationError):
     """A credential provider failed. The message names the provider, never a secret."""
+
+
+class KeyStoreError(ConfigurationError):
+    """Key storage failed: no such key, wrong passphrase, a refused read. Never holds a value."""
 
 
 class AwsError(EcsexecError):

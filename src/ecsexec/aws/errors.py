@@ -6,18 +6,24 @@ ever sees them.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     ConnectTimeoutError,
+    CredentialRetrievalError,
     EndpointConnectionError,
     NoCredentialsError,
     NoRegionError,
     PartialCredentialsError,
+    ProfileNotFound,
     ReadTimeoutError,
     SSLError,
+    SSOTokenLoadError,
+    TokenRetrievalError,
+    UnauthorizedSSOTokenError,
 )
 
 from ecsexec.errors import AwsError, CredentialsError, EcsexecError
@@ -31,6 +37,8 @@ _HINTS: Final[dict[str, str]] = {
     "AccessDeniedException": "the caller's IAM policy does not allow this action",
     "UnrecognizedClientException": "the access key is not known to this endpoint/region",
     "InvalidSignatureException": "the secret key does not match the access key",
+    "SignatureDoesNotMatch": "the secret key does not match the access key",
+    "InvalidClientTokenId": "the access key is not known to this endpoint/region",
     "ExpiredTokenException": "the session credentials have expired; refresh them",
     "ClusterNotFoundException": "check the cluster name and the region",
     "TargetNotConnectedException": "the container's SSM agent is not connected to Session Manager",
@@ -59,6 +67,21 @@ def translate(exc: Exception, operation: str) -> EcsexecError:
         )
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
         return CredentialsError(f"{operation}: no usable AWS credentials were found ({exc})")
+    if isinstance(exc, CredentialRetrievalError):
+        # A refresh failed mid-run (container endpoint, IMDS, credential_process). The
+        # message may quote the endpoint's response body: keep only the status code.
+        provider = exc.kwargs.get("provider", "credentials")
+        status = re.search(r"non 200 response (\d{3})", str(exc.kwargs.get("error_msg", "")))
+        what = f"the endpoint returned {status.group(1)}" if status else "the provider failed"
+        return CredentialsError(
+            f"{operation}: refreshing credentials from {provider} failed: {what}"
+        )
+    if isinstance(exc, SSOTokenLoadError | UnauthorizedSSOTokenError | TokenRetrievalError):
+        return CredentialsError(
+            f"{operation}: the SSO session is missing or expired ({exc}); run `aws sso login`"
+        )
+    if isinstance(exc, ProfileNotFound):
+        return CredentialsError(f"{operation}: {exc}")
     if isinstance(exc, NoRegionError):
         return AwsError(
             "no AWS region is configured",

@@ -1,0 +1,893 @@
+"""Project configuration: ``ecsexec.toml`` (found upward from the cwd), environment and flags.
+
+Precedence, lowest first: built-in defaults, the file, ``ECSEXEC_*`` environment variables,
+command-line flags. The file is ``--config PATH``, else ``$ECSEXEC_CONFIG``, else the first
+``ecsexec.toml`` in the working directory or one of its parents.
+
+Sections: ``[aws]`` (region, credentials, endpoint), ``[[sources]]`` (node sources, with
+per-source credentials as ecs-nodes.md §3), ``[dispatch]`` (defaults for ``run``) and
+``[keystore]`` (where key storage lives). Secrets never belong in the file: a secret key
+is referenced by its key-storage path (``secret_key_path``). Every error names
+``file:line`` and, where there is a choice, the valid choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal, cast
+
+from ecsexec.errors import ConfigurationError, CredentialsError, KeyStoreError
+from ecsexec.exec.dispatcher import DEFAULT_RATE, DEFAULT_THREADS, DEFAULT_TIMEOUT
+from ecsexec.nodes.ecs_source import EcsSourceConfig
+from ecsexec.nodes.inventory import FileSourceConfig
+from ecsexec.store.keys import (
+    DIR_ENV,
+    KEY_FILE_ENV,
+    PASSPHRASE_ENV,
+    KeyStore,
+    default_dir,
+    normalize_path,
+)
+
+CONFIG_NAME: Final = "ecsexec.toml"
+CONFIG_ENV: Final = "ECSEXEC_CONFIG"
+
+CredentialProvider = Literal["default", "instance", "container", "keys", "profile"]
+PROVIDERS: Final[tuple[CredentialProvider, ...]] = (
+    "default",
+    "instance",
+    "container",
+    "keys",
+    "profile",
+)
+SECTIONS: Final = ("aws", "sources", "dispatch", "keystore")
+AWS_KEYS: Final = (
+    "region",
+    "credential_provider",
+    "profile",
+    "access_key_id",
+    "secret_key_path",
+    "assume_role_arn",
+    "external_id",
+    "role_session_name",
+    "endpoint_url",
+    "ca_bundle",
+)
+# ecs-nodes.md §3: the credential part of a source; if a source sets any of these, its
+# base credentials are its own, otherwise it inherits [aws]'s.
+BASE_CREDENTIAL_KEYS: Final = ("credential_provider", "profile", "access_key_id", "secret_key_path")
+ROLE_KEYS: Final = ("assume_role_arn", "external_id", "role_session_name")
+ECS_SOURCE_KEYS: Final = (
+    "type",
+    "name",
+    "region",
+    "clusters",
+    "filter_behavior",
+    "service_names",
+    "task_definition_names",
+    "container_names",
+    "tags",
+    "refresh_interval",
+    *BASE_CREDENTIAL_KEYS,
+    *ROLE_KEYS,
+    "endpoint_url",
+    "ca_bundle",
+)
+FILE_SOURCE_KEYS: Final = ("type", "name", "path")
+DISPATCH_KEYS: Final = ("threads", "rate", "timeout", "keepgoing")
+KEYSTORE_KEYS: Final = ("dir", "key_file")
+# Keys that would put a secret in the file. Their values are never echoed.
+FORBIDDEN_KEYS: Final = frozenset(
+    {
+        "secret_access_key",
+        "aws_secret_access_key",
+        "secret_key",
+        "session_token",
+        "aws_session_token",
+        "password",
+    }
+)
+SENSITIVE_KEYS: Final = frozenset({"access_key_id", "external_id"})
+
+ENV_PREFIX: Final = "ECSEXEC_"
+TRUE_WORDS: Final = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS: Final = frozenset({"0", "false", "no", "off"})
+_ROLE_SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}")
+
+Fail = Callable[[str], None]
+KeyFail = Callable[[tuple[str | int, ...], str], None]
+
+
+def mask(value: str, keep: int = 4) -> str:
+    """``****************WXYZ``, as ``aws configure list`` shows an access key."""
+    if not value:
+        return ""
+    if keep <= 0 or len(value) <= keep * 2:
+        return "*" * len(value)
+    return "*" * (len(value) - keep) + value[-keep:]
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    """Where and as whom to call AWS. Holds no secret: the secret key is a key-storage path."""
+
+    region: str = ""
+    credential_provider: CredentialProvider = "default"
+    profile: str = ""
+    access_key_id: str = ""
+    secret_key_path: str = ""
+    assume_role_arn: str = ""
+    external_id: str = ""
+    role_session_name: str = ""
+    endpoint_url: str = ""
+    ca_bundle: str = ""
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.masked().items() if v)
+        return f"AwsSettings({fields})"
+
+    def masked(self) -> dict[str, str]:
+        """Every setting as text, identifying values masked (for ``config show``)."""
+        out = {f.name: str(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        out["access_key_id"] = mask(self.access_key_id)
+        out["external_id"] = mask(self.external_id, keep=0) if self.external_id else ""
+        return out
+
+    def describe(self) -> str:
+        """One line naming the provider (and role), for ``whoami`` and errors."""
+        match self.credential_provider:
+            case "profile":
+                text = f"profile {self.profile!r}"
+            case "keys":
+                text = f"keys (access key {mask(self.access_key_id)} + {self.secret_key_path})"
+            case "instance":
+                text = "instance (EC2 instance metadata, IMDSv2)"
+            case "container":
+                text = "container (ECS container credentials endpoint)"
+            case _:
+                text = "default (standard chain" + (
+                    f", profile {self.profile!r})" if self.profile else ")"
+                )
+        if self.assume_role_arn:
+            text += f" -> assume-role {self.assume_role_arn}"
+        return text
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    """Defaults for ``ecsexec run`` (flags override them)."""
+
+    threads: int = DEFAULT_THREADS
+    rate: float = DEFAULT_RATE
+    timeout: float = DEFAULT_TIMEOUT
+    keepgoing: bool = True
+
+
+@dataclass(frozen=True)
+class KeystoreSettings:
+    dir: Path | None = None
+    key_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class ConfiguredSource:
+    """One ``[[sources]]`` entry with its effective credentials (ecs-nodes.md §3)."""
+
+    index: int  # 1-based position among [[sources]]
+    name: str
+    config: EcsSourceConfig | FileSourceConfig
+    aws: AwsSettings
+    origin: str  # file:line of the [[sources]] header
+
+    @property
+    def label(self) -> str:
+        return self.name or f"sources[{self.index}]"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The effective configuration and where each setting came from."""
+
+    path: Path | None = None
+    aws: AwsSettings = AwsSettings()
+    sources: tuple[ConfiguredSource, ...] = ()
+    dispatch: DispatchSettings = DispatchSettings()
+    keystore: KeystoreSettings = KeystoreSettings()
+    origins: Mapping[str, str] = field(default_factory=dict)
+
+    def origin(self, key: str) -> str:
+        return self.origins.get(key, "default")
+
+    def keystore_dir(self, environ: Mapping[str, str] | None = None) -> Path:
+        return self.keystore.dir or default_dir(environ)
+
+    def open_keystore(self, environ: Mapping[str, str] | None = None) -> KeyStore:
+        env = os.environ if environ is None else environ
+        return KeyStore(
+            self.keystore_dir(env),
+            passphrase=env.get(PASSPHRASE_ENV) or None,
+            key_file=self.keystore.key_file,
+        )
+
+    def read_password(self, path: str) -> str:
+        """The ``secret_key_path`` reader of the ``keys`` provider: a *password* key only."""
+        try:
+            store = self.open_keystore()
+            info = store.info(path)
+            if info.type != "password":
+                raise KeyStoreError(
+                    f"{info.path} is a {info.type} key; secret_key_path must name a password"
+                )
+            return store.read(info.path).reveal_text()
+        except KeyStoreError as exc:
+            raise CredentialsError(f"keys provider: {exc}") from None
+
+
+# -- finding the file -------------------------------------------------------------------------
+
+
+def find_config(start: Path) -> Path | None:
+    """The first ``ecsexec.toml`` in ``start`` or one of its parents."""
+    directory = start.absolute()
+    for candidate in (directory, *directory.parents):
+        path = candidate / CONFIG_NAME
+        if path.is_file():
+            return path
+    return None
+
+
+def config_path(
+    explicit: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Path | None:
+    """``--config``, else ``$ECSEXEC_CONFIG``, else the search from ``cwd`` upward."""
+    env = os.environ if environ is None else environ
+    chosen = explicit or env.get(CONFIG_ENV) or None
+    if chosen:
+        path = Path(chosen).expanduser()
+        if not path.is_file():
+            via = "--config" if explicit else CONFIG_ENV
+            raise ConfigurationError(f"{via}: configuration file {path} does not exist")
+        return path
+    return find_config(cwd or Path.cwd())
+
+
+# -- locating keys ----------------------------------------------------------------------------
+
+_HEADER = re.compile(r"^\s*(\[\[|\[)\s*(.+?)\s*(\]\]|\])\s*(#.*)?$")
+_KEY = re.compile(
+    r"""^\s*((?:"[^"]*"|'[^']*'|[A-Za-z0-9_-]+)(?:\s*\.\s*(?:"[^"]*"|'[^']*'|[A-Za-z0-9_-]+))*)\s*="""
+)
+_PART = re.compile(r""""([^"]*)"|'([^']*)'|([A-Za-z0-9_-]+)""")
+
+
+def _parts(dotted: str) -> tuple[str, ...]:
+    return tuple(a or b or c for a, b, c in _PART.findall(dotted))
+
+
+class Locator:
+    """Line numbers of tables and keys in TOML text, for ``file:line`` in errors.
+
+    tomllib reports positions only for syntax errors, so semantic errors look the key up
+    here: ``[[sources]]`` entries are numbered from 0, as in the parsed document.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.lines: dict[tuple[str | int, ...], int] = {}
+        table: tuple[str | int, ...] = ()
+        counts: dict[tuple[str, ...], int] = {}
+        in_string = ""
+        for number, line in enumerate(text.splitlines(), start=1):
+            if in_string:
+                if line.count(in_string) % 2 == 1:
+                    in_string = ""
+                continue
+            header = _HEADER.match(line)
+            if header and not _KEY.match(line):
+                names = _parts(header.group(2))
+                if header.group(1) == "[[":
+                    index = counts.get(names, -1) + 1
+                    counts[names] = index
+                    table = (*names, index)
+                else:
+                    table = names
+                self.lines.setdefault(table, number)
+                continue
+            key = _KEY.match(line)
+            if key:
+                self.lines.setdefault((*table, *_parts(key.group(1))), number)
+                rest = line[key.end() :]
+                for quote in ('"""', "'''"):
+                    if rest.count(quote) % 2 == 1:
+                        in_string = quote
+
+    def line(self, *path: str | int) -> int:
+        """The line of ``path``, else of its nearest located parent, else 1."""
+        for end in range(len(path), 0, -1):
+            found = self.lines.get(tuple(path[:end]))
+            if found is not None:
+                return found
+        return 1
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+
+def _choices(value: str, choices: Iterable[str]) -> str:
+    options = list(choices)
+    close = difflib.get_close_matches(value, options, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"choose one of {', '.join(options)}{hint}"
+
+
+class _Reader:
+    """Validates one document, collecting every error with its location."""
+
+    def __init__(self, path: Path | None, locator: Locator | None) -> None:
+        self.path = path
+        self.locator = locator
+        self.errors: list[str] = []
+        self.origins: dict[str, str] = {}
+
+    def where(self, *key: str | int) -> str:
+        if self.path is None or self.locator is None:
+            return "<config>"
+        return f"{self.path}:{self.locator.line(*key)}"
+
+    def fail(self, key: tuple[str | int, ...], message: str) -> None:
+        self.errors.append(f"{self.where(*key)}: {message}")
+
+    def keys(
+        self,
+        table: Mapping[str, Any],
+        allowed: Iterable[str],
+        key: tuple[str | int, ...],
+        label: str,
+    ) -> None:
+        options = list(allowed)
+        for name in table:
+            if name in FORBIDDEN_KEYS:
+                self.fail(
+                    (*key, name),
+                    f"{label}: {name} does not belong in a configuration file: store the "
+                    "secret with `ecsexec keys put keys/project/<name>/aws-secret` and set "
+                    "secret_key_path to that path",
+                )
+            elif name not in options:
+                self.fail((*key, name), f"{label}: unknown key {name!r}; {_choices(name, options)}")
+
+    def string(
+        self, table: Mapping[str, Any], name: str, key: tuple[str | int, ...], label: str
+    ) -> str | None:
+        if name not in table:
+            return None
+        value = table[name]
+        if not isinstance(value, str):
+            self.fail((*key, name), f"{label}.{name}: expected a string, got {_kind(value)}")
+            return None
+        return value.strip()
+
+    def number(
+        self,
+        table: Mapping[str, Any],
+        name: str,
+        key: tuple[str | int, ...],
+        label: str,
+        *,
+        minimum: float,
+        maximum: float | None = None,
+        integer: bool = False,
+    ) -> float | None:
+        if name not in table:
+            return None
+        value = table[name]
+        ok = isinstance(value, int) if integer else isinstance(value, int | float)
+        if isinstance(value, bool) or not ok:
+            want = "an integer" if integer else "a number"
+            self.fail((*key, name), f"{label}.{name}: expected {want}, got {_kind(value)}")
+            return None
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"between {minimum:g} and {maximum:g}" if maximum else f"at least {minimum:g}"
+            self.fail((*key, name), f"{label}.{name}: {value!r} is out of range; use {bound}")
+            return None
+        return float(value)
+
+    def strings(
+        self, table: Mapping[str, Any], name: str, key: tuple[str | int, ...], label: str
+    ) -> tuple[str, ...] | None:
+        """ecs-nodes.md §3: a list or a comma-separated string; items trimmed, blanks dropped."""
+        if name not in table:
+            return None
+        value = table[name]
+        if isinstance(value, str):
+            items = value.split(",")
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            items = value
+        else:
+            self.fail(
+                (*key, name),
+                f"{label}.{name}: expected a list of strings or a comma-separated string",
+            )
+            return None
+        return tuple(item.strip() for item in items if item.strip())
+
+
+def _table(doc: Mapping[str, Any], name: str) -> dict[str, Any]:
+    value = doc.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def _kind(value: object) -> str:
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+def _provider(fail: Fail, raw: str) -> tuple[CredentialProvider, str] | None:
+    """``default|instance|container|keys|profile``, or ``profile:<name>`` (ecs-nodes.md §3)."""
+    value = raw.strip()
+    if value.startswith("profile:"):
+        name = value.partition(":")[2].strip()
+        if not name:
+            fail("profile:<name> needs a profile name")
+            return None
+        return "profile", name
+    if value not in PROVIDERS:
+        fail(f"{value!r} is not a credential provider; {_choices(value, PROVIDERS)}")
+        return None
+    return value, ""  # narrowed to CredentialProvider by the membership test
+
+
+def _aws_table(
+    reader: _Reader, table: Mapping[str, Any], key: tuple[str | int, ...], label: str
+) -> dict[str, str]:
+    """The string-valued credential/endpoint keys present in ``table``, validated one by one."""
+    out: dict[str, str] = {}
+    for name in AWS_KEYS:
+        value = reader.string(table, name, key, label)
+        if value is None:
+            continue
+        if name == "credential_provider":
+            parsed = _provider(
+                lambda m: reader.fail(
+                    (*key, "credential_provider"), f"{label}.credential_provider: {m}"
+                ),
+                value,
+            )
+            if parsed is None:
+                continue
+            out[name] = parsed[0]
+            if parsed[1]:
+                out["profile"] = parsed[1]
+            continue
+        if name == "secret_key_path" and value:
+            try:
+                value = normalize_path(value)
+            except ConfigurationError as exc:
+                reader.fail((*key, name), f"{label}.{name}: {exc}")
+                continue
+        out[name] = value
+    return out
+
+
+def check_credentials(
+    settings: AwsSettings, fail: KeyFail, label: str, key: tuple[str | int, ...]
+) -> AwsSettings:
+    """ecs-nodes.md §3 rules: a key pair is both-or-neither and excludes other providers."""
+    pair = (bool(settings.access_key_id), bool(settings.secret_key_path))
+    provider = settings.credential_provider
+    if pair[0] != pair[1]:
+        missing = "secret_key_path" if pair[0] else "access_key_id"
+        fail(
+            (*key, "access_key_id"),
+            f"{label}: access_key_id and secret_key_path go together; {missing} is missing",
+        )
+    elif all(pair) and provider not in ("default", "keys"):
+        fail(
+            (*key, "credential_provider"),
+            f"{label}: access_key_id/secret_key_path cannot be used with credential_provider "
+            f"{provider!r}; use 'keys' (or drop the key pair)",
+        )
+    elif all(pair):
+        settings = dataclasses.replace(settings, credential_provider="keys")
+    elif provider == "keys":
+        fail(
+            (*key, "credential_provider"),
+            f"{label}: credential_provider 'keys' needs access_key_id and secret_key_path",
+        )
+    if settings.credential_provider == "profile" and not settings.profile:
+        fail(
+            (*key, "credential_provider"),
+            f"{label}: credential_provider 'profile' needs profile = \"<name>\" "
+            "(or write 'profile:<name>')",
+        )
+    if settings.external_id and not settings.assume_role_arn:
+        fail((*key, "external_id"), f"{label}: external_id needs assume_role_arn")
+    if settings.assume_role_arn and not settings.assume_role_arn.startswith("arn:"):
+        fail(
+            (*key, "assume_role_arn"),
+            f"{label}: assume_role_arn must be a role ARN (arn:aws:iam::<account>:role/<name>)",
+        )
+    if settings.role_session_name and not _ROLE_SESSION_NAME.fullmatch(settings.role_session_name):
+        fail(
+            (*key, "role_session_name"),
+            f"{label}: role_session_name must be 2-64 characters of letters, digits and _+=,.@-",
+        )
+    if settings.endpoint_url and not re.match(r"https?://[^/]", settings.endpoint_url):
+        fail((*key, "endpoint_url"), f"{label}: endpoint_url must be an http:// or https:// URL")
+    return settings
+
+
+def _resolve_path(base: Path | None, value: str) -> str:
+    if not value:
+        return value
+    path = Path(value).expanduser()
+    if not path.is_absolute() and base is not None:
+        path = base.parent / path
+    return str(path)
+
+
+@dataclass
+class _Layer:
+    """Values from one origin (env or flags) with their origin label."""
+
+    values: dict[str, str] = field(default_factory=dict)
+    origins: dict[str, str] = field(default_factory=dict)
+
+
+def _env_fail(reader: _Reader, variable: str) -> Fail:
+    def fail(message: str) -> None:
+        reader.errors.append(f"{variable}: {message}")
+
+    return fail
+
+
+def _env_layer(environ: Mapping[str, str], reader: _Reader) -> _Layer:
+    layer = _Layer()
+    for name in AWS_KEYS:
+        variable = ENV_PREFIX + name.upper()
+        value = environ.get(variable)
+        if value is None or value == "":
+            continue
+        if name == "credential_provider":
+            parsed = _provider(_env_fail(reader, variable), value)
+            if parsed is None:
+                continue
+            layer.values[name] = parsed[0]
+            layer.origins[name] = f"env {variable}"
+            if parsed[1]:
+                layer.values["profile"] = parsed[1]
+                layer.origins["profile"] = f"env {variable}"
+            continue
+        if name == "secret_key_path":
+            try:
+                value = normalize_path(value)
+            except ConfigurationError as exc:
+                reader.errors.append(f"{variable}: {exc}")
+                continue
+        layer.values[name] = value.strip()
+        layer.origins[name] = f"env {variable}"
+    return layer
+
+
+def _merge_aws(
+    reader: _Reader,
+    file_values: Mapping[str, str],
+    layers: Iterable[_Layer],
+) -> tuple[AwsSettings, dict[str, str]]:
+    values = dict(file_values)
+    origins = {name: reader.where("aws", name) for name in file_values}
+    for layer in layers:
+        if "credential_provider" in layer.values and layer.values["credential_provider"] != "keys":
+            # Choosing another provider by env/flag drops the file's key pair, which would
+            # otherwise conflict with it (ecs-nodes.md §3).
+            for name in ("access_key_id", "secret_key_path"):
+                if name in values and name not in layer.values:
+                    del values[name]
+                    origins.pop(name, None)
+        values.update(layer.values)
+        origins.update(layer.origins)
+    settings = AwsSettings(**cast(dict[str, Any], values))
+    return settings, origins
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    profile: str | None = None,
+    search: bool = True,
+) -> Config:
+    """Read the project configuration (see the module docstring for precedence).
+
+    ``path`` is ``--config``; ``profile`` is the ``--profile`` flag. With ``search`` false,
+    no file is looked for unless one is named.
+    """
+    env = os.environ if environ is None else environ
+    file = config_path(path, environ=env, cwd=cwd) if (search or path) else None
+    doc: dict[str, Any] = {}
+    locator: Locator | None = None
+    if file is not None:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(f"{file}: cannot read the configuration ({exc})") from None
+        try:
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigurationError(_syntax_error(file, exc)) from None
+        locator = Locator(text)
+    reader = _Reader(file, locator)
+    for name, value in doc.items():
+        if name not in SECTIONS:
+            reader.fail((name,), f"unknown section [{name}]; {_choices(name, SECTIONS)}")
+        elif name == "sources" and not (
+            isinstance(value, list) and all(isinstance(v, dict) for v in value)
+        ):
+            reader.fail((name,), "sources must be written as [[sources]] tables")
+        elif name != "sources" and not isinstance(value, dict):
+            reader.fail((name,), f"{name} must be a table: [{name}]")
+
+    aws_doc = _table(doc, "aws")
+    reader.keys(aws_doc, AWS_KEYS, ("aws",), "[aws]")
+    file_aws = _aws_table(reader, aws_doc, ("aws",), "[aws]")
+    for name in ("ca_bundle",):
+        if file_aws.get(name):
+            file_aws[name] = _resolve_path(file, file_aws[name])
+
+    flags = _Layer()
+    if profile:
+        flags.values.update(credential_provider="profile", profile=profile)
+        flags.origins.update(credential_provider="flag --profile", profile="flag --profile")
+    aws, aws_origins = _merge_aws(reader, file_aws, [_env_layer(env, reader), flags])
+    aws = check_credentials(aws, _where_fail(reader, aws_origins), "[aws]", ("aws",))
+    origins = {f"aws.{k}": v for k, v in aws_origins.items()}
+
+    sources = _sources(reader, doc, file, aws, origins)
+    dispatch = _dispatch(reader, doc, env, origins)
+    keystore = _keystore(reader, doc, env, file, origins)
+    if reader.errors:
+        raise ConfigurationError("\n".join(sorted(reader.errors, key=_line_of)))
+    return Config(
+        path=file,
+        aws=aws,
+        sources=tuple(sources),
+        dispatch=dispatch,
+        keystore=keystore,
+        origins=origins,
+    )
+
+
+def _line_of(error: str) -> int:
+    """Errors are shown in file order; environment errors (no line) first."""
+    found = re.match(r"[^\n]*?:(\d+): ", error)
+    return int(found.group(1)) if found else 0
+
+
+def _where_fail(reader: _Reader, origins: Mapping[str, str]) -> KeyFail:
+    """An error reporter for merged [aws] settings: an env/flag origin is named as such."""
+
+    def fail(key: tuple[str | int, ...], message: str) -> None:
+        origin = origins.get(str(key[-1])) if key else None
+        if origin and not origin.startswith(("env ", "flag ")):
+            reader.fail(key, message)
+        elif origin:
+            reader.errors.append(f"{origin.split(' ', 1)[1]}: {message}")
+        else:
+            reader.fail(key, message)
+
+    return fail
+
+
+def _syntax_error(file: Path, exc: tomllib.TOMLDecodeError) -> str:
+    message = str(exc)
+    found = re.search(r"\s*\(at line (\d+), column (\d+)\)$", message)
+    if found:
+        message = message[: found.start()]
+        return f"{file}:{found.group(1)}:{found.group(2)}: {message} (TOML syntax)"
+    return f"{file}: {message} (TOML syntax)"
+
+
+def _sources(
+    reader: _Reader,
+    doc: Mapping[str, Any],
+    file: Path | None,
+    aws: AwsSettings,
+    origins: dict[str, str],
+) -> list[ConfiguredSource]:
+    raw_sources = doc.get("sources")
+    if not isinstance(raw_sources, list):
+        return []
+    out: list[ConfiguredSource] = []
+    for index, table in enumerate(raw_sources):
+        if not isinstance(table, dict):
+            continue
+        key: tuple[str | int, ...] = ("sources", index)
+        label = f"[[sources]] #{index + 1}"
+        kind = reader.string(table, "type", key, label) or "ecs"
+        name = reader.string(table, "name", key, label) or ""
+        where = reader.where(*key)
+        origins[f"sources[{index + 1}]"] = where
+        if kind == "file":
+            reader.keys(table, FILE_SOURCE_KEYS, key, label)
+            path = reader.string(table, "path", key, label)
+            if not path:
+                reader.fail(key, f'{label}: a file source needs path = "nodes.yaml"')
+                continue
+            config: EcsSourceConfig | FileSourceConfig = FileSourceConfig(
+                Path(_resolve_path(file, path))
+            )
+            out.append(ConfiguredSource(index + 1, name, config, aws, where))
+            continue
+        if kind != "ecs":
+            reader.fail(
+                (*key, "type"),
+                f"{label}: type {kind!r} is not valid; {_choices(kind, ('ecs', 'file'))}",
+            )
+            continue
+        reader.keys(table, ECS_SOURCE_KEYS, key, label)
+        own = _aws_table(reader, table, key, label)
+        settings = _source_credentials(aws, own)
+        for name_ in ("ca_bundle",):
+            if own.get(name_):
+                settings = dataclasses.replace(settings, ca_bundle=_resolve_path(file, own[name_]))
+        settings = check_credentials(settings, reader.fail, label, key)
+        behavior = reader.string(table, "filter_behavior", key, label) or "include"
+        if behavior not in ("include", "exclude"):
+            reader.fail(
+                (*key, "filter_behavior"),
+                f"{label}.filter_behavior: {behavior!r} is not valid; "
+                f"{_choices(behavior, ('include', 'exclude'))}",
+            )
+            behavior = "include"
+        tags = _tags(reader, table, key, label)
+        refresh = reader.number(table, "refresh_interval", key, label, minimum=0)
+        config = EcsSourceConfig(
+            region=settings.region,
+            clusters=reader.strings(table, "clusters", key, label) or (),
+            filter_behavior=cast(Literal["include", "exclude"], behavior),
+            service_names=reader.strings(table, "service_names", key, label) or (),
+            task_definition_names=reader.strings(table, "task_definition_names", key, label) or (),
+            container_names=reader.strings(table, "container_names", key, label) or (),
+            tags=tags,
+            assume_role_arn=settings.assume_role_arn,
+            refresh_interval=30.0 if refresh is None else refresh,
+        )
+        out.append(ConfiguredSource(index + 1, name, config, settings, where))
+    return out
+
+
+def _source_credentials(aws: AwsSettings, own: Mapping[str, str]) -> AwsSettings:
+    """ecs-nodes.md §3 [ours]: a source's empty settings fall back to [aws]'s."""
+    values: dict[str, Any] = dataclasses.asdict(aws)
+    if any(k in own for k in BASE_CREDENTIAL_KEYS):
+        for k in BASE_CREDENTIAL_KEYS:
+            values[k] = own.get(k, "default" if k == "credential_provider" else "")
+    if "assume_role_arn" in own:
+        for k in ROLE_KEYS:
+            values[k] = own.get(k, "")
+    for k in ("region", "endpoint_url", "ca_bundle"):
+        if own.get(k):
+            values[k] = own[k]
+    return AwsSettings(**values)
+
+
+def _tags(
+    reader: _Reader, table: Mapping[str, Any], key: tuple[str | int, ...], label: str
+) -> tuple[tuple[str, str], ...]:
+    value = table.get("tags")
+    if value is None:
+        return ()
+    if isinstance(value, dict):
+        if not all(isinstance(v, str) for v in value.values()):
+            reader.fail((*key, "tags"), f"{label}.tags: tag values must be strings")
+            return ()
+        return tuple((k.strip(), v.strip()) for k, v in value.items())
+    items = reader.strings(table, "tags", key, label)
+    if items is None:
+        return ()
+    try:
+        return EcsSourceConfig.parse_tags(items)
+    except ConfigurationError as exc:
+        reader.fail((*key, "tags"), f"{label}.tags: {exc}")
+        return ()
+
+
+def _env_number(
+    reader: _Reader, environ: Mapping[str, str], name: str, *, integer: bool
+) -> float | None:
+    variable = f"{ENV_PREFIX}{name.upper()}"
+    raw = environ.get(variable, "").strip()
+    if not raw:
+        return None
+    try:
+        return float(int(raw) if integer else float(raw))
+    except ValueError:
+        want = "an integer" if integer else "a number"
+        reader.errors.append(f"{variable}: expected {want}, got {raw!r}")
+        return None
+
+
+_DISPATCH_LIMITS: Final[dict[str, tuple[float, float | None, bool]]] = {
+    # the same ranges `ecsexec run` accepts on its command line
+    "threads": (1, 10_000, True),
+    "rate": (0.1, 10_000, False),
+    "timeout": (0.1, None, False),
+}
+
+
+def _dispatch(
+    reader: _Reader, doc: Mapping[str, Any], environ: Mapping[str, str], origins: dict[str, str]
+) -> DispatchSettings:
+    table = _table(doc, "dispatch")
+    reader.keys(table, DISPATCH_KEYS, ("dispatch",), "[dispatch]")
+    values: dict[str, Any] = {}
+    for name, (low, high, integer) in _DISPATCH_LIMITS.items():
+        number = reader.number(
+            table, name, ("dispatch",), "[dispatch]", minimum=low, maximum=high, integer=integer
+        )
+        if number is not None:
+            values[name] = number
+            origins[f"dispatch.{name}"] = reader.where("dispatch", name)
+        from_env = _env_number(reader, environ, name, integer=integer)
+        if from_env is not None:
+            if from_env < low or (high is not None and from_env > high):
+                reader.errors.append(f"{ENV_PREFIX}{name.upper()}: {from_env:g} is out of range")
+            else:
+                values[name] = from_env
+                origins[f"dispatch.{name}"] = f"env {ENV_PREFIX}{name.upper()}"
+    if "keepgoing" in table:
+        if isinstance(table["keepgoing"], bool):
+            values["keepgoing"] = table["keepgoing"]
+            origins["dispatch.keepgoing"] = reader.where("dispatch", "keepgoing")
+        else:
+            reader.fail(
+                ("dispatch", "keepgoing"),
+                f"[dispatch].keepgoing: expected true or false, got {_kind(table['keepgoing'])}",
+            )
+    raw = environ.get(f"{ENV_PREFIX}KEEPGOING", "").strip().lower()
+    if raw:
+        if raw in TRUE_WORDS | FALSE_WORDS:
+            values["keepgoing"] = raw in TRUE_WORDS
+            origins["dispatch.keepgoing"] = f"env {ENV_PREFIX}KEEPGOING"
+        else:
+            reader.errors.append(f"{ENV_PREFIX}KEEPGOING: expected true or false, got {raw!r}")
+    if "threads" in values:
+        values["threads"] = int(values["threads"])
+    return DispatchSettings(**values)
+
+
+def _keystore(
+    reader: _Reader,
+    doc: Mapping[str, Any],
+    environ: Mapping[str, str],
+    file: Path | None,
+    origins: dict[str, str],
+) -> KeystoreSettings:
+    table = _table(doc, "keystore")
+    reader.keys(table, KEYSTORE_KEYS, ("keystore",), "[keystore]")
+    out: dict[str, Path] = {}
+    for name, variable in (("dir", DIR_ENV), ("key_file", KEY_FILE_ENV)):
+        value = reader.string(table, name, ("keystore",), "[keystore]")
+        if value:
+            out[name] = Path(_resolve_path(file, value))
+            origins[f"keystore.{name}"] = reader.where("keystore", name)
+        if environ.get(variable):
+            out[name] = Path(environ[variable]).expanduser()
+            origins[f"keystore.{name}"] = f"env {variable}"
+    return KeystoreSettings(**out)

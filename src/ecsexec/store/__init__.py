@@ -1,0 +1,1 @@
+"""Persistent stores: key storage (``keys``) and execution history (``history``)."""
