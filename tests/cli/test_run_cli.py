@@ -19,9 +19,12 @@ WEB = "ECS:Service-Name: web ECS:Cluster-Name: demo"
 
 
 def env_for(sb: Sandbox, tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ECSEXEC_"))}
     env.update(sb.env)
-    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")  # a private node cache per test
+    # Private cache, history and key storage per test: never the user's own.
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    env["XDG_STATE_HOME"] = str(tmp_path / "state")
+    env["XDG_DATA_HOME"] = str(tmp_path / "data")
     return env
 
 

@@ -26,6 +26,17 @@ def _register() -> None:
     cli.add_command(sandbox.sandbox)
     cli.add_command(plugin.ssm_plugin)
 
+    from ecsexec.cli import config_cmd, keys, whoami
+
+    cli.add_command(config_cmd.config_group)
+    cli.add_command(keys.keys_group)
+    cli.add_command(whoami.whoami_command)
+
+    from ecsexec.cli import history, job
+
+    cli.add_command(job.job_group)
+    cli.add_command(history.history_group)
+
 
 _register()
 

@@ -34,6 +34,7 @@ from ecsexec.exec.results import CommandResult, NodeError, RunResult
 from ecsexec.exec.runner import ContainerTarget
 from ecsexec.exec.wrap import WrappedCommand, raw, wrap
 from ecsexec.nodes.node import Node
+from ecsexec.store.history import RunRecorder
 
 CONFIRM_OVER = 20  # nodes; on a TTY, more than this asks first
 
@@ -326,19 +327,42 @@ def run_command(
     default_region = query.default_region() or targets[0].region
     pool = ConnectorPool(query.session_factory(), default_region=default_region or "")
     options = DispatchOptions(threads=threads, rate=rate, timeout=timeout, keepgoing=keepgoing)
+    # History: the run's row first (status running), each node's row as it finishes.
+    recorder = RunRecorder.open(
+        kind="run", command=text, filter=filter_text, nodes=[n.name for n in nodes]
+    )
     try:
         if fmt == "text":
             with LiveText(sys.stdout, prefix=len(nodes) > 1, group=group, total=len(nodes)) as live:
-                result = execute(targets, wrapped, pool, options, live)
+                result = execute(targets, wrapped, pool, options, _both(live, recorder))
         elif fmt == "jsonl":
-            result = execute(targets, wrapped, pool, options, JsonLines(sys.stdout))
+            result = execute(
+                targets, wrapped, pool, options, _both(JsonLines(sys.stdout), recorder)
+            )
         else:
-            result = execute(targets, wrapped, pool, options, lambda _event: None)
+            result = execute(targets, wrapped, pool, options, recorder)
+    except KeyboardInterrupt:
+        recorder.finish(130)
+        raise
     except EcsexecError as exc:
+        recorder.finish(2)
         stderr.print(f"[red]error:[/] {exc}")
         sys.exit(2)
+    recorder.finish(result.exit_code())
     render_result(result, fmt, group=group)
+    for problem in recorder.errors:
+        stderr.print(f"[yellow]warning:[/] {problem}")
     sys.exit(result.exit_code())
+
+
+def _both(
+    first: Callable[[ProgressEvent], None], second: Callable[[ProgressEvent], None]
+) -> Callable[[ProgressEvent], None]:
+    def call(event: ProgressEvent) -> None:
+        first(event)
+        second(event)
+
+    return call
 
 
 def render_result(result: RunResult, fmt: str, *, group: bool) -> None:

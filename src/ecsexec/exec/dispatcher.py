@@ -117,18 +117,71 @@ class AdaptiveRateLimiter:
         self.rate = min(self.max_rate, self.rate * 1.05 + 0.1)
 
 
+CommandFor = Callable[[ContainerTarget], WrappedCommand]
+"""A command built per target (a job step whose text names ``${node.*}`` attributes)."""
+
+
+class NodeRunner:
+    """One command on one target with a shared rate limiter, throttling retries and events.
+
+    :func:`dispatch` uses it for each node; the job executor uses it directly because it
+    orders commands itself (node-first, step-first). Errors become :class:`NodeError`
+    outcomes; on cancellation the cancelled outcome is kept in :attr:`cancelled`, reported
+    as :class:`NodeFinished`, and the cancellation propagates.
+    """
+
+    def __init__(
+        self,
+        connectors: Callable[[ContainerTarget], Connector],
+        options: DispatchOptions | None = None,
+        on_event: ProgressCallback | None = None,
+    ) -> None:
+        self.connectors = connectors
+        self.options = options or DispatchOptions()
+        self.emit: ProgressCallback = on_event or (lambda _event: None)
+        self.limiter = AdaptiveRateLimiter(self.options.rate)
+        self.cancelled: dict[str, NodeError] = {}
+
+    async def run(
+        self, target: ContainerTarget, wrapped: WrappedCommand
+    ) -> CommandResult | NodeError:
+        emit = self.emit
+        emit(NodeStarted(target.node))
+        started = datetime.now(UTC)
+        try:
+            outcome: CommandResult | NodeError = await _run_with_retries(
+                self.connectors(target), target, wrapped, self.options, self.limiter, emit
+            )
+        except EcsexecError as exc:
+            outcome = NodeError(
+                target.node, exc, started, datetime.now(UTC), getattr(exc, "output", b"")
+            )
+        except asyncio.CancelledError:
+            cancelled = SessionError("interrupted; the session was terminated")
+            error = NodeError(target.node, cancelled, started, datetime.now(UTC), b"", True)
+            self.cancelled[target.node] = error
+            emit(NodeFinished(target.node, error))
+            raise
+        emit(NodeFinished(target.node, outcome))
+        return outcome
+
+
 async def dispatch(
     connectors: Callable[[ContainerTarget], Connector],
     targets: Sequence[ContainerTarget],
-    wrapped: WrappedCommand,
+    wrapped: WrappedCommand | CommandFor,
     *,
     options: DispatchOptions | None = None,
     on_event: ProgressCallback | None = None,
+    command: str | None = None,
 ) -> RunResult:
-    """Run ``wrapped`` on every target (in the given order) and collect every outcome."""
+    """Run ``wrapped`` on every target (in the given order) and collect every outcome.
+
+    ``wrapped`` may be a function building each target's command; ``command`` then names
+    the run in the :class:`RunResult` (default: the command's ``user_command``).
+    """
     opts = options or DispatchOptions()
-    emit = on_event or (lambda _event: None)
-    limiter = AdaptiveRateLimiter(opts.rate)
+    runner = NodeRunner(connectors, opts, on_event)
     semaphore = asyncio.Semaphore(max(1, opts.threads))
     outcomes: dict[str, CommandResult | NodeError] = {}
     stop = asyncio.Event()
@@ -137,24 +190,20 @@ async def dispatch(
         async with semaphore:
             if stop.is_set():
                 return
-            emit(NodeStarted(target.node))
-            started = datetime.now(UTC)
+            outcome: CommandResult | NodeError
             try:
-                outcome: CommandResult | NodeError = await _run_with_retries(
-                    connectors(target), target, wrapped, opts, limiter, emit
-                )
+                this = wrapped if isinstance(wrapped, WrappedCommand) else wrapped(target)
             except EcsexecError as exc:
-                outcome = NodeError(
-                    target.node, exc, started, datetime.now(UTC), getattr(exc, "output", b"")
-                )
-            except asyncio.CancelledError:
-                cancelled = SessionError("interrupted; the session was terminated")
-                outcome = NodeError(target.node, cancelled, started, datetime.now(UTC), b"", True)
+                now = datetime.now(UTC)
+                outcomes[target.node] = outcome = NodeError(target.node, exc, now, now)
+                runner.emit(NodeFinished(target.node, outcome))
+            else:
+                try:
+                    outcome = await runner.run(target, this)
+                except asyncio.CancelledError:
+                    outcomes[target.node] = runner.cancelled[target.node]
+                    raise
                 outcomes[target.node] = outcome
-                emit(NodeFinished(target.node, outcome))
-                raise
-            outcomes[target.node] = outcome
-            emit(NodeFinished(target.node, outcome))
             if not outcome.ok and not opts.keepgoing:
                 stop.set()
 
@@ -168,7 +217,9 @@ async def dispatch(
         interrupted = True
     ordered = {t.node: outcomes[t.node] for t in targets if t.node in outcomes}
     not_started = tuple(t.node for t in targets if t.node not in outcomes)
-    return RunResult(wrapped.user_command, ordered, not_started, interrupted)
+    if command is None:
+        command = wrapped.user_command if isinstance(wrapped, WrappedCommand) else ""
+    return RunResult(command, ordered, not_started, interrupted)
 
 
 async def _run_with_retries(

@@ -12,7 +12,7 @@ from typing import Final
 from ecsexec.aws.ecs import EcsApi, ExecSession
 from ecsexec.errors import ConfigurationError, EcsexecError
 from ecsexec.exec.results import CommandResult
-from ecsexec.exec.wrap import OutputCleaner, WrappedCommand
+from ecsexec.exec.wrap import OutputCleaner, ReadyScanner, WrappedCommand
 from ecsexec.ssm.channel import (
     ChannelClosed,
     HandshakeCompleted,
@@ -122,10 +122,13 @@ async def run_on_container(
 
     Raises :class:`EcsexecError` subclasses when the command could not be started or the
     session failed; a timeout is a result with an unknown exit code (the session is
-    terminated, never left running).
+    terminated, never left running). A command with input (``wrap(..., stdin=...)``)
+    gets it sent as soon as the wrapper's ready marker arrives.
     """
     started_at = datetime.now(UTC)
     cleaner = OutputCleaner(wrapped)
+    ready = ReadyScanner(wrapped) if wrapped.input_payload else None
+    sender: asyncio.Task[None] | None = None
     output = bytearray()
     exec_session = await start_exec_session(connector, target, wrapped)
     session = Session(
@@ -151,6 +154,11 @@ async def run_on_container(
             session.send_size(*PTY_SIZE)
             async for event in session:
                 if isinstance(event, OutputReceived):
+                    if ready is not None and not cleaner.begin_seen and ready.feed(event.data):
+                        # A task of its own: send_input waits for acks (backpressure)
+                        # while this loop must keep reading output.
+                        session.open_input_gate("ready marker")
+                        sender = asyncio.create_task(session.send_input(wrapped.input_payload))
                     gate_was_closed = not cleaner.begin_seen
                     emit(cleaner.feed(event.data))
                     if gate_was_closed and cleaner.begin_seen:
@@ -168,6 +176,11 @@ async def run_on_container(
             await session.wait_closed()
     except TimeoutError:
         timed_out = True
+    finally:
+        if sender is not None:
+            sender.cancel()  # a no-op once it is done; awaiting retrieves its outcome
+            with contextlib.suppress(asyncio.CancelledError, EcsexecError):
+                await sender
     rest, clean = cleaner.finish()
     emit(rest)
     exit_code = clean.exit_code

@@ -1,0 +1,182 @@
+"""``ecsexec history``: list past runs and jobs, show one, print a node's log."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ecsexec.cli.common import stderr
+from ecsexec.store.history import STATUSES, History, RunRecord, default_path
+
+
+def table_console() -> Console:
+    # Tables piped to a file or another program are read by tools: don't fold them at 80.
+    console = Console(highlight=False, soft_wrap=True)
+    return console if console.is_terminal else Console(highlight=False, width=200)
+
+
+def _open() -> History | None:
+    path = default_path()
+    if path is None:
+        raise click.UsageError("history is off (ECSEXEC_HISTORY=off)")
+    if not path.exists():  # reading must not create the database
+        return None
+    return History(path)
+
+
+def _duration(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.1f}s"
+
+
+def _colour(status: str) -> str:
+    colour = {"succeeded": "green", "failed": "red", "error": "red"}.get(status, "yellow")
+    return f"[{colour}]{status}[/]"
+
+
+def _record(run: RunRecord) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "kind": run.kind,
+        "user": run.user,
+        "host": run.host,
+        "pid": run.pid,
+        "command": run.command,
+        "job": run.job,
+        "job_file": run.job_file,
+        "filter": run.filter,
+        "options": dict(run.options),
+        "status": run.status,
+        "exit_code": run.exit_code,
+        "started_at": run.started_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "duration_s": run.duration,
+        "nodes": [
+            {
+                "node": n.node,
+                "status": n.status,
+                "exit_code": n.exit_code,
+                "duration_s": n.duration_s,
+                "detail": n.detail,
+                "log_bytes": n.log_bytes,
+                "log_truncated": n.truncated,
+            }
+            for n in run.nodes
+        ],
+    }
+
+
+@click.group("history")
+def history_group() -> None:
+    """What ran, where, by whom, and how it ended (SQLite under the state directory)."""
+
+
+@history_group.command("list")
+@click.option("--limit", "-n", type=click.IntRange(1, None), default=20, show_default=True)
+@click.option("--status", type=click.Choice(STATUSES), default=None, help="Only runs with this.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def history_list(limit: int, status: str | None, fmt: str) -> None:
+    """The newest runs first. A run whose process died is shown as incomplete."""
+    history = _open()
+    runs = [] if history is None else history.runs(limit=limit, status=status, nodes=fmt == "json")
+    if fmt == "json":
+        sys.stdout.write(json.dumps([_record(r) for r in runs], indent=2) + "\n")
+        return
+    if not runs:
+        stderr.print("no runs recorded" + ("" if status is None else f" with status {status}"))
+        return
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("ID", "STARTED", "USER", "KIND", "COMMAND / JOB", "NODES", "STATUS", "EXIT"):
+        table.add_column(column, overflow="fold")
+    table.add_column("DURATION", justify="right")
+    for run in runs:
+        table.add_row(
+            str(run.id),
+            run.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
+            run.user,
+            run.kind,
+            escape(run.what.replace("\n", " ")[:80]),
+            str(run.node_count),
+            _colour(run.status),
+            "-" if run.exit_code is None else str(run.exit_code),
+            _duration(run.duration),
+        )
+    table_console().print(table)
+
+
+@history_group.command("show")
+@click.argument("run_id", type=int)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def history_show(run_id: int, fmt: str) -> None:
+    """One run: what, who, filter, options (secure ones masked) and every node's result."""
+    history = _open()
+    run = None if history is None else history.run(run_id)
+    if run is None:
+        raise click.UsageError(f"no run #{run_id} in the history")
+    if fmt == "json":
+        sys.stdout.write(json.dumps(_record(run), indent=2) + "\n")
+        return
+    exit_text = "" if run.exit_code is None else f" (exit {run.exit_code})"
+    lines = [
+        ("run", f"#{run.id} ({run.kind})"),
+        ("job" if run.kind == "job" else "command", run.what),
+        ("file", run.job_file),
+        ("steps", run.command if run.kind == "job" else ""),
+        ("by", f"{run.user}@{run.host} (pid {run.pid})"),
+        ("filter", run.filter),
+        ("options", " ".join(f"{k}={v}" for k, v in run.options.items())),
+        ("status", _colour(run.status) + exit_text),
+        ("started", run.started_at.astimezone().isoformat(timespec="seconds")),
+        ("duration", _duration(run.duration)),
+    ]
+    for label, value in lines:
+        if value:
+            shown = value if label == "status" else escape(value)
+            table_console().print(f"[bold]{label + ':':<10}[/] {shown}")
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("NODE", "STATUS", "EXIT", "DURATION", "LOG", "DETAIL"):
+        table.add_column(column, overflow="fold")
+    for node in run.nodes:
+        log = f"{node.log_bytes} B" + (" (truncated)" if node.truncated else "")
+        table.add_row(
+            node.node,
+            _colour(node.status),
+            "-" if node.exit_code is None else str(node.exit_code),
+            _duration(node.duration_s),
+            log,
+            escape(node.detail.replace("\n", " ")),
+        )
+    table_console().print(table)
+
+
+@history_group.command("log")
+@click.argument("run_id", type=int)
+@click.option("--node", "node_name", default=None, help="Only this node's log, as it was.")
+def history_log(run_id: int, node_name: str | None) -> None:
+    """A run's output: one node's bytes as recorded, or every node's lines prefixed with
+    the node name (as ``ecsexec run`` shows several nodes)."""
+    history = _open()
+    if history is None or history.run(run_id) is None:
+        raise click.UsageError(f"no run #{run_id} in the history")
+    logs = history.logs(run_id, node_name)
+    if node_name is not None and not logs:
+        raise click.UsageError(f"run #{run_id} has no node {node_name!r}")
+    out = sys.stdout.buffer
+    if len(logs) == 1:  # one node: exactly what it printed
+        out.write(logs[0][1])
+        out.flush()
+        return
+    for name, log in logs:
+        text = log.decode("utf-8", "replace")
+        if not text:
+            continue
+        lines = text.split("\n")
+        if lines[-1] == "":
+            lines.pop()
+        out.write("".join(f"{name}: {line}\n" for line in lines).encode())
+    out.flush()

@@ -1,0 +1,171 @@
+"""Input delivered through the exec channel: encoding, the wrapper on a real local PTY, and the
+runner end to end on the sandbox (real websockets, real boto3)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import errno
+import hashlib
+import os
+import pty
+import random
+import re
+import select
+import shlex
+import subprocess
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ecsexec.exec.dispatcher import dispatch
+from ecsexec.exec.runner import ContainerTarget, run_on_container
+from ecsexec.exec.wrap import (
+    INPUT_LINE,
+    MAX_INPUT_BYTES,
+    OutputCleaner,
+    ReadyScanner,
+    WrappedCommand,
+    encode_input,
+    posix_cksum,
+    wrap,
+)
+from ecsexec.sandbox import Sandbox
+from tests.exec.sandbox_nodes import pool, targets
+
+# Every byte value, including what a canonical-mode PTY would act on (^C ^D ^Z ^\ DEL).
+ALL_BYTES = bytes(range(256))
+
+
+def run_in_pty(wrapped: WrappedCommand) -> tuple[bytes, int | None, int]:
+    """Run the wrapper locally on a real PTY; send the input once the ready marker shows."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        shlex.split(wrapped.ecs_command),
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+    )
+    os.close(slave)
+    os.set_blocking(master, False)
+    scanner = ReadyScanner(wrapped)
+    raw = bytearray()
+    pending = b""
+    try:
+        while True:
+            writers = [master] if pending else []
+            readable, writable, _ = select.select([master], writers, [], 30)
+            if not readable and not writable:
+                raise TimeoutError("the wrapper stalled")
+            if writable:
+                pending = pending[os.write(master, pending[:4096]) :]
+            if readable:
+                try:
+                    data = os.read(master, 65536)
+                except OSError as exc:
+                    if exc.errno != errno.EIO:
+                        raise
+                    break  # every slave holder is gone
+                if not data:
+                    break
+                raw += data
+                if scanner.feed(data):
+                    pending = wrapped.input_payload
+    finally:
+        os.close(master)
+        proc.wait(timeout=30)
+    cleaner = OutputCleaner(wrapped)
+    out = cleaner.feed(bytes(raw))
+    rest, result = cleaner.finish()
+    return out + rest, result.exit_code, proc.returncode
+
+
+def test_any_bytes_arrive_intact_through_a_canonical_mode_pty() -> None:
+    data = ALL_BYTES * 1000 + b"no final newline"
+    command = 'sha256sum; wc -c < "$ECSEXEC_INPUT"; printf "%s\\n" "$ECSEXEC_INPUT"'
+    out, code, rc = run_in_pty(wrap(command, stdin=data))
+    digest, size, path = out.decode().split("\n")[:3]
+    assert (code, rc) == (0, 0)
+    assert digest.split()[0] == hashlib.sha256(data).hexdigest()
+    assert int(size) == len(data)
+    assert not os.path.exists(path)  # the private directory is removed afterwards
+
+
+def test_a_corrupted_input_is_refused_before_the_command_runs() -> None:
+    wrapped = wrap("echo ran", stdin=b"payload")
+    bad = re.sub(rb"^[0-9a-f]{64}", b"0" * 64, wrapped.input_payload)
+    out, code, _ = run_in_pty(dataclasses.replace(wrapped, input_payload=bad))
+    assert code == 125
+    assert out == b"ecsexec: input delivery failed: checksum mismatch (7 bytes expected)\n"
+
+
+def test_without_a_terminal_nothing_is_sent_and_the_reason_is_given() -> None:
+    wrapped = wrap("echo ran", stdin=b"x")
+    done = subprocess.run(
+        shlex.split(wrapped.ecs_command), input=b"", capture_output=True, check=False, timeout=30
+    )
+    assert done.returncode == 125
+    assert wrapped.ready_marker not in done.stdout  # the client would never send
+    cleaner = OutputCleaner(wrapped)
+    out = cleaner.feed(done.stdout)
+    rest, result = cleaner.finish()
+    reason = b"cannot turn terminal echo off (no stty?)"
+    assert out + rest == b"ecsexec: input delivery failed: " + reason + b"\n"
+    assert result.exit_code == 125
+
+
+def test_encoding_uses_only_inert_characters_in_short_lines() -> None:
+    payload = encode_input(ALL_BYTES * 50)
+    assert re.fullmatch(rb"[A-Za-z0-9+/=_ \n]+", payload)
+    assert max(len(line) for line in payload.split(b"\n")) <= INPUT_LINE < 4095
+    assert payload.endswith(b"\n__ECSEXEC_EOF__\n")
+    with pytest.raises(ValueError, match="exceeds"):
+        encode_input(b"x" * (MAX_INPUT_BYTES + 1))
+    assert "__ECSEXEC_I_" not in wrap("true", stdin=b"").ecs_command  # printf builds it
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.binary(max_size=3000))
+def test_posix_cksum_matches_the_real_tool(data: bytes) -> None:
+    real = subprocess.run(["cksum"], input=data, capture_output=True, check=True, timeout=10)
+    crc, size = real.stdout.split()[:2]
+    assert (posix_cksum(data), len(data)) == (int(crc), int(size))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=80), st.lists(st.integers(0, 200), max_size=6))
+def test_the_ready_marker_is_found_across_any_chunking(noise: bytes, cuts: list[int]) -> None:
+    wrapped = wrap("true", stdin=b"", nonce="0123456789abcdef")
+    if wrapped.ready_marker in noise:
+        return
+    data = noise + b"\r\n" + wrapped.ready_marker + b"\r\n"
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    scanner = ReadyScanner(wrapped)
+    spans = zip([0, *points], [*points, len(data)], strict=True)
+    hits = [scanner.feed(data[a:b]) for a, b in spans]
+    assert hits.count(True) == 1
+
+
+@pytest.mark.parametrize("node_filter", ["ECS:Service-Name: legacy", "ECS:Cluster-Name: secure"])
+def test_large_binary_input_reaches_a_sandbox_container(sandbox: Sandbox, node_filter: str) -> None:
+    data = random.Random(7).randbytes(200_000) + ALL_BYTES
+    target = targets(sandbox, node_filter)[0]
+    wrapped = wrap('sha256sum; echo "$1"', stdin=data)
+    result = asyncio.run(run_on_container(pool(sandbox)(target), target, wrapped, timeout=60))
+    assert result.ok, result.reason
+    assert result.output.split()[0].decode() == hashlib.sha256(data).hexdigest()
+
+
+def test_dispatch_builds_each_targets_command(sandbox: Sandbox) -> None:
+    chosen = targets(sandbox, "ECS:Service-Name: web ECS:Cluster-Name: demo")
+
+    def command_for(target: ContainerTarget) -> WrappedCommand:
+        return wrap("cat", stdin=target.node.encode())
+
+    result = asyncio.run(dispatch(pool(sandbox), chosen, command_for, command="per node"))
+    assert result.command == "per node"
+    assert {name: r.output for name, r in result.results.items()} == {
+        t.node: t.node.encode() for t in chosen
+    }
