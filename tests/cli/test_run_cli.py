@@ -195,3 +195,25 @@ def test_keepgoing_and_fail_fast(sandbox: Sandbox, tmp_path: Path, flag: str) ->
     )
     assert result.returncode == 1
     assert len(json.loads(result.stdout)) == (3 if flag == "--keepgoing" else 1)
+
+
+def test_dispatch_defaults_come_from_ecsexec_toml_and_flags_win(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    (tmp_path / "ecsexec.toml").write_text("[dispatch]\nthreads = 1\nkeepgoing = false\n")
+
+    def run(*flags: str) -> list[dict]:
+        result = subprocess.run(
+            [*ECSEXEC, "run", "-F", WEB, "--format", "json", *flags, "--", "exit 1"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env_for(sandbox, tmp_path),
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 1, result.stderr
+        return json.loads(result.stdout)
+
+    assert len(run()) == 1  # fail-fast and one thread, from the file
+    assert len(run("--keepgoing")) == 3  # the flag wins

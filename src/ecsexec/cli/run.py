@@ -243,25 +243,29 @@ def execute(
 @click.option(
     "--threads",
     type=click.IntRange(1, 10_000),
-    default=DEFAULT_THREADS,
-    show_default=True,
-    help="Sessions at once.",
+    default=None,
+    help=f"Sessions at once.  [default: [dispatch] threads, else {DEFAULT_THREADS}]",
 )
 @click.option(
     "--rate",
     type=click.FloatRange(0.1, 10_000),
-    default=DEFAULT_RATE,
-    show_default=True,
-    help="ExecuteCommand calls per second (halves on throttling, then recovers).",
+    default=None,
+    help="ExecuteCommand calls per second (halves on throttling, then recovers).  "
+    f"[default: [dispatch] rate, else {DEFAULT_RATE:g}]",
 )
 @click.option(
     "--timeout",
     type=click.FloatRange(0.1, None),
-    default=DEFAULT_TIMEOUT,
-    show_default=True,
-    help="Seconds per node; the session is terminated when it passes.",
+    default=None,
+    help="Seconds per node; the session is terminated when it passes.  "
+    f"[default: [dispatch] timeout, else {DEFAULT_TIMEOUT:g}]",
 )
-@click.option("--keepgoing/--fail-fast", default=True, show_default=True)
+@click.option(
+    "--keepgoing/--fail-fast",
+    default=None,
+    help="Go on after a failed node, or stop starting new ones.  "
+    "[default: [dispatch] keepgoing, else keepgoing]",
+)
 @click.option("--rank-attribute", default="nodename", show_default=True)
 @click.option("--rank-order", type=click.Choice(["ascending", "descending"]), default="ascending")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "jsonl"]), default="text")
@@ -276,10 +280,10 @@ def execute(
 def run_command(
     filter_text: str | None,
     include_precedence: bool,
-    threads: int,
-    rate: float,
-    timeout: float,
-    keepgoing: bool,
+    threads: int | None,
+    rate: float | None,
+    timeout: float | None,
+    keepgoing: bool | None,
     rank_attribute: str,
     rank_order: str,
     fmt: str,
@@ -326,7 +330,14 @@ def run_command(
     wrapped = raw(text) if use_raw else wrap(text)
     default_region = query.default_region() or targets[0].region
     pool = ConnectorPool(query.session_factory(), default_region=default_region or "")
-    options = DispatchOptions(threads=threads, rate=rate, timeout=timeout, keepgoing=keepgoing)
+    # Flags win over ecsexec.toml's [dispatch] (and its ECSEXEC_* variables).
+    defaults = query.config.dispatch
+    options = DispatchOptions(
+        threads=defaults.threads if threads is None else threads,
+        rate=defaults.rate if rate is None else rate,
+        timeout=defaults.timeout if timeout is None else timeout,
+        keepgoing=defaults.keepgoing if keepgoing is None else keepgoing,
+    )
     # History: the run's row first (status running), each node's row as it finishes.
     recorder = RunRecorder.open(
         kind="run", command=text, filter=filter_text, nodes=[n.name for n in nodes]
