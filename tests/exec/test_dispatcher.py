@@ -149,9 +149,15 @@ def test_two_hundred_nodes_with_fifty_threads() -> None:
             elif isinstance(event, NodeFinished):
                 active -= 1
 
-        result = asyncio.run(dispatch(pool(sb), chosen, wrap('echo "$HOSTNAME"; exit 3'),
-                                      options=DispatchOptions(threads=50, rate=100),
-                                      on_event=on_event))
+        result = asyncio.run(
+            dispatch(
+                pool(sb),
+                chosen,
+                wrap('echo "$HOSTNAME"; exit 3'),
+                options=DispatchOptions(threads=50, rate=100),
+                on_event=on_event,
+            )
+        )
         stats = sb.stats()
     assert len(chosen) == 200
     assert {r.exit_code for r in result.results.values()} == {3}  # type: ignore[union-attr]

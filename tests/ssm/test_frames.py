@@ -83,7 +83,7 @@ def test_every_trace_frame_decodes_with_valid_digest(name: str) -> None:
     created=st.integers(min_value=1, max_value=2**64 - 1),
     mid=st.uuids(),
 )
-def test_round_trip(  # noqa: PLR0917
+def test_round_trip(
     mtype: str, payload: bytes, seq: int, flags: int, ptype: int, created: int, mid: uuid.UUID
 ) -> None:
     raw = encode_frame(
