@@ -35,14 +35,7 @@ async def open_idle(pool: ConnectorPool, targets: list[ContainerTarget]) -> list
         started = await start_exec_session(
             connector, target, raw("sh -c 'echo up; exec sleep 600'")
         )
-        session = Session(
-            started.session_id,
-            started.stream_url,
-            started.token_value,
-            target=started.target,
-            control=connector.control,
-            options=connector.session_options,
-        )
+        session = connector.session(started)
         await session.start()
         while True:  # wait until the command runs and its first output arrived
             event = await session.next_event()

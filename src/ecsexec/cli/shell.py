@@ -14,7 +14,7 @@ from ecsexec.exec.connect import ConnectorPool
 from ecsexec.exec.runner import ContainerTarget, start_exec_session
 from ecsexec.exec.wrap import raw
 from ecsexec.nodes.node import Node
-from ecsexec.ssm.session import Session, describe_truncation
+from ecsexec.ssm.session import describe_truncation
 
 DEFAULT_SHELL = "/bin/sh -c 'command -v bash >/dev/null 2>&1 && exec bash || exec sh'"
 
@@ -36,15 +36,7 @@ def pick_node(nodes: list[Node], wanted: str) -> Node:
 async def open_shell(pool: ConnectorPool, target: ContainerTarget, command: str) -> int:
     connector = pool(target)
     started = await start_exec_session(connector, target, raw(command))
-    session = Session(
-        started.session_id,
-        started.stream_url,
-        started.token_value,
-        target=started.target,
-        control=connector.control,
-        data_key_provider=connector.data_key_provider,
-        options=connector.session_options,
-    )
+    session = connector.session(started)
     closed = await attach_terminal(
         session, stdin_fd=sys.stdin.fileno(), stdout=sys.stdout.buffer, stderr=sys.stderr.buffer
     )

@@ -69,6 +69,18 @@ class Connector:
     data_key_provider: DataKeyProvider | None = None
     session_options: SessionOptions = field(default_factory=SessionOptions)
 
+    def session(self, started: ExecSession) -> Session:
+        """The data-channel session for what ExecuteCommand started, on these credentials."""
+        return Session(
+            started.session_id,
+            started.stream_url,
+            started.token_value,
+            target=started.target,
+            control=self.control,
+            data_key_provider=self.data_key_provider,
+            options=self.session_options,
+        )
+
 
 OutputCallback = Callable[[str, bytes, bool], None]
 """Called with (node name, cleaned output chunk, line break held back) as output arrives.
@@ -131,15 +143,7 @@ async def run_on_container(
     sender: asyncio.Task[None] | None = None
     output = bytearray()
     exec_session = await start_exec_session(connector, target, wrapped)
-    session = Session(
-        exec_session.session_id,
-        exec_session.stream_url,
-        exec_session.token_value,
-        target=exec_session.target,
-        control=connector.control,
-        data_key_provider=connector.data_key_provider,
-        options=connector.session_options,
-    )
+    session = connector.session(exec_session)
 
     def emit(chunk: bytes) -> None:
         if chunk:
