@@ -22,7 +22,13 @@ from ecsexec.aws.ecs import EcsApi
 from ecsexec.config import AwsSettings, Config, ConfiguredSource, load_config
 from ecsexec.errors import DiscoveryError, FilterSyntaxError
 from ecsexec.nodes.ecs_source import EcsSourceConfig, ProgressFn, TaskDefinitionCache
-from ecsexec.nodes.filter import format_filter_error, parse_filter, rank, select
+from ecsexec.nodes.filter import (
+    format_filter_error,
+    parse_filter,
+    rank,
+    select,
+    unmatched_key_warnings,
+)
 from ecsexec.nodes.formats import load_nodes
 from ecsexec.nodes.inventory import (
     Inventory,
@@ -253,6 +259,9 @@ def load_inventory(
     return list(merged.values())
 
 
+FILTER_WARNINGS_ENV = "ECSEXEC_FILTER_WARNINGS"  # "off" silences node-filter warnings
+
+
 def apply_filter(
     nodes: list[Node],
     filter_text: str | None,
@@ -267,6 +276,10 @@ def apply_filter(
             flt = parse_filter(filter_text)
         except FilterSyntaxError as exc:
             raise click.UsageError(format_filter_error(exc)) from None
+        # node-filter.md §8: warnings go to stderr and never change the result.
+        if os.environ.get(FILTER_WARNINGS_ENV, "on") != "off":
+            for warning in [*flt.warnings, *unmatched_key_warnings(flt, nodes)]:
+                stderr.print(f"[yellow]warning:[/] {warning}", markup=True, highlight=False)
         nodes = select(nodes, flt, exclude_precedence=not include_precedence)
     return rank(nodes, attribute=rank_attribute, order=rank_order)
 

@@ -1,0 +1,45 @@
+"""`ecsexec nodes` on resource files: selection, formats and the filter's warnings."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+NODES = {
+    "web-1": {"ECS:Container-Image": "nginx:latest", "ECS:Service-Name": "web", "tags": "ecs"},
+    "api-1": {"ECS:Container-Image": "spring-api:2", "ECS:Service-Name": "api", "tags": "ecs"},
+}
+
+
+def nodes(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "nodes.json"
+    path.write_text(json.dumps(NODES))
+    return subprocess.run(
+        [sys.executable, "-m", "ecsexec", "nodes", "--nodes-file", str(path), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **env},
+    )
+
+
+def test_filter_selects_like_rundeck_and_round_trips(tmp_path: Path) -> None:
+    result = nodes(tmp_path, "-F", "ECS:Container-Image: spring.*", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert list(json.loads(result.stdout)) == ["api-1"]
+    everything = nodes(tmp_path, "--format", "yaml")
+    assert "web-1" in everything.stdout and "api-1" in everything.stdout
+
+
+def test_missing_space_after_the_keys_last_colon_warns_with_a_hint(tmp_path: Path) -> None:
+    result = nodes(tmp_path, "-F", "ECS:Container-Image:nginx:latest", "--format", "json")
+    assert result.returncode == 0
+    assert json.loads(result.stdout) == {}
+    assert 'did you mean "ECS:Container-Image: nginx:latest"' in result.stderr
+    quiet = nodes(tmp_path, "-F", "ECS:Container-Image:nginx:latest", ECSEXEC_FILTER_WARNINGS="off")
+    assert "warning" not in quiet.stderr
