@@ -73,7 +73,7 @@ def demo(initial_wait: float) -> None:
     """Start a private sandbox, list nodes, run commands on filtered sets, then stop it."""
     from ecsexec.sandbox import Sandbox
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     started = time.monotonic()
     console.print("[bold]ecsexec demo[/]: a private sandbox ECS region, no AWS account needed")
     with Sandbox(process=False, initial_wait=initial_wait) as sb:
