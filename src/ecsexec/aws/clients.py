@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import ssl
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeAlias
 
 import boto3
 import botocore.session
@@ -12,6 +13,12 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ProfileNotFound
 
 from ecsexec.errors import ConfigurationError
+
+AwsSession: TypeAlias = boto3.session.Session
+"""A boto3 session; outer layers name it through this alias and never import boto3."""
+
+SessionFactory: TypeAlias = Callable[[str], AwsSession]
+"""Region -> boto3 session (the same credentials serve ECS, SSM and KMS)."""
 
 
 def make_session(*, profile: str | None = None, region: str | None = None) -> boto3.session.Session:

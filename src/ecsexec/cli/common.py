@@ -13,10 +13,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
-import boto3
 import click
 from rich.console import Console
 
+from ecsexec.aws.clients import SessionFactory
 from ecsexec.aws.credentials import AwsSessionFactory, SessionFactories
 from ecsexec.aws.ecs import EcsApi
 from ecsexec.config import AwsSettings, Config, ConfiguredSource, load_config
@@ -150,7 +150,7 @@ class NodeQuery:
                 return self.factories(source.aws)
         return self.aws_factory()
 
-    def session_factory(self) -> Callable[[str], boto3.session.Session]:
+    def session_factory(self) -> SessionFactory:
         """``region -> boto3.Session``: the same credentials for ECS, SSM and KMS."""
         return lambda region: self.factory_for_region(region)(region)
 
@@ -169,9 +169,6 @@ def node_cache(settings: AwsSettings) -> NodeCache:
         ]
     )
     return NodeCache(default_cache_dir() / hashlib.sha256(identity.encode()).hexdigest()[:16])
-
-
-SessionFactory = Callable[[str], boto3.session.Session]
 
 
 def _plan(

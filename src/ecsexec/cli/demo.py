@@ -12,11 +12,10 @@ import shutil
 import sys
 import time
 
-import boto3
 import click
 from rich.console import Console
 
-from ecsexec.aws.clients import session_from_env
+from ecsexec.aws.clients import AwsSession, session_from_env
 from ecsexec.cli.common import NodeQuery, apply_filter, load_inventory
 from ecsexec.cli.nodes import render_table
 from ecsexec.cli.run import LiveText, summary_line, summary_table, targets_for
@@ -82,7 +81,7 @@ def demo(initial_wait: float) -> None:
             console.print(f"[yellow]note:[/] {notice}")
         env = sb.env
 
-        def factory(region: str) -> boto3.session.Session:
+        def factory(region: str) -> AwsSession:
             return session_from_env(env, region)
 
         query = NodeQuery((), tuple(sb.regions), (), True, None)

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 
-import boto3
-
-from ecsexec.aws.clients import ssl_context
+from ecsexec.aws.clients import SessionFactory, ssl_context
 from ecsexec.aws.ecs import EcsApi
 from ecsexec.aws.ssm import KmsDataKeyProvider, SsmSessionControl
 from ecsexec.exec.runner import Connector, ContainerTarget
 from ecsexec.ssm.session import SessionOptions
-
-SessionFactory = Callable[[str], boto3.session.Session]
-"""Region -> boto3 session (the same credentials serve ECS, SSM and KMS)."""
 
 
 class ConnectorPool:
