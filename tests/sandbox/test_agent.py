@@ -426,6 +426,27 @@ class Harness:
 
         return await asyncio.wait_for(scan(), TIMEOUT)
 
+    async def deliver_until_acked(self, data: bytes) -> None:
+        """Send a client frame and resend it until acked, as a real client does (§6): input
+        that arrives before the PTY exists is left unacked ("handler not ready")."""
+        seq = decode_frame(data).sequence_number
+
+        def acked(frame: Frame) -> bool:
+            return (
+                frame.message_type == ACKNOWLEDGE
+                and json.loads(frame.payload)["AcknowledgedMessageSequenceNumber"] == seq
+            )
+
+        for _ in range(int(TIMEOUT / 0.2)):
+            start = len(self.frames)
+            self.agent.deliver(data)
+            try:
+                await asyncio.wait_for(self.wait_for(acked, start), 0.2)
+                return
+            except TimeoutError:
+                continue
+        raise AssertionError(f"input seq {seq} was never acked")
+
     async def wait_state(self, state: str) -> int:
         return await self.wait_for(
             lambda f: (
@@ -637,7 +658,9 @@ def test_kms_handshake_and_encrypted_session() -> None:
             h.agent.deliver(client_frame(2, PayloadType.ENC_CHALLENGE_RESPONSE, reply))
             complete_at = await h.wait_for(lambda f: f.payload_type == 7, challenge_at + 1)
             complete = json.loads(h.frames[complete_at].payload)
-            h.agent.deliver(client_frame(3, PayloadType.OUTPUT, client.encrypt(b"hi\r")))
+            await h.deliver_until_acked(
+                client_frame(3, PayloadType.OUTPUT, client.encrypt(b"hi\r"))
+            )
             await h.wait_state("Terminating")
             plain = b"".join(
                 client.decrypt(f.payload)
