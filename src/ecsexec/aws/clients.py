@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import ssl
 from collections.abc import Callable
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
 import boto3
 import botocore.session
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ProfileNotFound
 
 from ecsexec.errors import ConfigurationError
@@ -29,10 +28,6 @@ def make_session(*, profile: str | None = None, region: str | None = None) -> bo
         raise ConfigurationError(f"AWS profile not found: {exc.kwargs.get('profile')}") from None
     except BotoCoreError as exc:
         raise ConfigurationError(f"cannot set up AWS session: {exc}") from None
-
-
-def client_config(*, max_attempts: int = 3, mode: str = "standard", **kw: Any) -> Config:
-    return Config(retries={"max_attempts": max_attempts, "mode": mode}, **kw)
 
 
 def ca_bundle(session: boto3.session.Session) -> str | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Final
 
@@ -194,7 +194,6 @@ class ChannelStats:
     dropped_buffer_full: int = 0
     out_of_order: int = 0
     bytes_received: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 class DataChannel:
@@ -266,10 +265,6 @@ class DataChannel:
     @property
     def input_gate_open(self) -> bool:
         return self._gate_open
-
-    @property
-    def encrypted(self) -> bool:
-        return self._encrypting
 
     @property
     def writable(self) -> bool:
