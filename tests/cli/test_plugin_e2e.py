@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -164,3 +165,51 @@ def test_kms_session_uses_the_callers_own_credentials(sandbox: Sandbox) -> None:
     assert b"encrypted using AWS KMS" in result.stderr  # CustomerMessage goes to stderr
     after = sandbox.stats()["api"]["kms"]["GenerateDataKey"]["calls"]
     assert after == before + 1
+
+
+def test_piped_stdin_gets_a_300_by_100_terminal(sandbox: Sandbox) -> None:
+    # ECS starts the command before any client attaches, so the size applies from the
+    # moment the input gate opens (§7); a command that waits for input sees it.
+    session_json, target = start_session(sandbox, "sh -c 'read line; stty size'")
+    result = run_plugin(sandbox, session_json, target, stdin=b"go\n")
+    assert body(result.stdout, json.loads(session_json)["sessionId"]) == b"go\r\n100 300\r\n"
+
+
+def test_third_interrupt_without_a_tty_terminates_the_session(sandbox: Sandbox) -> None:
+    # The remote command ignores SIGINT, so only TerminateSession can end it.
+    session_json, target = start_session(sandbox, "sh -c 'trap \"\" INT; echo armed; sleep 60'")
+    argv = [
+        *PLUGIN,
+        session_json,
+        "us-east-1",
+        "StartSession",
+        "",
+        json.dumps({"Target": target}),
+        sandbox.endpoint_url,
+    ]
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=client_env(sandbox),
+    )
+    assert proc.stdout is not None
+    seen = b""
+    while b"armed" not in seen:
+        chunk = proc.stdout.read1(4096)
+        assert chunk, "the plugin ended before the command started"
+        seen += chunk
+    before = sandbox.stats()["sessions"]["by_end_reason"]["terminated"]
+    for sent in (1, 2):
+        # Each of the first two reaches the remote terminal as 0x03, echoed as ^C. Wait
+        # for that echo before the next signal: pending signals of one kind coalesce.
+        proc.send_signal(signal.SIGINT)
+        while seen.count(b"^C") < sent:
+            chunk = proc.stdout.read1(4096)
+            assert chunk, "the plugin ended early"
+            seen += chunk
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert sandbox.stats()["sessions"]["by_end_reason"]["terminated"] == before + 1
