@@ -135,6 +135,12 @@ def _json_text(value: object, source: str, where: str) -> str | None:
     """
     if value is None:
         _fail(source, None, f"{where} is null")
+    return _scalar_text(value)
+
+
+def _scalar_text(value: object) -> str | None:
+    """A scalar as Rundeck's Java code prints it (``true``/``false``, Java doubles);
+    None for anything that is not a bool, string or number."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
@@ -227,14 +233,9 @@ def _yaml_scalar(loader: _YamlLoader, node: yaml.Node, source: str) -> str | Non
         _fail(source, _yaml_line(node), f"unsupported YAML value ({exc.problem}); quote it")
     if value is None:
         return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return _java_double(value)
+    text = _scalar_text(value)
+    if text is not None:
+        return text
     _fail(
         source, _yaml_line(node), f"unsupported YAML value of type {type(value).__name__}; quote it"
     )
