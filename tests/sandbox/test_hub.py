@@ -664,7 +664,7 @@ def test_pause_publication_holds_output_until_an_ack() -> None:
             client = await Client.attach(grant)
             with pytest.raises(TimeoutError):
                 await client.recv(timeout=0.4)  # well past start delay + initial wait
-            unknown = Frame(OUTPUT_STREAM_DATA, 99, 0, uuid.uuid4(), 1, b"", 1)
+            unknown = Frame(OUTPUT_STREAM_DATA, 99, 0, uuid.uuid4().bytes, 1, b"", 1)
             await client.ack(unknown)  # any ack ends the pause (§7)
             frames = await client.run_to_close()
             assert output_bytes(frames) == b"paused\r\n"

@@ -16,6 +16,8 @@ from ecsexec.ssm.frames import (
     PAUSE_PUBLICATION,
     decode_frame,
     encode_frame,
+    random_message_id,
+    uuid_text,
 )
 from tests.spec_data import TRACE_NAMES, golden_frames, trace
 
@@ -186,3 +188,26 @@ def test_structure_only_decoding_skips_digest_and_header_checks() -> None:
     assert frame.payload == b"abb" and frame.created_date == 0
     with pytest.raises(FrameError, match="too short"):
         decode_frame(b"\0" * 10, verify=False)
+
+
+def test_random_message_ids_are_distinct_version_4_uuids() -> None:
+    ids = [random_message_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    for raw in ids[:100]:
+        parsed = uuid.UUID(bytes=raw)
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+
+
+@given(st.binary(min_size=16, max_size=16))
+def test_uuid_text_matches_the_uuid_module(raw: bytes) -> None:
+    assert uuid_text(raw) == str(uuid.UUID(bytes=raw))
+
+
+@given(st.binary(min_size=16, max_size=16))
+def test_raw_and_uuid_message_ids_encode_the_same(raw: bytes) -> None:
+    as_uuid = encode_frame("acknowledge", b"{}", message_id=uuid.UUID(bytes=raw), created_ms=1)
+    as_bytes = encode_frame("acknowledge", b"{}", message_id=raw, created_ms=1)
+    assert as_uuid == as_bytes
+    frame = decode_frame(as_bytes)
+    assert frame.message_id == uuid.UUID(bytes=raw)
+    assert frame.message_id_text == str(uuid.UUID(bytes=raw))

@@ -34,6 +34,7 @@ from ecsexec.ssm.frames import (
     PayloadType,
     decode_frame,
     encode_frame,
+    random_message_id,
 )
 
 # §6 retransmission constants (identical in the Go plugin and the agent).
@@ -213,7 +214,7 @@ class DataChannel:
         ack_watchdog: float = DEFAULT_ACK_WATCHDOG,
         max_unacked: int = DEFAULT_BUFFER,
         reorder_capacity: int = DEFAULT_BUFFER,
-        id_factory: Callable[[], uuid.UUID] = uuid.uuid4,
+        id_factory: Callable[[], uuid.UUID | bytes] = random_message_id,
     ) -> None:
         self.session_id = session_id
         self.target = target
@@ -373,7 +374,9 @@ class DataChannel:
         self._outgoing.append(
             encode_frame(
                 ACKNOWLEDGE,
-                payloads.build_ack(frame.message_type, frame.message_id, frame.sequence_number),
+                payloads.build_ack(
+                    frame.message_type, frame.message_id_text, frame.sequence_number
+                ),
                 sequence_number=0,
                 flags=ACK_FLAGS,
                 payload_type=0,

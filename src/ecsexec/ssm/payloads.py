@@ -68,17 +68,15 @@ class Ack:
     sequence_number: int
 
 
-def build_ack(message_type: str, message_id: uuid.UUID, sequence_number: int) -> bytes:
-    """Ack payload in exactly the key order the agent and Go plugin write."""
+def build_ack(message_type: str, message_id: uuid.UUID | str, sequence_number: int) -> bytes:
+    """Ack payload in exactly the key order the agent and Go plugin write.
+
+    ``message_id`` may be given as its canonical text (``Frame.message_id_text``).
+    """
     return (
-        b'{"AcknowledgedMessageType":"'
-        + message_type.encode()
-        + b'","AcknowledgedMessageId":"'
-        + str(message_id).encode()
-        + b'","AcknowledgedMessageSequenceNumber":'
-        + str(sequence_number).encode()
-        + b',"IsSequentialMessage":true}'
-    )
+        f'{{"AcknowledgedMessageType":"{message_type}","AcknowledgedMessageId":"{message_id}",'
+        f'"AcknowledgedMessageSequenceNumber":{sequence_number},"IsSequentialMessage":true}}'
+    ).encode()
 
 
 def parse_ack(payload: bytes) -> Ack:
