@@ -44,3 +44,13 @@ def test_run_exit_status(outcomes: list, interrupted: bool, expected: int) -> No
     run = RunResult("cmd", {o.node: o for o in outcomes}, (), interrupted)
     assert run.exit_code() == expected
     assert run.ok == (expected == 0)
+
+
+def test_repr_leaves_out_the_output() -> None:
+    # asyncio formats a finished task's result; a repr of all output made that slow.
+    big = b"x" * 1_000_000
+    result = CommandResult("n", "true", 0, big, T, T)
+    failure = NodeError("n", AwsError("boom"), T, T, output=big)
+    assert "xxxx" not in repr(result)
+    assert "xxxx" not in repr(failure)
+    assert "exit_code=0" in repr(result)

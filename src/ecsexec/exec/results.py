@@ -16,7 +16,9 @@ class CommandResult:
     node: str
     command: str
     exit_code: int | None
-    output: bytes
+    # Left out of repr: asyncio formats a finished task's result (e.g. on asyncio.run's
+    # SIGINT check), and a repr of 100 MB of output took most of a second.
+    output: bytes = field(repr=False)
     started_at: datetime
     finished_at: datetime
     session_id: str = ""
@@ -67,7 +69,7 @@ class NodeError:
     error: EcsexecError
     started_at: datetime
     finished_at: datetime
-    output: bytes = b""  # whatever arrived before the failure
+    output: bytes = field(default=b"", repr=False)  # whatever arrived before the failure
     cancelled: bool = False
 
     @property
