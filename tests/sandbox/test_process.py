@@ -173,6 +173,82 @@ def test_reads_are_at_most_1024_bytes() -> None:
     assert max(len(c) for c in run.chunks) <= 1024
 
 
+def test_pausing_inside_the_callback_stops_further_reads_at_once() -> None:
+    """Several reads may run per readiness callback; a pause from on_data ends that loop."""
+
+    async def main() -> tuple[list[int], list[int]]:
+        loop = asyncio.get_running_loop()
+        proc = PtyProcess.spawn(split("head -c 50000 /dev/zero"), env=ENV, cwd="/")
+        sizes: list[int] = []
+        violations: list[int] = []
+        eof = asyncio.Event()
+        paused = False
+
+        def resume() -> None:
+            nonlocal paused
+            paused = False
+            proc.resume_reading()
+
+        def on_data(data: bytes) -> None:
+            nonlocal paused
+            if paused:
+                violations.append(len(data))
+            sizes.append(len(data))
+            paused = True  # pause after every read; resume on the next loop iteration
+            proc.pause_reading()
+            loop.call_soon(resume)
+
+        exited = asyncio.Event()
+        proc.start_reading(loop, on_data, eof.set)
+        proc.watch_exit(loop, lambda _rc: exited.set())
+        try:
+            await asyncio.wait_for(eof.wait(), TIMEOUT)
+            await asyncio.wait_for(exited.wait(), TIMEOUT)
+        finally:
+            proc.kill()
+            proc.close()
+        return sizes, violations
+
+    sizes, violations = asyncio.run(main())
+    assert violations == []
+    assert sum(sizes) == 50000
+    assert max(sizes) <= 1024
+
+
+def test_closing_inside_the_callback_ends_reading_without_eof() -> None:
+    async def main() -> tuple[int, bool]:
+        loop = asyncio.get_running_loop()
+        proc = PtyProcess.spawn(split("head -c 50000 /dev/zero"), env=ENV, cwd="/")
+        calls = 0
+        eof = False
+        exited = asyncio.Event()
+        read = asyncio.Event()
+
+        def on_data(_data: bytes) -> None:
+            nonlocal calls
+            calls += 1
+            proc.close()  # the read loop must not touch the closed fd again
+            read.set()
+
+        def on_eof() -> None:
+            nonlocal eof
+            eof = True
+
+        proc.watch_exit(loop, lambda _rc: exited.set())
+        proc.start_reading(loop, on_data, on_eof)
+        try:
+            await asyncio.wait_for(read.wait(), TIMEOUT)
+        finally:
+            proc.kill()
+            proc.close()
+        await asyncio.wait_for(exited.wait(), TIMEOUT)
+        return calls, eof
+
+    calls, eof = asyncio.run(main())
+    assert calls == 1
+    assert not eof
+
+
 def test_background_holder_keeps_eof_away_until_it_exits() -> None:
     async def main() -> None:
         # The kernel SIGHUPs the foreground group when the PTY's session leader exits, so

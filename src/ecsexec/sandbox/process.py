@@ -40,6 +40,10 @@ DEFAULT_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
 # §8.3: `sandbox.distroless: true` makes these "not found".
 DISTROLESS_MISSING: Final = frozenset({"sh", "bash", "dash", "ash", "busybox"})
 READ_SIZE: Final = 1024  # §7: one frame per PTY read of at most 1024 bytes
+# Reads per readiness callback. Each read is still its own ≤1024-byte frame (§7); looping
+# only saves an epoll round trip per read. The bound keeps one busy PTY from starving
+# the loop (64 reads ≈ 64 KiB, well under a millisecond).
+READS_PER_WAKEUP: Final = 64
 
 _SETSID: Final = shutil.which("setsid") or "/usr/bin/setsid"
 
@@ -173,22 +177,27 @@ class PtyProcess:
             self._reading = True
 
     def _read_ready(self) -> None:
-        try:
-            data = os.read(self.master_fd, READ_SIZE)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            if exc.errno not in (errno.EIO, errno.EBADF):
-                raise
-            data = b""  # EIO: every slave holder has closed it
-        if not data:
-            self._eof = True
-            self.pause_reading()
-            if self._on_eof is not None:
-                self._on_eof()
-            return
-        if self._on_data is not None:
-            self._on_data(data)
+        fd = self.master_fd
+        on_data = self._on_data
+        for _ in range(READS_PER_WAKEUP):
+            try:
+                data = os.read(fd, READ_SIZE)  # §7: at most 1024 bytes per read, one frame each
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EIO, errno.EBADF):
+                    raise
+                data = b""  # EIO: every slave holder has closed it
+            if not data:
+                self._eof = True
+                self.pause_reading()
+                if self._on_eof is not None:
+                    self._on_eof()
+                return
+            if on_data is not None:
+                on_data(data)
+            if not self._reading:
+                return  # the callback paused reading (publication paused) or closed the PTY
 
     @property
     def at_eof(self) -> bool:
