@@ -29,7 +29,6 @@ import os
 import re
 import struct
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
@@ -54,6 +53,7 @@ from ecsexec.ssm.frames import (
     PayloadType,
     decode_frame,
     encode_frame,
+    random_message_id,
 )
 from ecsexec.ssm.payloads import (
     ACTION_SUCCESS,
@@ -257,7 +257,7 @@ class AgentChannel:
             sequence_number=seq,
             flags=FLAG_SYN if seq == 0 else 0,  # §7: SYN on seq 0 only
             payload_type=payload_type,
-            message_id=uuid.uuid4(),
+            message_id=random_message_id(),  # unique, not secret: no getrandom per frame
             created_ms=self._created_ms(),
         )
         self.unacked[seq] = _Outgoing(frame, now)
@@ -307,13 +307,13 @@ class AgentChannel:
     # --- receiving --------------------------------------------------------------------
 
     def _ack(self, frame: Frame) -> None:
-        payload = build_ack(frame.message_type, frame.message_id, frame.sequence_number)
+        payload = build_ack(frame.message_type, frame.message_id_text, frame.sequence_number)
         self._transmit(
             encode_frame(
                 ACKNOWLEDGE,
                 payload,
                 flags=ACK_FLAGS,
-                message_id=uuid.uuid4(),
+                message_id=random_message_id(),
                 created_ms=self._created_ms(),
             )
         )
@@ -644,7 +644,7 @@ class SimulatedAgent:
                 AGENT_SESSION_STATE,
                 build_agent_session_state(self.session_id, state),
                 flags=ACK_FLAGS,  # trace: agent_session_state carries seq 0, flags 3
-                message_id=uuid.uuid4(),
+                message_id=random_message_id(),
                 created_ms=_now_ms(),
             )
         )
