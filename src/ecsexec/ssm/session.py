@@ -1,7 +1,8 @@
 """Drive a :class:`DataChannel` over a websocket with asyncio: the I/O half of the client.
 
-One :class:`Session` owns one data channel. It opens the stream URL, runs the read loop,
-a writer, and the channel's timers (resends, input gate, close grace), keeps the socket
+One :class:`Session` owns one data channel. It opens the stream URL (frames reach the
+channel straight from the socket, see :mod:`ecsexec.ssm.transport`), runs the channel's
+timers (resends, input gate, close grace), keeps the socket
 alive with pings, reconnects through ``ssm:ResumeSession`` (ssm/README.md §10) and calls
 ``ssm:TerminateSession`` whenever the caller gives up, so a session is never left running.
 Websocket and OS errors are translated into :mod:`ecsexec.errors` here and nowhere else.
@@ -22,7 +23,7 @@ from types import TracebackType
 from typing import Final, Protocol
 from urllib.parse import urlsplit
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from ecsexec.errors import (
@@ -39,10 +40,12 @@ from ecsexec.ssm.channel import (
     DataKeyRequest,
     Event,
     HandshakeRequested,
+    OutputReceived,
     ProtocolWarning,
     State,
 )
 from ecsexec.ssm.crypto import DataKey
+from ecsexec.ssm.transport import DataChannelConnection
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +120,10 @@ class Session:
         self.options = options or SessionOptions()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.channel: DataChannel | None = None
-        self._ws: ClientConnection | None = None
+        self._ws: DataChannelConnection | None = None
         self._events: asyncio.Queue[Event] = asyncio.Queue()
-        self._outgoing: list[bytes] = []
-        self._wake_writer = asyncio.Event()
+        self._outgoing: list[bytes] = []  # frames made while no socket was open
+        self._received = False  # frames arrived in the current socket read
         self._writable = asyncio.Event()
         self._closed_event: ChannelClosed | None = None
         self._done = asyncio.Event()
@@ -176,8 +179,7 @@ class Session:
             raise
         self._schedule_timer()
         self._tasks = [
-            asyncio.create_task(self._read_loop(), name=f"ssm-read-{self.session_id}"),
-            asyncio.create_task(self._write_loop(), name=f"ssm-write-{self.session_id}"),
+            asyncio.create_task(self._watch_loop(), name=f"ssm-watch-{self.session_id}"),
         ]
 
     async def _connect(self, url: str, token: str) -> None:
@@ -192,6 +194,7 @@ class Session:
                 open_timeout=self.options.open_timeout,
                 close_timeout=2.0,
                 ssl=self.options.ssl_context if url.startswith("wss:") else None,
+                create_connection=DataChannelConnection,
             )
         except ssl.SSLError as exc:
             raise TransportError(
@@ -204,6 +207,10 @@ class Session:
                 f"cannot open the data channel at {host}: {type(exc).__name__}: {exc}",
                 session_id=self.session_id,
             ) from None
+        assert isinstance(ws, DataChannelConnection)  # create_connection above
+        # Before the open frame: the relay sends nothing until it has seen it (§2).
+        ws.on_message = self._on_message
+        ws.on_batch = self._on_batch
         try:
             await ws.send(
                 payloads.open_data_channel(
@@ -219,7 +226,9 @@ class Session:
                 f"data channel at {host} closed during open: {exc}", session_id=self.session_id
             ) from None
         self._ws = ws
-        self._wake_writer.set()  # frames queued while disconnected go out now
+        if self._outgoing:  # frames made while disconnected go out now
+            frames, self._outgoing = self._outgoing, []
+            ws.send_frames(frames)
 
     async def _shutdown(self) -> None:
         if self._timer is not None:
@@ -323,16 +332,42 @@ class Session:
         channel = self._require_channel()
         frames = channel.data_to_send()
         if frames:
-            self._outgoing.extend(frames)
-            self._wake_writer.set()
+            ws = self._ws
+            if ws is None:
+                self._outgoing.extend(frames)
+            else:
+                # Not open: data frames stay in the channel's unacked buffer and are resent
+                # after the reconnect; lost acks are recovered by the agent's resends.
+                ws.send_frames(frames)
         self._dispatch_events()
         if channel.writable:
             self._writable.set()
         self._schedule_timer()
 
+    def _on_message(self, data: bytes) -> None:
+        """One websocket message, straight from the socket read (see ``_on_batch``)."""
+        channel = self._require_channel()
+        channel.receive_frame(data, self._now())
+        self._received = True
+
+    def _on_batch(self) -> None:
+        """After a socket read: its acks leave in one write, its output as one event."""
+        if self._received:
+            self._received = False
+            self._after_channel_call()
+
     def _dispatch_events(self) -> None:
         assert self.channel is not None
+        output: list[bytes] = []
         for event in self.channel.events_received():
+            if type(event) is OutputReceived:
+                # Consecutive output becomes one event: consumers pay per event, and a
+                # socket read holds up to hundreds of 1 KiB frames.
+                output.append(event.data)
+                continue
+            if output:
+                self._put_output(output)
+                output = []
             if isinstance(event, HandshakeRequested):
                 self._kms_task = asyncio.create_task(self._answer_handshake(event))
                 continue
@@ -352,6 +387,11 @@ class Session:
                     self._timer.cancel()
                     self._timer = None
             self._events.put_nowait(event)
+        if output:
+            self._put_output(output)
+
+    def _put_output(self, chunks: list[bytes]) -> None:
+        self._events.put_nowait(OutputReceived(chunks[0] if len(chunks) == 1 else b"".join(chunks)))
 
     def _schedule_timer(self) -> None:
         channel = self.channel
@@ -401,43 +441,13 @@ class Session:
             channel.complete_handshake(data_key, self._now())
         self._after_channel_call()
 
-    async def _write_loop(self) -> None:
-        while True:
-            await self._wake_writer.wait()
-            self._wake_writer.clear()
-            ws = self._ws
-            if ws is None or not self._outgoing:
-                continue
-            batch, self._outgoing = self._outgoing, []
-            try:
-                for frame in batch:
-                    await ws.send(frame)
-            except (ConnectionClosed, OSError):
-                # Data frames stay in the channel's unacked buffer and are resent after the
-                # reconnect; lost acks are recovered by the agent's resends.
-                continue
-
-    async def _read_loop(self) -> None:
+    async def _watch_loop(self) -> None:
+        """Wait for the socket to close; then finish, wait out the grace, or resume (§10)."""
         try:
             while True:
                 ws = self._ws
                 assert ws is not None
-                try:
-                    async for message in ws:
-                        data = (
-                            message
-                            if isinstance(message, bytes)
-                            else message.encode("utf-8", "surrogateescape")
-                        )
-                        channel = self._require_channel()
-                        channel.receive_frame(data, self._now())
-                        self._after_channel_call()
-                        if channel.closed:
-                            return
-                except ConnectionClosed:
-                    pass
-                except OSError as exc:
-                    log.debug("session %s: socket error %s", self.session_id, exc)
+                await ws.wait_closed()
                 channel = self._require_channel()
                 if channel.closed:
                     return

@@ -1,0 +1,94 @@
+"""The websocket under a data channel: messages handed straight to a sink, batched writes.
+
+A streaming session receives one 1 KiB frame per agent PTY read and answers each with an
+ack (ssm/README.md §6), tens of thousands of each per second. Through websockets' own
+``recv()`` and ``send()`` every message costs a queue hop, a task wake-up and a ``send``
+syscall. :class:`DataChannelConnection` keeps websockets' handshake, proxy, TLS,
+keepalive and closing handshake, and changes only the data path:
+
+- complete data messages go from ``data_received`` straight to ``on_message``;
+- ``on_batch`` runs once per socket read, after all of that read's messages;
+- :meth:`DataChannelConnection.send_frames` and every other write put all pending
+  websocket frames into one ``transport.write``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Event, State
+
+__all__ = ["DataChannelConnection"]
+
+MessageSink = Callable[[bytes], None]
+
+
+class DataChannelConnection(ClientConnection):
+    """websockets' client connection with a direct message sink (pass as ``create_connection``).
+
+    Until ``on_message`` is set, messages queue for ``recv()`` as usual.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_message: MessageSink | None = None
+        self.on_batch: Callable[[], None] | None = None
+        self._fragments: list[bytes] = []
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        on_batch = self.on_batch
+        if on_batch is not None:
+            on_batch()
+
+    def process_event(self, event: Event) -> None:
+        sink = self.on_message
+        if sink is None or self.response is None or not isinstance(event, Frame):
+            super().process_event(event)  # the handshake response, or no sink yet
+            return
+        opcode = event.opcode
+        if opcode is Opcode.BINARY or opcode is Opcode.TEXT:
+            if event.fin:
+                sink(bytes(event.data))
+            else:
+                self._fragments = [bytes(event.data)]
+        elif opcode is Opcode.CONT:
+            # The protocol object has already rejected a CONT without a message start.
+            self._fragments.append(bytes(event.data))
+            if event.fin:
+                message, self._fragments = b"".join(self._fragments), []
+                sink(message)
+        else:
+            super().process_event(event)  # ping, pong, close: websockets' own handling
+
+    def send_frames(self, messages: Iterable[bytes]) -> bool:
+        """Send each message as one binary frame, all in one write; False if not open.
+
+        Does not wait for the socket to drain: callers bound what they send (acks answer
+        received frames; data frames are limited by the channel's unacked window, §6).
+        """
+        if self.protocol.state is not State.OPEN:
+            return False
+        send_binary = self.protocol.send_binary
+        for message in messages:
+            send_binary(message)
+        self.send_data()
+        return True
+
+    def send_data(self) -> None:
+        writes = self.protocol.data_to_send()
+        data = [chunk for chunk in writes if chunk]
+        if data:
+            self.transport.write(data[0] if len(data) == 1 else b"".join(data))
+        if len(data) < len(writes):
+            # An empty chunk is websockets' end-of-stream signal; it is always last.
+            if self.transport.can_write_eof():
+                # As websockets does: write_eof() doesn't document what it raises.
+                with contextlib.suppress(Exception):
+                    self.transport.write_eof()
+            else:
+                self.transport.close()

@@ -1,0 +1,135 @@
+"""DataChannelConnection against a real websockets server on localhost."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection, serve
+
+from ecsexec.ssm.transport import DataChannelConnection
+
+
+class _CountingTransport:
+    """Delegates to the real transport and counts ``write`` calls."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        self._inner.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+async def _open(port: int) -> DataChannelConnection:
+    ws = await connect(f"ws://127.0.0.1:{port}/", create_connection=DataChannelConnection)
+    assert isinstance(ws, DataChannelConnection)
+    return ws
+
+
+Script = Callable[[ServerConnection], Awaitable[None]]
+
+
+def with_server(script: Script, client: Callable[[int], Awaitable[None]]) -> None:
+    """Serve ``script`` on a free port and run ``client(port)`` against it."""
+
+    async def main() -> None:
+        async with serve(script, "127.0.0.1", 0, compression=None) as srv:
+            port = next(iter(srv.sockets)).getsockname()[1]
+            await asyncio.wait_for(client(port), 30)
+
+    asyncio.run(main())
+
+
+def test_messages_reach_the_sink_in_order_with_fragments_joined() -> None:
+    got: list[bytes] = []
+    all_arrived = asyncio.Event()
+    batches = 0
+
+    async def script(conn: ServerConnection) -> None:
+        await conn.recv()  # the client's go-ahead
+        await conn.send(b"first")
+        await conn.send([b"frag-1|", b"frag-2|", b"frag-3"])  # one fragmented message
+        await conn.ping()
+        await conn.send("text message")
+        await conn.wait_closed()
+
+    def sink(data: bytes) -> None:
+        got.append(data)
+        if len(got) == 3:
+            all_arrived.set()
+
+    def on_batch() -> None:
+        nonlocal batches
+        batches += 1
+
+    async def client(port: int) -> None:
+        ws = await _open(port)
+        ws.on_message = sink
+        ws.on_batch = on_batch
+        await ws.send("go")
+        await all_arrived.wait()
+        await ws.close()
+
+    with_server(script, client)
+    assert got == [b"first", b"frag-1|frag-2|frag-3", b"text message"]
+    assert all(isinstance(message, bytes) for message in got)
+    assert batches >= 1
+
+
+def test_send_frames_puts_many_messages_in_one_write() -> None:
+    received: list[bytes] = []
+    messages = [f"frame {i}".encode() * (i + 1) for i in range(50)]
+    writes = 0
+
+    async def script(conn: ServerConnection) -> None:
+        async for message in conn:
+            assert isinstance(message, bytes)
+            received.append(message)
+            if len(received) == len(messages):
+                await conn.send(b"all here")
+
+    async def client(port: int) -> None:
+        nonlocal writes
+        ws = await _open(port)
+        counting = _CountingTransport(ws.transport)
+        ws.transport = counting  # type: ignore[assignment]
+        assert ws.send_frames(messages) is True
+        writes = counting.writes
+        assert await ws.recv() == b"all here"
+        await ws.close()
+
+    with_server(script, client)
+    assert writes == 1
+    assert received == messages
+
+
+def test_send_frames_refuses_once_closed() -> None:
+    async def script(conn: ServerConnection) -> None:
+        await conn.wait_closed()
+
+    async def client(port: int) -> None:
+        ws = await _open(port)
+        await ws.close()
+        assert ws.send_frames([b"late"]) is False
+
+    with_server(script, client)
+
+
+def test_without_a_sink_messages_queue_for_recv() -> None:
+    async def script(conn: ServerConnection) -> None:
+        await conn.send(b"queued")
+        await conn.wait_closed()
+
+    async def client(port: int) -> None:
+        ws = await _open(port)
+        assert await ws.recv() == b"queued"
+        await ws.close()
+
+    with_server(script, client)
