@@ -9,7 +9,7 @@ from typing import Any
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
-from ecsexec.ssm.transport import DataChannelConnection
+from ecsexec.ssm.transport import DataChannelConnection, proxy_for
 
 
 class _CountingTransport:
@@ -133,3 +133,23 @@ def test_without_a_sink_messages_queue_for_recv() -> None:
         await ws.close()
 
     with_server(script, client)
+
+
+def test_proxy_for_follows_the_environment_per_host(monkeypatch: Any) -> None:
+    from ecsexec.ssm import transport
+
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.example")
+    transport._proxy_for_host.cache_clear()
+    try:
+        url = "wss://ssmmessages.us-east-1.amazonaws.com/v1/data-channel/s-1?role=x"
+        assert proxy_for(url) == "http://proxy.example:3128"
+        assert proxy_for("wss://internal.example/v1/data-channel/s-2") is None
+        # Looked up once per host: a later change of the environment is not seen.
+        monkeypatch.delenv("HTTPS_PROXY")
+        assert proxy_for(url.replace("s-1", "s-3")) == "http://proxy.example:3128"
+    finally:
+        transport._proxy_for_host.cache_clear()

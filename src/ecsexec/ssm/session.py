@@ -45,7 +45,7 @@ from ecsexec.ssm.channel import (
     State,
 )
 from ecsexec.ssm.crypto import DataKey
-from ecsexec.ssm.transport import DataChannelConnection
+from ecsexec.ssm.transport import DataChannelConnection, proxy_for
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +195,7 @@ class Session:
                 close_timeout=2.0,
                 ssl=self.options.ssl_context if url.startswith("wss:") else None,
                 create_connection=DataChannelConnection,
+                proxy=proxy_for(url),
             )
         except ssl.SSLError as exc:
             raise TransportError(
