@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import re
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -556,6 +557,50 @@ def test_client_queue_overflow_drops_newest_and_resends_recover(
             frames = await client.run_to_close()
             assert output_bytes(frames) == expected
             assert relay.stats.agent.retransmissions >= 1
+            await client.close()
+
+    asyncio.run(main())
+
+
+def test_a_client_that_does_not_read_leaves_frames_queued_not_in_the_transport() -> None:
+    """Flow control of the batched writer: it stops taking frames while writing is paused."""
+    size = 3_000_000
+    settings = AgentSettings(
+        initial_wait=0.05, agent_start_delay=0.05, close_grace=0.2, drain_timeout=30.0
+    )
+
+    async def main() -> None:
+        async with Relay(settings) as relay:
+            grant = relay.hub.start_session(
+                relay.target(), f"sh -c 'read x; head -c {size} /dev/zero'"
+            )
+            await relay.pid(grant.session_id)
+            ws = await connect(grant.stream_url, compression=None, max_size=None, max_queue=1)
+            client = Client(ws)
+            await ws.send(
+                open_data_channel(
+                    grant.token_value, client_id=str(uuid.uuid4()), request_id=str(uuid.uuid4())
+                )
+            )
+            session = relay.hub._sessions[grant.session_id]
+            await until(lambda: session.client is not None)
+            assert session.client is not None
+            request = session.client.request
+            transport = request.transport
+            assert transport is not None
+            # A fixed send buffer keeps the kernel from absorbing the whole output while
+            # the client (max_queue=1) stops reading.
+            sock = transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+            await client.send(PayloadType.OUTPUT, b"go\r")  # now the output starts
+            await until(lambda: relay.stats.agent.output_bytes >= size)
+            await until(lambda: request.protocol.writing_paused)
+            high = transport.get_write_buffer_limits()[1]
+            # At most one batch past the high-water mark; the rest waits in the queue.
+            assert transport.get_write_buffer_size() <= high + hub_mod.WRITE_BATCH_BYTES + 2048
+            assert len(session.outq) > 0
+            frames = await client.run_to_close()
+            assert output_bytes(frames) == b"go\r\n" + bytes(size)
             await client.close()
 
     asyncio.run(main())

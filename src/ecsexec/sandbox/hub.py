@@ -17,6 +17,7 @@ import logging
 import secrets
 import signal
 import string
+import struct
 import time
 import uuid
 from collections import deque
@@ -53,7 +54,7 @@ from ecsexec.ssm.frames import (
 )
 from ecsexec.ssm.payloads import build_channel_closed, parse_agent_session_state
 
-__all__ = ["AgentSettings", "ExecTarget", "SessionGrant", "SessionHub"]
+__all__ = ["AgentSettings", "ExecTarget", "SessionGrant", "SessionHub", "ws_binary_header"]
 
 SESSION_PREFIX: Final = "ecs-execute-command-"
 _SID_ALPHABET: Final = string.ascii_lowercase + string.digits
@@ -63,6 +64,9 @@ CLOSE_TIMEOUT: Final = 2.0  # how long ws.close() waits for the peer's close fra
 WS_POLICY_VIOLATION: Final = 1008
 WS_NORMAL: Final = 1000
 WS_GOING_AWAY: Final = 1001
+# One transport write carries at most this many bytes of queued agent frames; the writer
+# then honours the transport's flow control before taking more from the queue.
+WRITE_BATCH_BYTES: Final = 256 * 1024
 
 _KNOWN_TYPES: Final = frozenset(
     {
@@ -293,6 +297,25 @@ class _Pipeline:
         self._timer = self._held_timer = None
         self._fifo.clear()
         self._held = None
+
+
+_WS_LEN16: Final = struct.Struct(">BBH")
+_WS_LEN64: Final = struct.Struct(">BBQ")
+_WS_FIN_BINARY: Final = 0x82  # FIN set, RSV1-3 clear (no compression), opcode 2 (binary)
+
+
+def ws_binary_header(length: int) -> bytes:
+    """RFC 6455 §5.2 header of one unfragmented, unmasked server→client binary frame.
+
+    Server frames are never masked (§5.1), and this relay never negotiates
+    permessage-deflate (sandbox.md §6), so RSV1 stays clear. The payload length uses the
+    shortest encoding: 7 bits up to 125, then 16 bits up to 65535, then 64 bits.
+    """
+    if length < 126:
+        return bytes((_WS_FIN_BINARY, length))
+    if length < 65536:
+        return _WS_LEN16.pack(_WS_FIN_BINARY, 126, length)
+    return _WS_LEN64.pack(_WS_FIN_BINARY, 127, length)
 
 
 def _iso_ms(ts: float) -> str:
@@ -822,16 +845,43 @@ class SessionHub:
         return expiry is not None and expiry > self._loop_or_raise().time()
 
     async def _write_loop(self, session: _Session, client: _Client) -> None:
+        """Send queued agent frames to the client, several per transport write.
+
+        aiohttp sends one ``transport.write`` (one send syscall) per ``send_bytes``, so the
+        queued frames are framed here (:func:`ws_binary_header`) and joined into one write,
+        byte for byte as aiohttp would frame them. aiohttp's own writes (pongs, close) are
+        whole frames written synchronously too, so the two never interleave inside a frame.
+        After each write the writer waits while the transport is paused (flow control).
+        """
         ws = client.ws
+        request = client.request
+        outq = session.outq
         try:
             while session.client is client:
-                while session.outq and session.client is client:
-                    frame = session.outq.popleft()
-                    await ws.send_bytes(frame)
-                    if frame is session.closed_frame:
+                while outq and session.client is client:
+                    transport = request.transport
+                    if ws.closed or transport is None or transport.is_closing():
+                        # Closing: aiohttp has written (or is writing) its close frame, and
+                        # nothing may follow it. The frames stay queued for a resumed client.
+                        self.log.debug("session %s: socket is closing", session.sid)
+                        return
+                    parts: list[bytes] = []
+                    size = 0
+                    closed = False
+                    while outq and size < WRITE_BATCH_BYTES:
+                        frame = outq.popleft()
+                        parts.append(ws_binary_header(len(frame)))
+                        parts.append(frame)  # byte for byte (§6)
+                        size += len(frame)
+                        if frame is session.closed_frame:
+                            closed = True
+                            break  # nothing follows channel_closed
+                    transport.write(b"".join(parts))
+                    if closed:
                         session.closed_delivered = True
                         await self._close_after_grace(client)
                         return
+                    await request.writer.drain()  # suspends only while writing is paused
                 client.wake.clear()
                 await client.wake.wait()
         except (ConnectionError, RuntimeError) as exc:
