@@ -859,6 +859,28 @@ def test_drops_are_recovered_by_retransmission() -> None:
     asyncio.run(main())
 
 
+def test_fault_counters_survive_a_stats_reset() -> None:
+    """A session that outlives POST /_sandbox/stats/reset keeps counting its faults."""
+    settings = AgentSettings(
+        initial_wait=0.05, agent_start_delay=0.05, close_grace=0.2, drain_timeout=8.0
+    )
+    expected = b"".join(b"%d\r\n" % i for i in range(1, 801))
+
+    async def main() -> None:
+        async with Relay(settings, faults=parse_faults("a2c.drop=0.2,seed=3")) as relay:
+            grant = relay.hub.start_session(relay.target(), "sh -c 'read x; seq 1 800'")
+            await relay.pid(grant.session_id)
+            client = await Client.attach(grant)
+            relay.stats.reset()  # the session's pipelines already exist
+            await client.send(PayloadType.OUTPUT, b"\r")
+            frames = await client.run_to_close()
+            assert output_bytes(frames) == b"\r\n" + expected
+            assert relay.stats.frames["a2c"].dropped >= 1
+            await client.close()
+
+    asyncio.run(main())
+
+
 def test_disconnect_fault_aborts_the_socket_and_the_session_lives_on() -> None:
     async def main() -> None:
         async with Relay() as relay:

@@ -100,6 +100,7 @@ RESEND_TICK: Final = 0.1
 OUTGOING_LIMIT: Final = 100_000  # §7: outgoing buffer entries; new output dropped when full
 INCOMING_LIMIT: Final = 100_000  # §7: out-of-order buffer of the agent
 PTY_READ_SIZE: Final = 1024
+_OUTPUT: Final = int(PayloadType.OUTPUT)
 
 
 @dataclass
@@ -283,13 +284,14 @@ class AgentChannel:
         self.stats.agent.retransmissions += 1
         return True
 
-    def _on_ack(self, payload: bytes, now: float) -> None:
-        match = _ACK_SEQ.search(payload)
+    def _on_ack(self, data: bytes, start: int, now: float) -> None:
+        """Apply the ack whose payload is ``data[start:]`` (read in place, not copied)."""
+        match = _ACK_SEQ.search(data, start)
         if match is not None:
             seq = int(match.group(1))
         else:
             try:
-                seq = parse_ack(payload).sequence_number  # unusual spacing or layout
+                seq = parse_ack(data[start:]).sequence_number  # unusual spacing or layout
             except ProtocolError:
                 return
         entry = self.unacked.pop(seq, None)
@@ -327,7 +329,7 @@ class AgentChannel:
             if header_length + 4 > size:
                 return []
             self.paused = False  # §7: any received ack or stream data ends the pause
-            self._on_ack(data[header_length + 4 :], now)
+            self._on_ack(data, header_length + 4, now)
             return []
         frame = parse_frame_lenient(data)
         if frame is None:
@@ -402,9 +404,9 @@ class _HandshakeFailed(Exception):
 class SimulatedAgent:
     """One session's agent: Connected → [handshake] → PTY → output → drain → Terminating.
 
-    ``send`` receives every frame for the relay (stream data, acks and
-    ``agent_session_state``). When the agent reports Terminating, ``end_reason`` and
-    ``end_output`` say why, for the relay's ``channel_closed``.
+    ``send`` receives every frame for the relay: stream data, acks and, unless
+    ``send_state`` is given, ``agent_session_state``. When the agent reports Terminating,
+    ``end_reason`` and ``end_output`` say why, for the relay's ``channel_closed``.
     """
 
     def __init__(
@@ -418,6 +420,7 @@ class SimulatedAgent:
         settings: AgentSettings,
         stats: Stats,
         send: Callable[[bytes], None],
+        send_state: Callable[[bytes], None] | None = None,
         distroless: bool = False,
         kms_key_id: str | None = None,
         kms_decrypt: KmsDecrypt | None = None,
@@ -432,7 +435,7 @@ class SimulatedAgent:
         self.kms_key_id = kms_key_id
         self.settings = settings
         self.stats = stats
-        self._send = send
+        self._send_state_frame = send_state or send
         self._kms_decrypt = kms_decrypt
         self.log = log or logging.getLogger("ecsexec.sandbox.agent")
         self.channel = AgentChannel(session_id=session_id, stats=stats, transmit=send)
@@ -525,12 +528,16 @@ class SimulatedAgent:
         """One frame from the relay (client input, acks, pause/start_publication)."""
         if self.stopped or self._loop is None:
             return
-        now = self._loop.time()
-        for item in self.channel.receive(data, now):
+        channel = self.channel
+        was_paused = channel.paused
+        for item in channel.receive(data, self._loop.time()):
             if self.stopped:
                 return
             self._act(item)
-        self._sync_reading()
+        if channel.paused is not was_paused:
+            # Reading follows the pause state (§7); an ack that changes nothing (the
+            # common case) leaves it alone.
+            self._sync_reading()
 
     def _act(self, item: Inbound) -> None:
         ptype = item.payload_type
@@ -639,7 +646,7 @@ class SimulatedAgent:
             self._wakeup.set()
 
     def _send_state(self, state: str) -> None:
-        self._send(
+        self._send_state_frame(
             encode_frame(
                 AGENT_SESSION_STATE,
                 build_agent_session_state(self.session_id, state),
@@ -669,6 +676,9 @@ class SimulatedAgent:
     def _on_pty_data(self, data: bytes) -> None:
         if self._carry:
             data = self._carry + data  # §7: payload may reach 1024 + 3 bytes
+        elif data[-1] < 0x80:
+            self._emit(data)  # ends in ASCII: no incomplete UTF-8 tail to hold back
+            return
         body, self._carry = split_utf8_tail(data)
         if body:
             self._emit(body)
@@ -681,13 +691,15 @@ class SimulatedAgent:
         self._poke()
 
     def _emit(self, payload: bytes) -> None:
-        assert self._loop is not None
-        now = self._loop.time()
+        loop = self._loop
+        assert loop is not None
+        now = loop.time()
         wire = self._encrypt(payload) if self._cipher is not None else payload
-        if self.channel.send_stream(PayloadType.OUTPUT, wire, now):
+        if self.channel.send_stream(_OUTPUT, wire, now):
             self.stats.agent.output_bytes += len(payload)
             self.last_output_at = now
-            self._ensure_tick()
+            if self._tick is None:  # §7: one resend timer per session, not one per frame
+                self._ensure_tick()
 
     def _send_stream(self, payload_type: int, payload: bytes) -> None:
         assert self._loop is not None

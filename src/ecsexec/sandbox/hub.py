@@ -79,6 +79,8 @@ _KNOWN_TYPES: Final = frozenset(
         AGENT_SESSION_STATE,
     }
 )
+# MessageType fields as the Go serializer pads them (spaces), for a lookup without decoding.
+_KNOWN_FIELDS: Final = {t.encode().ljust(32, b" "): t for t in _KNOWN_TYPES}
 _STATE_TYPE_FIELD: Final = AGENT_SESSION_STATE.encode().ljust(32, b" ")
 _INPUT_TYPE_FIELD: Final = INPUT_STREAM_DATA.encode().ljust(32, b" ")
 
@@ -162,12 +164,13 @@ class _Pipeline:
 
     Binary data frames get a :class:`FrameDecision`; control items (``channel_closed``,
     ``agent_session_state``) are only delayed in FIFO order, so they never overtake data.
-    With no faults in effect and nothing queued, items pass straight through.
+    With no faults in effect and nothing queued, items pass straight through. Data leaves
+    through ``emit`` and control items through ``emit_control``.
     """
 
     __slots__ = (
-        "_counter",
         "_emit",
+        "_emit_control",
         "_fifo",
         "_held",
         "_held_timer",
@@ -186,12 +189,13 @@ class _Pipeline:
         session: _Session,
         direction: Direction,
         emit: Callable[[_Session, bytes], None],
+        emit_control: Callable[[_Session, bytes], None] | None = None,
     ) -> None:
         self._hub = hub
         self._session = session
         self.direction: Direction = direction
         self._emit = emit
-        self._counter: FrameCounter = hub.stats.frames[direction]
+        self._emit_control = emit_control or emit
         self._fifo: deque[tuple[float, bytes, bool, bool]] = deque()
         self._held: bytes | None = None
         self._held_timer: asyncio.TimerHandle | None = None
@@ -200,9 +204,12 @@ class _Pipeline:
         self._stream: FrameFaultStream | None = None
         self._stream_plan: FaultPlan | None = None
 
-    def _decide(self) -> FrameDecision | None:
-        plan = self._hub._plan_for(self._session)
-        if plan is None or not plan.direction(self.direction).active:
+    @property
+    def _counter(self) -> FrameCounter:
+        return self._hub.stats.frames[self.direction]  # looked up: a stats reset replaces it
+
+    def _decide(self, plan: FaultPlan) -> FrameDecision | None:
+        if not plan.direction(self.direction).active:
             return None
         if self._stream is None or self._stream_plan is not plan:
             target = self._session.target
@@ -217,9 +224,12 @@ class _Pipeline:
         return self._stream.next()
 
     def push(self, item: bytes, *, control: bool = False) -> None:
-        decision = None if control else self._decide()
+        session = self._session
+        plan = session.override if session.has_override else self._hub.faults
+        decision = None if control or plan is None else self._decide(plan)
         if decision is None and not self._fifo and self._held is None:
-            self._out(item, control=control, reorder=False)  # fast path: no faults, no backlog
+            # Fast path: no faults, no backlog (what _out would do with nothing held).
+            (self._emit_control if control else self._emit)(session, item)
             return
         copies = 1
         delay = 0.0
@@ -271,7 +281,7 @@ class _Pipeline:
                 self._held_timer = None
             if control:
                 self._emit(self._session, held)  # control never overtakes held data
-                self._emit(self._session, item)
+                self._emit_control(self._session, item)
             else:
                 self._counter.reordered += 1
                 self._emit(self._session, item)  # §12: released after the next frame
@@ -282,7 +292,7 @@ class _Pipeline:
             loop = self._hub._loop_or_raise()
             self._held_timer = loop.call_later(REORDER_HOLD_MAX, self._release_held)
             return
-        self._emit(self._session, item)
+        (self._emit_control if control else self._emit)(self._session, item)
 
     def _release_held(self) -> None:
         self._held_timer = None
@@ -401,7 +411,9 @@ class SessionHub:
             started_mono=now,
             last_input_at=now,
         )
-        session.pipes["a2c"] = _Pipeline(self, session, "a2c", self._deliver_a2c)
+        session.pipes["a2c"] = _Pipeline(
+            self, session, "a2c", self._deliver_a2c, self._deliver_a2c_control
+        )
         session.pipes["c2a"] = _Pipeline(self, session, "c2a", self._deliver_c2a)
         self._sessions[sid] = session
         self.stats.sessions.opened += 1
@@ -427,9 +439,8 @@ class SessionHub:
             kms_decrypt=self._kms_decrypt,
             settings=self.settings,
             stats=self.stats,
-            send=lambda frame: session.pipes["a2c"].push(
-                frame, control=frame[4:36] == _STATE_TYPE_FIELD
-            ),
+            send=session.pipes["a2c"].push,  # stream data and acks
+            send_state=lambda frame: session.pipes["a2c"].push(frame, control=True),
             log=self.log,
         )
         session.agent = agent
@@ -521,9 +532,6 @@ class SessionHub:
             raise KeyError(session_id)
         session.has_override = plan is not None
         session.override = plan
-
-    def _plan_for(self, session: _Session) -> FaultPlan | None:
-        return session.override if session.has_override else self.faults
 
     def list_sessions(self) -> list[dict[str, Any]]:
         """Sessions that are live or still closing; no tokens."""
@@ -665,23 +673,33 @@ class SessionHub:
     # --- agent → client ---------------------------------------------------------------
 
     def _deliver_a2c(self, session: _Session, frame: bytes) -> None:
+        """An agent data frame (stream data or ack) leaves the a2c pipeline."""
+        if session.silent or session.closed_queued:
+            return  # nothing follows channel_closed
+        outq = session.outq
+        if len(outq) >= CLIENT_QUEUE_LIMIT:
+            return  # §6: overflow drops the newest frame; the agent's resend recovers it
+        outq.append(frame)
+        counter = self.stats.frames["a2c"]
+        counter.relayed += 1
+        counter.bytes += len(frame)
+        client = session.client
+        if client is not None:
+            client.wake.set()
+
+    def _deliver_a2c_control(self, session: _Session, frame: bytes) -> None:
+        """``agent_session_state`` or ``channel_closed`` leaves the a2c pipeline."""
         if frame[4:36] == _STATE_TYPE_FIELD:
             self._on_agent_state(session, frame)  # §6: consumed, never relayed
             return
         if session.silent:
             return
-        counter = self.stats.frames["a2c"]
         if frame is session.closed_frame:
             session.outq.append(frame)
             session.closed_queued = True
-        elif session.closed_queued:
-            return  # nothing follows channel_closed
-        elif len(session.outq) >= CLIENT_QUEUE_LIMIT:
-            return  # §6: overflow drops the newest frame; the agent's resend recovers it
         else:
-            session.outq.append(frame)
-            counter.relayed += 1
-            counter.bytes += len(frame)
+            self._deliver_a2c(session, frame)
+            return
         client = session.client
         if client is not None:
             client.wake.set()
@@ -732,14 +750,16 @@ class SessionHub:
         if size < FRAME_OVERHEAD or header_length + 4 > size or header_length == 0:
             self.stats.warn(sid, "invalid_frame", f"malformed {size}-byte frame")
             return
-        mtype = data[4:36].rstrip(b" \0").decode("ascii", "replace")
-        if mtype not in _KNOWN_TYPES:
-            self.stats.warn(sid, "unknown_message_type", f"client sent message type {mtype!r}")
-            return
+        field = data[4:36]
+        mtype = _KNOWN_FIELDS.get(field)
+        if mtype is None:
+            mtype = field.rstrip(b" \0").decode("ascii", "replace")
+            if mtype not in _KNOWN_TYPES:
+                self.stats.warn(sid, "unknown_message_type", f"client sent message type {mtype!r}")
+                return
         payload = data[header_length + 4 :]
-        declared = int.from_bytes(data[116:120], "big")
         # ssm README §3: the digest is checked only when PayloadLength is non-zero.
-        if declared and sha256(payload).digest() != data[80:112]:
+        if data[116:120] != b"\0\0\0\0" and sha256(payload).digest() != data[80:112]:
             seq = int.from_bytes(data[48:56], "big", signed=True)
             self.stats.warn(sid, "bad_digest", f"{mtype} seq {seq}: payload digest mismatch")
             return
