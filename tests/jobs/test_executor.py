@@ -38,9 +38,9 @@ class RecordingEcs:
         self._ecs = ecs
         self._commands = commands
 
-    def execute_command(self, **kwargs: object) -> object:
+    async def execute_command_async(self, **kwargs: object) -> object:
         self._commands.append(str(kwargs["command"]))
-        return self._ecs.execute_command(**kwargs)  # type: ignore[attr-defined]
+        return await self._ecs.execute_command_async(**kwargs)  # type: ignore[attr-defined]
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._ecs, name)

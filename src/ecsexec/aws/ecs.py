@@ -1,11 +1,13 @@
 """ECS API calls: paged discovery, batched describes, ExecuteCommand, and their errors.
 
-Everything here is blocking boto3; callers in asyncio code run it in a worker thread.
+Everything here is blocking boto3, which callers in asyncio code run in a worker thread,
+except :meth:`EcsApi.execute_command_async` (see :mod:`ecsexec.aws.exec_async`).
 Errors leave as :class:`ecsexec.errors.AwsError` with an actionable hint.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,7 +18,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.utils import parse_timestamp
 
+from ecsexec.aws.clients import ssl_context
 from ecsexec.aws.errors import translate
+from ecsexec.aws.exec_async import AsyncExecuteCommand
 from ecsexec.errors import AwsError, EcsexecError
 
 DESCRIBE_BATCH: Final = 100  # DescribeTasks takes at most 100 tasks
@@ -107,6 +111,8 @@ class EcsApi:
             config=exec_config or Config(retries={"mode": "standard", "max_attempts": 1}),
         )
         self.region = self.client.meta.region_name
+        self._session = session
+        self._exec_async: AsyncExecuteCommand | None = None
 
     def _call(self, operation: str, method: Any, **kwargs: Any) -> dict[str, Any]:
         try:
@@ -229,21 +235,39 @@ class EcsApi:
                 agent_status=agent_status,
                 exec_enabled=exec_enabled,
             ) from None
-        session = response["session"]
-        cluster_arn = str(response.get("clusterArn") or cluster)
-        task_arn = str(response.get("taskArn") or task)
-        name = str(response.get("containerName") or container)
+        ids = _response_ids(response, cluster, task, container)
         if not runtime_id:
-            runtime_id = self._runtime_id(cluster_arn, task_arn, name)
-        return ExecSession(
-            session_id=str(session["sessionId"]),
-            stream_url=str(session["streamUrl"]),
-            token_value=str(session["tokenValue"]),
-            cluster_arn=cluster_arn,
-            task_arn=task_arn,
-            container_name=name,
-            target=ssm_target(cluster_arn, task_arn, runtime_id),
-        )
+            runtime_id = self._runtime_id(*ids)
+        return _exec_session(response, ids, runtime_id)
+
+    async def execute_command_async(
+        self,
+        *,
+        cluster: str,
+        task: str,
+        container: str,
+        command: str,
+        runtime_id: str = "",
+        agent_status: str = "",
+        exec_enabled: str = "",
+    ) -> ExecSession:
+        """:meth:`execute_command` on the running event loop, without a worker thread."""
+        if self._exec_async is None:
+            self._exec_async = AsyncExecuteCommand(
+                self._session, self.exec_client, ssl_context(self._session)
+            )
+        try:
+            response = await self._exec_async(
+                cluster=cluster, task=task, container=container, command=command, interactive=True
+            )
+        except EcsexecError as exc:
+            raise explain_execute_command_error(
+                exc, agent_status=agent_status, exec_enabled=exec_enabled
+            ) from None
+        ids = _response_ids(response, cluster, task, container)
+        if not runtime_id:
+            runtime_id = await asyncio.to_thread(self._runtime_id, *ids)
+        return _exec_session(response, ids, runtime_id)
 
     def _runtime_id(self, cluster_arn: str, task_arn: str, container: str) -> str:
         tasks, _ = self.describe_tasks(last_segment(cluster_arn), [task_arn], tags=False)
@@ -252,6 +276,33 @@ class EcsApi:
                 if item.get("name") == container:
                     return str(item.get("runtimeId") or "")
         return ""
+
+
+def _response_ids(
+    response: dict[str, Any], cluster: str, task: str, container: str
+) -> tuple[str, str, str]:
+    """Cluster ARN, task ARN and container name as ExecuteCommand echoed them."""
+    return (
+        str(response.get("clusterArn") or cluster),
+        str(response.get("taskArn") or task),
+        str(response.get("containerName") or container),
+    )
+
+
+def _exec_session(
+    response: dict[str, Any], ids: tuple[str, str, str], runtime_id: str
+) -> ExecSession:
+    session = response["session"]
+    cluster_arn, task_arn, name = ids
+    return ExecSession(
+        session_id=str(session["sessionId"]),
+        stream_url=str(session["streamUrl"]),
+        token_value=str(session["tokenValue"]),
+        cluster_arn=cluster_arn,
+        task_arn=task_arn,
+        container_name=name,
+        target=ssm_target(cluster_arn, task_arn, runtime_id),
+    )
 
 
 def explain_execute_command_error(

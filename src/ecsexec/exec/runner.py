@@ -95,14 +95,13 @@ NoticeCallback = Callable[[str, bytes], None]
 async def start_exec_session(
     connector: Connector, target: ContainerTarget, wrapped: WrappedCommand
 ) -> ExecSession:
-    """Call ExecuteCommand in a thread; if we are cancelled meanwhile, terminate what it started.
+    """Call ExecuteCommand; if we are cancelled meanwhile, terminate what it started.
 
     ExecuteCommand starts the command at once (ssm/README.md §1); a session we never
     attach to would run until the idle timeout, so it must not be abandoned.
     """
     call = asyncio.ensure_future(
-        asyncio.to_thread(
-            connector.ecs.execute_command,
+        connector.ecs.execute_command_async(
             cluster=target.cluster,
             task=target.task,
             container=target.container,

@@ -1,0 +1,136 @@
+"""ExecuteCommand over aiohttp against the sandbox, checked against botocore's own call."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import warnings
+from typing import Any
+
+import pytest
+
+from ecsexec.aws.clients import session_from_env
+from ecsexec.aws.ecs import EcsApi
+from ecsexec.aws.exec_async import _client_error
+from ecsexec.aws.ssm import SsmSessionControl
+from ecsexec.errors import AwsError
+from ecsexec.sandbox import Sandbox
+from tests.exec.sandbox_nodes import discover
+
+
+def _target(sb: Sandbox) -> dict[str, str]:
+    node = next(n for n in discover(sb) if n.attributes.get("ECS:Exec-Enabled") == "true")
+    return {
+        "cluster": node.attributes["ECS:Cluster-ARN"],
+        "task": node.attributes["ECS:Task-ARN"],
+        "container": node.attributes["ECS:Container-Name"],
+        "runtime_id": node.attributes["ECS:Runtime-ID"],
+    }
+
+
+def _error(call: Any) -> AwsError:
+    with pytest.raises(AwsError) as caught:
+        call()
+    return caught.value
+
+
+def test_async_call_starts_the_same_kind_of_session_as_botocore(sandbox: Sandbox) -> None:
+    session = session_from_env(sandbox.env)
+    api = EcsApi(session, region="us-east-1")
+    control = SsmSessionControl(session)
+    target = _target(sandbox)
+    via_botocore = api.execute_command(command="true", **target)
+    control.terminate_session(via_botocore.session_id)
+    via_aiohttp = asyncio.run(api.execute_command_async(command="true", **target))
+    control.terminate_session(via_aiohttp.session_id)
+    assert via_aiohttp.session_id != via_botocore.session_id
+    assert via_aiohttp.session_id in via_aiohttp.stream_url
+    for field in ("target", "cluster_arn", "task_arn", "container_name"):
+        assert getattr(via_aiohttp, field) == getattr(via_botocore, field), field
+    assert via_aiohttp.token_value and via_aiohttp.token_value != via_botocore.token_value
+
+
+def test_service_errors_match_botocore_code_message_and_hint(sandbox: Sandbox) -> None:
+    api = EcsApi(session_from_env(sandbox.env), region="us-east-1")
+    params = {"cluster": "no-such-cluster", "task": "t", "container": "c", "command": "true"}
+    sync = _error(lambda: api.execute_command(**params))
+    via_aiohttp = _error(lambda: asyncio.run(api.execute_command_async(**params)))
+    assert sync.code == "ClusterNotFoundException"
+    assert (via_aiohttp.code, via_aiohttp.message, via_aiohttp.hint) == (
+        sync.code,
+        sync.message,
+        sync.hint,
+    )
+    assert via_aiohttp.operation == "ExecuteCommand"
+    assert not via_aiohttp.retryable
+
+
+def test_a_wrong_secret_is_refused_like_botocore_and_not_shown(sandbox: Sandbox) -> None:
+    session = session_from_env(sandbox.env)
+    access_key = session.get_credentials().access_key
+    session._session.set_credentials(access_key, "wrong-secret-0123456789")
+    api = EcsApi(session, region="us-east-1")
+    target = _target(sandbox)
+    sync = _error(lambda: api.execute_command(command="true", **target))
+    via_aiohttp = _error(lambda: asyncio.run(api.execute_command_async(command="true", **target)))
+    assert via_aiohttp.code == sync.code
+    assert via_aiohttp.hint == sync.hint
+    assert "wrong-secret" not in str(via_aiohttp)
+
+
+def test_an_unreachable_endpoint_names_it() -> None:
+    session = session_from_env({"AWS_DEFAULT_REGION": "us-east-1"})
+    session._session.set_credentials("AKIDEXAMPLE", "secret")
+    api = EcsApi(session, region="us-east-1", endpoint_url="http://127.0.0.1:9")
+    error = _error(
+        lambda: asyncio.run(
+            api.execute_command_async(cluster="c", task="t", container="n", command="true")
+        )
+    )
+    assert error.code == "EndpointConnectionError"
+    assert "127.0.0.1:9" in str(error)
+    assert error.hint == "check the endpoint URL and network access"
+
+
+def test_the_http_pool_closes_with_its_event_loop(sandbox: Sandbox) -> None:
+    session = session_from_env(sandbox.env)
+    api = EcsApi(session, region="us-east-1")
+    control = SsmSessionControl(session)
+    target = _target(sandbox)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):  # a fresh loop each time gets a fresh pool
+            started = asyncio.run(api.execute_command_async(command="true", **target))
+            control.terminate_session(started.session_id)
+        gc.collect()
+    unclosed = [w for w in caught if issubclass(w.category, ResourceWarning)]
+    assert unclosed == []
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "header", "code", "message"),
+    [
+        (
+            400,
+            b'{"__type":"com.amazonaws.ecs#InvalidParameterException","message":"bad"}',
+            "",
+            "InvalidParameterException",
+            "bad",
+        ),
+        (
+            400,
+            b'{"Message":"slow down"}',
+            "ThrottlingException:http://x",
+            "ThrottlingException",
+            "slow down",
+        ),
+        (503, b"<html>busy</html>", "", "ServiceUnavailable", ""),
+        (418, b"", "", "HTTP418", ""),
+    ],
+)
+def test_error_responses_become_botocore_client_errors(
+    status: int, body: bytes, header: str, code: str, message: str
+) -> None:
+    error = _client_error(status, body, header, "req-1").response
+    assert error["Error"] == {"Code": code, "Message": message}
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == status
