@@ -102,7 +102,9 @@ def main() -> None:
     )
     print(json.dumps({"bench": "streaming", **figures}))
     if not verified:
-        raise SystemExit(1)
+        raise SystemExit(
+            f"not verified: exit code {result.exit_code}, {result.reason or 'no reason given'}"
+        )
 
 
 if __name__ == "__main__":

@@ -6,10 +6,15 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Protocol, Side, State
 
-from ecsexec.ssm.transport import DataChannelConnection, proxy_for
+from ecsexec.ssm.transport import DataChannelConnection, encode_client_frames, proxy_for
 
 
 class _CountingTransport:
@@ -153,3 +158,30 @@ def test_proxy_for_follows_the_environment_per_host(monkeypatch: Any) -> None:
         assert proxy_for(url.replace("s-1", "s-3")) == "http://proxy.example:3128"
     finally:
         transport._proxy_for_host.cache_clear()
+
+
+def _server_parse(wire: bytes) -> list[Frame]:
+    """What websockets' own server-side parser makes of client bytes."""
+    server = Protocol(Side.SERVER, state=State.OPEN, max_size=None)
+    server.receive_data(wire)
+    return [event for event in server.events_received() if isinstance(event, Frame)]
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 70000])
+def test_client_frames_at_every_length_encoding_parse_back(size: int) -> None:
+    message = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    frames = _server_parse(encode_client_frames([message]))
+    assert [(f.opcode, f.fin, bytes(f.data)) for f in frames] == [(Opcode.BINARY, True, message)]
+
+
+@given(st.lists(st.binary(max_size=2000), max_size=20))
+def test_client_frame_batches_parse_back_in_order(messages: list[bytes]) -> None:
+    frames = _server_parse(encode_client_frames(messages))
+    assert [bytes(f.data) for f in frames] == messages
+    assert all(f.opcode is Opcode.BINARY and f.fin for f in frames)
+
+
+def test_masking_keys_differ_between_frames() -> None:
+    wire = encode_client_frames([b"a" * 10] * 50)
+    keys = {wire[i * 16 + 2 : i * 16 + 6] for i in range(50)}  # 2-byte head, key, 10 bytes
+    assert len(keys) > 45

@@ -9,23 +9,55 @@ keepalive and closing handshake, and changes only the data path:
 - complete data messages go from ``data_received`` straight to ``on_message``;
 - ``on_batch`` runs once per socket read, after all of that read's messages;
 - :meth:`DataChannelConnection.send_frames` and every other write put all pending
-  websocket frames into one ``transport.write``.
+  websocket frames into one ``transport.write``; data frames are masked with keys drawn
+  from the OS once per batch (websockets draws them per frame: a syscall per ack).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Iterable
-from typing import Any
+import os
+import struct
+from collections.abc import Callable, Sequence
+from typing import Any, Final
 
 from websockets.asyncio.client import ClientConnection
 from websockets.frames import Frame, Opcode
 from websockets.protocol import Event, State
 from websockets.proxy import get_proxy
 from websockets.uri import parse_uri
+from websockets.utils import apply_mask
 
-__all__ = ["DataChannelConnection", "proxy_for"]
+__all__ = ["DataChannelConnection", "encode_client_frames", "proxy_for"]
+
+_BINARY_FIN: Final = 0x82
+_MASKED: Final = 0x80
+_LENGTH_16: Final = struct.Struct("!BBH")
+_LENGTH_64: Final = struct.Struct("!BBQ")
+
+
+def encode_client_frames(messages: Sequence[bytes]) -> bytes:
+    """Unfragmented, masked binary websocket frames for ``messages`` (RFC 6455 §5.2, §5.3).
+
+    The masking keys come from ``os.urandom`` as the RFC requires (unpredictable), one
+    call for the whole batch.
+    """
+    keys = os.urandom(4 * len(messages))
+    out: list[bytes] = []
+    for index, message in enumerate(messages):
+        key = keys[4 * index : 4 * index + 4]
+        size = len(message)
+        if size < 126:
+            head = bytes((_BINARY_FIN, _MASKED | size))
+        elif size < 65536:
+            head = _LENGTH_16.pack(_BINARY_FIN, _MASKED | 126, size)
+        else:
+            head = _LENGTH_64.pack(_BINARY_FIN, _MASKED | 127, size)
+        out.append(head)
+        out.append(key)
+        out.append(apply_mask(message, key))
+    return b"".join(out)
 
 
 def proxy_for(url: str) -> str | None:
@@ -85,18 +117,19 @@ class DataChannelConnection(ClientConnection):
         else:
             super().process_event(event)  # ping, pong, close: websockets' own handling
 
-    def send_frames(self, messages: Iterable[bytes]) -> bool:
+    def send_frames(self, messages: Sequence[bytes]) -> bool:
         """Send each message as one binary frame, all in one write; False if not open.
 
         Does not wait for the socket to drain: callers bound what they send (acks answer
         received frames; data frames are limited by the channel's unacked window, §6).
+        The frames bypass the protocol object, which keeps no state for unfragmented data
+        frames; what it has queued (a pong, say) goes first, in order.
         """
         if self.protocol.state is not State.OPEN:
             return False
-        send_binary = self.protocol.send_binary
-        for message in messages:
-            send_binary(message)
-        self.send_data()
+        pending = [chunk for chunk in self.protocol.data_to_send() if chunk]
+        pending.append(encode_client_frames(messages))
+        self.transport.write(b"".join(pending))
         return True
 
     def send_data(self) -> None:
