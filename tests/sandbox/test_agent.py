@@ -534,6 +534,34 @@ def test_drain_timeout_then_terminating_with_resends() -> None:
     assert h.agent.end_reason == "exited"
 
 
+def test_output_hold_stops_pty_reads_until_released() -> None:
+    """The relay's back-pressure: held, the agent reads nothing; released, all arrives."""
+    settings = AgentSettings(initial_wait=0.02, agent_start_delay=0.02)
+
+    async def main() -> tuple[list[Frame], bytes]:
+        async with Harness("echo held", settings=settings) as h:
+            h.agent.hold_output(True)  # before the PTY exists: reading starts held
+
+            async def exited_unread() -> None:
+                agent = h.agent
+                while not (
+                    agent.process is not None
+                    and agent.process.reading_started
+                    and agent.returncode is not None
+                ):
+                    await asyncio.sleep(0.005)
+
+            await asyncio.wait_for(exited_unread(), TIMEOUT)
+            before = h.outputs()
+            h.agent.hold_output(False)
+            await h.wait_state("Terminating")
+            return before, b"".join(f.payload for f in unique_outputs(h.frames).values())
+
+    before, output = asyncio.run(main())
+    assert before == []
+    assert output == b"held\r\n"
+
+
 def test_cannot_start_sends_nothing_and_ends() -> None:
     settings = AgentSettings(initial_wait=0.01, agent_start_delay=0.01, cannot_start_wait=0.2)
 

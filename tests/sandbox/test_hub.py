@@ -562,8 +562,14 @@ def test_client_queue_overflow_drops_newest_and_resends_recover(
     asyncio.run(main())
 
 
-def test_a_client_that_does_not_read_leaves_frames_queued_not_in_the_transport() -> None:
-    """Flow control of the batched writer: it stops taking frames while writing is paused."""
+def test_a_client_that_does_not_read_holds_the_agent_not_the_transport() -> None:
+    """Flow control of the batched writer, and the agent's read hold behind it.
+
+    The writer stops taking frames while the transport has paused writing, so the
+    transport buffer stays within one batch of its high-water mark; once more than
+    HOLD_HIGH frames wait, the agent stops reading the PTY instead of overflowing the
+    queue. When the client reads again, every byte arrives.
+    """
     size = 3_000_000
     settings = AgentSettings(
         initial_wait=0.05, agent_start_delay=0.05, close_grace=0.2, drain_timeout=30.0
@@ -593,14 +599,15 @@ def test_a_client_that_does_not_read_leaves_frames_queued_not_in_the_transport()
             sock = transport.get_extra_info("socket")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
             await client.send(PayloadType.OUTPUT, b"go\r")  # now the output starts
-            await until(lambda: relay.stats.agent.output_bytes >= size)
-            await until(lambda: request.protocol.writing_paused)
+            await until(lambda: session.held and request.protocol.writing_paused)
             high = transport.get_write_buffer_limits()[1]
             # At most one batch past the high-water mark; the rest waits in the queue.
             assert transport.get_write_buffer_size() <= high + hub_mod.WRITE_BATCH_BYTES + 2048
-            assert len(session.outq) > 0
+            assert hub_mod.HOLD_LOW < len(session.outq) <= hub_mod.HOLD_HIGH + 16
+            assert relay.stats.agent.output_bytes < size  # the PTY is not read ahead
             frames = await client.run_to_close()
             assert output_bytes(frames) == b"go\r\n" + bytes(size)
+            assert not session.held
             await client.close()
 
     asyncio.run(main())

@@ -458,6 +458,7 @@ class SimulatedAgent:
         self._challenge_reply: asyncio.Future[bytes] | None = None
         self._wakeup: asyncio.Event | None = None
         self._pty_eof = False
+        self._output_held = False
         self._exited = False
         self._reaped: asyncio.Event | None = None
 
@@ -706,12 +707,21 @@ class SimulatedAgent:
         self.channel.send_stream(payload_type, payload, self._loop.time())
         self._ensure_tick()
 
+    def hold_output(self, held: bool) -> None:
+        """Stop (or resume) reading the PTY because the relay cannot pass frames on yet.
+
+        This is what a blocking websocket write does to the real agent's read loop. It
+        changes nothing else: acks, resends and the pause state go on as before.
+        """
+        self._output_held = held
+        self._sync_reading()
+
     def _sync_reading(self) -> None:
         # §7: nothing is sent while paused, so stop reading the PTY until unpaused.
         process = self.process
         if process is None or process.closed or process.at_eof:
             return
-        if self.channel.paused:
+        if self.channel.paused or self._output_held:
             process.pause_reading()
         elif process.reading_started:
             process.resume_reading()

@@ -67,6 +67,14 @@ WS_GOING_AWAY: Final = 1001
 # One transport write carries at most this many bytes of queued agent frames; the writer
 # then honours the transport's flow control before taking more from the queue.
 WRITE_BATCH_BYTES: Final = 256 * 1024
+# Back-pressure while a client is attached (sandbox): the real agent's websocket write
+# blocks when MGS cannot pass its frames on, which stops its PTY reads. Here the agent
+# stops reading its PTY while more than HOLD_HIGH frames wait for the client's socket,
+# and reads again once the writer has brought the queue down to HOLD_LOW. Without it a
+# client slower than the PTY would overflow the queue and lose output to the drain
+# timeout. Nothing on the wire changes (no pause_publication).
+HOLD_HIGH: Final = 512
+HOLD_LOW: Final = 128
 
 _KNOWN_TYPES: Final = frozenset(
     {
@@ -141,6 +149,7 @@ class _Session:
     agent: SimulatedAgent | None = None
     client: _Client | None = None
     outq: deque[bytes] = field(default_factory=deque)
+    held: bool = False  # the agent is holding PTY reads for the attached client's queue
     ended: bool = False
     end_reason: str = ""
     ended_at: float = 0.0
@@ -686,6 +695,8 @@ class SessionHub:
         client = session.client
         if client is not None:
             client.wake.set()
+            if len(outq) > HOLD_HIGH and not session.held:
+                self._update_hold(session)
 
     def _deliver_a2c_control(self, session: _Session, frame: bytes) -> None:
         """``agent_session_state`` or ``channel_closed`` leaves the a2c pipeline."""
@@ -703,6 +714,15 @@ class SessionHub:
         client = session.client
         if client is not None:
             client.wake.set()
+
+    def _update_hold(self, session: _Session) -> None:
+        """Start or end the agent's read hold from the client queue's length (HOLD_HIGH)."""
+        limit = HOLD_LOW if session.held else HOLD_HIGH
+        held = session.client is not None and len(session.outq) > limit
+        if held is not session.held:
+            session.held = held
+            if session.agent is not None:
+                session.agent.hold_output(held)
 
     def _on_agent_state(self, session: _Session, frame: bytes) -> None:
         try:
@@ -808,6 +828,7 @@ class SessionHub:
         client = _Client(ws=ws, request=request)
         old = session.client
         session.client = client
+        self._update_hold(session)
         if old is not None:
             self._close_client(old, WS_NORMAL)  # §6: a second open replaces the first
         client.writer = loop.create_task(self._write_loop(session, client))
@@ -824,6 +845,7 @@ class SessionHub:
             client.gone.set()
             if session.client is client:
                 session.client = None
+                self._update_hold(session)  # §6: detached, frames queue (and drop) again
             client.wake.set()  # the writer sees it is no longer attached and returns
             await self._finish_task(client.writer)
             await self._finish_task(client.closer)
@@ -897,6 +919,8 @@ class SessionHub:
                             closed = True
                             break  # nothing follows channel_closed
                     transport.write(b"".join(parts))
+                    if session.held:
+                        self._update_hold(session)
                     if closed:
                         session.closed_delivered = True
                         await self._close_after_grace(client)
@@ -932,6 +956,7 @@ class SessionHub:
         if client is None:
             return
         session.client = None
+        self._update_hold(session)
         client.wake.set()
         transport = client.request.transport
         if transport is not None:
