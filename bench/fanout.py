@@ -34,7 +34,9 @@ def main() -> None:
     parser.add_argument("--initial-wait", type=float, default=1.0)
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--threads", type=int, default=0, help="default: one per node")
-    parser.add_argument("--workers", type=int, default=6, help="threads for boto3 calls")
+    parser.add_argument(
+        "--workers", type=int, default=6, help="threads for the blocking boto3 calls left"
+    )
     args = parser.parse_args()
     threads = args.threads or args.nodes
     with Sandbox(
@@ -55,8 +57,8 @@ def main() -> None:
         cpu0, wall0 = time.process_time(), time.perf_counter()
 
         async def run() -> RunResult:
-            # ExecuteCommand is a blocking boto3 call: give it enough worker threads to
-            # overlap the round trips (the default pool has only cpu_count + 4).
+            # ExecuteCommand runs on the loop; TerminateSession and KMS are blocking boto3
+            # calls in worker threads.
             loop = asyncio.get_running_loop()
             loop.set_default_executor(ThreadPoolExecutor(args.workers))
             options = DispatchOptions(threads=threads, rate=args.rate, timeout=120)
