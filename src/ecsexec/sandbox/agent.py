@@ -175,6 +175,8 @@ def split_utf8_tail(data: bytes) -> tuple[bytes, bytes]:
 
 _FIELDS = struct.Struct(">IQqQ")
 _ACK_TYPE: Final = ACKNOWLEDGE.encode()
+_ACK_FIELD: Final = _ACK_TYPE.ljust(32, b" ")  # as the Go serializer pads it
+_U32 = struct.Struct(">I")
 _ACK_SEQ: Final = re.compile(rb'"AcknowledgedMessageSequenceNumber":(-?\d+)[,}]')
 _TAIL = struct.Struct(">II")
 
@@ -300,9 +302,12 @@ class AgentChannel:
         # §7: RFC 6298 update from the acked message's LastSentTime (no Karn filter, like
         # the real agent).
         r = now - entry.last_sent
-        self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - r)
-        self.srtt = 0.875 * self.srtt + 0.125 * r
-        self.rto = min(RTO_MAX, self.srtt + max(CLOCK_GRANULARITY, 4 * self.rttvar))
+        err = self.srtt - r
+        rttvar = self.rttvar = 0.75 * self.rttvar + 0.25 * (err if err >= 0 else -err)
+        srtt = self.srtt = 0.875 * self.srtt + 0.125 * r
+        var = 4 * rttvar
+        rto = srtt + (var if var > CLOCK_GRANULARITY else CLOCK_GRANULARITY)
+        self.rto = rto if rto < RTO_MAX else RTO_MAX
         if not self.unacked and self.on_drained is not None:
             self.on_drained()
 
@@ -323,9 +328,11 @@ class AgentChannel:
     def receive(self, data: bytes, now: float) -> list[Inbound]:
         """Apply one frame from the relay; return in-order payloads to act on."""
         size = len(data)
-        if size >= FRAME_OVERHEAD and data[4:36].rstrip(b" \0") == _ACK_TYPE:
+        if size >= FRAME_OVERHEAD and (
+            data[4:36] == _ACK_FIELD or data[4:36].rstrip(b" \0") == _ACK_TYPE
+        ):
             # Fast path for the most common frame: no Frame object, no UUID parsing.
-            header_length = int.from_bytes(data[0:4], "big")
+            (header_length,) = _U32.unpack_from(data)
             if header_length + 4 > size:
                 return []
             self.paused = False  # §7: any received ack or stream data ends the pause

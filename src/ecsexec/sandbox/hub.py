@@ -90,6 +90,9 @@ _KNOWN_TYPES: Final = frozenset(
 # MessageType fields as the Go serializer pads them (spaces), for a lookup without decoding.
 _KNOWN_FIELDS: Final = {t.encode().ljust(32, b" "): t for t in _KNOWN_TYPES}
 _STATE_TYPE_FIELD: Final = AGENT_SESSION_STATE.encode().ljust(32, b" ")
+_BINARY: Final = WSMsgType.BINARY
+_TEXT: Final = WSMsgType.TEXT
+_END_TYPES: Final = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED)
 _INPUT_TYPE_FIELD: Final = INPUT_STREAM_DATA.encode().ljust(32, b" ")
 
 # channel_closed Output texts (sandbox text: clients display them, never parse them, §6).
@@ -834,13 +837,19 @@ class SessionHub:
         client.writer = loop.create_task(self._write_loop(session, client))
         if session.outq:
             client.wake.set()
+        receive = ws.receive  # what ``async for msg in ws`` does, one coroutine less per frame
+        from_client = self._from_client
         try:
-            async for msg in ws:
-                if msg.type == WSMsgType.BINARY:
-                    self._from_client(session, msg.data)
-                elif msg.type == WSMsgType.TEXT:
+            while True:
+                msg = await receive()
+                mtype = msg.type
+                if mtype == _BINARY:
+                    from_client(session, msg.data)
+                elif mtype == _TEXT:
                     self.stats.warn(sid, "non_binary_frame", "TEXT message after the open frame")
-                    self._from_client(session, msg.data.encode())
+                    from_client(session, msg.data.encode())
+                elif mtype in _END_TYPES:
+                    break
         finally:
             client.gone.set()
             if session.client is client:
