@@ -235,6 +235,15 @@ class _Pipeline:
             self._stream_plan = plan
         return self._stream.next()
 
+    def push_data(self, item: bytes) -> None:
+        """:meth:`push` for a data frame, without keyword handling (the per-frame path)."""
+        session = self._session
+        plan = session.override if session.has_override else self._hub.faults
+        if plan is None and not self._fifo and self._held is None:
+            self._emit(session, item)  # no faults, no backlog: straight through
+            return
+        self.push(item)
+
     def push(self, item: bytes, *, control: bool = False) -> None:
         session = self._session
         plan = session.override if session.has_override else self._hub.faults
@@ -324,6 +333,18 @@ class _Pipeline:
 _WS_LEN16: Final = struct.Struct(">BBH")
 _WS_LEN64: Final = struct.Struct(">BBQ")
 _WS_FIN_BINARY: Final = 0x82  # FIN set, RSV1-3 clear (no compression), opcode 2 (binary)
+
+
+_HEADER_CACHE: dict[int, bytes] = {}  # lengths of agent frames repeat: ≤ 1024 + 3 + 120 + 28
+
+
+def _cached_header(length: int) -> bytes:
+    header = _HEADER_CACHE.get(length)
+    if header is None:
+        header = ws_binary_header(length)
+        if length <= 4096:
+            _HEADER_CACHE[length] = header
+    return header
 
 
 def ws_binary_header(length: int) -> bytes:
@@ -451,7 +472,7 @@ class SessionHub:
             kms_decrypt=self._kms_decrypt,
             settings=self.settings,
             stats=self.stats,
-            send=session.pipes["a2c"].push,  # stream data and acks
+            send=session.pipes["a2c"].push_data,  # stream data and acks
             send_state=lambda frame: session.pipes["a2c"].push(frame, control=True),
             log=self.log,
         )
@@ -751,7 +772,7 @@ class SessionHub:
             session.last_input_at = self._loop_or_raise().time()
         if session.ended:
             return
-        session.pipes["c2a"].push(data)
+        session.pipes["c2a"].push_data(data)
 
     def _deliver_c2a(self, session: _Session, frame: bytes) -> None:
         counter = self.stats.frames["c2a"]
@@ -917,13 +938,16 @@ class SessionHub:
                         self.log.debug("session %s: socket is closing", session.sid)
                         return
                     parts: list[bytes] = []
+                    append = parts.append
+                    headers = _HEADER_CACHE
                     size = 0
                     closed = False
                     while outq and size < WRITE_BATCH_BYTES:
                         frame = outq.popleft()
-                        parts.append(ws_binary_header(len(frame)))
-                        parts.append(frame)  # byte for byte (§6)
-                        size += len(frame)
+                        length = len(frame)
+                        append(headers.get(length) or _cached_header(length))
+                        append(frame)  # byte for byte (§6)
+                        size += length
                         if frame is session.closed_frame:
                             closed = True
                             break  # nothing follows channel_closed

@@ -179,9 +179,10 @@ class PtyProcess:
     def _read_ready(self) -> None:
         fd = self.master_fd
         on_data = self._on_data
+        read = os.read
         for _ in range(READS_PER_WAKEUP):
             try:
-                data = os.read(fd, READ_SIZE)  # §7: at most 1024 bytes per read, one frame each
+                data = read(fd, READ_SIZE)  # §7: at most 1024 bytes per read, one frame each
             except BlockingIOError:
                 return
             except OSError as exc:
