@@ -248,6 +248,16 @@ def test_handshake_acks_and_discards_other_input() -> None:
     assert [i.payload_type for i in out] == [PayloadType.HANDSHAKE_RESPONSE]
 
 
+def test_discarding_during_a_handshake_warns_only_in_strict_mode() -> None:
+    wire, stats = Wire(), Stats()
+    channel = AgentChannel(session_id=SID, stats=stats, transmit=wire, strict=False)
+    channel.handshaking = True
+    assert channel.receive(client_frame(0, PayloadType.SIZE, build_size(80, 24)), now=0.0) == []
+    assert len(wire.take()) == 1  # still acked and discarded …
+    assert stats.agent.discarded_during_handshake == 1  # … and counted
+    assert stats.protocol_warnings == []
+
+
 def test_flag_unknown_and_empty_payloads_are_acked_and_ignored() -> None:
     channel, wire, _ = make_channel()
     assert channel.receive(client_frame(0, PayloadType.FLAG, b"\0\0\0\2"), now=0.0) == []

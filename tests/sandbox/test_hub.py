@@ -69,9 +69,12 @@ class Relay:
         *,
         faults: FaultPlan | None = None,
         kms: Callable[[bytes, dict[str, str]], bytes] | None = None,
+        strict: bool = True,
     ) -> None:
         self.stats = Stats()
-        self.hub = SessionHub(stats=self.stats, settings=settings, faults=faults, kms_decrypt=kms)
+        self.hub = SessionHub(
+            stats=self.stats, settings=settings, faults=faults, kms_decrypt=kms, strict=strict
+        )
         self.base = ""
         self._runner: web.AppRunner | None = None
 
@@ -778,6 +781,39 @@ def test_protocol_warnings() -> None:
 
 
 # --- faults (§12) ------------------------------------------------------------------------
+
+
+def test_without_strict_mode_nothing_is_inspected_and_everything_is_relayed() -> None:
+    """§6: protocol warnings are a strict-mode feature; the relaying itself is the same."""
+
+    async def main() -> None:
+        async with Relay(strict=False) as relay:
+            grant = relay.hub.start_session(relay.target(), "sleep 300")
+            await relay.pid(grant.session_id)
+            first = json.dumps({"MessageSchemaVersion": 1, "TokenValue": grant.token_value})
+            client = await Client.open(grant.stream_url, grant.token_value, first=first)
+            bad = bytearray(client.frame(PayloadType.OUTPUT, b"abc"))
+            bad[80:112] = bytes(32)
+            await client.ws.send(bytes(bad))
+            await client.send(PayloadType.OUTPUT, b"x" * 1500)
+            await client.send(PayloadType.OUTPUT, b"")
+            await client.ws.send(client.frame(PayloadType.SIZE, build_size(1, 1)).decode("latin-1"))
+            await client.ws.send(
+                encode_frame("interactive_shell", b"{}", message_id=uuid.uuid4(), created_ms=1)
+            )
+            await client.send(PayloadType.SIZE, build_size(80, 24))  # seq 4, after the rest
+            acked: set[int] = set()
+            while 4 not in acked:
+                frame = await client.recv()
+                if frame.message_type == ACKNOWLEDGE:
+                    acked.add(json.loads(frame.payload)["AcknowledgedMessageSequenceNumber"])
+            # The agent never checks digests (§7); the TEXT frame's bytes were re-encoded.
+            assert {0, 1, 2, 4} <= acked
+            assert relay.stats.protocol_warnings == []
+            assert relay.stats.frames["c2a"].relayed == 6
+            await client.close()
+
+    asyncio.run(main())
 
 
 def test_dup_and_delay_faults_keep_control_frames_in_order() -> None:

@@ -225,9 +225,11 @@ class AgentChannel:
         stats: Stats,
         transmit: Callable[[bytes], None],
         created_ms: Callable[[], int] = _now_ms,
+        strict: bool = True,
     ) -> None:
         self.session_id = session_id
         self.stats = stats
+        self.strict = strict  # §7: strict mode warns when input is discarded in a handshake
         self._transmit = transmit
         self._created_ms = created_ms
         # sending
@@ -384,12 +386,13 @@ class AgentChannel:
                 return
             # §7: while a handshake runs, other input is acked and discarded (data loss).
             self.stats.agent.discarded_during_handshake += 1
-            self.stats.warn(
-                self.session_id,
-                "discarded_during_handshake",
-                f"input seq {frame.sequence_number} (payload type {ptype}) arrived before "
-                "HandshakeComplete and was acked and discarded",
-            )
+            if self.strict:
+                self.stats.warn(
+                    self.session_id,
+                    "discarded_during_handshake",
+                    f"input seq {frame.sequence_number} (payload type {ptype}) arrived before "
+                    "HandshakeComplete and was acked and discarded",
+                )
             return
         if not frame.payload:
             return  # §7: empty payloads are ignored
@@ -431,6 +434,7 @@ class SimulatedAgent:
         distroless: bool = False,
         kms_key_id: str | None = None,
         kms_decrypt: KmsDecrypt | None = None,
+        strict: bool = True,
         log: logging.Logger | None = None,
     ) -> None:
         self.session_id = session_id
@@ -445,7 +449,9 @@ class SimulatedAgent:
         self._send_state_frame = send_state or send
         self._kms_decrypt = kms_decrypt
         self.log = log or logging.getLogger("ecsexec.sandbox.agent")
-        self.channel = AgentChannel(session_id=session_id, stats=stats, transmit=send)
+        self.channel = AgentChannel(
+            session_id=session_id, stats=stats, transmit=send, strict=strict
+        )
         self.channel.on_drained = self._on_drained
         self.end_reason = "exited"
         self.end_output = ""

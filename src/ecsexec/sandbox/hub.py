@@ -378,11 +378,15 @@ class SessionHub:
         settings: AgentSettings,
         kms_decrypt: KmsDecrypt | None = None,
         faults: FaultPlan | None = None,
+        strict: bool = True,
         log: logging.Logger | None = None,
     ) -> None:
         self.stats = stats
         self.settings = settings
         self.faults = faults
+        # §6: strict mode records protocol warnings. Without it the relay does not inspect
+        # client frames at all (a header parse and a SHA-256 per frame, acks included).
+        self.strict = strict
         self.log = log or logging.getLogger("ecsexec.sandbox.hub")
         self._kms_decrypt = kms_decrypt
         self._base_ws_url: str | None = None
@@ -471,6 +475,7 @@ class SessionHub:
             kms_key_id=target.kms_key_id,
             kms_decrypt=self._kms_decrypt,
             settings=self.settings,
+            strict=self.strict,
             stats=self.stats,
             send=session.pipes["a2c"].push_data,  # stream data and acks
             send_state=lambda frame: session.pipes["a2c"].push(frame, control=True),
@@ -767,7 +772,8 @@ class SessionHub:
     # --- client → agent ---------------------------------------------------------------
 
     def _from_client(self, session: _Session, data: bytes) -> None:
-        self._inspect(session, data)
+        if self.strict:
+            self._inspect(session, data)
         if data[4:36] == _INPUT_TYPE_FIELD:
             session.last_input_at = self._loop_or_raise().time()
         if session.ended:
@@ -867,7 +873,10 @@ class SessionHub:
                 if mtype == _BINARY:
                     from_client(session, msg.data)
                 elif mtype == _TEXT:
-                    self.stats.warn(sid, "non_binary_frame", "TEXT message after the open frame")
+                    if self.strict:
+                        self.stats.warn(
+                            sid, "non_binary_frame", "TEXT message after the open frame"
+                        )
                     from_client(session, msg.data.encode())
                 elif mtype in _END_TYPES:
                     break
@@ -902,11 +911,11 @@ class SessionHub:
         if not isinstance(obj, dict):
             return False
         version = obj.get("MessageSchemaVersion")
-        if version != "1.0":
+        if version != "1.0" and self.strict:
             self.stats.warn(
                 session.sid, "schema_version", f"MessageSchemaVersion is {version!r}, not '1.0'"
             )
-        if "ClientVersion" not in obj:
+        if "ClientVersion" not in obj and self.strict:
             self.stats.warn(
                 session.sid, "missing_client_version", "open frame has no ClientVersion"
             )
