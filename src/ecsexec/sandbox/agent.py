@@ -758,7 +758,11 @@ class SimulatedAgent:
             self.on_reaped()
 
     def _on_drained(self) -> None:
-        self._poke()
+        # Only the §7 End drain waits for "everything acked"; while output still flows the
+        # buffer empties after most ack batches, and waking the session task each time
+        # would be a task step per batch for nothing.
+        if self._pty_eof and self._exited:
+            self._poke()
 
     # --- retransmission timer ---------------------------------------------------------
 
