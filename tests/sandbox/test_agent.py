@@ -295,6 +295,28 @@ def test_acks_match_on_sequence_number_only() -> None:
     assert drained == [True]
 
 
+@given(
+    mtype=st.sampled_from([OUTPUT_STREAM_DATA, "acknowledge", "x", "whatever_type_name"]),
+    seq=st.integers(min_value=0, max_value=2**62),
+    spaced=st.booleans(),
+)
+def test_the_acked_sequence_number_is_read_from_any_ack_layout(
+    mtype: str, seq: int, spaced: bool
+) -> None:
+    """The in-place read of AcknowledgedMessageSequenceNumber (fixed offset first, then a
+    search, then JSON) finds the number whatever the type name, its size or the spacing."""
+    channel, _wire, _ = make_channel()
+    channel.next_seq = seq
+    channel.send_stream(1, b"x", now=0.0)
+    channel.send_stream(1, b"y", now=0.0)
+    payload = build_ack(mtype, uuid.uuid4(), seq)
+    if spaced:
+        payload = json.dumps(json.loads(payload), indent=1).encode()
+    ack = encode_frame(ACKNOWLEDGE, payload, flags=ACK_FLAGS, message_id=uuid.uuid4(), created_ms=1)
+    channel.receive(ack, now=0.01)
+    assert list(channel.unacked) == [seq + 1]
+
+
 def test_full_outgoing_buffer_drops_new_output(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(agent_mod, "OUTGOING_LIMIT", 2)
     channel, wire, _ = make_channel()

@@ -178,6 +178,12 @@ _ACK_TYPE: Final = ACKNOWLEDGE.encode()
 _ACK_FIELD: Final = _ACK_TYPE.ljust(32, b" ")  # as the Go serializer pads it
 _U32 = struct.Struct(">I")
 _ACK_SEQ: Final = re.compile(rb'"AcknowledgedMessageSequenceNumber":(-?\d+)[,}]')
+# Where that key starts in a payload built as build_ack does for an output_stream_data
+# ack (fixed key order, 36-character MessageId): tried first, as an anchored match.
+_ACK_SEQ_AT: Final = len(
+    b'{"AcknowledgedMessageType":"output_stream_data","AcknowledgedMessageId":"'
+    b'00000000-0000-0000-0000-000000000000",'
+)
 _TAIL = struct.Struct(">II")
 
 
@@ -290,7 +296,7 @@ class AgentChannel:
 
     def _on_ack(self, data: bytes, start: int, now: float) -> None:
         """Apply the ack whose payload is ``data[start:]`` (read in place, not copied)."""
-        match = _ACK_SEQ.search(data, start)
+        match = _ACK_SEQ.match(data, start + _ACK_SEQ_AT) or _ACK_SEQ.search(data, start)
         if match is not None:
             seq = int(match.group(1))
         else:

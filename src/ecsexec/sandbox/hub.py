@@ -90,6 +90,7 @@ _KNOWN_TYPES: Final = frozenset(
 # MessageType fields as the Go serializer pads them (spaces), for a lookup without decoding.
 _KNOWN_FIELDS: Final = {t.encode().ljust(32, b" "): t for t in _KNOWN_TYPES}
 _STATE_TYPE_FIELD: Final = AGENT_SESSION_STATE.encode().ljust(32, b" ")
+_HL_AND_PL: Final = struct.Struct(">I112xI")  # HeaderLength (offset 0), PayloadLength (116)
 _BINARY: Final = WSMsgType.BINARY
 _TEXT: Final = WSMsgType.TEXT
 _END_TYPES: Final = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED)
@@ -794,27 +795,34 @@ class SessionHub:
         Reads the header in place (no Frame or UUID objects): this runs for every client
         frame, acks included.
         """
-        sid = session.sid
         size = len(data)
-        header_length = int.from_bytes(data[0:4], "big") if size >= 4 else 0
-        if size < FRAME_OVERHEAD or header_length + 4 > size or header_length == 0:
-            self.stats.warn(sid, "invalid_frame", f"malformed {size}-byte frame")
+        if size < FRAME_OVERHEAD:
+            self.stats.warn(session.sid, "invalid_frame", f"malformed {size}-byte frame")
+            return
+        header_length, declared = _HL_AND_PL.unpack_from(data)
+        if header_length + 4 > size or header_length == 0:
+            self.stats.warn(session.sid, "invalid_frame", f"malformed {size}-byte frame")
             return
         field = data[4:36]
         mtype = _KNOWN_FIELDS.get(field)
         if mtype is None:
             mtype = field.rstrip(b" \0").decode("ascii", "replace")
             if mtype not in _KNOWN_TYPES:
-                self.stats.warn(sid, "unknown_message_type", f"client sent message type {mtype!r}")
+                self.stats.warn(
+                    session.sid, "unknown_message_type", f"client sent message type {mtype!r}"
+                )
                 return
         payload = data[header_length + 4 :]
         # ssm README §3: the digest is checked only when PayloadLength is non-zero.
-        if data[116:120] != b"\0\0\0\0" and sha256(payload).digest() != data[80:112]:
+        if declared and sha256(payload).digest() != data[80:112]:
             seq = int.from_bytes(data[48:56], "big", signed=True)
-            self.stats.warn(sid, "bad_digest", f"{mtype} seq {seq}: payload digest mismatch")
+            self.stats.warn(
+                session.sid, "bad_digest", f"{mtype} seq {seq}: payload digest mismatch"
+            )
             return
         if mtype != INPUT_STREAM_DATA:
             return
+        sid = session.sid
         if not payload:
             seq = int.from_bytes(data[48:56], "big", signed=True)
             self.stats.warn(sid, "empty_payload", f"input_stream_data seq {seq} is empty")
