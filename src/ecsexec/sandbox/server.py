@@ -231,6 +231,7 @@ class SandboxServer:
             settings=settings,
             kms_decrypt=self.kms.agent_decrypt,
             faults=self.fault_plan,
+            strict=c.strict,  # §6: only strict mode inspects client frames
         )
         scheme = "wss" if c.tls else "ws"
         hub.bind(f"{scheme}://127.0.0.1:{self.port}")
