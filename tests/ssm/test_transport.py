@@ -14,7 +14,12 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol, Side, State
 
-from ecsexec.ssm.transport import DataChannelConnection, encode_client_frames, proxy_for
+from ecsexec.ssm.transport import (
+    DataChannelConnection,
+    encode_client_frames,
+    proxy_for,
+    split_server_frames,
+)
 
 
 class _CountingTransport:
@@ -185,3 +190,82 @@ def test_masking_keys_differ_between_frames() -> None:
     wire = encode_client_frames([b"a" * 10] * 50)
     keys = {wire[i * 16 + 2 : i * 16 + 6] for i in range(50)}  # 2-byte head, key, 10 bytes
     assert len(keys) > 45
+
+
+_KINDS = {
+    "plain": (Opcode.BINARY, True),
+    "first-fragment": (Opcode.BINARY, False),
+    "text": (Opcode.TEXT, True),
+    "ping": (Opcode.PING, True),
+    "pong": (Opcode.PONG, True),
+}
+_frame = st.tuples(
+    st.sampled_from(sorted(_KINDS)),
+    st.one_of(st.binary(max_size=300), st.sampled_from([b"x" * 125, b"y" * 126, b"z" * 65536])),
+)
+
+
+@given(st.lists(_frame, max_size=12), st.lists(st.integers(min_value=1, max_value=70_000)))
+def test_split_server_frames_cuts_any_chunking_of_the_stream(
+    frames: list[tuple[str, bytes]], cuts: list[int]
+) -> None:
+    originals = []
+    for kind, data in frames:
+        opcode, fin = _KINDS[kind]
+        control = opcode in (Opcode.PING, Opcode.PONG)
+        originals.append(Frame(opcode, data[:125] if control else data, fin))  # ≤ 125 bytes
+    stream = b"".join(f.serialize(mask=False) for f in originals)
+    got: list[tuple[bool, bytes]] = []
+    partial, pos = b"", 0
+    for cut in [*cuts, len(stream)]:
+        chunk, pos = stream[pos : pos + cut], pos + cut
+        data = partial + chunk
+        split, consumed = split_server_frames(data)
+        got.extend(split)
+        partial = data[consumed:]
+        if pos >= len(stream):
+            break
+    assert partial == b""
+    assert len(got) == len(originals)
+    for (plain, chunk), original in zip(got, originals, strict=True):
+        if original.opcode is Opcode.BINARY and original.fin:
+            assert (plain, chunk) == (True, original.data)
+        else:
+            assert plain is False
+            assert _client_parse(chunk) == [original]
+
+
+def _client_parse(wire: bytes) -> list[Frame]:
+    client = Protocol(Side.CLIENT, state=State.OPEN, max_size=None)
+    client.receive_data(wire)
+    return [event for event in client.events_received() if isinstance(event, Frame)]
+
+
+def test_many_messages_of_mixed_sizes_arrive_whole_and_in_order() -> None:
+    sizes = [0, 1, 125, 126, 1024, 1027, 65535, 65536, 70_000] * 30
+    messages = [bytes([i % 251]) * size for i, size in enumerate(sizes)]
+    got: list[bytes] = []
+    done = asyncio.Event()
+
+    async def script(conn: ServerConnection) -> None:
+        await conn.recv()
+        for index, message in enumerate(messages):
+            await conn.send(message)
+            if index % 50 == 0:
+                await conn.ping()
+        await conn.wait_closed()
+
+    def sink(data: bytes) -> None:
+        got.append(data)
+        if len(got) == len(messages):
+            done.set()
+
+    async def client(port: int) -> None:
+        ws = await _open(port)
+        ws.on_message = sink
+        await ws.send("go")
+        await done.wait()
+        await ws.close()
+
+    with_server(script, client)
+    assert got == messages
