@@ -154,7 +154,9 @@ def test_distroless_container_reports_unknown_status_and_raw_mode_runs() -> None
 
 
 def test_drops_duplicates_reordering_and_disconnects_keep_output_and_exit_code_exact() -> None:
-    faults = "drop=0.05,dup=0.05,reorder=0.05,disconnect=0.01,seed=5"
+    # About 120 seeded fault decisions each way (frames and acks): a few disconnects, not
+    # one that may land after channel_closed when the PTY's read sizes vary under load.
+    faults = "drop=0.05,dup=0.05,reorder=0.05,disconnect=0.02,seed=5"
     with Sandbox(initial_wait=0.05, faults=faults, drain_timeout=60.0) as sb:
         result = run(
             sb, "ECS:Service-Name: web ECS:Cluster-Name: demo", "seq 1 20000; exit 7", timeout=60
@@ -162,7 +164,8 @@ def test_drops_duplicates_reordering_and_disconnects_keep_output_and_exit_code_e
         stats = sb.stats()
     assert result.output == b"".join(b"%d\n" % i for i in range(1, 20001))
     assert result.exit_code == 7
-    assert stats["sessions"]["resumes"] >= 1  # the client reconnected through ResumeSession
+    # The client reconnected through ResumeSession.
+    assert stats["sessions"]["resumes"] >= 1, (stats["sessions"], stats["frames"])
     assert stats["frames"]["a2c"]["dropped"] and stats["frames"]["a2c"]["duplicated"]
 
 

@@ -140,13 +140,13 @@ async def run_on_container(
     cleaner = OutputCleaner(wrapped)
     ready = ReadyScanner(wrapped) if wrapped.input_payload else None
     sender: asyncio.Task[None] | None = None
-    output = bytearray()
+    output: list[bytes] = []  # joined once at the end: no reallocation as output grows
     exec_session = await start_exec_session(connector, target, wrapped)
     session = connector.session(exec_session)
 
     def emit(chunk: bytes) -> None:
         if chunk:
-            output.extend(chunk)
+            output.append(chunk)
             if on_output is not None:
                 on_output(target.node, chunk, cleaner.line_break_held)
 
@@ -202,7 +202,7 @@ async def run_on_container(
         node=target.node,
         command=wrapped.user_command,
         exit_code=exit_code,
-        output=bytes(output),
+        output=b"".join(output),
         started_at=started_at,
         finished_at=datetime.now(UTC),
         session_id=exec_session.session_id,

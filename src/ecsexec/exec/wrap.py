@@ -316,7 +316,8 @@ class OutputCleaner:
         cut = self._safe_prefix_length()
         if cut == 0:
             return b""
-        out = bytes(self._buffer[:cut])
+        with memoryview(self._buffer) as view:
+            out = bytes(view[:cut])  # one copy, not a bytearray slice and then bytes()
         del self._buffer[:cut]
         return crlf_to_lf(out)
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 import random
 import struct
 import uuid
-from dataclasses import dataclass
 from enum import IntEnum
 from hashlib import sha256
-from typing import Final
+from typing import Final, NamedTuple
 
 from ecsexec.errors import FrameError
 
@@ -83,12 +82,13 @@ def uuid_text(raw: bytes) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(NamedTuple):
     """One decoded frame. ``payload`` is exactly what was on the wire (ciphertext if encrypted).
 
     ``message_id_bytes`` is the MessageId in UUID byte order (halves already swapped back);
-    the ``message_id`` and ``message_id_text`` views are built only when asked for.
+    the ``message_id`` and ``message_id_text`` views are built only when asked for. A named
+    tuple, not a frozen dataclass: one is built per received frame, and a frozen
+    dataclass's ``__init__`` cost three times as much.
     """
 
     message_type: str
@@ -189,14 +189,14 @@ def decode_frame(data: bytes, *, verify: bool = True) -> Frame:
     if verify and payload_length and sha256(payload).digest() != data[80:112]:
         raise FrameError(f"{message_type} seq {seq}: payload digest mismatch")
     return Frame(
-        message_type=message_type,
-        sequence_number=seq,
-        flags=flags,
-        message_id_bytes=data[72:80] + data[64:72],
-        payload_type=payload_type,
-        payload=bytes(payload),
-        created_date=created,
-        schema_version=schema_version,
-        header_length=header_length,
-        payload_length=payload_length,
+        message_type,
+        seq,
+        flags,
+        data[72:80] + data[64:72],  # message_id_bytes
+        payload_type,
+        bytes(payload),
+        created,
+        schema_version,
+        header_length,
+        payload_length,
     )
