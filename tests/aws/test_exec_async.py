@@ -5,13 +5,19 @@ from __future__ import annotations
 import asyncio
 import gc
 import warnings
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import ReadOnlyCredentials
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ecsexec.aws.clients import session_from_env
 from ecsexec.aws.ecs import EcsApi
-from ecsexec.aws.exec_async import _client_error
+from ecsexec.aws.exec_async import SigV4Signer, _client_error
 from ecsexec.aws.ssm import SsmSessionControl
 from ecsexec.errors import AwsError
 from ecsexec.sandbox import Sandbox
@@ -134,3 +140,32 @@ def test_error_responses_become_botocore_client_errors(
     error = _client_error(status, body, header, "req-1").response
     assert error["Error"] == {"Code": code, "Message": message}
     assert error["ResponseMetadata"]["HTTPStatusCode"] == status
+
+
+_secret = st.text(
+    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/",
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=60)
+@given(
+    body=st.binary(max_size=300),
+    secret=_secret,
+    token=st.one_of(st.none(), _secret),
+    endpoint=st.sampled_from(
+        ["https://ecs.us-east-1.amazonaws.com", "http://127.0.0.1:8443", "https://h.example:443/"]
+    ),
+)
+def test_sigv4_signer_matches_botocore_header_for_header(
+    body: bytes, secret: str, token: str | None, endpoint: str
+) -> None:
+    credentials = ReadOnlyCredentials("AKIDEXAMPLE", secret, token)
+    base = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "Svc.Op"}
+    request = AWSRequest(method="POST", url=endpoint, data=body, headers=dict(base))
+    SigV4Auth(credentials, "ecs", "eu-west-3").add_auth(request)
+    when = datetime.strptime(request.headers["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    ours = SigV4Signer(endpoint, "eu-west-3", "ecs").sign(credentials, dict(base), body, when)
+    assert ours["Authorization"] == request.headers["Authorization"]
+    assert ours.get("X-Amz-Security-Token") == request.headers.get("X-Amz-Security-Token")

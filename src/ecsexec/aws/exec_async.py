@@ -1,8 +1,10 @@
 """ExecuteCommand as one SigV4-signed aiohttp request on the event loop: fan-out without threads.
 
-botocore still provides everything that needs care: the endpoint and region (from the
-ECS client), the credentials and their refresh, the CA bundle and the SigV4 signature
-(``botocore.auth.SigV4Auth``). Only the HTTP exchange and the JSON handling live here.
+botocore still provides the endpoint and region (from the ECS client), the credentials and
+their refresh, and the CA bundle. The request is signed here with SigV4 for this one
+request shape (:class:`SigV4Signer`, checked header for header against botocore's
+``SigV4Auth`` in the tests): botocore's generic signer cost 15% of the client's CPU in a
+300-node fan-out, mostly in header canonicalisation through ``email.message``.
 
 Why: botocore's call cost 0.83 ms of client CPU per ExecuteCommand on the sandbox, run in
 worker threads whose GIL hand-offs stalled the event loop's socket calls (cProfile of a
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
+import hmac
 import json
 import ssl
 import time
@@ -22,12 +26,11 @@ import urllib.parse
 import urllib.request
 import weakref
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import aiohttp
 import boto3
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
@@ -55,6 +58,7 @@ class AsyncExecuteCommand:
         self._endpoint_url: str = client.meta.endpoint_url
         self._region: str = client.meta.region_name
         self._user_agent = f"{client.meta.config.user_agent or 'Botocore'} ecsexec-async"
+        self._signer = SigV4Signer(self._endpoint_url, self._region, "ecs")
         self._ssl = ssl_context
         self._frozen: ReadOnlyCredentials | None = None
         self._frozen_at = 0.0
@@ -64,23 +68,19 @@ class AsyncExecuteCommand:
 
     async def __call__(self, **params: Any) -> dict[str, Any]:
         body = json.dumps(params, separators=(",", ":")).encode()
-        request = AWSRequest(
-            method="POST",
-            url=self._endpoint_url,
-            data=body,
-            headers={
-                "Content-Type": CONTENT_TYPE,
-                "X-Amz-Target": TARGET,
-                "User-Agent": self._user_agent,
-            },
+        headers = self._signer.sign(
+            await self._credentials(),
+            {"Content-Type": CONTENT_TYPE, "X-Amz-Target": TARGET},
+            body,
+            datetime.now(UTC),
         )
-        SigV4Auth(await self._credentials(), "ecs", self._region).add_auth(request)
+        headers["User-Agent"] = self._user_agent  # not signed, as botocore leaves it out
         http = await self._client()
         try:
             async with http.post(
                 self._endpoint_url,
                 data=body,
-                headers=dict(request.headers.items()),
+                headers=headers,
                 proxy=_proxy_for(self._endpoint_url),
             ) as response:
                 payload = await response.read()
@@ -120,6 +120,79 @@ class AsyncExecuteCommand:
             self._http[loop] = holder
             await holder.start()
         return holder.session
+
+
+class SigV4Signer:
+    """AWS Signature Version 4 for POST requests with a body to one endpoint's root path.
+
+    The signed headers are what botocore's ``SigV4Auth`` signs for such a request
+    (everything but User-Agent), so the two produce the same Authorization header.
+    """
+
+    def __init__(self, endpoint_url: str, region: str, service: str) -> None:
+        parts = urllib.parse.urlsplit(endpoint_url)
+        default_port = {"https": 443, "http": 80}.get(parts.scheme)
+        host = parts.hostname or ""
+        # botocore signs the host without a default port.
+        self.host = host if parts.port in (None, default_port) else f"{host}:{parts.port}"
+        self.path = parts.path or "/"
+        self.region = region
+        self.service = service
+        self._keys: dict[tuple[str, str], bytes] = {}
+
+    def sign(
+        self,
+        credentials: ReadOnlyCredentials,
+        headers: dict[str, str],
+        body: bytes,
+        now: datetime,
+    ) -> dict[str, str]:
+        """Return ``headers`` plus Host, X-Amz-Date, the session token and Authorization."""
+        amz_date = now.strftime("%Y%m%dT%H%M%SZ")
+        day = amz_date[:8]
+        signed = {**headers, "Host": self.host, "X-Amz-Date": amz_date}
+        if credentials.token:
+            signed["X-Amz-Security-Token"] = credentials.token
+        canonical = sorted(
+            (name.lower(), " ".join(value.split())) for name, value in signed.items()
+        )
+        names = ";".join(name for name, _ in canonical)
+        request = "\n".join(
+            [
+                "POST",
+                self.path,
+                "",  # no query string
+                *(f"{name}:{value}" for name, value in canonical),
+                "",
+                names,
+                hashlib.sha256(body).hexdigest(),
+            ]
+        )
+        scope = f"{day}/{self.region}/{self.service}/aws4_request"
+        to_sign = "\n".join(
+            ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(request.encode()).hexdigest()]
+        )
+        signature = hmac.new(
+            self._key(credentials.secret_key, day), to_sign.encode(), hashlib.sha256
+        ).hexdigest()
+        signed["Authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, "
+            f"SignedHeaders={names}, Signature={signature}"
+        )
+        return signed
+
+    def _key(self, secret: str, day: str) -> bytes:
+        """The day's signing key; kept per (secret, day) so rotated secrets get their own."""
+        cache_key = (secret, day)
+        key = self._keys.get(cache_key)
+        if key is None:
+            key = f"AWS4{secret}".encode()
+            for part in (day, self.region, self.service, "aws4_request"):
+                key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+            if len(self._keys) > 8:
+                self._keys.clear()
+            self._keys[cache_key] = key
+        return key
 
 
 class _LoopClient:
