@@ -991,3 +991,11 @@ def test_fidelity_real_initial_wait_single_frame_like_the_trace() -> None:
             await client.close()
 
     asyncio.run(main())
+
+
+def test_session_id_suffix_is_26_lowercase_alphanumerics() -> None:
+    # sandbox.md §4.2: "ecs-execute-command-" + 26 [a-z0-9].
+    seen = {hub_mod._random_sid_suffix() for _ in range(200)}
+    assert len(seen) == 200
+    assert all(re.fullmatch(r"[a-z0-9]{26}", s) for s in seen)
+    assert set("".join(seen)) == set(hub_mod._SID_ALPHABET)  # every character occurs

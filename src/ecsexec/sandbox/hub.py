@@ -362,6 +362,21 @@ def ws_binary_header(length: int) -> bytes:
     return _WS_LEN64.pack(_WS_FIN_BINARY, 127, length)
 
 
+def _random_sid_suffix() -> str:
+    """26 uniform ``[a-z0-9]`` characters (§4.2) from one ``urandom`` call.
+
+    ``secrets.choice`` costs one syscall per character; rejection sampling over bytes
+    below 252 (7 × 36) keeps every character uniform.
+    """
+    chars: list[str] = []
+    while True:
+        for byte in secrets.token_bytes(40):
+            if byte < 252:
+                chars.append(_SID_ALPHABET[byte % 36])
+                if len(chars) == 26:
+                    return "".join(chars)
+
+
 def _iso_ms(ts: float) -> str:
     return (
         datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
@@ -393,6 +408,7 @@ class SessionHub:
         self._base_ws_url: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sessions: dict[str, _Session] = {}
+        self._ended: dict[str, _Session] = {}  # ended sessions still in _sessions
         self._tombstones: dict[str, float] = {}  # sid → ended_at (loop time), oldest first
         self._active: dict[tuple[str, str], int] = {}
         self._ordinals: dict[tuple[str, str], int] = {}
@@ -435,7 +451,7 @@ class SessionHub:
         if self._base_ws_url is None:
             raise RuntimeError("SessionHub.bind() must be called before sessions start")
         self._prune()
-        sid = SESSION_PREFIX + "".join(secrets.choice(_SID_ALPHABET) for _ in range(26))
+        sid = SESSION_PREFIX + _random_sid_suffix()
         key = (target.task_arn, target.container_name)
         ordinal = self._ordinals.get(key, 0)
         self._ordinals[key] = ordinal + 1
@@ -498,6 +514,7 @@ class SessionHub:
         token = self._new_token(session)
         session.refused = True
         session.ended = True
+        self._ended[session.sid] = session
         session.end_reason = "limit"
         session.ended_at = self._loop_or_raise().time()
         self.stats.session_ended("limit")
@@ -626,6 +643,7 @@ class SessionHub:
             return
         loop = self._loop_or_raise()
         session.ended = True
+        self._ended[session.sid] = session
         session.end_reason = reason
         session.ended_at = loop.time()
         session.ended_event.set()
@@ -674,6 +692,7 @@ class SessionHub:
                 return  # a client may still connect and collect channel_closed
         if self._sessions.get(session.sid) is session:
             del self._sessions[session.sid]
+            self._ended.pop(session.sid, None)
             self._tombstones[session.sid] = session.ended_at
             for pipe in session.pipes.values():
                 pipe.close()
@@ -686,7 +705,8 @@ class SessionHub:
             if now - self._tombstones[sid] < RESUME_WINDOW:
                 break
             del self._tombstones[sid]
-        for session in [s for s in self._sessions.values() if s.ended]:
+        # Only ended sessions can be forgotten: walk those, not every live session.
+        for session in list(self._ended.values()):
             self._maybe_forget(session)
 
     # --- idle timeout -----------------------------------------------------------------
@@ -1042,3 +1062,4 @@ class SessionHub:
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=CLOSE_TIMEOUT)
         self._sessions.clear()
+        self._ended.clear()
