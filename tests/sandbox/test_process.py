@@ -307,3 +307,18 @@ def test_resolution_uses_the_container_path_and_cwd(tmp_path: Path) -> None:
     assert resolve_executable("./bin/mytool", ENV, str(tmp_path)) == str(tool)
     out = asyncio.run(_output("mytool", env=env, cwd=str(tmp_path)))
     assert out == f"mytool ran in {tmp_path}\r\n".encode()
+
+
+def test_background_close_releases_the_master() -> None:
+    from ecsexec.sandbox.process import _closer
+
+    proc = PtyProcess.spawn(["true"], env=ENV, cwd="/")
+    fd = proc.master_fd
+    proc.close(in_background=True)
+    assert proc.closed
+    _closer().submit(lambda: None).result()  # one thread: the close ran before this
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        os.fstat(fd)
+    proc.close(in_background=True)  # idempotent
+    proc.kill()
+    proc._popen.wait()

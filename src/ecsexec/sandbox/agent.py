@@ -413,6 +413,25 @@ class AgentChannel:
 KmsDecrypt = Callable[[bytes, dict[str, str]], bytes]
 
 
+def _spawn(
+    argv: list[str],
+    env: Mapping[str, str],
+    cwd: str,
+    distroless: bool,
+    scratch_dir: str | None,
+) -> PtyProcess:
+    """Create the container's scratch dir (§8.3: it is HOME), then start the process.
+
+    Runs in a worker thread, so neither syscall holds up the event loop.
+    """
+    if scratch_dir is not None:
+        try:
+            os.makedirs(scratch_dir, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise CannotStart(f"mkdir {scratch_dir}: {exc.strerror or exc}") from exc
+    return PtyProcess.spawn(argv, env=env, cwd=cwd, distroless=distroless)
+
+
 class _HandshakeFailed(Exception):
     pass
 
@@ -442,12 +461,14 @@ class SimulatedAgent:
         kms_decrypt: KmsDecrypt | None = None,
         strict: bool = True,
         log: logging.Logger | None = None,
+        scratch_dir: str | None = None,
     ) -> None:
         self.session_id = session_id
         self.target_id = target_id
         self.command = command
         self.env = dict(env)
         self.cwd = cwd
+        self.scratch_dir = scratch_dir
         self.distroless = distroless
         self.kms_key_id = kms_key_id
         self.settings = settings
@@ -514,7 +535,7 @@ class SimulatedAgent:
         if process is not None:
             process.kill()  # §8.4: SIGKILL to the session's process group
             if not process.closed:
-                process.close()
+                process.close(in_background=True)
                 self.stats.processes.ptys_open -= 1
         elif self._reaped is not None:
             self._reaped.set()  # nothing was ever started
@@ -633,9 +654,7 @@ class SimulatedAgent:
         """Fork/exec in a worker thread: a burst of sessions must not stall the event loop
         (the fan-out benchmark showed loop lag p99 of 50-250 ms while spawning on it)."""
         spawn = asyncio.ensure_future(
-            asyncio.to_thread(
-                PtyProcess.spawn, argv, env=self.env, cwd=self.cwd, distroless=self.distroless
-            )
+            asyncio.to_thread(_spawn, argv, self.env, self.cwd, self.distroless, self.scratch_dir)
         )
         try:
             return await asyncio.shield(spawn)

@@ -117,6 +117,7 @@ class ExecTarget:
     cwd: str
     distroless: bool = False
     kms_key_id: str | None = None  # key ARN when the cluster has a kmsKeyId
+    scratch_dir: str | None = None  # created (0700) before the process starts (§8.3 HOME)
 
 
 @dataclass(frozen=True)
@@ -488,6 +489,7 @@ class SessionHub:
             command=command,
             env=target.env,
             cwd=target.cwd,
+            scratch_dir=target.scratch_dir,
             distroless=target.distroless,
             kms_key_id=target.kms_key_id,
             kms_decrypt=self._kms_decrypt,

@@ -23,8 +23,10 @@ import signal
 import struct
 import subprocess
 import termios
+import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
 __all__ = [
@@ -46,6 +48,19 @@ READ_SIZE: Final = 1024  # §7: one frame per PTY read of at most 1024 bytes
 READS_PER_WAKEUP: Final = 64
 
 _SETSID: Final = shutil.which("setsid") or "/usr/bin/setsid"
+
+
+_CLOSER: ThreadPoolExecutor | None = None
+_CLOSER_LOCK = threading.Lock()
+
+
+def _closer() -> ThreadPoolExecutor:
+    """One thread for :meth:`PtyProcess.close` ``(in_background=True)``."""
+    global _CLOSER
+    with _CLOSER_LOCK:
+        if _CLOSER is None:
+            _CLOSER = ThreadPoolExecutor(1, thread_name_prefix="sandbox-pty-close")
+        return _CLOSER
 
 
 class CannotStart(Exception):
@@ -310,8 +325,14 @@ class PtyProcess:
                 with contextlib.suppress(ProcessLookupError):
                     self._popen.send_signal(sig)
 
-    def close(self) -> None:
-        """Stop watching and close the master (the PTY). Idempotent; does not kill."""
+    def close(self, *, in_background: bool = False) -> None:
+        """Stop watching and close the master (the PTY). Idempotent; does not kill.
+
+        ``in_background`` leaves the ``close(2)`` itself to a worker thread: the kernel's
+        PTY teardown took ~400 µs per session in the fan-out benchmark, all of it on the
+        event loop. The fd is out of the loop's selector first, and nothing else holds
+        its number, so nobody can use it in between.
+        """
         if self.closed:
             return
         self.closed = True
@@ -320,6 +341,12 @@ class PtyProcess:
             self._loop.remove_writer(self.master_fd)
             self._writing = False
         self._pending.clear()
+        if in_background:
+            try:
+                _closer().submit(os.close, self.master_fd)
+                return
+            except RuntimeError:  # the interpreter is shutting down: no new threads
+                pass
         os.close(self.master_fd)
 
     def release(self) -> None:
