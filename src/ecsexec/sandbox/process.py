@@ -307,6 +307,12 @@ class PtyProcess:
             os.close(self._pidfd)
             self._pidfd = None
 
+    def wait(self, timeout: float) -> int | None:
+        """Block until the process has exited and been reaped (for worker threads)."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._popen.wait(timeout)
+        return self._popen.returncode
+
     def poll(self) -> int | None:
         code = self._popen.poll()
         if code is not None and self.returncode is None:
