@@ -883,12 +883,15 @@ def test_channel_closed_never_overtakes_a_held_frame() -> None:
     asyncio.run(main())
 
 
+# Drops plus 100 ms ticks can outlast the default 2 s drain; raised here as §7 asks.
+LOSSY_SETTINGS = AgentSettings(
+    initial_wait=0.05, agent_start_delay=0.05, close_grace=0.2, drain_timeout=8.0
+)
+SEQ_800 = b"".join(b"%d\r\n" % i for i in range(1, 801))  # `seq 1 800` through the PTY
+
+
 def test_drops_are_recovered_by_retransmission() -> None:
-    # Drops plus 100 ms ticks can outlast the default 2 s drain; raised here as §7 asks.
-    settings = AgentSettings(
-        initial_wait=0.05, agent_start_delay=0.05, close_grace=0.2, drain_timeout=8.0
-    )
-    expected = b"".join(b"%d\r\n" % i for i in range(1, 801))
+    settings, expected = LOSSY_SETTINGS, SEQ_800
 
     async def main() -> None:
         async with Relay(settings, faults=parse_faults("drop=0.2,seed=3")) as relay:
@@ -904,10 +907,7 @@ def test_drops_are_recovered_by_retransmission() -> None:
 
 def test_fault_counters_survive_a_stats_reset() -> None:
     """A session that outlives POST /_sandbox/stats/reset keeps counting its faults."""
-    settings = AgentSettings(
-        initial_wait=0.05, agent_start_delay=0.05, close_grace=0.2, drain_timeout=8.0
-    )
-    expected = b"".join(b"%d\r\n" % i for i in range(1, 801))
+    settings, expected = LOSSY_SETTINGS, SEQ_800
 
     async def main() -> None:
         async with Relay(settings, faults=parse_faults("a2c.drop=0.2,seed=3")) as relay:
