@@ -59,6 +59,7 @@ _PADDED_TYPES: dict[str, bytes] = {}
 _PUBLICATION_TYPES: Final = frozenset({START_PUBLICATION, PAUSE_PUBLICATION})
 
 
+_getrandbits = random.getrandbits
 _V4_CLEAR: Final = ~((0xF000 << 64) | (0xC000 << 48))
 _V4_SET: Final = (0x4000 << 64) | (0x8000 << 48)
 
@@ -71,9 +72,6 @@ def random_message_id() -> bytes:
     the client's per-frame budget when streaming.
     """
     return ((_getrandbits(128) & _V4_CLEAR) | _V4_SET).to_bytes(16, "big")
-
-
-_getrandbits = random.getrandbits
 
 
 def uuid_text(raw: bytes) -> str:

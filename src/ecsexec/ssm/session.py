@@ -123,7 +123,6 @@ class Session:
         self._ws: DataChannelConnection | None = None
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         self._outgoing: list[bytes] = []  # frames made while no socket was open
-        self._received = False  # frames arrived in the current socket read
         self._writable = asyncio.Event()
         self._closed_event: ChannelClosed | None = None
         self._done = asyncio.Event()
@@ -211,7 +210,7 @@ class Session:
         assert isinstance(ws, DataChannelConnection)  # create_connection above
         # Before the open frame: the relay sends nothing until it has seen it (§2).
         ws.on_message = self._on_message
-        ws.on_batch = self._on_batch
+        ws.on_batch = self._after_channel_call  # a socket read's acks in one write
         try:
             await ws.send(
                 payloads.open_data_channel(
@@ -346,16 +345,9 @@ class Session:
         self._schedule_timer()
 
     def _on_message(self, data: bytes) -> None:
-        """One websocket message, straight from the socket read (see ``_on_batch``)."""
-        channel = self._require_channel()
-        channel.receive_frame(data, self._now())
-        self._received = True
-
-    def _on_batch(self) -> None:
-        """After a socket read: its acks leave in one write, its output as one event."""
-        if self._received:
-            self._received = False
-            self._after_channel_call()
+        """One websocket message, straight from the socket read; the connection calls
+        ``_after_channel_call`` once after the read, so its acks leave in one write."""
+        self._require_channel().receive_frame(data, self._now())
 
     def _dispatch_events(self) -> None:
         assert self.channel is not None

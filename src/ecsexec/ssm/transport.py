@@ -10,14 +10,13 @@ keepalive and closing handshake, and changes only the data path:
   binary frames (unfragmented, unmasked, no extension bits: all the agent sends) are cut
   out of the byte stream here, and every other frame goes to websockets' own parser;
 - ``on_batch`` runs once per socket read, after all of that read's messages;
-- :meth:`DataChannelConnection.send_frames` and every other write put all pending
-  websocket frames into one ``transport.write``; data frames are masked with keys drawn
-  from the OS once per batch (websockets draws them per frame: a syscall per ack).
+- :meth:`DataChannelConnection.send_frames` puts a batch of data frames into one
+  ``transport.write``, masked with keys drawn from the OS once per batch (websockets
+  draws them per frame: a syscall per ack).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import struct
@@ -141,14 +140,12 @@ class DataChannelConnection(ClientConnection):
         self._partial = b""  # the start of a frame whose end has not arrived yet
 
     def data_received(self, data: bytes) -> None:
+        if self._partial:
+            data, self._partial = self._partial + data, b""
         sink = self.on_message
         if sink is None or self.protocol.state is not State.OPEN:
-            if self._partial:  # keep websockets' parser aligned on frame boundaries
-                data, self._partial = self._partial + data, b""
             super().data_received(data)  # the handshake, no sink yet, or closing
         else:
-            if self._partial:
-                data = self._partial + data
             frames, consumed = split_server_frames(data)
             self._partial = data[consumed:]
             for plain, chunk in frames:
@@ -192,25 +189,10 @@ class DataChannelConnection(ClientConnection):
         Does not wait for the socket to drain: callers bound what they send (acks answer
         received frames; data frames are limited by the channel's unacked window, §6).
         The frames bypass the protocol object, which keeps no state for unfragmented data
-        frames; what it has queued (a pong, say) goes first, in order.
+        frames.
         """
         if self.protocol.state is not State.OPEN:
             return False
-        pending = [chunk for chunk in self.protocol.data_to_send() if chunk]
-        pending.append(encode_client_frames(messages))
-        self.transport.write(b"".join(pending))
+        self.send_data()  # anything websockets has queued first, in order
+        self.transport.write(encode_client_frames(messages))
         return True
-
-    def send_data(self) -> None:
-        writes = self.protocol.data_to_send()
-        data = [chunk for chunk in writes if chunk]
-        if data:
-            self.transport.write(data[0] if len(data) == 1 else b"".join(data))
-        if len(data) < len(writes):
-            # An empty chunk is websockets' end-of-stream signal; it is always last.
-            if self.transport.can_write_eof():
-                # As websockets does: write_eof() doesn't document what it raises.
-                with contextlib.suppress(Exception):
-                    self.transport.write_eof()
-            else:
-                self.transport.close()
