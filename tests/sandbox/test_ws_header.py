@@ -18,7 +18,13 @@ from hypothesis import strategies as st
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from ecsexec.sandbox.hub import ws_binary_header
+from ecsexec.ssm.transport import binary_frame_header
+
+
+def ws_binary_header(length: int) -> bytes:
+    """What the relay writes before each agent frame: a server header, never masked."""
+    return binary_frame_header(length, masked=False)
+
 
 BOUNDARIES = [0, 1, 125, 126, 127, 1144, 65535, 65536, 65537, 1 << 20]
 

@@ -53,8 +53,9 @@ from ecsexec.ssm.frames import (
     encode_frame,
 )
 from ecsexec.ssm.payloads import build_channel_closed, parse_agent_session_state
+from ecsexec.ssm.transport import binary_frame_header
 
-__all__ = ["AgentSettings", "ExecTarget", "SessionGrant", "SessionHub", "ws_binary_header"]
+__all__ = ["AgentSettings", "ExecTarget", "SessionGrant", "SessionHub"]
 
 SESSION_PREFIX: Final = "ecs-execute-command-"
 _SID_ALPHABET: Final = string.ascii_lowercase + string.digits
@@ -332,35 +333,18 @@ class _Pipeline:
         self._held = None
 
 
-_WS_LEN16: Final = struct.Struct(">BBH")
-_WS_LEN64: Final = struct.Struct(">BBQ")
-_WS_FIN_BINARY: Final = 0x82  # FIN set, RSV1-3 clear (no compression), opcode 2 (binary)
-
-
 _HEADER_CACHE: dict[int, bytes] = {}  # lengths of agent frames repeat: ≤ 1024 + 3 + 120 + 28
 
 
 def _cached_header(length: int) -> bytes:
+    """Header of one server→client binary frame: unmasked (RFC 6455 §5.1), and RSV1 clear
+    because this relay never negotiates permessage-deflate (sandbox.md §6)."""
     header = _HEADER_CACHE.get(length)
     if header is None:
-        header = ws_binary_header(length)
+        header = binary_frame_header(length, masked=False)
         if length <= 4096:
             _HEADER_CACHE[length] = header
     return header
-
-
-def ws_binary_header(length: int) -> bytes:
-    """RFC 6455 §5.2 header of one unfragmented, unmasked server→client binary frame.
-
-    Server frames are never masked (§5.1), and this relay never negotiates
-    permessage-deflate (sandbox.md §6), so RSV1 stays clear. The payload length uses the
-    shortest encoding: 7 bits up to 125, then 16 bits up to 65535, then 64 bits.
-    """
-    if length < 126:
-        return bytes((_WS_FIN_BINARY, length))
-    if length < 65536:
-        return _WS_LEN16.pack(_WS_FIN_BINARY, 126, length)
-    return _WS_LEN64.pack(_WS_FIN_BINARY, 127, length)
 
 
 def _random_sid_suffix() -> str:
@@ -959,7 +943,7 @@ class SessionHub:
         """Send queued agent frames to the client, several per transport write.
 
         aiohttp sends one ``transport.write`` (one send syscall) per ``send_bytes``, so the
-        queued frames are framed here (:func:`ws_binary_header`) and joined into one write,
+        queued frames are framed here (:func:`_cached_header`) and joined into one write,
         byte for byte as aiohttp would frame them. aiohttp's own writes (pongs, close) are
         whole frames written synchronously too, so the two never interleave inside a frame.
         After each write the writer waits while the transport is paused (flow control).
