@@ -719,17 +719,8 @@ class SimulatedAgent:
     def _on_pty_data(self, data: bytes) -> None:
         if self._carry:
             data = self._carry + data  # §7: payload may reach 1024 + 3 bytes
-        elif data[-1] < 0x80 and self._cipher is None:
-            # Ends in ASCII, so no incomplete UTF-8 tail to hold back: _emit, inlined for
-            # the common case (one call less per frame).
-            loop = self._loop
-            assert loop is not None
-            now = loop.time()
-            if self.channel.send_stream(_OUTPUT, data, now):
-                self.stats.agent.output_bytes += len(data)
-                self.last_output_at = now
-                if self._tick is None:  # §7: one resend timer per session, not per frame
-                    self._ensure_tick()
+        elif data[-1] < 0x80:
+            self._emit(data)  # ends in ASCII: no incomplete UTF-8 tail to hold back
             return
         body, self._carry = split_utf8_tail(data)
         if body:
