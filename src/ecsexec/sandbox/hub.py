@@ -238,15 +238,6 @@ class _Pipeline:
             self._stream_plan = plan
         return self._stream.next()
 
-    def push_data(self, item: bytes) -> None:
-        """:meth:`push` for a data frame, without keyword handling (the per-frame path)."""
-        session = self._session
-        plan = session.override if session.has_override else self._hub.faults
-        if plan is None and not self._fifo and self._held is None:
-            self._emit(session, item)  # no faults, no backlog: straight through
-            return
-        self.push(item)
-
     def push(self, item: bytes, *, control: bool = False) -> None:
         session = self._session
         plan = session.override if session.has_override else self._hub.faults
@@ -480,7 +471,7 @@ class SessionHub:
             settings=self.settings,
             strict=self.strict,
             stats=self.stats,
-            send=session.pipes["a2c"].push_data,  # stream data and acks
+            send=session.pipes["a2c"].push,  # stream data and acks
             send_state=lambda frame: session.pipes["a2c"].push(frame, control=True),
             log=self.log,
         )
@@ -785,7 +776,7 @@ class SessionHub:
             session.last_input_at = self._loop_or_raise().time()
         if session.ended:
             return
-        session.pipes["c2a"].push_data(data)
+        session.pipes["c2a"].push(data)
 
     def _deliver_c2a(self, session: _Session, frame: bytes) -> None:
         counter = self.stats.frames["c2a"]
