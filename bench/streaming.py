@@ -5,9 +5,8 @@ Usage: .venv/bin/python bench/streaming.py [--producer logs|seq] [--megabytes N]
 
 The default producer prints N MB (100) of 104-byte log lines through `yes | head -c`.
 `--producer seq` prints `seq 1 N` (8-byte lines, about 100 MB for N=12,500,000); it is
-bound by the kernel, not by ecsexec: the PTY's ONLCR output processing costs per newline,
-and on the 2-core machine a PTY carries about 23 MB/s of `seq` output to a reader that does
-nothing else, against about 80 MB/s of 104-byte lines.
+bound by the kernel, not by ecsexec: the PTY's ONLCR output processing costs per newline.
+bench/pty_ceiling.py measures what a PTY alone carries of each producer.
 
 The client checks the cleaned output's SHA-256 against the same command run locally
 without a PTY. The sandbox runs as a child process with agent initial wait 0.
