@@ -23,6 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, cast
 
+# AwsSettings and its pieces live in the aws layer (the credential resolver consumes them);
+# re-exported here, where they were first defined.
+from ecsexec.aws.settings import PROVIDERS as PROVIDERS  # noqa: PLC0414
+from ecsexec.aws.settings import AwsSettings as AwsSettings  # noqa: PLC0414
+from ecsexec.aws.settings import CredentialProvider as CredentialProvider  # noqa: PLC0414
+from ecsexec.aws.settings import mask as mask  # noqa: PLC0414
 from ecsexec.errors import ConfigurationError, CredentialsError, KeyStoreError
 from ecsexec.exec.dispatcher import DEFAULT_RATE, DEFAULT_THREADS, DEFAULT_TIMEOUT
 from ecsexec.nodes.ecs_source import EcsSourceConfig
@@ -39,14 +45,6 @@ from ecsexec.store.keys import (
 CONFIG_NAME: Final = "ecsexec.toml"
 CONFIG_ENV: Final = "ECSEXEC_CONFIG"
 
-CredentialProvider = Literal["default", "instance", "container", "keys", "profile"]
-PROVIDERS: Final[tuple[CredentialProvider, ...]] = (
-    "default",
-    "instance",
-    "container",
-    "keys",
-    "profile",
-)
 SECTIONS: Final = ("aws", "sources", "dispatch", "keystore")
 AWS_KEYS: Final = (
     "region",
@@ -105,61 +103,6 @@ Fail = Callable[[str], None]
 KeyFail = Callable[[tuple[str | int, ...], str], None]
 
 
-def mask(value: str, keep: int = 4) -> str:
-    """``****************WXYZ``, as ``aws configure list`` shows an access key."""
-    if not value:
-        return ""
-    if keep <= 0 or len(value) <= keep * 2:
-        return "*" * len(value)
-    return "*" * (len(value) - keep) + value[-keep:]
-
-
-@dataclass(frozen=True)
-class AwsSettings:
-    """Where and as whom to call AWS. Holds no secret: the secret key is a key-storage path."""
-
-    region: str = ""
-    credential_provider: CredentialProvider = "default"
-    profile: str = ""
-    access_key_id: str = ""
-    secret_key_path: str = ""
-    assume_role_arn: str = ""
-    external_id: str = ""
-    role_session_name: str = ""
-    endpoint_url: str = ""
-    ca_bundle: str = ""
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{k}={v!r}" for k, v in self.masked().items() if v)
-        return f"AwsSettings({fields})"
-
-    def masked(self) -> dict[str, str]:
-        """Every setting as text, identifying values masked (for ``config show``)."""
-        out = {f.name: str(getattr(self, f.name)) for f in dataclasses.fields(self)}
-        out["access_key_id"] = mask(self.access_key_id)
-        out["external_id"] = mask(self.external_id, keep=0) if self.external_id else ""
-        return out
-
-    def describe(self) -> str:
-        """One line naming the provider (and role), for ``whoami`` and errors."""
-        match self.credential_provider:
-            case "profile":
-                text = f"profile {self.profile!r}"
-            case "keys":
-                text = f"keys (access key {mask(self.access_key_id)} + {self.secret_key_path})"
-            case "instance":
-                text = "instance (EC2 instance metadata, IMDSv2)"
-            case "container":
-                text = "container (ECS container credentials endpoint)"
-            case _:
-                text = "default (standard chain" + (
-                    f", profile {self.profile!r})" if self.profile else ")"
-                )
-        if self.assume_role_arn:
-            text += f" -> assume-role {self.assume_role_arn}"
-        return text
-
-
 @dataclass(frozen=True)
 class DispatchSettings:
     """Defaults for ``ecsexec run`` (flags override them)."""
@@ -196,7 +139,7 @@ class Config:
     """The effective configuration and where each setting came from."""
 
     path: Path | None = None
-    aws: AwsSettings = AwsSettings()
+    aws: AwsSettings = field(default_factory=AwsSettings)
     sources: tuple[ConfiguredSource, ...] = ()
     dispatch: DispatchSettings = DispatchSettings()
     keystore: KeystoreSettings = KeystoreSettings()

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from ecsexec.aws.credentials import AwsSessionFactory, SessionFactories, redact_url
-from ecsexec.config import AwsSettings, Config, KeystoreSettings
+from ecsexec.aws.settings import AwsSettings
+from ecsexec.config import Config, KeystoreSettings
 from ecsexec.errors import AwsError, CredentialsError
 from ecsexec.sandbox import Sandbox
 from ecsexec.store.keys import KeyStore

@@ -53,7 +53,7 @@ from botocore.exceptions import (
 from botocore.utils import InstanceMetadataFetcher, resolve_imds_endpoint_mode
 
 from ecsexec.aws.errors import translate
-from ecsexec.config import AwsSettings
+from ecsexec.aws.settings import AwsSettings
 from ecsexec.errors import CredentialsError, EcsexecError
 
 SecretReader = Callable[[str], str]
