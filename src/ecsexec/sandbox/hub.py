@@ -53,7 +53,7 @@ from ecsexec.ssm.frames import (
     encode_frame,
 )
 from ecsexec.ssm.payloads import build_channel_closed, parse_agent_session_state
-from ecsexec.ssm.transport import binary_frame_header
+from ecsexec.ssm.wsframe import binary_frame_header
 
 __all__ = ["AgentSettings", "ExecTarget", "SessionGrant", "SessionHub"]
 

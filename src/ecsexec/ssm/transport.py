@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import os
-import struct
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
@@ -29,30 +28,14 @@ from websockets.protocol import Event, State
 from websockets.proxy import get_proxy
 from websockets.uri import parse_uri
 
+from ecsexec.ssm.wsframe import binary_frame_header
+
 try:  # websockets' C speedup, as websockets itself imports it
     from websockets.speedups import apply_mask
 except ImportError:  # pragma: no cover - a build without the extension
     from websockets.utils import apply_mask
 
 __all__ = ["DataChannelConnection", "binary_frame_header", "encode_client_frames", "proxy_for"]
-
-_BINARY_FIN: Final = 0x82
-_MASKED: Final = 0x80
-_LENGTH_16: Final = struct.Struct("!BBH")
-_LENGTH_64: Final = struct.Struct("!BBQ")
-
-
-def binary_frame_header(length: int, *, masked: bool) -> bytes:
-    """RFC 6455 §5.2 header of one unfragmented binary frame (FIN, no RSV bits), up to but
-    not including a masking key. The length takes the shortest encoding: 7 bits up to 125,
-    then 16 bits up to 65535, then 64 bits. Clients mask (§5.3), servers never do (§5.1).
-    """
-    mask = _MASKED if masked else 0
-    if length < 126:
-        return bytes((_BINARY_FIN, mask | length))
-    if length < 65536:
-        return _LENGTH_16.pack(_BINARY_FIN, mask | 126, length)
-    return _LENGTH_64.pack(_BINARY_FIN, mask | 127, length)
 
 
 def encode_client_frames(messages: Sequence[bytes]) -> bytes:
