@@ -17,7 +17,7 @@ import yaml
 
 ECSEXEC = [sys.executable, "-m", "ecsexec"]
 # The sandbox commands alone (what `up --detach` starts): the same click group, faster to load.
-SANDBOX_ONLY = [sys.executable, "-m", "ecsexec.sandbox"]
+SANDBOX_ONLY = [sys.executable, "-m", "ecsexec.cli.sandbox"]
 TOPOLOGY = """\
 version: 1
 regions:

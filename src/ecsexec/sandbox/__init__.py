@@ -6,7 +6,7 @@
         sb.endpoint_url, sb.env, sb.stats(), sb.reset_stats(), sb.set_faults(...), sb.control.*
 
 ``process=False`` runs the sandbox on its own event loop in a background thread;
-``process=True`` runs it as a child process (``python -m ecsexec.sandbox up``), so it does
+``process=True`` runs it as a child process (``python -m ecsexec.cli.sandbox up``), so it does
 not share the client's GIL. Clients are built from ``sb.env``, never from host settings.
 """
 

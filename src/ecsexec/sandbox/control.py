@@ -24,6 +24,8 @@ from ecsexec.sandbox.tls import client_context
 
 START_TIMEOUT = 10.0  # sandbox.md §1: --detach waits this long for /_sandbox/health
 _POLL = 0.05
+# What ``python -m`` runs for a detached sandbox: the ``ecsexec sandbox`` commands alone.
+CHILD_MODULE = "ecsexec.cli.sandbox"
 
 
 class ControlError(EcsexecError):
@@ -122,7 +124,9 @@ class ControlClient:
 def start_detached(
     args: list[str], state: StateDir, *, timeout: float = START_TIMEOUT
 ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    """Start ``python -m ecsexec.sandbox up ARGS`` in the background; wait for its health check.
+    """Start ``python -m ecsexec.cli.sandbox up ARGS`` in the background; wait for its health
+    check. The child is the CLI's ``sandbox up`` (click lives in the CLI, never here); it is
+    started by module name, so this package does not import the CLI.
 
     On failure the child is killed and the error carries the tail of ``sandbox.log``.
     """
@@ -136,7 +140,7 @@ def start_detached(
     start_offset = state.log_file.stat().st_size if state.log_file.exists() else 0
     with open(state.log_file, "ab") as logf:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ecsexec.sandbox", "up", "--state-dir", str(state.path), *args],
+            [sys.executable, "-m", CHILD_MODULE, "up", "--state-dir", str(state.path), *args],
             stdin=subprocess.DEVNULL,
             stdout=logf,
             stderr=subprocess.STDOUT,

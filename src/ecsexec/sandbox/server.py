@@ -21,12 +21,12 @@ import ssl
 import time
 import urllib.parse
 import uuid
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from ecsexec import __version__
 from ecsexec.errors import ConfigurationError
 from ecsexec.sandbox import shapes, sigv4, sts, tls, topology
 from ecsexec.sandbox.credentials import Credential
@@ -50,6 +50,16 @@ from ecsexec.sandbox.state import StateDir, write_private
 from ecsexec.sandbox.stats import Stats
 
 log = logging.getLogger("ecsexec.sandbox")
+
+
+def _version() -> str:
+    """ecsexec's installed version. Not ``ecsexec.__version__``: the package's root is the
+    client library's facade, which the sandbox does not depend on."""
+    try:
+        return metadata.version("ecsexec")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"
+
 
 JSON_TARGETS = {
     "AmazonEC2ContainerServiceV20141113": "ecs",
@@ -356,7 +366,7 @@ class SandboxServer:
         """What ``sandbox.json`` holds (§1): no secrets, only paths and URLs."""
         return {
             "pid": os.getpid(),
-            "version": __version__,
+            "version": _version(),
             "endpoint_url": self.endpoint_url,
             "metadata_url": self.metadata_url,
             "regions": self.rt.regions,
