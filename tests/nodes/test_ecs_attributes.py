@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+from ecsexec.nodes import ecs_attributes as attr
 from ecsexec.nodes.ecs_attributes import container_node, effective_tags, node_name
 
 TASK_ARN = "arn:aws:ecs:us-west-1:027501300764:task/default/cef73b218edc4475835d1d83814d501c"
@@ -96,3 +97,13 @@ def test_bridge_mode_and_windows() -> None:
     assert node.attributes["hostname"] == "cef73b218edc4475835d1d83814d501c"
     assert node.attributes["osFamily"] == "windows"
     assert node.attributes["osName"] == "WINDOWS_SERVER_2022_CORE"
+
+
+def test_every_attribute_name_is_a_constant_in_spec_order() -> None:
+    node = container_node(TASK, CONTAINER, region="us-west-1", assume_role_arn="arn:role")
+    names = [k for k in node.attributes if k.startswith("ECS:")]
+    assert [k for k in names if not k.startswith(attr.TAG_PREFIX)] == list(attr.ECS_ATTRIBUTES)
+    assert attr.tags_of(node.attributes) == {"team": "web", "Rundeck-Tags": "a, b,,c "}
+    assert attr.tag_attribute("team") == "ECS:Tag:team"
+    assert node.attributes[attr.ASSUME_ROLE_ARN] == "arn:role"
+    assert node.attributes[attr.NODE_EXECUTOR] == node.attributes[attr.FILE_COPIER] == "ecsexec"

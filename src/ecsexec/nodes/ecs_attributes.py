@@ -1,6 +1,9 @@
 """Map one ECS container (from DescribeTasks) to a node name, attributes and standard fields.
 
 Pure: takes the API's dicts, returns strings. Spec: ecs-nodes.md §1-§2.
+
+Every attribute name a node carries is a constant here (``CLUSTER_ARN`` is
+``"ECS:Cluster-ARN"``, ...); code that reads node attributes uses these, never the literals.
 """
 
 from __future__ import annotations
@@ -11,6 +14,81 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from ecsexec.nodes.node import Node
+
+# -- attribute names (ecs-nodes.md §2), in the spec's order -----------------------------------
+
+CLUSTER_ARN: Final = "ECS:Cluster-ARN"
+CONTAINER_ARN: Final = "ECS:Container-ARN"
+CONTAINER_IMAGE: Final = "ECS:Container-Image"
+CONTAINER_NAME: Final = "ECS:Container-Name"
+CONTAINER_TAGS: Final = "ECS:Container-Tags"
+CPU: Final = "ECS:CPU"
+MEMORY_RESERVATION: Final = "ECS:Memory-Reservation"
+REGION: Final = "ECS:Region"
+RUNTIME_ID: Final = "ECS:Runtime-ID"
+TASK_LAUNCH_TYPE: Final = "ECS:Task-Launch-Type"
+CLUSTER_NAME: Final = "ECS:Cluster-Name"
+TASK_ARN: Final = "ECS:Task-ARN"
+TASK_ID: Final = "ECS:Task-ID"
+TASK_DEFINITION_ARN: Final = "ECS:Task-Definition-ARN"
+TASK_DEFINITION_FAMILY: Final = "ECS:Task-Definition-Family"
+TASK_DEFINITION_REVISION: Final = "ECS:Task-Definition-Revision"
+SERVICE_NAME: Final = "ECS:Service-Name"
+TASK_TAGS: Final = "ECS:Task-Tags"
+AVAILABILITY_ZONE: Final = "ECS:Availability-Zone"
+PLATFORM_VERSION: Final = "ECS:Platform-Version"
+PRIVATE_IP: Final = "ECS:Private-IP"
+TASK_STATUS: Final = "ECS:Task-Status"
+EXEC_ENABLED: Final = "ECS:Exec-Enabled"
+EXEC_AGENT_STATUS: Final = "ECS:Exec-Agent-Status"
+ACCOUNT_ID: Final = "ECS:Account-ID"
+STARTED_AT: Final = "ECS:Started-At"
+TAG_PREFIX: Final = "ECS:Tag:"
+"""``ECS:Tag:<key>``: one attribute per effective tag (see :func:`tag_attribute`)."""
+NODE_EXECUTOR: Final = "node-executor"
+FILE_COPIER: Final = "file-copier"
+ASSUME_ROLE_ARN: Final = "assume-role-arn"
+
+ECS_ATTRIBUTES: Final[tuple[str, ...]] = (
+    CLUSTER_ARN,
+    CONTAINER_ARN,
+    CONTAINER_IMAGE,
+    CONTAINER_NAME,
+    CONTAINER_TAGS,
+    CPU,
+    MEMORY_RESERVATION,
+    REGION,
+    RUNTIME_ID,
+    TASK_LAUNCH_TYPE,
+    CLUSTER_NAME,
+    TASK_ARN,
+    TASK_ID,
+    TASK_DEFINITION_ARN,
+    TASK_DEFINITION_FAMILY,
+    TASK_DEFINITION_REVISION,
+    SERVICE_NAME,
+    TASK_TAGS,
+    AVAILABILITY_ZONE,
+    PLATFORM_VERSION,
+    PRIVATE_IP,
+    TASK_STATUS,
+    EXEC_ENABLED,
+    EXEC_AGENT_STATUS,
+    ACCOUNT_ID,
+    STARTED_AT,
+)
+"""Every fixed ``ECS:*`` attribute of a container node (``ECS:Tag:<key>`` comes on top)."""
+
+
+def tag_attribute(key: str) -> str:
+    """The attribute holding tag ``key``: ``ECS:Tag:<key>``."""
+    return TAG_PREFIX + key
+
+
+def tags_of(attributes: Mapping[str, str]) -> dict[str, str]:
+    """The tags a node's ``ECS:Tag:<key>`` attributes hold, by key."""
+    return {k[len(TAG_PREFIX) :]: v for k, v in attributes.items() if k.startswith(TAG_PREFIX)}
+
 
 AWS_TAG_PREFIX: Final = "aws:"
 RUNDECK_TAGS_KEY: Final = "Rundeck-Tags"
@@ -95,44 +173,44 @@ def container_node(
     tags = effective_tags(task, service_tags or {})
     private_ip = _private_ip(task, container)
     attributes: dict[str, str] = {
-        "ECS:Cluster-ARN": cluster_arn,
-        "ECS:Container-ARN": str(container.get("containerArn", "")),
-        "ECS:Container-Image": str(container.get("image", "")),
-        "ECS:Container-Name": str(container.get("name", "")),
-        "ECS:Container-Tags": "[]",
+        CLUSTER_ARN: cluster_arn,
+        CONTAINER_ARN: str(container.get("containerArn", "")),
+        CONTAINER_IMAGE: str(container.get("image", "")),
+        CONTAINER_NAME: str(container.get("name", "")),
+        CONTAINER_TAGS: "[]",
         # ecs-nodes.md §2: container.cpu unless absent or 0, else task.cpu.
-        "ECS:CPU": str(cpu) if cpu not in (None, "", 0, "0") else str(task.get("cpu", "") or ""),
-        "ECS:Memory-Reservation": str(container.get("memoryReservation", "") or ""),
-        "ECS:Region": region,
-        "ECS:Runtime-ID": str(container.get("runtimeId", "")),
-        "ECS:Task-Launch-Type": str(task.get("launchType", "")),
-        "ECS:Cluster-Name": cluster_name,
-        "ECS:Task-ARN": task_arn,
-        "ECS:Task-ID": task_id,
-        "ECS:Task-Definition-ARN": td_arn,
-        "ECS:Task-Definition-Family": family,
-        "ECS:Task-Definition-Revision": revision,
-        "ECS:Service-Name": group[len("service:") :] if group.startswith("service:") else "",
-        "ECS:Task-Tags": json.dumps(
+        CPU: str(cpu) if cpu not in (None, "", 0, "0") else str(task.get("cpu", "") or ""),
+        MEMORY_RESERVATION: str(container.get("memoryReservation", "") or ""),
+        REGION: region,
+        RUNTIME_ID: str(container.get("runtimeId", "")),
+        TASK_LAUNCH_TYPE: str(task.get("launchType", "")),
+        CLUSTER_NAME: cluster_name,
+        TASK_ARN: task_arn,
+        TASK_ID: task_id,
+        TASK_DEFINITION_ARN: td_arn,
+        TASK_DEFINITION_FAMILY: family,
+        TASK_DEFINITION_REVISION: revision,
+        SERVICE_NAME: group[len("service:") :] if group.startswith("service:") else "",
+        TASK_TAGS: json.dumps(
             [{"key": k, "value": own_tags[k]} for k in sorted(own_tags)],
             separators=(",", ":"),
             ensure_ascii=False,
         ),
-        "ECS:Availability-Zone": str(task.get("availabilityZone", "")),
-        "ECS:Platform-Version": str(task.get("platformVersion", "") or ""),
-        "ECS:Private-IP": private_ip,
-        "ECS:Task-Status": str(task.get("lastStatus", "")),
-        "ECS:Exec-Enabled": "true" if task.get("enableExecuteCommand") else "false",
-        "ECS:Exec-Agent-Status": _agent_status(container),
-        "ECS:Account-ID": task_arn.split(":")[4] if task_arn.count(":") >= 5 else "",
-        "ECS:Started-At": _utc_millis(task.get("startedAt")),
-        "node-executor": PROVIDER,
-        "file-copier": PROVIDER,
+        AVAILABILITY_ZONE: str(task.get("availabilityZone", "")),
+        PLATFORM_VERSION: str(task.get("platformVersion", "") or ""),
+        PRIVATE_IP: private_ip,
+        TASK_STATUS: str(task.get("lastStatus", "")),
+        EXEC_ENABLED: "true" if task.get("enableExecuteCommand") else "false",
+        EXEC_AGENT_STATUS: _agent_status(container),
+        ACCOUNT_ID: task_arn.split(":")[4] if task_arn.count(":") >= 5 else "",
+        STARTED_AT: _utc_millis(task.get("startedAt")),
+        NODE_EXECUTOR: PROVIDER,
+        FILE_COPIER: PROVIDER,
     }
     for key, value in tags.items():
-        attributes[f"ECS:Tag:{key}"] = value
+        attributes[tag_attribute(key)] = value
     if assume_role_arn:
-        attributes["assume-role-arn"] = assume_role_arn
+        attributes[ASSUME_ROLE_ARN] = assume_role_arn
 
     platform = (task_definition or {}).get("runtimePlatform") or {}
     os_family_raw = str(platform.get("operatingSystemFamily", "") or "")
