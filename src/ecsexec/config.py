@@ -18,10 +18,10 @@ import difflib
 import os
 import re
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, cast
 
 # AwsSettings and its pieces live in the aws layer (the credential resolver consumes them);
 # re-exported here, where they were first defined.
@@ -31,8 +31,7 @@ from ecsexec.aws.settings import CredentialProvider as CredentialProvider  # noq
 from ecsexec.aws.settings import mask as mask  # noqa: PLC0414
 from ecsexec.errors import ConfigurationError, CredentialsError, KeyStoreError
 from ecsexec.exec.dispatcher import DEFAULT_RATE, DEFAULT_THREADS, DEFAULT_TIMEOUT
-from ecsexec.nodes.ecs_source import EcsSourceConfig
-from ecsexec.nodes.inventory import FileSourceConfig
+from ecsexec.nodes.sources import SOURCE_TYPES, SourceConfig, SourceType
 from ecsexec.store.keys import (
     DIR_ENV,
     KEY_FILE_ENV,
@@ -62,23 +61,26 @@ AWS_KEYS: Final = (
 # base credentials are its own, otherwise it inherits [aws]'s.
 BASE_CREDENTIAL_KEYS: Final = ("credential_provider", "profile", "access_key_id", "secret_key_path")
 ROLE_KEYS: Final = ("assume_role_arn", "external_id", "role_session_name")
-ECS_SOURCE_KEYS: Final = (
-    "type",
-    "name",
-    "region",
-    "clusters",
-    "filter_behavior",
-    "service_names",
-    "task_definition_names",
-    "container_names",
-    "tags",
-    "refresh_interval",
-    *BASE_CREDENTIAL_KEYS,
-    *ROLE_KEYS,
-    "endpoint_url",
-    "ca_bundle",
-)
-FILE_SOURCE_KEYS: Final = ("type", "name", "path")
+
+
+def source_keys(source_type: SourceType[Any]) -> tuple[str, ...]:
+    """Every key a ``[[sources]]`` table of ``source_type`` may hold."""
+    if source_type.aws:
+        return (
+            "type",
+            "name",
+            "region",
+            *source_type.keys,
+            *BASE_CREDENTIAL_KEYS,
+            *ROLE_KEYS,
+            "endpoint_url",
+            "ca_bundle",
+        )
+    return ("type", "name", *source_type.keys)
+
+
+ECS_SOURCE_KEYS: Final = source_keys(SOURCE_TYPES["ecs"])
+FILE_SOURCE_KEYS: Final = source_keys(SOURCE_TYPES["file"])
 DISPATCH_KEYS: Final = ("threads", "rate", "timeout", "keepgoing")
 KEYSTORE_KEYS: Final = ("dir", "key_file")
 # Keys that would put a secret in the file. Their values are never echoed.
@@ -125,7 +127,7 @@ class ConfiguredSource:
 
     index: int  # 1-based position among [[sources]]
     name: str
-    config: EcsSourceConfig | FileSourceConfig
+    config: SourceConfig  # a registered source type's (ecsexec.nodes.sources)
     aws: AwsSettings
     origin: str  # file:line of the [[sources]] header
 
@@ -646,6 +648,64 @@ def _syntax_error(file: Path, exc: tomllib.TOMLDecodeError) -> str:
     return f"{file}: {message} (TOML syntax)"
 
 
+class _SourceTable:
+    """One ``[[sources]]`` table, as :class:`ecsexec.nodes.sources.SourceTable` for a parser."""
+
+    def __init__(
+        self,
+        reader: _Reader,
+        table: Mapping[str, Any],
+        key: tuple[str | int, ...],
+        label: str,
+        file: Path | None,
+        aws: AwsSettings,
+    ) -> None:
+        self._reader = reader
+        self._table = table
+        self._key = key
+        self._file = file
+        self.label = label
+        self.aws = aws
+
+    def get(self, key: str) -> object:
+        return self._table.get(key)
+
+    def string(self, key: str) -> str | None:
+        return self._reader.string(self._table, key, self._key, self.label)
+
+    def strings(self, key: str) -> tuple[str, ...] | None:
+        return self._reader.strings(self._table, key, self._key, self.label)
+
+    def number(
+        self, key: str, *, minimum: float, maximum: float | None = None, integer: bool = False
+    ) -> float | None:
+        return self._reader.number(
+            self._table,
+            key,
+            self._key,
+            self.label,
+            minimum=minimum,
+            maximum=maximum,
+            integer=integer,
+        )
+
+    def choice(self, key: str, choices: Sequence[str], default: str) -> str:
+        value = self.string(key) or default
+        if value not in choices:
+            self.fail(
+                key, f"{self.label}.{key}: {value!r} is not valid; {_choices(value, choices)}"
+            )
+            return default
+        return value
+
+    def path(self, key: str) -> Path | None:
+        value = self.string(key)
+        return Path(_resolve_path(self._file, value)) if value else None
+
+    def fail(self, key: str | None, message: str) -> None:
+        self._reader.fail(self._key if key is None else (*self._key, key), message)
+
+
 def _sources(
     reader: _Reader,
     doc: Mapping[str, Any],
@@ -666,52 +726,27 @@ def _sources(
         name = reader.string(table, "name", key, label) or ""
         where = reader.where(*key)
         origins[f"sources[{index + 1}]"] = where
-        if kind == "file":
-            reader.keys(table, FILE_SOURCE_KEYS, key, label)
-            path = reader.string(table, "path", key, label)
-            if not path:
-                reader.fail(key, f'{label}: a file source needs path = "nodes.yaml"')
-                continue
-            config: EcsSourceConfig | FileSourceConfig = FileSourceConfig(
-                Path(_resolve_path(file, path))
-            )
-            out.append(ConfiguredSource(index + 1, name, config, aws, where))
-            continue
-        if kind != "ecs":
+        source_type = SOURCE_TYPES.get(kind)
+        if source_type is None:
             reader.fail(
                 (*key, "type"),
-                f"{label}: type {kind!r} is not valid; {_choices(kind, ('ecs', 'file'))}",
+                f"{label}: type {kind!r} is not valid; {_choices(kind, SOURCE_TYPES)}",
             )
             continue
-        reader.keys(table, ECS_SOURCE_KEYS, key, label)
-        own = _aws_table(reader, table, key, label)
-        settings = _source_credentials(aws, own)
-        for name_ in ("ca_bundle",):
-            if own.get(name_):
-                settings = dataclasses.replace(settings, ca_bundle=_resolve_path(file, own[name_]))
-        settings = check_credentials(settings, reader.fail, label, key)
-        behavior = reader.string(table, "filter_behavior", key, label) or "include"
-        if behavior not in ("include", "exclude"):
-            reader.fail(
-                (*key, "filter_behavior"),
-                f"{label}.filter_behavior: {behavior!r} is not valid; "
-                f"{_choices(behavior, ('include', 'exclude'))}",
-            )
-            behavior = "include"
-        tags = _tags(reader, table, key, label)
-        refresh = reader.number(table, "refresh_interval", key, label, minimum=0)
-        config = EcsSourceConfig(
-            region=settings.region,
-            clusters=reader.strings(table, "clusters", key, label) or (),
-            filter_behavior=cast(Literal["include", "exclude"], behavior),
-            service_names=reader.strings(table, "service_names", key, label) or (),
-            task_definition_names=reader.strings(table, "task_definition_names", key, label) or (),
-            container_names=reader.strings(table, "container_names", key, label) or (),
-            tags=tags,
-            assume_role_arn=settings.assume_role_arn,
-            refresh_interval=30.0 if refresh is None else refresh,
-        )
-        out.append(ConfiguredSource(index + 1, name, config, settings, where))
+        reader.keys(table, source_keys(source_type), key, label)
+        settings = aws
+        if source_type.aws:
+            own = _aws_table(reader, table, key, label)
+            settings = _source_credentials(aws, own)
+            for name_ in ("ca_bundle",):
+                if own.get(name_):
+                    settings = dataclasses.replace(
+                        settings, ca_bundle=_resolve_path(file, own[name_])
+                    )
+            settings = check_credentials(settings, reader.fail, label, key)
+        config = source_type.parse(_SourceTable(reader, table, key, label, file, settings))
+        if config is not None:
+            out.append(ConfiguredSource(index + 1, name, config, settings, where))
     return out
 
 
@@ -728,27 +763,6 @@ def _source_credentials(aws: AwsSettings, own: Mapping[str, str]) -> AwsSettings
         if own.get(k):
             values[k] = own[k]
     return AwsSettings(**values)
-
-
-def _tags(
-    reader: _Reader, table: Mapping[str, Any], key: tuple[str | int, ...], label: str
-) -> tuple[tuple[str, str], ...]:
-    value = table.get("tags")
-    if value is None:
-        return ()
-    if isinstance(value, dict):
-        if not all(isinstance(v, str) for v in value.values()):
-            reader.fail((*key, "tags"), f"{label}.tags: tag values must be strings")
-            return ()
-        return tuple((k.strip(), v.strip()) for k, v in value.items())
-    items = reader.strings(table, "tags", key, label)
-    if items is None:
-        return ()
-    try:
-        return EcsSourceConfig.parse_tags(items)
-    except ConfigurationError as exc:
-        reader.fail((*key, "tags"), f"{label}.tags: {exc}")
-        return ()
 
 
 def _env_number(

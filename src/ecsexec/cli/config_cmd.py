@@ -11,6 +11,7 @@ import click
 from ecsexec.cli.common import config_option, context_config_path
 from ecsexec.config import Config, ConfiguredSource, load_config
 from ecsexec.nodes.ecs_source import EcsSourceConfig
+from ecsexec.nodes.sources import source_type_of
 
 
 def _source_record(source: ConfiguredSource) -> dict[str, Any]:
@@ -27,8 +28,11 @@ def _source_record(source: ConfiguredSource) -> dict[str, Any]:
             record[field.name] = value
         record["credentials"] = source.aws.describe()
         record["aws"] = {k: v for k, v in source.aws.masked().items() if v}
-    else:
-        record.update(type="file", path=str(config.path))
+    else:  # any other registered source type: its configuration's fields as text
+        record["type"] = source_type_of(config).name
+        for field in dataclasses.fields(config):
+            value = getattr(config, field.name)
+            record[field.name] = list(value) if isinstance(value, tuple) else str(value)
     record["origin"] = source.origin
     return record
 

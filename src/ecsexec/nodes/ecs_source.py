@@ -13,16 +13,40 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 from ecsexec.aws.ecs import EcsApi
 from ecsexec.errors import AwsError, ConfigurationError, DiscoveryError
-from ecsexec.nodes.ecs_attributes import AWS_TAG_PREFIX, container_node
+from ecsexec.nodes.cache import config_cache_key
+from ecsexec.nodes.ecs_attributes import (
+    AWS_TAG_PREFIX,
+    CONTAINER_NAME,
+    SERVICE_NAME,
+    TASK_DEFINITION_FAMILY,
+    TASK_DEFINITION_REVISION,
+    container_node,
+    tags_of,
+)
 from ecsexec.nodes.node import Node
+
+if TYPE_CHECKING:
+    from ecsexec.nodes.sources import SourceContext, SourceTable
 
 log = logging.getLogger(__name__)
 
 MAX_PARALLEL_CLUSTERS: Final = 4  # ecs-nodes.md §4: listing ~20 clusters at once throttles
+SOURCE_KEYS: Final = (
+    "clusters",
+    "filter_behavior",
+    "service_names",
+    "task_definition_names",
+    "container_names",
+    "tags",
+    "refresh_interval",
+)
+"""The keys of a ``[[sources]] type = "ecs"`` table besides ``type``, ``name`` and the
+``[aws]`` keys (region, credentials, endpoint), which the configuration resolves."""
+DEFAULT_REFRESH_INTERVAL: Final = 30.0
 
 
 @dataclass(frozen=True)
@@ -37,7 +61,7 @@ class EcsSourceConfig:
     container_names: tuple[str, ...] = ()
     tags: tuple[tuple[str, str], ...] = ()
     assume_role_arn: str = ""
-    refresh_interval: float = 30.0
+    refresh_interval: float = DEFAULT_REFRESH_INTERVAL
 
     @staticmethod
     def parse_tags(items: Iterable[str]) -> tuple[tuple[str, str], ...]:
@@ -105,10 +129,10 @@ def _passes(config: EcsSourceConfig, node: Node, tags: dict[str, str]) -> bool:
     tests: list[bool] = []
     attrs = node.attributes
     if config.service_names:
-        tests.append(attrs["ECS:Service-Name"] in config.service_names)
+        tests.append(attrs[SERVICE_NAME] in config.service_names)
     if config.task_definition_names:
-        family = attrs["ECS:Task-Definition-Family"]
-        family_rev = f"{family}:{attrs['ECS:Task-Definition-Revision']}"
+        family = attrs[TASK_DEFINITION_FAMILY]
+        family_rev = f"{family}:{attrs[TASK_DEFINITION_REVISION]}"
         tests.append(
             any(
                 (item == family_rev) if ":" in item else (item == family)
@@ -116,7 +140,7 @@ def _passes(config: EcsSourceConfig, node: Node, tags: dict[str, str]) -> bool:
             )
         )
     if config.container_names:
-        tests.append(attrs["ECS:Container-Name"] in config.container_names)
+        tests.append(attrs[CONTAINER_NAME] in config.container_names)
     if config.tags:
         tests.append(all(tags.get(k) == v for k, v in config.tags))
     if not tests:
@@ -127,7 +151,11 @@ def _passes(config: EcsSourceConfig, node: Node, tags: dict[str, str]) -> bool:
 
 
 class EcsNodeSource:
-    """Turns one region's ECS containers into :class:`Node` objects."""
+    """Turns one region's ECS containers into :class:`Node` objects.
+
+    The ``ecs`` :class:`ecsexec.nodes.sources.NodeSource`: cached per configuration and
+    endpoint for ``refresh_interval`` seconds.
+    """
 
     def __init__(
         self,
@@ -139,6 +167,17 @@ class EcsNodeSource:
         self.config = config
         self.api = api
         self.task_definitions = task_definitions or TaskDefinitionCache()
+
+    @property
+    def label(self) -> str:
+        return self.config.region
+
+    @property
+    def refresh_interval(self) -> float:
+        return self.config.refresh_interval
+
+    def cache_key(self) -> str | None:
+        return config_cache_key(self.config, endpoint=str(self.api.client.meta.endpoint_url))
 
     def discover(self, progress: ProgressFn | None = None) -> tuple[list[Node], DiscoveryReport]:
         report = DiscoveryReport()
@@ -230,12 +269,7 @@ class EcsNodeSource:
                     service_tags=svc_tags,
                     assume_role_arn=self.config.assume_role_arn,
                 )
-                tags = {
-                    k[len("ECS:Tag:") :]: v
-                    for k, v in node.attributes.items()
-                    if k.startswith("ECS:Tag:")
-                }
-                if _passes(self.config, node, tags):
+                if _passes(self.config, node, tags_of(node.attributes)):
                     nodes.append(node)
         return nodes
 
@@ -286,3 +320,48 @@ class EcsNodeSource:
             }
             for s in services
         }
+
+
+def open_ecs_source(config: EcsSourceConfig, context: SourceContext) -> EcsNodeSource:
+    return EcsNodeSource(
+        config, context.api_factory(config), task_definitions=context.task_definitions
+    )
+
+
+def parse_ecs_source(table: SourceTable) -> EcsSourceConfig:
+    """An ``[[sources]] type = "ecs"`` table (ecs-nodes.md §3); its region and role come
+    from the source's effective AWS settings."""
+    behavior = table.choice("filter_behavior", ("include", "exclude"), "include")
+    tags = _parse_tags(table)
+    refresh = table.number("refresh_interval", minimum=0)
+    return EcsSourceConfig(
+        region=table.aws.region,
+        clusters=table.strings("clusters") or (),
+        filter_behavior=cast(Literal["include", "exclude"], behavior),
+        service_names=table.strings("service_names") or (),
+        task_definition_names=table.strings("task_definition_names") or (),
+        container_names=table.strings("container_names") or (),
+        tags=tags,
+        assume_role_arn=table.aws.assume_role_arn,
+        refresh_interval=DEFAULT_REFRESH_INTERVAL if refresh is None else refresh,
+    )
+
+
+def _parse_tags(table: SourceTable) -> tuple[tuple[str, str], ...]:
+    """``tags``: a table of key = value, or ``key=value`` items (a list or comma-separated)."""
+    value = table.get("tags")
+    if value is None:
+        return ()
+    if isinstance(value, dict):
+        if not all(isinstance(v, str) for v in value.values()):
+            table.fail("tags", f"{table.label}.tags: tag values must be strings")
+            return ()
+        return tuple((str(k).strip(), v.strip()) for k, v in value.items())
+    items = table.strings("tags")
+    if items is None:
+        return ()
+    try:
+        return EcsSourceConfig.parse_tags(items)
+    except ConfigurationError as exc:
+        table.fail("tags", f"{table.label}.tags: {exc}")
+        return ()

@@ -1,52 +1,50 @@
 """The node inventory: merge node sources, with a per-source cache (ecs-nodes.md §1, §4).
 
 Sources merge in order; a later node with the same name replaces the earlier one whole.
-An ECS source's nodes are cached on disk for ``refresh_interval`` seconds, in one file
-per source named by a hash of its configuration; a failed refresh falls back to the
-cached list with a warning giving its age.
+Each source is discovered through its registered type (:mod:`ecsexec.nodes.sources`).
+A source that caches (ECS does) has its nodes kept on disk for ``refresh_interval``
+seconds, in one file per source named by a hash of its configuration; a failed refresh
+falls back to the cached list with a warning giving its age.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import hashlib
-import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from ecsexec.aws.ecs import EcsApi
 from ecsexec.errors import DiscoveryError, EcsexecError
+from ecsexec.nodes.cache import CACHE_VERSION, NodeCache, config_cache_key, default_cache_dir
 from ecsexec.nodes.ecs_source import (
     DiscoveryReport,
-    EcsNodeSource,
     EcsSourceConfig,
     ProgressFn,
     TaskDefinitionCache,
 )
+from ecsexec.nodes.file_source import FileSourceConfig
 from ecsexec.nodes.node import Node
+from ecsexec.nodes.sources import (
+    ApiFactory,
+    FileLoader,
+    NodeSource,
+    SourceConfig,
+    SourceContext,
+    source_type_of,
+)
 
-CACHE_VERSION = 1
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "ecsexec" / "nodes"
-
-
-@dataclass(frozen=True)
-class FileSourceConfig:
-    """Nodes read from a resourcejson / resourceyaml / resourcexml file."""
-
-    path: Path
-
-
-SourceConfig = EcsSourceConfig | FileSourceConfig
+__all__ = [
+    "CACHE_VERSION",
+    "ApiFactory",
+    "FileLoader",
+    "FileSourceConfig",
+    "Inventory",
+    "InventoryReport",
+    "NodeCache",
+    "SourceConfig",
+    "default_cache_dir",
+    "sources_from_flags",
+]
 
 
 @dataclass
@@ -58,58 +56,12 @@ class InventoryReport:
 
 
 def _cache_key(config: EcsSourceConfig, endpoint: str) -> str:
-    """Hash of the source's configuration; it holds no secrets by construction."""
-    data = json.dumps(
-        {"v": CACHE_VERSION, "endpoint": endpoint, **dataclasses.asdict(config)},
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(data.encode()).hexdigest()[:32]
-
-
-def _node_to_json(node: Node) -> dict[str, Any]:
-    return {"name": node.name, "attributes": dict(node.attributes), "tags": sorted(node.tags)}
-
-
-def _node_from_json(item: dict[str, Any]) -> Node:
-    return Node(str(item["name"]), dict(item["attributes"]), frozenset(item["tags"]))
-
-
-class NodeCache:
-    """One JSON file per source, written atomically with mode 0600."""
-
-    def __init__(self, directory: Path | None = None) -> None:
-        self.directory = directory or default_cache_dir()
-
-    def load(self, key: str) -> tuple[float, list[Node]] | None:
-        path = self.directory / f"{key}.json"
-        try:
-            data = json.loads(path.read_text())
-            return float(data["fetched_at"]), [_node_from_json(i) for i in data["nodes"]]
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-
-    def store(self, key: str, nodes: Sequence[Node], fetched_at: float) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        payload = json.dumps({"fetched_at": fetched_at, "nodes": [_node_to_json(n) for n in nodes]})
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(payload)
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.directory / f"{key}.json")
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-
-
-ApiFactory = Callable[[EcsSourceConfig], EcsApi]
-FileLoader = Callable[[Path], list[Node]]
+    """Hash of an ECS source's configuration; it holds no secrets by construction."""
+    return config_cache_key(config, endpoint=endpoint)
 
 
 class Inventory:
-    """Collects nodes from every configured source."""
+    """Collects nodes from every configured source, of any registered source type."""
 
     def __init__(
         self,
@@ -131,42 +83,39 @@ class Inventory:
 
     def nodes(self, progress: ProgressFn | None = None) -> tuple[list[Node], InventoryReport]:
         report = InventoryReport(sources=len(self.sources))
+        context = SourceContext(self.api_factory, self.file_loader, self.task_definitions)
         merged: dict[str, Node] = {}
-        for source in self.sources:
-            if isinstance(source, FileSourceConfig):
-                found = self.file_loader(source.path)
-            else:
-                found = self._ecs(source, report, progress)
-            for node in found:
+        for config in self.sources:
+            source = source_type_of(config).open(config, context)
+            for node in self._discover(source, report, progress):
                 merged.pop(node.name, None)  # the later source's node replaces it whole
                 merged[node.name] = node
         return list(merged.values()), report
 
-    def _ecs(
-        self, config: EcsSourceConfig, report: InventoryReport, progress: ProgressFn | None
+    def _discover(
+        self, source: NodeSource, report: InventoryReport, progress: ProgressFn | None
     ) -> list[Node]:
-        api = self.api_factory(config)
-        key = _cache_key(config, str(api.client.meta.endpoint_url))
-        cached = self.cache.load(key) if config.refresh_interval > 0 else None
+        interval = source.refresh_interval
+        key = source.cache_key() if interval > 0 else None
+        cached = self.cache.load(key) if key is not None else None
         now = self.clock()
-        if cached is not None and not self.refresh and now - cached[0] < config.refresh_interval:
+        if cached is not None and not self.refresh and now - cached[0] < interval:
             report.from_cache += 1
             return cached[1]
         try:
-            nodes, discovery = EcsNodeSource(
-                config, api, task_definitions=self.task_definitions
-            ).discover(progress)
+            nodes, discovery = source.discover(progress)
         except EcsexecError as exc:
             if cached is None:
                 raise
             report.warnings.append(
-                f"{config.region}: refresh failed ({exc}); using nodes cached "
+                f"{source.label}: refresh failed ({exc}); using nodes cached "
                 f"{now - cached[0]:.0f} s ago"
             )
             return cached[1]
-        report.discovery.append(discovery)
-        report.warnings += discovery.warnings
-        if config.refresh_interval > 0:
+        if discovery is not None:
+            report.discovery.append(discovery)
+            report.warnings += discovery.warnings
+        if key is not None:
             self.cache.store(key, nodes, now)
         return nodes
 
@@ -180,9 +129,9 @@ def sources_from_flags(
     refresh_interval: float = 30.0,
 ) -> list[SourceConfig]:
     """The sources the ``--region/--cluster/--nodes-file`` flags describe."""
-    files = [FileSourceConfig(Path(p)) for p in nodes_files]
+    files: list[SourceConfig] = [FileSourceConfig(Path(p)) for p in nodes_files]
     if files:
-        return list(files)  # --nodes-file replaces ECS discovery
+        return files  # --nodes-file replaces ECS discovery
     region_list = list(dict.fromkeys(regions)) or ([default_region] if default_region else [])
     if not region_list:
         raise DiscoveryError("no AWS region: pass --region or set AWS_REGION / AWS_DEFAULT_REGION")
