@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from ecsexec.errors import ConfigurationError
+from ecsexec.errors import ConfigurationError, OptionError
 from ecsexec.jobs.model import Job, LogFilter
 from ecsexec.nodes.javaregex import JavaRegexError, compile_java
 from ecsexec.nodes.node import Node, is_blank
@@ -41,10 +41,6 @@ _NODE_ALIASES: Final = {
     "os-arch": "osArch",
     "os-version": "osVersion",
 }
-
-
-class OptionError(ConfigurationError):
-    """An option value is missing or invalid (never quotes a secure value)."""
 
 
 def shell_quote(value: str) -> str:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ecsexec.errors import EcsexecError
+from ecsexec.errors import EcsexecError, SandboxError
 
 __all__ = ["Sandbox", "SandboxError"]
 
@@ -45,10 +45,6 @@ _SETTINGS = (
     "run_main",
     "session_limit_mode",
 )
-
-
-class SandboxError(EcsexecError):
-    """The sandbox could not start or stop."""
 
 
 class Sandbox:

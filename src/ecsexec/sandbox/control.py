@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from ecsexec.errors import EcsexecError
+from ecsexec.errors import SandboxError
 from ecsexec.sandbox.state import StateDir
 from ecsexec.sandbox.tls import client_context
 
@@ -26,10 +26,6 @@ START_TIMEOUT = 10.0  # sandbox.md §1: --detach waits this long for /_sandbox/h
 _POLL = 0.05
 # What ``python -m`` runs for a detached sandbox: the ``ecsexec sandbox`` commands alone.
 CHILD_MODULE = "ecsexec.cli.sandbox"
-
-
-class ControlError(EcsexecError):
-    """A control request failed, or the sandbox is not running."""
 
 
 class ControlClient:
@@ -51,7 +47,7 @@ class ControlClient:
     def from_state(cls, state: StateDir, timeout: float = 10.0) -> ControlClient:
         info = state.read_info()
         if info is None:
-            raise ControlError(f"no sandbox is running with state dir {state.path}")
+            raise SandboxError(f"no sandbox is running with state dir {state.path}")
         return cls(
             info["endpoint_url"],
             state.read_token(),
@@ -73,10 +69,10 @@ class ControlClient:
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode("utf-8", "replace")
             exc.close()
-            raise ControlError(f"{method} /_sandbox/{path}: HTTP {exc.code}: {detail}") from None
+            raise SandboxError(f"{method} /_sandbox/{path}: HTTP {exc.code}: {detail}") from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise ControlError(
+            raise SandboxError(
                 f"cannot reach the sandbox at {self.endpoint_url}: {reason}"
             ) from None
 
@@ -132,7 +128,7 @@ def start_detached(
     """
     if state.locked_by_other():
         info = state.read_info() or {}
-        raise ControlError(
+        raise SandboxError(
             f"a sandbox is already running with state dir {state.path}"
             + (f" (pid {info['pid']})" if "pid" in info else "")
         )
@@ -152,7 +148,7 @@ def start_detached(
     while True:
         code = proc.poll()
         if code is not None:
-            raise ControlError(
+            raise SandboxError(
                 f"the sandbox exited with status {code} before it was ready:\n"
                 + _new_log(state.log_file, start_offset)
             )
@@ -161,12 +157,12 @@ def start_detached(
             try:
                 ControlClient.from_state(state, timeout=2.0).health()
                 return proc, current
-            except ControlError:
+            except SandboxError:
                 pass
         if time.monotonic() > deadline:
             proc.kill()
             proc.wait()
-            raise ControlError(
+            raise SandboxError(
                 f"the sandbox did not answer /_sandbox/health within {timeout:g} s:\n"
                 + _new_log(state.log_file, start_offset)
             )

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from ecsexec.errors import ConfigurationError
+from ecsexec.errors import FaultSpecError
 
 __all__ = [
     "DIRECTIONS",
@@ -45,10 +45,6 @@ _REPEATABLE: Final = frozenset({"throttle", "error"})
 _DURATION = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(ms|s)$")
 _ACTION = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
 _ERROR_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9.:_-]*$")
-
-
-class FaultSpecError(ConfigurationError, ValueError):
-    """A fault SPEC item is malformed; the message names the item."""
 
 
 @dataclass(frozen=True, slots=True)
