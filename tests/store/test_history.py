@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from ecsexec.errors import Status
 from ecsexec.exec.dispatcher import NodeFinished
 from ecsexec.exec.results import CommandResult
 from ecsexec.store.history import (
@@ -165,7 +166,7 @@ def test_the_recorder_follows_node_events_and_never_breaks_a_run(tmp_path: Path)
     path = tmp_path / "h.sqlite3"
     recorder = RunRecorder.open(kind="run", path=path, command="exit 2", nodes=["n1"])
     assert recorder.active
-    result = CommandResult("n1", "exit 2", 2, b"out\n", now, now, reason="")
+    result = CommandResult("n1", "exit 2", Status.FAILED, 2, b"out\n", now, now, reason="")
     recorder(NodeFinished("n1", result))
     recorder.finish(1)
     with History(path) as history:

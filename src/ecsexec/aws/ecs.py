@@ -240,6 +240,11 @@ class EcsApi:
             runtime_id = self._runtime_id(*ids)
         return _exec_session(response, ids, runtime_id)
 
+    async def aclose(self) -> None:
+        """Close the connections ExecuteCommand keeps open on the running event loop."""
+        if self._exec_async is not None:
+            await self._exec_async.aclose()
+
     async def execute_command_async(
         self,
         *,

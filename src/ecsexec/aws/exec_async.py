@@ -112,6 +112,12 @@ class AsyncExecuteCommand:
         frozen: ReadOnlyCredentials = credentials.get_frozen_credentials()
         return frozen
 
+    async def aclose(self) -> None:
+        """Close this loop's HTTP connection pool now (a later call opens a new one)."""
+        holder = self._http.pop(asyncio.get_running_loop(), None)
+        if holder is not None:
+            await holder.session.close()
+
     async def _client(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
         holder = self._http.get(loop)

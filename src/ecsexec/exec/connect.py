@@ -46,3 +46,16 @@ class ConnectorPool:
 
     def __call__(self, target: ContainerTarget) -> Connector:
         return self.for_region(target.region or self._default_region)
+
+    async def aclose(self) -> None:
+        """Close every connector's HTTP connections (ExecuteCommand's connection pool)."""
+        with self._lock:
+            connectors, self._connectors = list(self._connectors.values()), {}
+        for connector in connectors:
+            await connector.ecs.aclose()
+
+    async def __aenter__(self) -> ConnectorPool:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from typing import Final
 
 from ecsexec.aws.errors import THROTTLING_CODES
-from ecsexec.errors import AwsError, EcsexecError, SessionError
-from ecsexec.exec.results import CommandResult, NodeError, RunResult
+from ecsexec.errors import AwsError, EcsexecError, SessionError, Status
+from ecsexec.exec.results import CommandResult, RunResult
 from ecsexec.exec.runner import Connector, ContainerTarget, run_on_container
 from ecsexec.exec.wrap import WrappedCommand
 
@@ -68,7 +68,7 @@ class NodeThrottled:
 @dataclass(frozen=True)
 class NodeFinished:
     node: str
-    outcome: CommandResult | NodeError
+    outcome: CommandResult
 
 
 ProgressEvent = NodeStarted | NodeOutput | NodeNotice | NodeThrottled | NodeFinished
@@ -125,9 +125,9 @@ class NodeRunner:
     """One command on one target with a shared rate limiter, throttling retries and events.
 
     :func:`dispatch` uses it for each node; the job executor uses it directly because it
-    orders commands itself (node-first, step-first). Errors become :class:`NodeError`
-    outcomes; on cancellation the cancelled outcome is kept in :attr:`cancelled`, reported
-    as :class:`NodeFinished`, and the cancellation propagates.
+    orders commands itself (node-first, step-first). Errors become results with ``error``
+    set; on cancellation the cancelled result (with the output received so far) is kept in
+    :attr:`cancelled`, reported as :class:`NodeFinished`, and the cancellation propagates.
     """
 
     def __init__(
@@ -140,27 +140,33 @@ class NodeRunner:
         self.options = options or DispatchOptions()
         self.emit: ProgressCallback = on_event or (lambda _event: None)
         self.limiter = AdaptiveRateLimiter(self.options.rate)
-        self.cancelled: dict[str, NodeError] = {}
+        self.cancelled: dict[str, CommandResult] = {}
 
-    async def run(
-        self, target: ContainerTarget, wrapped: WrappedCommand
-    ) -> CommandResult | NodeError:
+    async def run(self, target: ContainerTarget, wrapped: WrappedCommand) -> CommandResult:
         emit = self.emit
         emit(NodeStarted(target.node))
         started = datetime.now(UTC)
+        output: list[bytes] = []  # the runner appends to it: kept if we are cancelled
         try:
-            outcome: CommandResult | NodeError = await _run_with_retries(
-                self.connectors(target), target, wrapped, self.options, self.limiter, emit
+            outcome = await _run_with_retries(
+                self.connectors(target), target, wrapped, self.options, self.limiter, emit, output
             )
         except EcsexecError as exc:
-            outcome = NodeError(
-                target.node, exc, started, datetime.now(UTC), getattr(exc, "output", b"")
+            outcome = CommandResult.failure(
+                target.node, wrapped.user_command, exc, started, datetime.now(UTC)
             )
         except asyncio.CancelledError:
-            cancelled = SessionError("interrupted; the session was terminated")
-            error = NodeError(target.node, cancelled, started, datetime.now(UTC), b"", True)
-            self.cancelled[target.node] = error
-            emit(NodeFinished(target.node, error))
+            cancelled = CommandResult.failure(
+                target.node,
+                wrapped.user_command,
+                SessionError("interrupted; the session was terminated"),
+                started,
+                datetime.now(UTC),
+                output=b"".join(output),
+                status=Status.CANCELLED,
+            )
+            self.cancelled[target.node] = cancelled
+            emit(NodeFinished(target.node, cancelled))
             raise
         emit(NodeFinished(target.node, outcome))
         return outcome
@@ -181,21 +187,25 @@ async def dispatch(
     the run in the :class:`RunResult` (default: the command's ``user_command``).
     """
     opts = options or DispatchOptions()
+    if command is None:
+        command = wrapped.user_command if isinstance(wrapped, WrappedCommand) else ""
+    name = command
     runner = NodeRunner(connectors, opts, on_event)
     semaphore = asyncio.Semaphore(max(1, opts.threads))
-    outcomes: dict[str, CommandResult | NodeError] = {}
+    outcomes: dict[str, CommandResult] = {}
     stop = asyncio.Event()
 
     async def one(target: ContainerTarget) -> None:
         async with semaphore:
             if stop.is_set():
                 return
-            outcome: CommandResult | NodeError
+            outcome: CommandResult
             try:
                 this = wrapped if isinstance(wrapped, WrappedCommand) else wrapped(target)
             except EcsexecError as exc:
                 now = datetime.now(UTC)
-                outcomes[target.node] = outcome = NodeError(target.node, exc, now, now)
+                outcome = CommandResult.failure(target.node, name, exc, now, now)
+                outcomes[target.node] = outcome
                 runner.emit(NodeFinished(target.node, outcome))
             else:
                 try:
@@ -215,11 +225,13 @@ async def dispatch(
     except asyncio.CancelledError:
         # Ctrl-C: the TaskGroup has cancelled every node; each runner terminated its session.
         interrupted = True
-    ordered = {t.node: outcomes[t.node] for t in targets if t.node in outcomes}
-    not_started = tuple(t.node for t in targets if t.node not in outcomes)
-    if command is None:
-        command = wrapped.user_command if isinstance(wrapped, WrappedCommand) else ""
-    return RunResult(command, ordered, not_started, interrupted)
+    now = datetime.now(UTC)
+    ordered = {
+        t.node: outcomes.get(t.node)
+        or CommandResult(t.node, name, Status.NOT_STARTED, None, b"", now, now)
+        for t in targets
+    }
+    return RunResult(name, ordered, interrupted)
 
 
 async def _run_with_retries(
@@ -229,6 +241,7 @@ async def _run_with_retries(
     opts: DispatchOptions,
     limiter: AdaptiveRateLimiter,
     emit: ProgressCallback,
+    output: list[bytes],
 ) -> CommandResult:
     attempt = 0
     while True:
@@ -241,6 +254,7 @@ async def _run_with_retries(
                 timeout=opts.timeout,
                 on_output=lambda node, data, held: emit(NodeOutput(node, data, held)),
                 on_notice=lambda node, text: emit(NodeNotice(node, text)),
+                output=output,
             )
         except AwsError as exc:
             # Only a throttled ExecuteCommand certainly started nothing, so only it is retried:

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from typing import Final
 
 from ecsexec.aws.ecs import EcsApi, ExecSession
-from ecsexec.errors import ConfigurationError, EcsexecError
-from ecsexec.exec.results import CommandResult
+from ecsexec.errors import ConfigurationError, EcsexecError, Status
+from ecsexec.exec.results import CommandResult, command_status
 from ecsexec.exec.wrap import OutputCleaner, ReadyScanner, WrappedCommand
 from ecsexec.ssm.channel import (
     ChannelClosed,
@@ -128,19 +128,23 @@ async def run_on_container(
     timeout: float | None = None,
     on_output: OutputCallback | None = None,
     on_notice: NoticeCallback | None = None,
+    output: list[bytes] | None = None,
 ) -> CommandResult:
     """Run ``wrapped`` in ``target`` and return its result.
 
-    Raises :class:`EcsexecError` subclasses when the command could not be started or the
-    session failed; a timeout is a result with an unknown exit code (the session is
-    terminated, never left running). A command with input (``wrap(..., stdin=...)``)
-    gets it sent as soon as the wrapper's ready marker arrives.
+    Raises :class:`EcsexecError` subclasses when the command could not be started
+    (ExecuteCommand failed). Once it started, every ending is a result that keeps the
+    output received so far: a session error (``error`` set), a timeout (the session is
+    terminated, never left running). If we are cancelled, the output so far is in
+    ``output`` when the caller passed that list. A command with input
+    (``wrap(..., stdin=...)``) gets it sent as soon as the wrapper's ready marker arrives.
     """
     started_at = datetime.now(UTC)
     cleaner = OutputCleaner(wrapped)
     ready = ReadyScanner(wrapped) if wrapped.input_payload else None
     sender: asyncio.Task[None] | None = None
-    output: list[bytes] = []  # joined once at the end: no reallocation as output grows
+    if output is None:
+        output = []  # joined once at the end: no reallocation as output grows
     exec_session = await start_exec_session(connector, target, wrapped)
     session = connector.session(exec_session)
 
@@ -152,6 +156,7 @@ async def run_on_container(
 
     closed: ChannelClosed | None = None
     timed_out = False
+    failure: EcsexecError | None = None
     try:
         async with asyncio.timeout(timeout), session:
             session.send_size(*PTY_SIZE)
@@ -179,11 +184,23 @@ async def run_on_container(
             await session.wait_closed()
     except TimeoutError:
         timed_out = True
+    except EcsexecError as exc:
+        failure = exc
     finally:
         if sender is not None:
             sender.cancel()  # a no-op once it is done; awaiting retrieves its outcome
             with contextlib.suppress(asyncio.CancelledError, EcsexecError):
                 await sender
+    if failure is not None:
+        return CommandResult.failure(
+            target.node,
+            wrapped.user_command,
+            failure,
+            started_at,
+            datetime.now(UTC),
+            output=b"".join(output),
+            session_id=exec_session.session_id,
+        )
     rest, clean = cleaner.finish()
     emit(rest)
     exit_code = clean.exit_code
@@ -198,17 +215,19 @@ async def run_on_container(
         reason = f"output truncated: frame {missing} never arrived; exit status unknown"
     elif exit_code is None and closed is not None and closed.output:
         reason = f"{reason} (channel closed: {closed.output})"
+    # §11: a missing end marker also means the output is incomplete.
+    truncated = truncated or (
+        not timed_out and not wrapped.raw and clean.begin_seen and clean.exit_code is None
+    )
     return CommandResult(
         node=target.node,
         command=wrapped.user_command,
+        status=Status.TIMEOUT if timed_out else command_status(exit_code, truncated=truncated),
         exit_code=exit_code,
         output=b"".join(output),
         started_at=started_at,
         finished_at=datetime.now(UTC),
         session_id=exec_session.session_id,
         reason=reason,
-        timed_out=timed_out,
-        # §11: a missing end marker also means the output is incomplete.
-        truncated=truncated
-        or (not timed_out and not wrapped.raw and clean.begin_seen and clean.exit_code is None),
+        truncated=truncated,
     )

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Final
 
-from ecsexec.errors import ConfigurationError, EcsexecError
+from ecsexec.errors import ConfigurationError, EcsexecError, Status, exit_status
 from ecsexec.exec.dispatcher import (
     DispatchOptions,
     NodeFinished,
@@ -29,7 +29,7 @@ from ecsexec.exec.dispatcher import (
     NodeRunner,
     ProgressEvent,
 )
-from ecsexec.exec.results import CommandResult, NodeError
+from ecsexec.exec.results import CommandResult
 from ecsexec.exec.runner import Connector, ContainerTarget
 from ecsexec.exec.wrap import wrap
 from ecsexec.jobs.expand import (
@@ -47,11 +47,11 @@ from ecsexec.jobs.steps import step_command
 from ecsexec.nodes.filter import parse_filter, rank, select
 from ecsexec.nodes.node import Node
 
-Outcome = CommandResult | NodeError
-_SEVERITY: Final = {"cancelled": 5, "error": 4, "timeout": 4, "failed": 3}
+# Which status wins when a node's or a job's steps differ.
+_SEVERITY: Final = {Status.CANCELLED: 5, Status.ERROR: 4, Status.TIMEOUT: 4, Status.FAILED: 3}
 
 
-def severity(status: str) -> int:
+def severity(status: Status) -> int:
     return _SEVERITY.get(status, 0)
 
 
@@ -70,7 +70,7 @@ class StepResult:
     step: str
     label: str
     node: str | None
-    status: str  # succeeded, failed, error, timeout, cancelled, recovered
+    status: Status  # succeeded, failed, error, timeout, cancelled, recovered
     exit_code: int | None
     duration: float
     detail: str
@@ -78,7 +78,7 @@ class StepResult:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("succeeded", "recovered")
+        return self.status.ok
 
 
 @dataclass(frozen=True)
@@ -105,12 +105,14 @@ class NodeSummary:
 
     node: str
     position: int
-    status: str  # "not started" until a step ran
+    status: Status  # "not started" until a step ran
     exit_code: int | None
     duration: float | None
     detail: str
     output: bytes
     steps: int
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -140,8 +142,7 @@ class JobResult:
         handler recovered, or one inside a referenced job, is decided by that step."""
         if self.interrupted:
             return 130
-        worst = max((severity(r.status) for r in self.steps if r.top), default=0)
-        return {0: 0, 3: 1}.get(worst, 3)
+        return exit_status(r.status.exit_code for r in self.steps if r.top)
 
 
 # --- state ---------------------------------------------------------------------------------
@@ -151,7 +152,7 @@ class JobResult:
 class _NodeState:
     node: str
     position: int
-    status: str = "not started"
+    status: Status = Status.NOT_STARTED
     exit_code: int | None = None
     started: datetime | None = None
     finished: datetime | None = None
@@ -173,6 +174,8 @@ class _NodeState:
             self.detail,
             bytes(self.output),
             self.steps,
+            self.started,
+            self.finished,
         )
 
 
@@ -287,7 +290,7 @@ class JobExecutor:
         else:
             self._emit(event)
 
-    def _redact(self, outcome: Outcome) -> Outcome:
+    def _redact(self, outcome: CommandResult) -> CommandResult:
         if not self._redaction.secrets:
             return outcome
         return replace(outcome, output=self._redaction.text(outcome.output))
@@ -322,12 +325,12 @@ class JobExecutor:
             # The node's status: its own job steps decide once there are any.
             if result.top and not state.top_seen:
                 state.top_seen = True
-                state.status, state.exit_code, state.detail = "succeeded", None, ""
+                state.status, state.exit_code, state.detail = Status.SUCCEEDED, None, ""
             if result.top or not state.top_seen:
-                if state.status == "not started" or severity(result.status) > severity(
+                if state.status is Status.NOT_STARTED or severity(result.status) > severity(
                     state.status
                 ):
-                    state.status = "succeeded" if result.ok else result.status
+                    state.status = Status.SUCCEEDED if result.ok else result.status
                     state.exit_code = result.exit_code
                     state.detail = "" if result.ok else f"step {result.step}: {result.detail}"
                 elif result.ok and severity(state.status) == 0:
@@ -337,14 +340,14 @@ class JobExecutor:
 
     # --- workflows ----------------------------------------------------------------------------
 
-    async def _workflow(self, scope: _Scope, nodes: Sequence[Node], *, top: bool) -> str:
+    async def _workflow(self, scope: _Scope, nodes: Sequence[Node], *, top: bool) -> Status:
         """Run a job's steps on ``nodes``; return the worst status of its own steps."""
         job = scope.job
         strategy = job.strategy
         if strategy == "node-first":
             return await self._node_first(scope, nodes, top=top)
         if strategy == "step-first":
-            worst = "succeeded"
+            worst = Status.SUCCEEDED
             for index, step in enumerate(job.steps, 1):
                 status = await self._step_everywhere(scope, index, step, nodes, top=top)
                 worst = _worse(worst, status)
@@ -357,16 +360,16 @@ class JobExecutor:
                 group.create_task(self._step_everywhere(scope, index, step, nodes, top=top))
                 for index, step in enumerate(job.steps, 1)
             ]
-        worst = "succeeded"
+        worst = Status.SUCCEEDED
         for task in tasks:
             worst = _worse(worst, task.result())
         return worst
 
-    async def _node_first(self, scope: _Scope, nodes: Sequence[Node], *, top: bool) -> str:
+    async def _node_first(self, scope: _Scope, nodes: Sequence[Node], *, top: bool) -> Status:
         """Rundeck's node-first: runs of node steps go node by node; a workflow step between
         them runs once."""
         job = scope.job
-        worst = "succeeded"
+        worst = Status.SUCCEEDED
         index = 1
         steps = list(enumerate(job.steps, 1))
         while index <= len(steps):
@@ -380,8 +383,8 @@ class JobExecutor:
                     section.append((index, job.steps[index - 1]))
                     index += 1
 
-                async def on_node(node: Node, section: list[tuple[int, Step]] = section) -> str:
-                    node_worst = "succeeded"
+                async def on_node(node: Node, section: list[tuple[int, Step]] = section) -> Status:
+                    node_worst = Status.SUCCEEDED
                     for number, item in section:
                         status = await self._node_step(scope, number, item, node, top=top)
                         node_worst = _worse(node_worst, status)
@@ -397,11 +400,11 @@ class JobExecutor:
 
     async def _step_everywhere(
         self, scope: _Scope, index: int, step: Step, nodes: Sequence[Node], *, top: bool
-    ) -> str:
+    ) -> Status:
         if not step.node_step:
             return await self._workflow_step(scope, index, step, top=top)
 
-        async def on_node(node: Node) -> str:
+        async def on_node(node: Node) -> Status:
             return await self._node_step(scope, index, step, node, top=top)
 
         return await self._over_nodes(scope.job.dispatch, nodes, on_node)
@@ -410,13 +413,13 @@ class JobExecutor:
         self,
         dispatch: Dispatch,
         nodes: Sequence[Node],
-        action: Callable[[Node], Awaitable[str]],
-    ) -> str:
+        action: Callable[[Node], Awaitable[Status]],
+    ) -> Status:
         """Run ``action`` per node, ``threadcount`` at a time, in rank order; without
         ``dispatch.keepgoing`` a failure stops nodes that have not started."""
         semaphore = asyncio.Semaphore(max(1, dispatch.threadcount))
         stop = asyncio.Event()
-        statuses: list[str] = []
+        statuses: list[Status] = []
 
         async def one(node: Node) -> None:
             async with semaphore:
@@ -431,7 +434,7 @@ class JobExecutor:
         async with asyncio.TaskGroup() as group:
             for node in nodes:
                 group.create_task(one(node))
-        worst = "succeeded"
+        worst = Status.SUCCEEDED
         for status in statuses:
             worst = _worse(worst, status)
         return worst
@@ -448,7 +451,7 @@ class JobExecutor:
         top: bool,
         suffix: str = "",
         result_context: Mapping[str, str] | None = None,
-    ) -> str:
+    ) -> Status:
         step_id = scope.step_id(index, suffix)
         label = step.label()
         self._emit(StepStarted(step_id, label, node.name))
@@ -474,24 +477,32 @@ class JobExecutor:
                 wrapped = replace(wrapped, user_command=built.display)
                 target = ContainerTarget.from_attributes(node.name, node.attributes)
             except (ConfigurationError, ValueError) as exc:
-                status, detail = "error", str(exc)
+                status, detail = Status.ERROR, str(exc)
             else:
                 try:
                     outcome = self._redact(await self._runner.run(target, wrapped))
                 except asyncio.CancelledError:
                     cancelled = self._runner.cancelled.get(node.name)
-                    message = str(cancelled.error) if cancelled else "interrupted"
+                    if cancelled is not None:
+                        cancelled = self._redact(cancelled)
                     self._finish(
-                        StepResult(step_id, label, node.name, "cancelled", None, 0.0, message, top)
+                        StepResult(
+                            step_id,
+                            label,
+                            node.name,
+                            Status.CANCELLED,
+                            None,
+                            _since(started),
+                            cancelled.reason if cancelled else "interrupted",
+                            top,
+                        ),
+                        cancelled.output if cancelled else b"",
                     )
                     raise
                 output = outcome.output
                 status = outcome.status
-                if isinstance(outcome, CommandResult):
-                    exit_code = outcome.exit_code
-                    detail = outcome.reason or (f"exit code {exit_code}" if exit_code else "")
-                else:
-                    detail = str(outcome.error)
+                exit_code = outcome.exit_code
+                detail = outcome.reason or (f"exit code {exit_code}" if exit_code else "")
                 self._capture(scope, step, node.name, output)
         if severity(status) and step.errorhandler is not None:
             handler = step.errorhandler
@@ -511,7 +522,7 @@ class JobExecutor:
             output = b""
             results = {
                 "resultCode": "" if exit_code is None else str(exit_code),
-                "reason": "NonZeroResultCode" if status == "failed" else status,
+                "reason": "NonZeroResultCode" if status is Status.FAILED else str(status),
                 "message": detail,
             }
             handled = await self._node_step(
@@ -524,7 +535,7 @@ class JobExecutor:
                 result_context=results,
             )
             if not severity(handled) and (scope.job.keepgoing or handler.keepgoing_on_success):
-                status, detail = "recovered", f"recovered by its error handler ({detail})"
+                status, detail = Status.RECOVERED, f"recovered by its error handler ({detail})"
         result = StepResult(
             step_id, label, node.name, status, exit_code, _since(started), detail, top
         )
@@ -547,17 +558,17 @@ class JobExecutor:
 
     async def _node_jobref(
         self, scope: _Scope, index: int, step: Step, node: Node
-    ) -> tuple[str, str]:
+    ) -> tuple[Status, str]:
         """A node-step job reference: the referenced job's steps, on this node only."""
         try:
             sub = self._sub_scope(scope, index, step, node)
         except ConfigurationError as exc:
-            return "error", str(exc)
+            return Status.ERROR, str(exc)
         status = await self._node_first(sub, [node], top=False)
         detail = "" if not severity(status) else f"job {sub.job.path} {status}"
         return status, detail
 
-    async def _workflow_step(self, scope: _Scope, index: int, step: Step, *, top: bool) -> str:
+    async def _workflow_step(self, scope: _Scope, index: int, step: Step, *, top: bool) -> Status:
         """A workflow job reference: the referenced job once, on its own (or given) nodes."""
         step_id = scope.step_id(index)
         label = step.label()
@@ -584,7 +595,7 @@ class JobExecutor:
             if not nodes and not dispatch.success_on_empty:
                 raise ConfigurationError(f"job {sub.job.path!r}: no nodes match {text!r}")
         except EcsexecError as exc:
-            status, detail = "error", str(exc)
+            status, detail = Status.ERROR, str(exc)
         else:
             sub = replace(sub, job=replace(sub.job, dispatch=dispatch))
             status = await self._workflow(sub, nodes, top=False)
@@ -598,7 +609,7 @@ class JobExecutor:
             if not severity(handled) and (
                 scope.job.keepgoing or step.errorhandler.keepgoing_on_success
             ):
-                status, detail = "recovered", f"recovered by its error handler ({detail})"
+                status, detail = Status.RECOVERED, f"recovered by its error handler ({detail})"
         return self._finish(
             StepResult(step_id, label, None, status, None, _since(started), detail, top)
         ).status
@@ -615,7 +626,7 @@ class JobExecutor:
         return self._scope(job, options, f"{scope.prefix}{index}/", scope.depth + 1)
 
 
-def _worse(a: str, b: str) -> str:
+def _worse(a: Status, b: Status) -> Status:
     return b if severity(b) > severity(a) else a
 
 

@@ -147,3 +147,29 @@ class JobLibrary:
                     f"{step.where}: job {target.path!r} needs option {option.name!r} in args"
                 )
         return problems + self.check(target, _stack=stack)
+
+
+@dataclass(frozen=True)
+class LoadedJob:
+    """One job chosen from a file, with the library its references resolve in."""
+
+    job: Job
+    library: JobLibrary
+    warnings: tuple[str, ...] = ()
+    file: str = ""
+
+
+def load_job(path: Path, name: str | None = None) -> LoadedJob:
+    """Load ``path``, choose the job ``name`` and check it with every job it references.
+
+    Raises :class:`JobFileError` (every problem, each naming file:line) or
+    :class:`ConfigurationError` when ``name`` does not choose one job.
+    """
+    jobfile = load_file(path)
+    job = select_job(jobfile, name)
+    library = JobLibrary(path.parent)
+    library.add(jobfile)
+    problems = library.check(job)
+    if problems:
+        raise JobFileError("\n".join(problems))
+    return LoadedJob(job, library, tuple(jobfile.warnings), str(path))

@@ -27,9 +27,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from ecsexec.errors import ConfigurationError
+from ecsexec.errors import HistoryError, status_for_exit
 from ecsexec.exec.dispatcher import NodeFinished, ProgressEvent
-from ecsexec.exec.results import CommandResult, NodeError
+from ecsexec.exec.results import CommandResult
 
 DEFAULT_MAX_LOG: Final = 1024 * 1024  # bytes of log kept per node and run
 LOCK_TIMEOUT: Final = 30.0  # seconds a writer waits for another writer
@@ -72,10 +72,6 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     ),
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
-
-
-class HistoryError(ConfigurationError):
-    """The history database cannot be opened or is from a newer ecsexec."""
 
 
 def default_path() -> Path | None:
@@ -431,21 +427,8 @@ class History:
         return [(str(name), bytes(log)) for name, log in rows]
 
 
-def status_for_exit(code: int) -> str:
-    """The run status for an ``ecsexec run``/``job run`` exit status."""
-    return {0: "succeeded", 1: "failed", 130: "interrupted"}.get(code, "error")
-
-
-def outcome_fields(outcome: CommandResult | NodeError) -> dict[str, object]:
+def outcome_fields(outcome: CommandResult) -> dict[str, object]:
     """``record_node`` keyword arguments for one command's outcome."""
-    if isinstance(outcome, NodeError):
-        return {
-            "status": outcome.status,
-            "exit_code": None,
-            "duration_s": round(outcome.duration, 3),
-            "detail": str(outcome.error),
-            "log": outcome.output,
-        }
     return {
         "status": outcome.status,
         "exit_code": outcome.exit_code,
