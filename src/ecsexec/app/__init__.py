@@ -1,0 +1,16 @@
+"""The engine that the CLI, the web console and the Rundeck plugin share: :class:`Client`."""
+
+from ecsexec.app.client import DEFAULT_SHELL, Client, JobPlan, Run, Target
+from ecsexec.app.interactive import InteractiveSession
+from ecsexec.app.selection import Selection, SourceOverrides
+
+__all__ = [
+    "DEFAULT_SHELL",
+    "Client",
+    "InteractiveSession",
+    "JobPlan",
+    "Run",
+    "Selection",
+    "SourceOverrides",
+    "Target",
+]

@@ -1,0 +1,577 @@
+"""The engine: :class:`Client`, what the CLI, the web console and the Rundeck plugin share.
+
+A client owns the project configuration, one credential factory per credential set, the
+node inventory with its cache, and one connector pool (ECS, SSM and KMS per region)
+whose lifetime is the ``async with`` block. It selects nodes, runs commands and jobs,
+opens interactive sessions and records history, and reports everything as one stream of
+events (:mod:`ecsexec.app.events`). It never prints and never touches the terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import secrets
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from datetime import UTC, datetime
+from os import PathLike
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
+
+from ecsexec.app.events import Event, EventCallback, RunFinished, RunStarted
+from ecsexec.app.interactive import InteractiveSession
+from ecsexec.app.selection import Discovery, Selection, SourceOverrides, apply_filter
+from ecsexec.aws.clients import SessionFactory
+from ecsexec.aws.credentials import SessionFactories
+from ecsexec.config import Config, load_config
+from ecsexec.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_NOT_RUN,
+    ConfigurationError,
+    EcsexecError,
+)
+from ecsexec.exec.connect import ConnectorPool
+from ecsexec.exec.dispatcher import DispatchOptions, NodeFinished, dispatch
+from ecsexec.exec.results import CommandResult, RunResult
+from ecsexec.exec.runner import ContainerTarget, start_exec_session
+from ecsexec.exec.wrap import raw as raw_command
+from ecsexec.exec.wrap import wrap
+from ecsexec.jobs.executor import JobExecutor, JobResult, NodeUpdated
+from ecsexec.jobs.expand import Context, expand_raw, masked_options, resolve_options
+from ecsexec.jobs.library import LoadedJob, load_job
+from ecsexec.jobs.model import Job
+from ecsexec.nodes.ecs_source import ProgressFn
+from ecsexec.nodes.node import Node
+from ecsexec.ssm.session import SessionOptions
+from ecsexec.store.history import RunRecorder, local_user, outcome_fields
+
+DEFAULT_SHELL: Final = "/bin/sh -c 'command -v bash >/dev/null 2>&1 && exec bash || exec sh'"
+
+Target = str | Selection | Sequence[str | Node]
+"""What to run on: a node filter, a :class:`Selection`, or node names (or nodes)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class JobPlan:
+    """A job ready to run: its options resolved, its filter expanded, its nodes selected."""
+
+    loaded: LoadedJob
+    options: Mapping[str, str]
+    selection: Selection
+
+    @property
+    def job(self) -> Job:
+        return self.loaded.job
+
+
+class Run:
+    """A run that has been asked for: ``await`` it for the :class:`RunResult`, or
+    ``async for event in run`` to see its events as they happen (the last one is
+    :class:`RunFinished`). It starts on the first ``await`` or iteration.
+
+    If an event callback raises (a closed stdout, say), the run is interrupted, every
+    open session is terminated, and the callback's exception is raised from the ``await``.
+    """
+
+    def __init__(
+        self,
+        body: Callable[[EventCallback], Awaitable[RunResult]],
+        on_event: EventCallback | None,
+        tasks: set[asyncio.Task[RunResult]],
+    ) -> None:
+        self._body = body
+        self._on_event = on_event
+        self._tasks = tasks
+        self._task: asyncio.Task[RunResult] | None = None
+        self._queue: asyncio.Queue[Event | None] | None = None
+        self._callback_error: BaseException | None = None
+
+    def _start(self) -> asyncio.Task[RunResult]:
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._main())
+            self._tasks.add(self._task)
+            self._task.add_done_callback(self._tasks.discard)
+        return self._task
+
+    async def _main(self) -> RunResult:
+        try:
+            result = await self._body(self._emit)
+        finally:
+            if self._queue is not None:
+                self._queue.put_nowait(None)  # the end, however it came
+        if self._callback_error is not None:
+            raise self._callback_error
+        return result
+
+    def _emit(self, event: Event) -> None:
+        if self._queue is not None:
+            self._queue.put_nowait(event)
+        if self._on_event is None or self._callback_error is not None:
+            return
+        try:
+            self._on_event(event)
+        except Exception as exc:  # the consumer broke: stop the run cleanly, then say why
+            self._callback_error = exc
+            if self._task is not None and not self._task.done():
+                self._task.cancel()
+
+    def __await__(self) -> Generator[Any, None, RunResult]:
+        return self._start().__await__()
+
+    def __aiter__(self) -> Run:
+        if self._queue is None:
+            if self._task is not None:
+                raise RuntimeError("iterate a run before awaiting it, not after")
+            self._queue = asyncio.Queue()
+        self._start()
+        return self
+
+    async def __anext__(self) -> Event:
+        assert self._queue is not None, "use `async for event in run`"
+        event = await self._queue.get()
+        if event is None:
+            task = self._start()
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+            raise StopAsyncIteration
+        return event
+
+    def cancel(self) -> None:
+        """Interrupt the run: every open session is terminated; the result says so."""
+        if self._task is not None:
+            self._task.cancel()
+
+
+class Client:
+    """``async with ecsexec.Client() as client:`` the engine behind every front end.
+
+    ``config`` defaults to the CLI's lookup: ``config_path``, else ``$ECSEXEC_CONFIG``,
+    else ``ecsexec.toml`` in the working directory or above, with ``ECSEXEC_*``
+    variables on top. ``sources`` replaces the configured ``[[sources]]`` (the CLI's
+    ``--region``, ``--cluster``, ``--nodes-file``). ``history`` is True (the default
+    history database, unless ``ECSEXEC_HISTORY=off``), False, or a database path.
+    ``session_factory`` (``region -> boto3.Session``) replaces the configured credentials
+    for everything, as the demo does to reach its private sandbox.
+    """
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        config_path: str | PathLike[str] | None = None,
+        profile: str | None = None,
+        sources: SourceOverrides | None = None,
+        history: bool | str | PathLike[str] = True,
+        session_options: SessionOptions | None = None,
+        session_factory: SessionFactory | None = None,
+    ) -> None:
+        self.config = config if config is not None else load_config(config_path, profile=profile)
+        self._factories = SessionFactories(secret_reader=self.config.read_password)
+        self.discovery = Discovery(
+            self.config, sources or SourceOverrides(), self._factories, session_factory
+        )
+        self._history = history
+        self._session_options = session_options
+        self._pool: ConnectorPool | None = None
+        self._inventory: tuple[list[Node], list[str]] | None = None
+        self._tasks: set[asyncio.Task[RunResult]] = set()
+
+    # --- lifetime ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Interrupt runs still going (their sessions are terminated), close connections."""
+        running = [task for task in self._tasks if not task.done()]
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.aclose()
+
+    # --- nodes ---------------------------------------------------------------------------
+
+    async def inventory(
+        self, *, refresh: bool = False, progress: ProgressFn | None = None
+    ) -> tuple[list[Node], list[str]]:
+        """Every node the sources give (discovered once per client unless ``refresh``),
+        with the discovery's warnings."""
+        if self._inventory is None or refresh:
+            self._inventory = await asyncio.to_thread(
+                self.discovery.discover, refresh=refresh, progress=progress
+            )
+        return self._inventory
+
+    async def nodes(
+        self,
+        filter: str | None = None,
+        *,
+        refresh: bool = False,
+        include_precedence: bool = False,
+        rank_attribute: str = "nodename",
+        rank_order: str = "ascending",
+        progress: ProgressFn | None = None,
+    ) -> Selection:
+        """The nodes ``filter`` selects (every node without one), in rank order.
+
+        Raises :class:`~ecsexec.errors.FilterSyntaxError` (with the column) for a bad
+        filter; doubtful filters give ``warnings`` instead, which never change the result.
+        """
+        inventory, warnings = await self.inventory(refresh=refresh, progress=progress)
+        chosen, filter_warnings = apply_filter(
+            inventory,
+            filter,
+            include_precedence=include_precedence,
+            rank_attribute=rank_attribute,
+            rank_order=rank_order,
+        )
+        return Selection(
+            tuple(chosen), filter, tuple(filter_warnings), tuple(inventory), tuple(warnings)
+        )
+
+    async def find_node(self, wanted: str, *, refresh: bool = False) -> Node:
+        """One node: its exact name, a unique name prefix, or a filter selecting only it."""
+        inventory, _ = await self.inventory(refresh=refresh)
+        for node in inventory:
+            if node.name == wanted:
+                return node
+        prefixed = [node for node in inventory if node.name.startswith(wanted)]
+        if len(prefixed) == 1:
+            return prefixed[0]
+        if not prefixed:
+            try:
+                prefixed, _ = apply_filter(inventory, wanted)
+            except EcsexecError:
+                prefixed = []
+        if len(prefixed) == 1:
+            return prefixed[0]
+        if not prefixed:
+            raise ConfigurationError(
+                f"no node is named {wanted!r}, starts with it, or matches it as a filter "
+                "(ecsexec nodes lists them)"
+            )
+        names = ", ".join(n.name for n in prefixed[:5]) + (", ..." if len(prefixed) > 5 else "")
+        raise ConfigurationError(f"{wanted!r} matches {len(prefixed)} nodes ({names}); pick one")
+
+    async def select(self, target: Target) -> Selection:
+        """A :class:`Selection` for any :data:`Target`."""
+        if isinstance(target, Selection):
+            return target
+        if isinstance(target, str):
+            return await self.nodes(target)
+        inventory, warnings = await self.inventory()
+        by_name = {node.name: node for node in inventory}
+        chosen: list[Node] = []
+        for item in target:
+            if isinstance(item, Node):
+                chosen.append(item)
+            elif item in by_name:
+                chosen.append(by_name[item])
+            else:
+                raise ConfigurationError(f"no node is named {item!r} (ecsexec nodes lists them)")
+        return Selection(tuple(chosen), None, (), tuple(inventory), tuple(warnings))
+
+    # --- running -------------------------------------------------------------------------
+
+    def dispatch_options(
+        self,
+        *,
+        threads: int | None = None,
+        rate: float | None = None,
+        timeout: float | None = None,
+        keepgoing: bool | None = None,
+    ) -> DispatchOptions:
+        """Dispatch options: what is given, else ``[dispatch]`` of the configuration."""
+        defaults = self.config.dispatch
+        return DispatchOptions(
+            threads=defaults.threads if threads is None else threads,
+            rate=defaults.rate if rate is None else rate,
+            timeout=defaults.timeout if timeout is None else timeout,
+            keepgoing=defaults.keepgoing if keepgoing is None else keepgoing,
+        )
+
+    def run(
+        self,
+        target: Target,
+        command: str,
+        *,
+        raw: bool = False,
+        stdin: bytes | None = None,
+        threads: int | None = None,
+        rate: float | None = None,
+        timeout: float | None = None,
+        keepgoing: bool | None = None,
+        on_event: EventCallback | None = None,
+        record: bool = True,
+    ) -> Run:
+        """Run ``command`` (a shell command line) on every node of ``target``.
+
+        Each node's result has its real exit code and exact output; a node that cannot
+        run, times out or is interrupted keeps the output received so far. Dispatch
+        options default to ``[dispatch]``. The run is recorded in history unless
+        ``record`` is false.
+        """
+
+        async def body(emit: EventCallback) -> RunResult:
+            selection = await self.select(target)
+            if not selection:
+                raise ConfigurationError(_no_nodes(selection))
+            targets = _targets(selection.nodes)
+            wrapped = raw_command(command) if raw else wrap(command, stdin=stdin)
+            options = self.dispatch_options(
+                threads=threads, rate=rate, timeout=timeout, keepgoing=keepgoing
+            )
+            pool = self._connectors(targets)
+
+            async def execute(tee: EventCallback) -> RunResult:
+                return await dispatch(pool, targets, wrapped, options=options, on_event=tee)
+
+            fields = {"command": command, "filter": selection.filter or ""}
+            return await self._recorded(
+                "run",
+                command,
+                selection,
+                fields,
+                record,
+                emit,
+                execute,
+                selected=isinstance(target, Selection),
+            )
+
+        return Run(body, on_event, self._tasks)
+
+    async def plan_job(
+        self,
+        job: Job | LoadedJob | str | PathLike[str],
+        options: Mapping[str, str] | None = None,
+        *,
+        name: str | None = None,
+        filter: str | None = None,
+    ) -> JobPlan:
+        """Load and check a job, resolve its options and select its nodes, running nothing.
+
+        ``filter`` replaces the job's own; either may use ``${option.x}``.
+        """
+        if isinstance(job, LoadedJob):
+            loaded = job
+        elif isinstance(job, Job):
+            if not job.where.file:
+                raise ConfigurationError(f"job {job.path!r} has no file to resolve references in")
+            loaded = load_job(Path(job.where.file), job.path)
+        else:
+            loaded = load_job(Path(job), name)
+        the_job = loaded.job
+        resolved = resolve_options(the_job, options or {})
+        text = filter if filter is not None else the_job.filter
+        if not text or not text.strip():
+            raise ConfigurationError(
+                f"job {the_job.path!r} has no node filter; give one (-F FILTER)"
+            )
+        dispatch_rules = the_job.dispatch
+        selection = await self.nodes(
+            expand_raw(text, Context(resolved)),
+            include_precedence=not dispatch_rules.exclude_precedence,
+            rank_attribute=dispatch_rules.rank_attribute,
+            rank_order=dispatch_rules.rank_order,
+        )
+        if not selection and not dispatch_rules.success_on_empty:
+            raise ConfigurationError(_no_nodes(selection))
+        return JobPlan(loaded, resolved, selection)
+
+    def run_job(
+        self,
+        job: JobPlan | Job | LoadedJob | str | PathLike[str],
+        options: Mapping[str, str] | None = None,
+        *,
+        name: str | None = None,
+        filter: str | None = None,
+        rate: float | None = None,
+        timeout: float | None = None,
+        on_event: EventCallback | None = None,
+        record: bool = True,
+    ) -> Run:
+        """Run a job (a file, a loaded job, or a :class:`JobPlan`) on its nodes.
+
+        The job file decides how many nodes run at once and whether a failed node stops
+        the others (``threadcount``, ``keepgoing``); ``rate`` and ``timeout`` default to
+        ``[dispatch]``. Each node's result is the worst of its steps, with the whole
+        (secure-option-masked) output of them all.
+        """
+
+        async def body(emit: EventCallback) -> RunResult:
+            plan = (
+                job
+                if isinstance(job, JobPlan)
+                else await self.plan_job(job, options, name=name, filter=filter)
+            )
+            the_job = plan.job
+            targets = _targets(plan.selection.nodes)
+            pool = self._connectors(targets)
+            options_used = self.dispatch_options(rate=rate, timeout=timeout)
+            title = f"job {the_job.path}"
+            fields: dict[str, str | Mapping[str, str]] = {
+                "job": the_job.path,
+                "job_file": plan.loaded.file,
+                "command": "; ".join(step.label() for step in the_job.steps),
+                "filter": plan.selection.filter or "",
+                "options": masked_options(the_job, plan.options),
+            }
+
+            async def execute(tee: EventCallback, run_id: int | None = None) -> RunResult:
+                executor = JobExecutor(
+                    plan.loaded.library,
+                    pool,
+                    inventory=plan.selection.inventory,
+                    options=options_used,
+                    on_event=tee,
+                    execid=str(run_id) if run_id is not None else secrets.token_hex(4),
+                    username=local_user(),
+                )
+                return _job_run_result(
+                    title, await executor.run(the_job, plan.options, plan.selection.nodes)
+                )
+
+            return await self._recorded(
+                "job",
+                title,
+                plan.selection,
+                fields,
+                record,
+                emit,
+                execute,
+                selected=isinstance(job, JobPlan),
+            )
+
+        return Run(body, on_event, self._tasks)
+
+    async def open_session(
+        self, node: str | Node, command: str | None = None
+    ) -> InteractiveSession:
+        """Start ``command`` (default: bash if the container has it, else sh) in one
+        container and return the session, not yet attached: use it in ``async with``.
+
+        ``node`` is a node, its name, a unique name prefix, or a filter selecting one node.
+        ECS Exec splits ``command`` without a shell.
+        """
+        chosen = node if isinstance(node, Node) else await self.find_node(node)
+        target = _targets([chosen])[0]
+        connector = self._connectors([target])(target)
+        text = command or DEFAULT_SHELL
+        started = await start_exec_session(connector, target, raw_command(text))
+        return InteractiveSession(chosen, text, connector.session(started))
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _connectors(self, targets: Sequence[ContainerTarget]) -> ConnectorPool:
+        if self._pool is None:
+            region = self.discovery.default_region() if targets else None
+            region = region or (targets[0].region if targets else "")
+            self._pool = ConnectorPool(
+                self.discovery.session_factory(),
+                default_region=region or "",
+                options=self._session_options,
+            )
+        return self._pool
+
+    async def _recorded(
+        self,
+        kind: str,
+        title: str,
+        selection: Selection,
+        fields: Mapping[str, str | Mapping[str, str]],
+        record: bool,
+        emit: EventCallback,
+        execute: Callable[..., Awaitable[RunResult]],
+        *,
+        selected: bool,
+    ) -> RunResult:
+        """Run ``execute`` between RunStarted and RunFinished, recording it in history.
+
+        The result's warnings include the selection's when the caller did not select the
+        nodes itself (a filter or node names instead of a :class:`Selection`).
+        """
+        unseen = () if selected else (*selection.discovery_warnings, *selection.warnings)
+        recorder = RunRecorder(None, None)
+        if record and self._history is not False:
+            path = None if self._history is True else Path(self._history)
+            recorder = RunRecorder.open(kind=kind, nodes=selection.names, path=path, **fields)
+
+        def tee(event: Event) -> None:
+            if kind == "job" and isinstance(event, NodeUpdated):
+                summary = event.summary
+                recorder.record_node(
+                    summary.node,
+                    status=summary.status,
+                    exit_code=summary.exit_code,
+                    duration_s=summary.duration,
+                    detail=summary.detail,
+                    log=summary.output,
+                )
+            elif kind == "run" and isinstance(event, NodeFinished):
+                recorder.record_node(event.node, **outcome_fields(event.outcome))
+            emit(event)
+
+        emit(RunStarted(title, tuple(selection.names), recorder.run_id))
+        try:
+            if kind == "job":
+                result = await execute(tee, recorder.run_id)
+            else:
+                result = await execute(tee)
+        except EcsexecError as exc:
+            recorder.finish(exc.exit_code)
+            raise
+        except asyncio.CancelledError:
+            recorder.finish(EXIT_INTERRUPTED)
+            raise
+        except BaseException:
+            recorder.finish(EXIT_NOT_RUN)
+            raise
+        recorder.finish(result.exit_status)
+        result = dataclasses.replace(
+            result,
+            run_id=recorder.run_id,
+            warnings=(*unseen, *recorder.errors),
+        )
+        emit(RunFinished(result))
+        return result
+
+
+def _targets(nodes: Sequence[Node]) -> list[ContainerTarget]:
+    return [ContainerTarget.from_attributes(node.name, node.attributes) for node in nodes]
+
+
+def _no_nodes(selection: Selection) -> str:
+    if selection.filter is None:
+        return "no nodes given"
+    return f"no nodes match the filter {selection.filter!r}"
+
+
+def _job_run_result(title: str, job_result: JobResult) -> RunResult:
+    """A job's outcome in the shape of any run: one result per node, worst step first."""
+    now = datetime.now(UTC)
+    results = {}
+    for name, summary in job_result.nodes.items():
+        results[name] = CommandResult(
+            node=name,
+            command=title,
+            status=summary.status,
+            exit_code=summary.exit_code,
+            output=summary.output,
+            started_at=summary.started_at or now,
+            finished_at=summary.finished_at or now,
+            reason=summary.detail,
+        )
+    workflow = tuple(r.status for r in job_result.steps if r.top and r.node is None)
+    return RunResult(title, results, job_result.interrupted, workflow=workflow)

@@ -1,0 +1,100 @@
+"""An interactive session in one container: send input, resize, signal, read output.
+
+``ecsexec shell`` and a web terminal both drive one of these. The command was started
+by ExecuteCommand before this object exists; leaving its ``async with`` block before the
+remote side closed terminates the session, so nothing is left running.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Final
+
+from ecsexec.errors import ConfigurationError
+from ecsexec.nodes.node import Node
+from ecsexec.ssm.channel import ChannelClosed, Event
+from ecsexec.ssm.session import Session
+
+# What the remote terminal gets for each signal a user can send: the PTY turns these
+# control characters into SIGINT, SIGQUIT and SIGTSTP for the foreground process.
+SIGNAL_BYTES: Final = {signal.SIGINT: b"\x03", signal.SIGQUIT: b"\x1c", signal.SIGTSTP: b"\x1a"}
+EOF_BYTE: Final = b"\x04"
+
+
+class InteractiveSession:
+    """``async with await client.open_session(node) as s: async for event in s: ...``.
+
+    Events are the data channel's (:class:`~ecsexec.ssm.channel.OutputReceived` with the
+    terminal's exact bytes, ``StderrReceived``, ``HandshakeCompleted``); the last one is
+    always :class:`~ecsexec.ssm.channel.ChannelClosed`.
+    """
+
+    def __init__(self, node: Node | None, command: str, session: Session) -> None:
+        self.node = node
+        self.command = command
+        self._session = session
+        self._last_input = b"\n"
+
+    @property
+    def session_id(self) -> str:
+        return self._session.session_id
+
+    async def __aenter__(self) -> InteractiveSession:
+        await self._session.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._session.aclose()
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return aiter(self._session)
+
+    async def send_input(self, data: bytes) -> None:
+        """Send keystrokes or piped input; waits while the remote side is behind."""
+        if data:
+            self._last_input = data
+        await self._session.send_input(data)
+
+    async def send_eof(self) -> None:
+        """End of input: Ctrl-D, which the remote terminal reads as EOF only at the start
+        of a line, so twice after a partial line."""
+        await self._session.send_input(
+            EOF_BYTE if self._last_input.endswith(b"\n") else EOF_BYTE * 2
+        )
+
+    def send_size(self, cols: int, rows: int) -> None:
+        """Tell the remote terminal its window size."""
+        self._session.send_size(cols, rows)
+
+    resize = send_size
+
+    async def signal(self, signum: int) -> None:
+        """Deliver SIGINT, SIGQUIT or SIGTSTP to the remote foreground process (through
+        its terminal); SIGTERM, SIGKILL and SIGHUP end the session through
+        ``ssm:TerminateSession``."""
+        if signum in (signal.SIGTERM, signal.SIGKILL, signal.SIGHUP):
+            await self.terminate()
+            return
+        try:
+            data = SIGNAL_BYTES[signal.Signals(signum)]
+        except (KeyError, ValueError):
+            raise ConfigurationError(f"cannot send signal {signum} to a remote terminal") from None
+        await self._session.send_input(data)
+
+    async def terminate(self, reason: str = "terminated") -> None:
+        await self._session.terminate(reason)
+
+    async def wait_closed(self) -> ChannelClosed:
+        """Wait for the channel to close; raises the session's failure if it had one."""
+        return await self._session.wait_closed()
+
+    @property
+    def closed(self) -> ChannelClosed | None:
+        return self._session.closed
