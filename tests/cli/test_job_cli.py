@@ -154,3 +154,27 @@ def test_validate_and_list(tmp_path: Path) -> None:
     assert listed.returncode == 2  # one file is broken; the others are still listed
     assert "fine" in listed.stdout and "who*" in listed.stdout and "ok.yml:1" in listed.stdout
     assert f"{bad}:4:" in listed.stderr
+
+
+def test_job_run_honours_the_dispatch_defaults_of_ecsexec_toml(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """[dispatch] timeout applies to `job run` as to `run`; a flag still wins over it."""
+    (tmp_path / "ecsexec.toml").write_text("[dispatch]\ntimeout = 1.5\nrate = 50\n")
+    path = tmp_path / "slow.yaml"
+    path.write_text(
+        "- name: slow\n"
+        "  nodefilters: {filter: 'ECS:Service-Name: legacy'}\n"
+        "  sequence: {commands: [{exec: 'echo started; sleep 30; echo never'}]}\n"
+    )
+    config = str(tmp_path / "ecsexec.toml")
+    started = time.monotonic()
+    timed_out = ecsexec(sandbox, tmp_path, "job", "run", str(path), "--config", config)
+    assert time.monotonic() - started < 25  # far from the 30 s sleep or the 600 s default
+    assert timed_out.returncode == 3, timed_out.stderr
+    assert "timed out after 1.5 s" in timed_out.stderr
+    assert timed_out.stdout == "started\n"  # the output before the timeout is kept
+    flag = ecsexec(
+        sandbox, tmp_path, "job", "run", str(path), "--config", config, "--timeout", "0.5"
+    )
+    assert flag.returncode == 3 and "timed out after 0.5 s" in flag.stderr

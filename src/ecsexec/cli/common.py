@@ -1,50 +1,29 @@
-"""What several commands share: the node-selection options, inventory loading, errors."""
+"""What several commands share: node options, building the engine, running it, errors."""
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
+import asyncio
 import os
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import cached_property
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
-from ecsexec.aws.clients import SessionFactory
-from ecsexec.aws.credentials import AwsSessionFactory, SessionFactories
-from ecsexec.aws.ecs import EcsApi
-from ecsexec.config import AwsSettings, Config, ConfiguredSource, load_config
-from ecsexec.errors import DiscoveryError, FilterSyntaxError
-from ecsexec.nodes.ecs_source import EcsSourceConfig, ProgressFn, TaskDefinitionCache
-from ecsexec.nodes.filter import (
-    format_filter_error,
-    parse_filter,
-    rank,
-    select,
-    unmatched_key_warnings,
-)
-from ecsexec.nodes.formats import load_nodes
-from ecsexec.nodes.inventory import (
-    Inventory,
-    NodeCache,
-    SourceConfig,
-    default_cache_dir,
-    sources_from_flags,
-)
-from ecsexec.nodes.node import Node
+from ecsexec.app import Client, Selection, SourceOverrides
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
-
 CONFIG_META = "ecsexec.config_path"
+FILTER_WARNINGS_ENV = "ECSEXEC_FILTER_WARNINGS"  # "off" silences node-filter warnings
+CONFIRM_OVER = 20  # nodes; on a TTY, more than this asks first
 
 
 def _remember_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
@@ -98,202 +77,96 @@ def node_options(func: F) -> F:
 
 @dataclass(frozen=True)
 class NodeQuery:
-    """What to discover and with which credentials: flags, else the project configuration.
-
-    ``--region``/``--cluster``/``--nodes-file`` replace the configured ``[[sources]]``;
-    credentials always come from the configuration (``[aws]``, or the source's own).
-    """
+    """The node options of one command line: where nodes come from, and the cache rule."""
 
     nodes_files: tuple[str, ...]
     regions: tuple[str, ...]
     clusters: tuple[str, ...]
     refresh: bool
     profile: str | None
-    config_path: str | None = None
 
-    @cached_property
-    def config(self) -> Config:
-        return load_config(self.config_path or context_config_path(), profile=self.profile)
-
-    @cached_property
-    def factories(self) -> SessionFactories:
-        return SessionFactories(secret_reader=self.config.read_password)
-
-    @property
-    def uses_flags(self) -> bool:
-        return bool(self.nodes_files or self.regions or self.clusters)
-
-    def configured_sources(self) -> tuple[ConfiguredSource, ...]:
-        return () if self.uses_flags else self.config.sources
-
-    def aws_factory(self) -> AwsSessionFactory:
-        return self.factories(self.config.aws)
-
-    def default_region(self) -> str | None:
-        if self.regions:
-            return self.regions[0]
-        if self.config.aws.region:
-            return self.config.aws.region
-        for source in self.configured_sources():
-            if isinstance(source.config, EcsSourceConfig) and source.config.region:
-                return source.config.region
-        return (
-            os.environ.get("AWS_REGION")
-            or os.environ.get("AWS_DEFAULT_REGION")
-            or self.aws_factory().default_region()
+    def client(self) -> Client:
+        """The engine for this command line (``--config``, ``--profile`` and the sources)."""
+        return Client(
+            config_path=context_config_path(),
+            profile=self.profile,
+            sources=SourceOverrides(self.nodes_files, self.regions, self.clusters),
         )
 
-    def factory_for_region(self, region: str) -> AwsSessionFactory:
-        """The first configured ECS source in ``region`` lends its credentials, else [aws]."""
-        for source in self.configured_sources():
-            if isinstance(source.config, EcsSourceConfig) and source.config.region == region:
-                return self.factories(source.aws)
-        return self.aws_factory()
 
-    def session_factory(self) -> SessionFactory:
-        """``region -> boto3.Session``: the same credentials for ECS, SSM and KMS."""
-        return lambda region: self.factory_for_region(region)(region)
-
-
-def node_cache(settings: AwsSettings) -> NodeCache:
-    """A node cache per credential identity, so one account's nodes never serve another's."""
-    identity = json.dumps(
-        [
-            settings.credential_provider,
-            settings.profile,
-            settings.access_key_id,
-            settings.secret_key_path,
-            settings.assume_role_arn,
-            hashlib.sha256(settings.external_id.encode()).hexdigest(),
-            settings.endpoint_url,
-        ]
-    )
-    return NodeCache(default_cache_dir() / hashlib.sha256(identity.encode()).hexdigest()[:16])
-
-
-def _plan(
+async def select_nodes(
+    client: Client,
     query: NodeQuery,
-    session_factory: SessionFactory | None,
-    default_region: str | None,
-) -> list[tuple[SourceConfig, SessionFactory, NodeCache | None]]:
-    """Each source with the session factory and cache it is discovered with."""
-    if session_factory is None and query.configured_sources():
-        plan: list[tuple[SourceConfig, SessionFactory, NodeCache | None]] = []
-        for source in query.configured_sources():
-            config = source.config
-            if isinstance(config, EcsSourceConfig) and not config.region:
-                region = query.default_region()
-                if not region:
-                    raise DiscoveryError(
-                        f"{source.label} ({source.origin}): no AWS region: set region in the "
-                        "source or in [aws], or AWS_REGION"
-                    )
-                config = dataclasses.replace(config, region=region)
-            plan.append((config, query.factories(source.aws), node_cache(source.aws)))
-        return plan
-    if default_region is None and not query.nodes_files:
-        default_region = query.default_region()
-    sources = sources_from_flags(
-        regions=query.regions,
-        clusters=query.clusters,
-        nodes_files=query.nodes_files,
-        default_region=default_region,
-    )
-    if session_factory is not None:
-        return [(source, session_factory, None) for source in sources]
-    factory = query.aws_factory()
-    cache = node_cache(query.config.aws)
-    return [(source, factory, cache) for source in sources]
-
-
-def load_inventory(
-    query: NodeQuery,
+    filter_text: str | None,
     *,
-    session_factory: SessionFactory | None = None,
-    default_region: str | None = None,
-) -> list[Node]:
-    """Every node the query's sources give, with progress on a TTY.
-
-    Sources merge in order; a later node with the same name replaces the earlier one whole
-    (ecs-nodes.md §1), as :class:`Inventory` does within one call.
-    """
-    plan = _plan(query, session_factory, default_region)
-    task_definitions = TaskDefinitionCache()
-    merged: dict[str, Node] = {}
-    warnings: list[str] = []
-
-    def discover(progress: ProgressFn | None) -> None:
-        for source, factory, cache in plan:
-
-            def api_factory(config: EcsSourceConfig, factory: SessionFactory = factory) -> EcsApi:
-                return EcsApi(factory(config.region), region=config.region)
-
-            inventory = Inventory(
-                [source],
-                api_factory=api_factory,
-                file_loader=lambda path: load_nodes(Path(path)),
-                cache=cache,
-                refresh=query.refresh,
-            )
-            inventory.task_definitions = task_definitions
-            nodes, report = inventory.nodes(progress)
-            warnings.extend(report.warnings)
-            for node in nodes:
-                merged.pop(node.name, None)
-                merged[node.name] = node
-
+    include_precedence: bool = False,
+    rank_attribute: str = "nodename",
+    rank_order: str = "ascending",
+) -> Selection:
+    """The engine's selection, with discovery progress on a terminal and warnings shown."""
+    kwargs: dict[str, Any] = {
+        "refresh": query.refresh,
+        "include_precedence": include_precedence,
+        "rank_attribute": rank_attribute,
+        "rank_order": rank_order,
+    }
     if stderr.is_terminal and not query.nodes_files:
         with stderr.status("discovering ECS containers…") as status:
 
             def progress(cluster: str, described: int, listed: int) -> None:
                 status.update(f"discovering ECS containers… {cluster}: {described}/{listed} tasks")
 
-            discover(progress)
+            selection = await client.nodes(filter_text, progress=progress, **kwargs)
     else:
-        discover(None)
+        selection = await client.nodes(filter_text, **kwargs)
+    show_selection_warnings(selection)
+    return selection
+
+
+def show_selection_warnings(selection: Selection) -> None:
+    warnings = list(selection.discovery_warnings)
+    # node-filter rules §8: warnings go to stderr and never change the result.
+    if os.environ.get(FILTER_WARNINGS_ENV, "on") != "off":
+        warnings += selection.warnings
+    show_warnings(warnings)
+
+
+def show_warnings(warnings: list[str] | tuple[str, ...]) -> None:
     for warning in warnings:
-        stderr.print(f"[yellow]warning:[/] {warning}")
-    return list(merged.values())
+        stderr.print(f"[yellow]warning:[/] {escape(warning)}")
 
 
-FILTER_WARNINGS_ENV = "ECSEXEC_FILTER_WARNINGS"  # "off" silences node-filter warnings
+def confirm_many(what: str, count: int, yes: bool) -> None:
+    """On a terminal, ask before running on more than :data:`CONFIRM_OVER` containers."""
+    if count > CONFIRM_OVER and not yes and sys.stdin.isatty():
+        click.confirm(f"Run {what} on {count} containers?", abort=True, err=True)
 
 
-def apply_filter(
-    nodes: list[Node],
-    filter_text: str | None,
-    *,
-    include_precedence: bool = False,
-    rank_attribute: str = "nodename",
-    rank_order: str = "ascending",
-) -> list[Node]:
-    """No filter: every node. Otherwise exactly what Rundeck selects, in rank order."""
-    if filter_text is not None:
+def run_engine(query: NodeQuery, main: Callable[[Client], Awaitable[T]]) -> T:
+    """Run ``main`` with the engine on an event loop.
+
+    SIGTERM (``timeout``, a CI runner) and SIGHUP (a closed terminal, a dropped SSH
+    connection) end it as Ctrl-C does: the engine terminates every open session and
+    returns what it has.
+    """
+
+    async def wrapper() -> T:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        handled = (signal.SIGTERM, signal.SIGHUP)
+        for signum in handled:
+            loop.add_signal_handler(signum, task.cancel)
         try:
-            flt = parse_filter(filter_text)
-        except FilterSyntaxError as exc:
-            raise click.UsageError(format_filter_error(exc)) from None
-        # node-filter.md §8: warnings go to stderr and never change the result.
-        if os.environ.get(FILTER_WARNINGS_ENV, "on") != "off":
-            for warning in [*flt.warnings, *unmatched_key_warnings(flt, nodes)]:
-                stderr.print(f"[yellow]warning:[/] {warning}", markup=True, highlight=False)
-        nodes = select(nodes, flt, exclude_precedence=not include_precedence)
-    return rank(nodes, attribute=rank_attribute, order=rank_order)
+            async with query.client() as client:
+                return await main(client)
+        finally:
+            for signum in handled:
+                loop.remove_signal_handler(signum)
 
-
-def exec_readiness(node: Node) -> str:
-    """One word for the table: can ECS Exec reach this container?"""
-    enabled = node.get("ECS:Exec-Enabled")
-    agent = node.get("ECS:Exec-Agent-Status") or ""
-    if enabled is None:
-        return "-"
-    if enabled != "true":
-        return "exec disabled"
-    if agent != "RUNNING":
-        return f"agent {agent.lower() or 'unknown'}"
-    return "ready"
+    return asyncio.run(wrapper())
 
 
 def fail(message: str, code: int = 2) -> None:
-    stderr.print(f"[red]error:[/] {message}")
+    stderr.print(f"[red]error:[/] {escape(message)}")
     sys.exit(code)

@@ -8,6 +8,7 @@ the sandbox. It never changes the user's environment and leaves nothing running.
 from __future__ import annotations
 
 import asyncio
+import shlex
 import shutil
 import sys
 import time
@@ -15,15 +16,13 @@ import time
 import click
 from rich.console import Console
 
+from ecsexec.app import Client
+from ecsexec.app.selection import SourceOverrides
 from ecsexec.aws.clients import AwsSession, session_from_env
-from ecsexec.cli.common import NodeQuery, apply_filter, load_inventory
 from ecsexec.cli.nodes import render_table
-from ecsexec.cli.run import LiveText, summary_line, summary_table, targets_for
-from ecsexec.exec.connect import ConnectorPool
-from ecsexec.exec.dispatcher import DispatchOptions, dispatch
+from ecsexec.cli.render import LiveText, summary_line, summary_table
+from ecsexec.config import load_config
 from ecsexec.exec.results import RunResult
-from ecsexec.exec.wrap import wrap
-from ecsexec.nodes.node import Node
 
 THREAD_DUMP = (
     'pid=$(pgrep -o java) && jcmd "$pid" Thread.print '
@@ -34,30 +33,24 @@ THREAD_DUMP = (
 def _step(console: Console, number: int, title: str, command: str) -> None:
     console.print()
     console.print(f"[bold cyan]{number}. {title}[/]")
-    console.print(f"[dim]$ {command}[/]")
+    console.print(f"$ {command}", style="dim", markup=False)
 
 
-def _run(
-    nodes: list[Node],
-    filter_text: str,
-    command: str,
-    pool: ConnectorPool,
-) -> RunResult:
-    selected = apply_filter(nodes, filter_text)
-    with LiveText(sys.stdout, prefix=len(selected) > 1, group=False, total=0) as live:
-        result = asyncio.run(
-            dispatch(
-                pool,
-                targets_for(selected),
-                wrap(command),
-                options=DispatchOptions(threads=16, rate=20, timeout=60),
-                on_event=live,
-            )
+async def _run(console: Console, client: Client, filter_text: str, command: str) -> RunResult:
+    """One step: what it shows is exactly what it runs."""
+    selection = await client.nodes(filter_text)
+    with LiveText(sys.stdout.buffer, prefix=len(selection) > 1) as live:
+        result = await client.run(
+            selection, command, threads=16, rate=20, timeout=60, on_event=live
         )
-    console = Console(highlight=False, width=160)
-    summary_table(result, console)
-    console.print(summary_line(result))
+    table = Console(highlight=False, width=160)
+    summary_table(result, table)
+    table.print(summary_line(result), markup=False)
     return result
+
+
+def _shown(filter_text: str, command: str) -> str:
+    return f"ecsexec run -F {shlex.quote(filter_text)} -- {shlex.quote(command)}"
 
 
 @click.command()
@@ -84,52 +77,15 @@ def demo(initial_wait: float) -> None:
         def factory(region: str) -> AwsSession:
             return session_from_env(env, region)
 
-        query = NodeQuery((), tuple(sb.regions), (), True, None)
-
-        _step(console, 1, "Discover every container as a node", "ecsexec nodes")
-        nodes = load_inventory(
-            query, session_factory=factory, default_region=env["AWS_DEFAULT_REGION"]
+        client = Client(
+            load_config(search=False, environ={}),
+            sources=SourceOverrides(regions=tuple(sb.regions)),
+            history=False,
+            session_factory=factory,
         )
-        render_table(apply_filter(nodes, None), Console(width=250, soft_wrap=False))
-        pool = ConnectorPool(factory, default_region=env["AWS_DEFAULT_REGION"])
-
-        _step(
-            console,
-            2,
-            "Run a command on the web service's containers, in parallel",
-            "ecsexec run -F 'ECS:Service-Name: web' -- 'echo \"$HOSTNAME: $(uname -s)\"'",
+        asyncio.run(
+            _tour(console, client, java=bool(shutil.which("java") and shutil.which("jcmd")))
         )
-        _run(nodes, "ECS:Service-Name: web", 'echo "$HOSTNAME: $(uname -s)"', pool)
-
-        _step(
-            console,
-            3,
-            "Real exit codes come back (ECS Exec itself never reports them)",
-            "ecsexec run -F 'ECS:Service-Name: api' -- 'ls /nonexistent'",
-        )
-        _run(nodes, "ECS:Service-Name: api ECS:Container-Name: api", "ls /nonexistent", pool)
-
-        java = shutil.which("java") is not None and shutil.which("jcmd") is not None
-        _step(
-            console,
-            4,
-            "The seed filter: a Java thread dump from spring containers",
-            "ecsexec run -F 'ECS:Container-Image: spring.*' -- '<jcmd Thread.print>'",
-        )
-        if java:
-            _run(nodes, "ECS:Container-Image: spring.*", THREAD_DUMP, pool)
-        else:
-            console.print("[yellow]java/jcmd are not on PATH: the orders JVM is not running,[/]")
-            console.print("[yellow]so this step prints the JVM's absence instead.[/]")
-            _run(nodes, "ECS:Container-Image: spring.*", "pgrep -o java || exit 3", pool)
-
-        _step(
-            console,
-            5,
-            "Errors say what to do (this container's exec agent is stopped)",
-            "ecsexec run -F 'ECS:Service-Name: worker' -- 'true'",
-        )
-        _run(nodes, "ECS:Service-Name: worker", "true", pool)
 
         stats = sb.stats()
         console.print()
@@ -141,3 +97,44 @@ def demo(initial_wait: float) -> None:
         f"[bold green]demo finished in {time.monotonic() - started:.1f} s[/]; "
         "the sandbox is stopped. Next: ecsexec sandbox up --detach"
     )
+
+
+async def _tour(console: Console, client: Client, *, java: bool) -> None:
+    async with client:
+        _step(console, 1, "Discover every container as a node", "ecsexec nodes")
+        everything = await client.nodes(refresh=True)
+        render_table(everything.nodes, Console(width=250, soft_wrap=False))
+
+        web = ("ECS:Service-Name: web", 'echo "$HOSTNAME: $(uname -s)"')
+        _step(
+            console, 2, "Run a command on the web service's containers, in parallel", _shown(*web)
+        )
+        await _run(console, client, *web)
+
+        api = ("ECS:Service-Name: api ECS:Container-Name: api", "ls /nonexistent")
+        _step(
+            console,
+            3,
+            "Real exit codes come back (ECS Exec itself never reports them)",
+            _shown(*api),
+        )
+        await _run(console, client, *api)
+
+        dump = ("ECS:Container-Image: spring.*", THREAD_DUMP)
+        if not java:
+            console.print("[yellow]java/jcmd are not on PATH: the orders JVM is not running,[/]")
+            console.print("[yellow]so this step prints the JVM's absence instead.[/]")
+            dump = ("ECS:Container-Image: spring.*", "pgrep -o java || exit 3")
+        _step(
+            console, 4, "The seed filter: a Java thread dump from spring containers", _shown(*dump)
+        )
+        await _run(console, client, *dump)
+
+        worker = ("ECS:Service-Name: worker", "true")
+        _step(
+            console,
+            5,
+            "Errors say what to do (this container's exec agent is stopped)",
+            _shown(*worker),
+        )
+        await _run(console, client, *worker)

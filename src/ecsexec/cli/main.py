@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from ecsexec import __version__
-from ecsexec.errors import EcsexecError
+from ecsexec.cli.entry import run_click
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -42,17 +40,5 @@ _register()
 
 
 def main() -> None:
-    """Console entry point: map ecsexec errors to a message and exit status 2."""
-    try:
-        cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except EcsexecError as exc:
-        click.echo(f"ecsexec: error: {exc}", err=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    """Console entry point of ``ecsexec``."""
+    run_click(cli)

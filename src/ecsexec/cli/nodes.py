@@ -8,12 +8,26 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ecsexec.cli.common import NodeQuery, apply_filter, exec_readiness, load_inventory, node_options
+from ecsexec.app import Client, Selection
+from ecsexec.cli.common import NodeQuery, node_options, run_engine, select_nodes
 from ecsexec.nodes.formats import dump_nodes
 from ecsexec.nodes.node import Node
 
 
-def render_table(nodes: list[Node], console: Console) -> None:
+def exec_readiness(node: Node) -> str:
+    """One word for the table: can ECS Exec reach this container?"""
+    enabled = node.get("ECS:Exec-Enabled")
+    agent = node.get("ECS:Exec-Agent-Status") or ""
+    if enabled is None:
+        return "-"
+    if enabled != "true":
+        return "exec disabled"
+    if agent != "RUNNING":
+        return f"agent {agent.lower() or 'unknown'}"
+    return "ready"
+
+
+def render_table(nodes: list[Node] | tuple[Node, ...], console: Console) -> None:
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in ("NAME", "IMAGE", "CLUSTER", "SERVICE", "TASK", "STATUS", "EXEC"):
         table.add_column(column, overflow="fold")
@@ -56,11 +70,13 @@ def nodes_command(
 ) -> None:
     """List nodes (ECS containers). With no filter, every node is listed."""
     query = NodeQuery(nodes_files, regions, clusters, refresh, profile)
-    selected = apply_filter(
-        load_inventory(query), filter_text, include_precedence=include_precedence
-    )
+
+    async def main(client: Client) -> Selection:
+        return await select_nodes(client, query, filter_text, include_precedence=include_precedence)
+
+    selected = run_engine(query, main)
     if fmt == "table":
         console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 250)
-        render_table(selected, console)
+        render_table(selected.nodes, console)
         return
-    click.echo(dump_nodes(selected, fmt), nl=False)  # type: ignore[arg-type]
+    click.echo(dump_nodes(list(selected.nodes), fmt), nl=False)  # type: ignore[arg-type]

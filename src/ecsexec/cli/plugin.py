@@ -12,24 +12,18 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import sys
-import threading
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Final
+from typing import BinaryIO, Final
 from urllib.parse import urlsplit
 
 import click
 
+from ecsexec.app.interactive import InteractiveSession
 from ecsexec.aws.clients import make_session, ssl_context
 from ecsexec.aws.ssm import KmsDataKeyProvider, SsmSessionControl
-from ecsexec.errors import ConfigurationError, EcsexecError
-from ecsexec.ssm.channel import (
-    ChannelClosed,
-    HandshakeCompleted,
-    OutputReceived,
-    StderrReceived,
-)
+from ecsexec.cli.terminal import attach_terminal
+from ecsexec.errors import ConfigurationError, EcsexecError, run_main
 from ecsexec.ssm.payloads import CLIENT_VERSION
 from ecsexec.ssm.session import Session, SessionOptions, describe_truncation
 
@@ -37,12 +31,10 @@ ENV_RESPONSE: Final = "AWS_SSM_START_SESSION_RESPONSE"
 EXIT_LOCAL_FAILURE: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_TRUNCATED: Final = 3
-PIPE_SIZE: Final = (300, 100)  # §14: Size sent when stdin is not a terminal
 INSTALLED_NOTE: Final = (
     "\nThe Session Manager plugin was installed successfully (ecsexec drop-in). "
     "Use the AWS CLI to start a session.\n\n"
 )
-_SIGNAL_BYTES: Final = {signal.SIGINT: b"\x03", signal.SIGQUIT: b"\x1c", signal.SIGTSTP: b"\x1a"}
 
 
 @dataclass(frozen=True)
@@ -112,63 +104,6 @@ def ssm_endpoint(endpoint: str) -> str | None:
     return endpoint if host.startswith("ssm.") else None
 
 
-class _StdinPump:
-    """Reads stdin in a daemon thread (it may block forever) and hands chunks to the loop."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=64)
-        self._loop = loop
-        self._fd = fd
-        self._thread = threading.Thread(target=self._run, name="stdin", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            try:
-                data = os.read(self._fd, 4096)
-            except OSError:
-                data = b""
-            try:
-                asyncio.run_coroutine_threadsafe(self.queue.put(data), self._loop).result()
-            except RuntimeError:
-                return  # the loop is gone
-            if not data:
-                return
-
-
-class _Terminal:
-    """Raw mode on a TTY, restored on exit."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.is_tty = os.isatty(fd)
-        self._saved: Any = None
-
-    def __enter__(self) -> _Terminal:
-        if self.is_tty:
-            import termios
-            import tty
-
-            self._saved = termios.tcgetattr(self.fd)
-            tty.setraw(self.fd, termios.TCSADRAIN)  # keep type-ahead (TCSAFLUSH drops it)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._saved is not None:
-            import termios
-
-            termios.tcsetattr(self.fd, termios.TCSADRAIN, self._saved)
-
-    def size(self) -> tuple[int, int]:
-        if self.is_tty:
-            with contextlib.suppress(OSError):
-                cols, rows = os.get_terminal_size(self.fd)
-                return cols, rows
-        return PIPE_SIZE
-
-
 async def run_plugin(
     request: PluginRequest,
     *,
@@ -194,7 +129,9 @@ async def run_plugin(
         data_key_provider=kms,
         options=opts,
     )
-    closed = await attach_terminal(session, stdin_fd=stdin_fd, stdout=stdout, stderr=stderr)
+    closed = await attach_terminal(
+        InteractiveSession(None, "", session), stdin_fd=stdin_fd, stdout=stdout, stderr=stderr
+    )
     if closed.output:
         stdout.write(f"\n\nSessionId: {request.session_id} : {closed.output}\n\n".encode())
     else:
@@ -205,88 +142,6 @@ async def run_plugin(
         stderr.flush()
         return EXIT_TRUNCATED
     return 0
-
-
-async def attach_terminal(
-    session: Session, *, stdin_fd: int, stdout: BinaryIO, stderr: BinaryIO
-) -> ChannelClosed:
-    """Connect the local terminal (or pipes) to a session until the channel closes.
-
-    On a TTY: raw mode, the window size at start and on SIGWINCH. Ctrl-C, Ctrl-\\ and
-    Ctrl-Z reach the remote side as 0x03, 0x1c and 0x1a; a third Ctrl-C from a caller
-    without a TTY terminates the session. stdin EOF sends 0x04 and waits for the remote
-    side to close (§14).
-    """
-    loop = asyncio.get_running_loop()
-    terminal = _Terminal(stdin_fd)
-    interrupts = 0
-    signal_tasks: set[asyncio.Task[None]] = set()
-
-    def on_signal(signum: int) -> None:
-        nonlocal interrupts
-        if signum == signal.SIGINT:
-            interrupts += 1
-        if interrupts >= 3:  # escalation: end the remote session for real (§11)
-            task = loop.create_task(session.terminate("interrupted"))
-        else:
-            task = loop.create_task(session.send_input(_SIGNAL_BYTES[signal.Signals(signum)]))
-        signal_tasks.add(task)
-        task.add_done_callback(signal_tasks.discard)
-
-    with terminal:
-        async with session:
-            session.send_size(*terminal.size())
-            installed = []
-            for signum in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP):
-                with contextlib.suppress(ValueError, RuntimeError):
-                    loop.add_signal_handler(signum, on_signal, signum)
-                    installed.append(signum)
-            if terminal.is_tty:
-                with contextlib.suppress(ValueError, RuntimeError):
-                    loop.add_signal_handler(
-                        signal.SIGWINCH, lambda: session.send_size(*terminal.size())
-                    )
-                    installed.append(signal.SIGWINCH)
-            pump = _StdinPump(loop, stdin_fd)
-            pump.start()
-            forward = asyncio.create_task(_forward_stdin(pump, session))
-            try:
-                closed = await _print_events(session, stdout, stderr)
-            finally:
-                forward.cancel()
-                for signum in installed:
-                    loop.remove_signal_handler(signum)
-        await session.wait_closed()
-    return closed
-
-
-async def _forward_stdin(pump: _StdinPump, session: Session) -> None:
-    """Forward input as it comes, without waiting for output; EOF sends 0x04 (§14)."""
-    last = b"\n"
-    while True:
-        data = await pump.queue.get()
-        if not data:
-            # §11: 0x04 is EOF only at the start of a line; send it twice otherwise.
-            await session.send_input(b"\x04" if last.endswith(b"\n") else b"\x04\x04")
-            return  # and stay until channel_closed
-        last = data
-        await session.send_input(data)
-
-
-async def _print_events(session: Session, stdout: BinaryIO, stderr: BinaryIO) -> ChannelClosed:
-    async for event in session:
-        if isinstance(event, OutputReceived):
-            stdout.write(event.data)  # byte-exact
-            stdout.flush()
-        elif isinstance(event, StderrReceived):
-            stderr.write(event.data)
-            stderr.flush()
-        elif isinstance(event, HandshakeCompleted) and event.customer_message:
-            stderr.write(event.customer_message.encode() + b"\n")  # §15.11: not stdout
-            stderr.flush()
-        elif isinstance(event, ChannelClosed):
-            return event
-    raise EcsexecError("session ended without channel_closed")
 
 
 def plugin_main(argv: list[str]) -> int:
@@ -320,7 +175,7 @@ def plugin_main(argv: list[str]) -> int:
 
 def main() -> None:
     """``session-manager-plugin`` console script."""
-    sys.exit(plugin_main(sys.argv))
+    run_main(lambda: plugin_main(sys.argv), prog="session-manager-plugin")
 
 
 @click.command(

@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 
 import click
 
-from ecsexec.errors import ConfigurationError, EcsexecError
+from ecsexec.cli.entry import run_click
+from ecsexec.errors import ConfigurationError
 
 FC = TypeVar("FC", bound=Callable[..., Any])
 _DURATION = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)?$")
@@ -216,11 +217,12 @@ def up(
 
 
 def _up_detached(state: Any) -> None:
-    from ecsexec.sandbox.control import ControlError, start_detached
+    from ecsexec.errors import SandboxError
+    from ecsexec.sandbox.control import start_detached
 
     try:
         _proc, info = start_detached(_child_args(click.get_current_context()), state)
-    except ControlError as exc:
+    except SandboxError as exc:
         click.echo(f"ecsexec: error: {exc}", err=True)
         sys.exit(1)
     click.echo(_ready_line(info))
@@ -297,7 +299,8 @@ async def _foreground(config: Any) -> None:
 @state_dir_option
 def down(state_dir: str | None) -> None:
     """Stop the sandbox (POST /_sandbox/shutdown with the control token)."""
-    from ecsexec.sandbox.control import ControlClient, ControlError, wait_until_gone
+    from ecsexec.errors import SandboxError
+    from ecsexec.sandbox.control import ControlClient, wait_until_gone
     from ecsexec.sandbox.state import StateDir
 
     state = StateDir(_state_dir(state_dir))
@@ -307,7 +310,7 @@ def down(state_dir: str | None) -> None:
     pid = (state.read_info() or {}).get("pid")
     try:
         ControlClient.from_state(state).shutdown()
-    except ControlError as exc:
+    except SandboxError as exc:
         raise ConfigurationError(str(exc)) from None
     if not wait_until_gone(state, pid if isinstance(pid, int) else None):
         raise ConfigurationError(f"the sandbox in {state.path} did not stop within 30 s")
@@ -318,7 +321,8 @@ def down(state_dir: str | None) -> None:
 @state_dir_option
 def status(state_dir: str | None) -> None:
     """Say whether a sandbox runs, and where."""
-    from ecsexec.sandbox.control import ControlClient, ControlError
+    from ecsexec.errors import SandboxError
+    from ecsexec.sandbox.control import ControlClient
     from ecsexec.sandbox.state import StateDir
 
     state = StateDir(_state_dir(state_dir))
@@ -327,7 +331,7 @@ def status(state_dir: str | None) -> None:
         sys.exit(1)
     try:
         health = ControlClient.from_state(state).health()
-    except ControlError as exc:
+    except SandboxError as exc:
         click.echo(f"unhealthy: {exc}")
         sys.exit(1)
     info = state.read_info() or {}
@@ -372,7 +376,8 @@ def env(state_dir: str | None, fmt: str, per_service: bool) -> None:
 @click.option("--watch", is_flag=True, help="Refresh every second until Ctrl-C.")
 def stats(state_dir: str | None, as_json: bool, watch: bool) -> None:
     """Show API calls, sessions, frames, agent and process counters."""
-    from ecsexec.sandbox.control import ControlClient, ControlError
+    from ecsexec.errors import SandboxError
+    from ecsexec.sandbox.control import ControlClient
     from ecsexec.sandbox.state import StateDir
 
     state = StateDir(_state_dir(state_dir))
@@ -389,7 +394,7 @@ def stats(state_dir: str | None, as_json: bool, watch: bool) -> None:
             if not watch:
                 return
             time.sleep(1.0)
-    except ControlError as exc:
+    except SandboxError as exc:
         raise ConfigurationError(str(exc)) from None
     except KeyboardInterrupt:
         return
@@ -463,16 +468,7 @@ def run(prog_name: str = "ecsexec sandbox") -> None:
     """Entry point of ``python -m ecsexec.cli.sandbox``: the sandbox commands alone, what
     ``up --detach`` and ``Sandbox(process=True)`` start (faster to load than all of ecsexec).
     """
-    try:
-        sandbox.main(prog_name=prog_name, standalone_mode=False)
-    except click.exceptions.Abort:
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except EcsexecError as exc:
-        click.echo(f"ecsexec: error: {exc}", err=True)
-        sys.exit(2)
+    run_click(sandbox, prog_name)
 
 
 if __name__ == "__main__":

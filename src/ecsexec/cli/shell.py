@@ -1,51 +1,17 @@
-"""``ecsexec shell NODE``: an interactive shell in one container, on the drop-in's terminal code."""
+"""``ecsexec shell NODE``: an interactive shell in one container, through the engine."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 import click
+from rich.markup import escape
 
-from ecsexec.cli.common import NodeQuery, apply_filter, load_inventory, node_options, stderr
-from ecsexec.cli.plugin import attach_terminal
-from ecsexec.errors import EcsexecError
-from ecsexec.exec.connect import ConnectorPool
-from ecsexec.exec.runner import ContainerTarget, start_exec_session
-from ecsexec.exec.wrap import raw
-from ecsexec.nodes.node import Node
+from ecsexec.app import DEFAULT_SHELL, Client
+from ecsexec.cli.common import NodeQuery, node_options, run_engine, stderr
+from ecsexec.cli.terminal import attach_terminal
+from ecsexec.errors import EXIT_NOT_RUN
 from ecsexec.ssm.session import describe_truncation
-
-DEFAULT_SHELL = "/bin/sh -c 'command -v bash >/dev/null 2>&1 && exec bash || exec sh'"
-
-
-def pick_node(nodes: list[Node], wanted: str) -> Node:
-    """An exact node name, or a filter that selects exactly one node."""
-    for node in nodes:
-        if node.name == wanted:
-            return node
-    matches = apply_filter(nodes, wanted)
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise click.UsageError(f"no node is named {wanted!r} or matches it as a filter")
-    names = ", ".join(n.name for n in matches[:5]) + (", ..." if len(matches) > 5 else "")
-    raise click.UsageError(f"{wanted!r} matches {len(matches)} nodes ({names}); pick one")
-
-
-async def open_shell(pool: ConnectorPool, target: ContainerTarget, command: str) -> int:
-    connector = pool(target)
-    started = await start_exec_session(connector, target, raw(command))
-    session = connector.session(started)
-    closed = await attach_terminal(
-        session, stdin_fd=sys.stdin.fileno(), stdout=sys.stdout.buffer, stderr=sys.stderr.buffer
-    )
-    if closed.output:
-        stderr.print(f"session closed: {closed.output}")
-    if closed.truncated:
-        stderr.print(f"[red]{describe_truncation(closed)}[/]")
-        return 3
-    return 0
 
 
 @click.command("shell")
@@ -67,16 +33,21 @@ def shell_command(
     refresh: bool,
     profile: str | None,
 ) -> None:
-    """Open an interactive shell in the container NODE (a node name, or a one-node filter)."""
+    """Open an interactive shell in the container NODE: a node name, a unique prefix of
+    one, or a filter that selects exactly one node."""
     query = NodeQuery(nodes_files, regions, clusters, refresh, profile)
-    chosen = pick_node(load_inventory(query), node)
-    target = ContainerTarget.from_attributes(chosen.name, chosen.attributes)
-    pool = ConnectorPool(
-        query.session_factory(), default_region=query.default_region() or target.region
-    )
-    try:
-        code = asyncio.run(open_shell(pool, target, command))
-    except EcsexecError as exc:
-        stderr.print(f"[red]error:[/] {exc}")
-        sys.exit(3)
-    sys.exit(code)
+
+    async def main(client: Client) -> int:
+        chosen = await client.find_node(node, refresh=refresh)
+        session = await client.open_session(chosen, command)
+        closed = await attach_terminal(
+            session, stdin_fd=sys.stdin.fileno(), stdout=sys.stdout.buffer, stderr=sys.stderr.buffer
+        )
+        if closed.output:
+            stderr.print(f"session closed: {escape(closed.output)}")
+        if closed.truncated:
+            stderr.print(f"[red]{escape(describe_truncation(closed))}[/]")
+            return EXIT_NOT_RUN
+        return 0
+
+    sys.exit(run_engine(query, main))
