@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -52,6 +55,7 @@ def test_exit_codes_0_3_and_127_with_stderr(sandbox: Sandbox, tmp_path: Path) ->
         "status",
         "exit_code",
         "output",
+        "output_encoding",
         "error",
         "started_at",
         "duration_s",
@@ -219,3 +223,50 @@ def test_dispatch_defaults_come_from_ecsexec_toml_and_flags_win(
 
     assert len(run()) == 1  # fail-fast and one thread, from the file
     assert len(run("--keepgoing")) == 3  # the flag wins
+
+
+def _binary_file(tmp_path: Path, size: int = 300_000) -> tuple[Path, bytes]:
+    # Sandbox containers are processes on this machine: they can read a file we write.
+    data = random.Random(1234).randbytes(size)
+    path = tmp_path / "random.bin"
+    path.write_bytes(data)
+    return path, data
+
+
+def test_one_node_prints_exactly_the_commands_bytes(sandbox: Sandbox, tmp_path: Path) -> None:
+    path, data = _binary_file(tmp_path)
+    one = "ECS:Service-Name: legacy"
+    done = subprocess.run(
+        [*ECSEXEC, "run", "-F", one, "--", f"cat {path}"],
+        capture_output=True,
+        env=env_for(sandbox, tmp_path),
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout) == len(data)
+    assert hashlib.sha256(done.stdout).hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_json_records_are_lossless_for_any_bytes(sandbox: Sandbox, tmp_path: Path) -> None:
+    path, data = _binary_file(tmp_path, 50_000)
+    binary = ecsexec(sandbox, tmp_path, "run", "-F", WEB, "--format", "json", "--", f"cat {path}")
+    assert binary.returncode == 0, binary.stderr
+    for record in json.loads(binary.stdout):
+        assert record["output_encoding"] == "base64"
+        assert base64.b64decode(record["output"]) == data
+    text = ecsexec(sandbox, tmp_path, "run", "-F", WEB, "--format", "jsonl", "--", "echo 'é ok'")
+    for line in text.stdout.splitlines():
+        record = json.loads(line)
+        assert (record["output"], record["output_encoding"]) == ("é ok\n", "utf-8")
+
+
+def test_several_nodes_show_bytes_that_are_not_utf8_escaped(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    shown = ecsexec(sandbox, tmp_path, "run", "-F", WEB, "--", "printf 'a\\377b\\n'")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert len(lines) == 3
+    assert all(line.endswith(": a\\xffb") for line in lines), lines
+    assert "\ufffd" not in shown.stdout  # never silently replaced

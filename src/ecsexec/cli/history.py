@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ecsexec.cli.common import stderr
+from ecsexec.cli.render import shown
 from ecsexec.store.history import STATUSES, History, RunRecord, default_path
 
 
@@ -172,11 +173,11 @@ def history_log(run_id: int, node_name: str | None) -> None:
         out.flush()
         return
     for name, log in logs:
-        text = log.decode("utf-8", "replace")
-        if not text:
+        if not log:
             continue
-        lines = text.split("\n")
-        if lines[-1] == "":
+        lines = log.split(b"\n")
+        if lines[-1] == b"":
             lines.pop()
-        out.write("".join(f"{name}: {line}\n" for line in lines).encode())
+        label = name.encode() + b": "
+        out.write(b"".join(label + shown(line) + b"\n" for line in lines))
     out.flush()

@@ -42,12 +42,22 @@ COLOURS = {
 }
 
 
-def output_fields(data: bytes) -> dict[str, str | None]:
-    """``output`` as text when it is UTF-8; otherwise ``output_base64`` with the exact bytes."""
+def output_fields(data: bytes) -> dict[str, str]:
+    """Lossless output for JSON: the text when the bytes are UTF-8, else their base64."""
     try:
-        return {"output": data.decode("utf-8")}
+        return {"output": data.decode("utf-8"), "output_encoding": "utf-8"}
     except UnicodeDecodeError:
-        return {"output": None, "output_base64": base64.b64encode(data).decode("ascii")}
+        return {"output": base64.b64encode(data).decode("ascii"), "output_encoding": "base64"}
+
+
+def shown(data: bytes) -> bytes:
+    """Bytes fit to show on a line of several nodes' output: UTF-8 as is, any other byte
+    escaped as ``\\xNN``, never replaced."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("utf-8", "backslashreplace").encode("utf-8")
+    return data
 
 
 def result_record(result: CommandResult) -> dict[str, Any]:
@@ -109,7 +119,9 @@ class LiveText:
     def _write(self, data: bytes) -> None:
         if self._through_bar and self.progress is not None:
             # Keeps the bar below the output; a terminal shows text, so decoding is fine.
-            self.progress.console.out(data.decode("utf-8", "replace"), end="", highlight=False)
+            self.progress.console.out(
+                data.decode("utf-8", "backslashreplace"), end="", highlight=False
+            )
         else:
             self.out.write(data)
             self.out.flush()
@@ -128,7 +140,7 @@ class LiveText:
             self._partial[node] = tail
         if lines:
             label = node.encode() + b": "
-            self._write(b"".join(label + line + b"\n" for line in lines))
+            self._write(b"".join(label + shown(line) + b"\n" for line in lines))
 
     def _note(self, markup: str) -> None:
         stderr.print(markup, highlight=False)
@@ -191,7 +203,8 @@ def print_groups(result: RunResult, out: BinaryIO) -> None:
         header = f"{','.join(names)} ({len(names)})"
         rule = "-" * min(78, max(15, len(header)))
         out.write(f"{rule}\n{header}\n{rule}\n".encode())
-        out.write(output if not output or output.endswith(b"\n") else output + b"\n")
+        block = shown(output)
+        out.write(block if not block or block.endswith(b"\n") else block + b"\n")
     out.flush()
 
 
