@@ -46,6 +46,7 @@ EXIT_FAILED: Final = 1  # a command ran and exited non-zero
 EXIT_USAGE: Final = 2  # usage or configuration error
 EXIT_NOT_RUN: Final = 3  # a node could not be run or its outcome is unknown
 EXIT_INTERRUPTED: Final = 130  # Ctrl-C, SIGTERM, SIGHUP
+EXIT_BROKEN_PIPE: Final = 141  # 128 + SIGPIPE: stdout's reader went away
 
 
 class EcsexecError(Exception):
@@ -288,7 +289,12 @@ def _flush() -> None:
 
 def _broken_pipe() -> int:
     _silence_stdout()
-    return 141  # 128 + SIGPIPE, as a shell reports a writer killed by a closed pipe
+    return EXIT_BROKEN_PIPE
+
+
+def exit_broken_pipe() -> NoReturn:
+    """Leave quietly because stdout's reader went away (``| head``), as ``cat`` does."""
+    sys.exit(_broken_pipe())
 
 
 def _silence_stdout() -> None:

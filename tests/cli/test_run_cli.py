@@ -158,8 +158,20 @@ def test_timeout_leaves_no_session_behind(sandbox: Sandbox, tmp_path: Path) -> N
     assert [s for s in sandbox.control.sessions() if s["state"] == "active"] == []
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_terminates_every_session(sandbox: Sandbox, tmp_path: Path, signum: int) -> None:
+@pytest.mark.parametrize(
+    "signals",
+    [
+        [signal.SIGINT],
+        [signal.SIGTERM],
+        [signal.SIGHUP],  # a closed terminal or a dropped SSH connection
+        [signal.SIGINT, signal.SIGINT],  # a second Ctrl-C while sessions are being ended
+        [signal.SIGTERM, signal.SIGINT],
+    ],
+    ids=["int", "term", "hup", "int-int", "term-int"],
+)
+def test_ctrl_c_terminates_every_session(
+    sandbox: Sandbox, tmp_path: Path, signals: list[int]
+) -> None:
     proc = subprocess.Popen(
         [*ECSEXEC, "run", "-F", WEB, "--", "echo started; sleep 60"],
         stdout=subprocess.PIPE,
@@ -174,11 +186,17 @@ def test_ctrl_c_terminates_every_session(sandbox: Sandbox, tmp_path: Path, signu
         if proc.stdout.readline().rstrip().endswith("started"):
             started += 1
     assert started == 3
-    proc.send_signal(signum)
+    for signum in signals:
+        proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert "interrupted" in err
+    assert "interrupted" in err and "Traceback" not in err
     assert [s for s in sandbox.control.sessions() if s["state"] == "active"] == []
+    # The run is recorded as interrupted, every node as cancelled (none "running").
+    shown = ecsexec(sandbox, tmp_path, "history", "show", "1", "--format", "json")
+    record = json.loads(shown.stdout)
+    assert record["status"] == "interrupted"
+    assert {n["status"] for n in record["nodes"]} == {"cancelled"}
 
 
 @pytest.mark.parametrize("flag", ["--keepgoing", "--fail-fast"])
@@ -270,3 +288,64 @@ def test_several_nodes_show_bytes_that_are_not_utf8_escaped(
     assert len(lines) == 3
     assert all(line.endswith(": a\\xffb") for line in lines), lines
     assert "\ufffd" not in shown.stdout  # never silently replaced
+
+
+@pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGHUP])
+def test_a_second_signal_during_cleanup_leaves_nothing_running(tmp_path: Path, second: int) -> None:
+    """Many sessions, so that ending them takes a while and the second signal lands
+    during that cleanup: every session is still terminated, every process gone."""
+    with Sandbox(tasks=60, initial_wait=0.05, throttle="off") as sb:
+        proc = subprocess.Popen(
+            [*ECSEXEC, "run", "-F", ".*", "--yes", "--threads", "100", "--rate", "1000"]
+            + ["--", "echo started; sleep 60"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env_for(sb, tmp_path),
+        )
+        assert proc.stdout is not None
+        total = len([s for s in sb.control.sessions()])  # none yet
+        started = 0
+        deadline = time.monotonic() + 90
+        while started < 60 and time.monotonic() < deadline:
+            if proc.stdout.readline().rstrip().endswith("started"):
+                started += 1
+        assert started == 60 and total == 0
+        proc.send_signal(signal.SIGINT)
+        assert proc.stderr is not None
+        said = ""
+        while "interrupted" not in said:  # the first signal was handled: cleanup is on
+            line = proc.stderr.readline()
+            assert line, "ecsexec exited without saying it was interrupted"
+            said += line
+        proc.send_signal(second)
+        _, err = proc.communicate(timeout=60)
+        err = said + err
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err
+        active = [s for s in sb.control.sessions() if s["state"] == "active"]
+        assert active == [], f"{len(active)} sessions left running"
+        deadline = time.monotonic() + 10
+        while sb.stats()["processes"].get("ptys_open", 0) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sb.stats()["processes"].get("ptys_open", 0) == 0
+
+
+def test_a_closed_stdout_ends_the_run_cleanly(sandbox: Sandbox, tmp_path: Path) -> None:
+    """`ecsexec run ... | head -2`: no traceback, sessions ended, the run recorded."""
+    proc = subprocess.Popen(
+        [*ECSEXEC, "run", "-F", WEB, "--", "echo started; sleep 30"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env_for(sandbox, tmp_path),
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().endswith(b"started\n")
+    proc.stdout.close()  # the reader is gone, as when `head` has its lines
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 141, err  # 128 + SIGPIPE, as a shell reports it
+    assert "Traceback" not in err and "BrokenPipe" not in err
+    assert [s for s in sandbox.control.sessions() if s["state"] == "active"] == []
+    shown = ecsexec(sandbox, tmp_path, "history", "show", "1", "--format", "json")
+    assert json.loads(shown.stdout)["status"] == "interrupted"

@@ -32,7 +32,7 @@ from ecsexec.errors import (
     EcsexecError,
 )
 from ecsexec.exec.connect import ConnectorPool
-from ecsexec.exec.dispatcher import DispatchOptions, NodeFinished, dispatch
+from ecsexec.exec.dispatcher import DispatchOptions, NodeFinished, NodeStarted, dispatch
 from ecsexec.exec.results import CommandResult, RunResult
 from ecsexec.exec.runner import ContainerTarget, start_exec_session
 from ecsexec.exec.wrap import raw as raw_command
@@ -176,6 +176,7 @@ class Client:
         self._pool: ConnectorPool | None = None
         self._inventory: tuple[list[Node], list[str]] | None = None
         self._tasks: set[asyncio.Task[RunResult]] = set()
+        self._open: dict[str, str] = {}  # node -> session id ("" until known), while running
 
     # --- lifetime ------------------------------------------------------------------------
 
@@ -200,6 +201,11 @@ class Client:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.aclose()
+
+    def open_sessions(self) -> list[tuple[str, str]]:
+        """(node, session id) of every session a run of this client has open right now;
+        the id is empty while ExecuteCommand has not answered yet."""
+        return list(self._open.items())
 
     # --- nodes ---------------------------------------------------------------------------
 
@@ -509,6 +515,10 @@ class Client:
             recorder = RunRecorder.open(kind=kind, nodes=selection.names, path=path, **fields)
 
         def tee(event: Event) -> None:
+            if isinstance(event, NodeStarted):
+                self._open[event.node] = ""
+            elif isinstance(event, NodeFinished):
+                self._open.pop(event.node, None)
             if kind == "job" and isinstance(event, NodeUpdated):
                 summary = event.summary
                 recorder.record_node(

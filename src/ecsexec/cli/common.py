@@ -8,13 +8,15 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import click
 from rich.console import Console
 from rich.markup import escape
 
-from ecsexec.app import Client, Selection, SourceOverrides
+from ecsexec.app import Client, Run, Selection, SourceOverrides
+from ecsexec.errors import EXIT_INTERRUPTED, exit_broken_pipe
+from ecsexec.exec.results import RunResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -142,12 +144,16 @@ def confirm_many(what: str, count: int, yes: bool) -> None:
         click.confirm(f"Run {what} on {count} containers?", abort=True, err=True)
 
 
+STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+CLEANUP_BOUND: Final = 10.0  # seconds to end every open session before giving up on them
+
+
 def run_engine(query: NodeQuery, main: Callable[[Client], Awaitable[T]]) -> T:
     """Run ``main`` with the engine on an event loop.
 
-    SIGTERM (``timeout``, a CI runner) and SIGHUP (a closed terminal, a dropped SSH
-    connection) end it as Ctrl-C does: the engine terminates every open session and
-    returns what it has.
+    Until a run starts (discovery, a confirmation prompt), SIGTERM and SIGHUP end the
+    process as Ctrl-C does; nothing is running remotely yet. A run is awaited through
+    :func:`interruptible`.
     """
 
     async def wrapper() -> T:
@@ -164,7 +170,67 @@ def run_engine(query: NodeQuery, main: Callable[[Client], Awaitable[T]]) -> T:
             for signum in handled:
                 loop.remove_signal_handler(signum)
 
-    return asyncio.run(wrapper())
+    try:
+        return asyncio.run(wrapper())
+    except BrokenPipeError:
+        # The engine has ended the run and its sessions; leave as `cat | head` does (click
+        # would turn this into a silent exit 1, which means "a command failed" here).
+        exit_broken_pipe()
+
+
+class _Interrupts:
+    """What SIGINT, SIGTERM and SIGHUP do while a run is going.
+
+    The first stops the run: the engine terminates every open session, in parallel, and
+    returns what it has. Later ones do not abandon that cleanup (it would leave sessions
+    and their processes running); a third Ctrl-C, or cleanup taking longer than
+    :data:`CLEANUP_BOUND`, forces the exit and names the sessions that may still run.
+    """
+
+    def __init__(self, client: Client, run: Run) -> None:
+        self.client = client
+        self.run = run
+        self.count = 0
+        self.interrupts = 0
+
+    def __call__(self, signum: int) -> None:
+        self.count += 1
+        self.interrupts += signum == signal.SIGINT
+        name = signal.Signals(signum).name
+        if self.count == 1:
+            stderr.print(
+                f"[yellow]{name}: interrupted; ending every open session "
+                "(Ctrl-C twice more forces the exit)[/]"
+            )
+            self.run.cancel()
+            asyncio.get_running_loop().call_later(CLEANUP_BOUND, self.force, "took too long")
+        elif self.interrupts >= 3:
+            self.force("forced by a third Ctrl-C")
+        else:
+            open_now = len(self.client.open_sessions())
+            stderr.print(f"[yellow]{name}: still ending {open_now} session(s); please wait[/]")
+
+    def force(self, why: str) -> None:
+        left = self.client.open_sessions()
+        stderr.print(f"[red]exit {why}; these sessions may still be running:[/]")
+        for node, session_id in left:
+            stderr.print(f"  {escape(node)} {escape(session_id or '(session id not known yet)')}")
+        stderr.print("[red]ecsexec history cleanup RUN_ID terminates them later[/]")
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)  # the loop is stuck in cleanup: leave without it
+
+
+async def interruptible(client: Client, run: Run) -> RunResult:
+    """Await ``run`` with the stop signals handled by :class:`_Interrupts`."""
+    loop = asyncio.get_running_loop()
+    interrupts = _Interrupts(client, run)
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, interrupts, signum)
+    try:
+        return await run
+    finally:
+        for signum in STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
 
 
 def fail(message: str, code: int = 2) -> None:

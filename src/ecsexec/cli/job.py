@@ -13,6 +13,7 @@ from ecsexec.cli.common import (
     CONFIRM_OVER,
     NodeQuery,
     confirm_many,
+    interruptible,
     node_options,
     run_engine,
     show_selection_warnings,
@@ -127,7 +128,8 @@ def job_run(
             sys.stdout.buffer, prefix=len(nodes) > 1, total=len(nodes) * node_steps, job=True
         )
         with live:
-            return await client.run_job(plan, rate=rate, timeout=timeout, on_event=live)
+            run = client.run_job(plan, rate=rate, timeout=timeout, on_event=live)
+            return await interruptible(client, run)
 
     result = run_engine(query, main)
     if result is None:

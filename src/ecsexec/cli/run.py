@@ -13,6 +13,7 @@ from ecsexec.cli.common import (
     CONFIRM_OVER,
     NodeQuery,
     confirm_many,
+    interruptible,
     node_options,
     run_engine,
     select_nodes,
@@ -158,8 +159,8 @@ def run_command(
             several = len(selection) > 1
             out = sys.stdout.buffer
             with LiveText(out, prefix=several, group=group, total=len(selection)) as live:
-                return await start(live)
-        return await start(JsonLines(sys.stdout) if fmt == "jsonl" else None)
+                return await interruptible(client, start(live))
+        return await interruptible(client, start(JsonLines(sys.stdout) if fmt == "jsonl" else None))
 
     result = run_engine(query, main)
     if result is None:
