@@ -13,6 +13,7 @@ from ecsexec.aws.ecs import EcsApi, ExecSession
 from ecsexec.errors import ConfigurationError, EcsexecError, Status
 from ecsexec.exec.results import CommandResult, command_status
 from ecsexec.exec.wrap import OutputCleaner, ReadyScanner, WrappedCommand
+from ecsexec.nodes import ecs_attributes as attrs
 from ecsexec.ssm.channel import (
     ChannelClosed,
     HandshakeCompleted,
@@ -41,7 +42,7 @@ class ContainerTarget:
     def from_attributes(cls, node: str, attributes: Mapping[str, str]) -> ContainerTarget:
         missing = [
             key
-            for key in ("ECS:Cluster-ARN", "ECS:Task-ARN", "ECS:Container-Name")
+            for key in (attrs.CLUSTER_ARN, attrs.TASK_ARN, attrs.CONTAINER_NAME)
             if not attributes.get(key)
         ]
         if missing:
@@ -50,13 +51,13 @@ class ContainerTarget:
             )
         return cls(
             node=node,
-            cluster=attributes["ECS:Cluster-ARN"],
-            task=attributes["ECS:Task-ARN"],
-            container=attributes["ECS:Container-Name"],
-            region=attributes.get("ECS:Region", ""),
-            runtime_id=attributes.get("ECS:Runtime-ID", ""),
-            agent_status=attributes.get("ECS:Exec-Agent-Status", ""),
-            exec_enabled=attributes.get("ECS:Exec-Enabled", ""),
+            cluster=attributes[attrs.CLUSTER_ARN],
+            task=attributes[attrs.TASK_ARN],
+            container=attributes[attrs.CONTAINER_NAME],
+            region=attributes.get(attrs.REGION, ""),
+            runtime_id=attributes.get(attrs.RUNTIME_ID, ""),
+            agent_status=attributes.get(attrs.EXEC_AGENT_STATUS, ""),
+            exec_enabled=attributes.get(attrs.EXEC_ENABLED, ""),
         )
 
 
