@@ -44,7 +44,7 @@ from ecsexec.store.keys import (
 CONFIG_NAME: Final = "ecsexec.toml"
 CONFIG_ENV: Final = "ECSEXEC_CONFIG"
 
-SECTIONS: Final = ("aws", "sources", "dispatch", "keystore")
+SECTIONS: Final = ("aws", "sources", "dispatch", "keystore", "history")
 AWS_KEYS: Final = (
     "region",
     "credential_provider",
@@ -116,6 +116,18 @@ class DispatchSettings:
 
 
 @dataclass(frozen=True)
+class HistorySettings:
+    """How long history keeps finished runs (``ecsexec history prune`` applies it too).
+
+    Each recorded run prunes what is older than ``keep_days`` and beyond the newest
+    ``keep_runs``; 0 keeps everything by that measure.
+    """
+
+    keep_days: float = 90.0
+    keep_runs: int = 10_000
+
+
+@dataclass(frozen=True)
 class KeystoreSettings:
     dir: Path | None = None
     key_file: Path | None = None
@@ -145,6 +157,7 @@ class Config:
     sources: tuple[ConfiguredSource, ...] = ()
     dispatch: DispatchSettings = DispatchSettings()
     keystore: KeystoreSettings = KeystoreSettings()
+    history: HistorySettings = HistorySettings()
     origins: Mapping[str, str] = field(default_factory=dict)
 
     def origin(self, key: str) -> str:
@@ -606,6 +619,7 @@ def load_config(
     sources = _sources(reader, doc, file, aws, origins)
     dispatch = _dispatch(reader, doc, env, origins)
     keystore = _keystore(reader, doc, env, file, origins)
+    history = _history(reader, doc, origins)
     if reader.errors:
         raise ConfigurationError("\n".join(sorted(reader.errors, key=_line_of)))
     return Config(
@@ -614,6 +628,7 @@ def load_config(
         sources=tuple(sources),
         dispatch=dispatch,
         keystore=keystore,
+        history=history,
         origins=origins,
     )
 
@@ -827,6 +842,18 @@ def _dispatch(
     if "threads" in values:
         values["threads"] = int(values["threads"])
     return DispatchSettings(**values)
+
+
+def _history(reader: _Reader, doc: Mapping[str, Any], origins: dict[str, str]) -> HistorySettings:
+    table = _table(doc, "history")
+    reader.keys(table, ("keep_days", "keep_runs"), ("history",), "[history]")
+    values: dict[str, Any] = {}
+    for name, integer in (("keep_days", False), ("keep_runs", True)):
+        number = reader.number(table, name, ("history",), "[history]", minimum=0, integer=integer)
+        if number is not None:
+            values[name] = int(number) if integer else number
+            origins[f"history.{name}"] = reader.where("history", name)
+    return HistorySettings(**values)
 
 
 def _keystore(

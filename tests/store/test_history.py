@@ -42,8 +42,9 @@ import os, signal, sys
 from pathlib import Path
 from ecsexec.store.history import History
 history = History(Path(sys.argv[1]))
-run_id = history.start(kind="job", job="g/crashing", nodes=["a", "b"])
+run_id = history.start(kind="job", job="g/crashing", nodes=["a", "b", "c"])
 history.record_node(run_id, "a", status="succeeded", exit_code=0, log=b"before the crash")
+history.record_session(run_id, "b", "sess-b", "eu-west-1")
 print(run_id, flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
 """
@@ -52,7 +53,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 def test_a_new_database_is_migrated_in_wal_mode(tmp_path: Path) -> None:
     path = tmp_path / "state" / "history.sqlite3"
     with History(path) as history:
-        assert history.schema_version == SCHEMA_VERSION == 1
+        assert history.schema_version == SCHEMA_VERSION == 2
     with History(path) as again:  # opening a current file changes nothing
         assert again.schema_version == SCHEMA_VERSION
     db = sqlite3.connect(path)
@@ -146,7 +147,13 @@ def test_a_crash_leaves_an_incomplete_record_not_a_lost_one(tmp_path: Path) -> N
         run = history.run(run_id)
         assert run is not None
         assert (run.status, run.exit_code, run.finished_at) == ("incomplete", None, None)
-        assert [(n.node, n.status) for n in run.nodes] == [("a", "succeeded"), ("b", "pending")]
+        # b's session had started and never reported; c never started.
+        assert [(n.node, n.status) for n in run.nodes] == [
+            ("a", "succeeded"),
+            ("b", "incomplete"),
+            ("c", "not started"),
+        ]
+        assert (run.nodes[1].session_id, run.nodes[1].region) == ("sess-b", "eu-west-1")
         assert history.logs(run_id, "a") == [("a", b"before the crash")]
         assert [r.id for r in history.runs(status="incomplete")] == [run_id]
         live = history.start(kind="run", command="still going")
@@ -189,3 +196,55 @@ def test_where_history_lives(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     assert default_path() == Path.home() / ".local" / "state" / "ecsexec" / "history.sqlite3"
     monkeypatch.setenv("ECSEXEC_HISTORY", "off")
     assert default_path() is None
+
+
+def test_finishing_a_run_says_what_happened_to_every_node(tmp_path: Path) -> None:
+    with History(tmp_path / "h.sqlite3") as history:
+        run_id = history.start(kind="run", command="x", nodes=["a", "b", "c"])
+        history.record_session(run_id, "a", "sess-a")
+        history.record_node(run_id, "a", status="succeeded", exit_code=0)
+        history.record_session(run_id, "b", "sess-b")  # started, never reported
+        history.finish(run_id, status="interrupted", exit_code=130)
+        run = history.run(run_id)
+        assert run is not None
+        assert [(n.node, n.status, n.session_id) for n in run.nodes] == [
+            ("a", "succeeded", "sess-a"),
+            ("b", "incomplete", "sess-b"),
+            ("c", "not started", ""),
+        ]
+
+
+def test_a_version_1_database_is_migrated_keeping_its_runs(tmp_path: Path) -> None:
+    from ecsexec.store.history import MIGRATIONS
+
+    path = tmp_path / "h.sqlite3"
+    db = sqlite3.connect(path)
+    for statement in MIGRATIONS[0]:
+        db.execute(statement)
+    db.execute(
+        "INSERT INTO runs (kind, user, host, pid, status, started_at)"
+        " VALUES ('run', 'u', 'h', 1, 'succeeded', '2026-01-01T00:00:00+00:00')"
+    )
+    db.execute("INSERT INTO run_nodes (run_id, node, position, status) VALUES (1, 'a', 0, 'x')")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    with History(path) as history:
+        assert history.schema_version == 2
+        run = history.run(1)
+        assert run is not None and run.nodes[0].session_id == ""
+
+
+def test_prune_by_age_and_by_count_keeps_running_runs(tmp_path: Path) -> None:
+    with History(tmp_path / "h.sqlite3") as history:
+        ids = [history.start(kind="run", command=str(n)) for n in range(5)]
+        for run_id in ids[:4]:
+            history.finish(run_id, status="succeeded", exit_code=0)
+        db = history._db
+        db.execute(
+            "UPDATE runs SET started_at = '2020-01-01T00:00:00+00:00' WHERE id = ?", (ids[0],)
+        )
+        assert history.prune(older_than_days=30) == 1  # only the old, finished one
+        assert history.prune(keep=2) == 1  # of ids[1:4] the newest two stay
+        left = [r.id for r in history.runs()]
+        assert left == [ids[4], ids[3], ids[2]]  # the running one is never deleted

@@ -1,6 +1,6 @@
 """The engine that the CLI, the web console and the Rundeck plugin share: :class:`Client`."""
 
-from ecsexec.app.client import DEFAULT_SHELL, Client, JobPlan, Run, Target
+from ecsexec.app.client import DEFAULT_SHELL, Client, JobPlan, Run, SessionCleanup, Target
 from ecsexec.app.interactive import InteractiveSession
 from ecsexec.app.selection import Selection, SourceOverrides
 
@@ -11,6 +11,7 @@ __all__ = [
     "JobPlan",
     "Run",
     "Selection",
+    "SessionCleanup",
     "SourceOverrides",
     "Target",
 ]

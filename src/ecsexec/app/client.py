@@ -24,12 +24,14 @@ from ecsexec.app.interactive import InteractiveSession
 from ecsexec.app.selection import Discovery, Selection, SourceOverrides, apply_filter
 from ecsexec.aws.clients import SessionFactory
 from ecsexec.aws.credentials import SessionFactories
+from ecsexec.aws.ssm import SsmSessionControl
 from ecsexec.config import Config, load_config
 from ecsexec.errors import (
     EXIT_INTERRUPTED,
     EXIT_NOT_RUN,
     ConfigurationError,
     EcsexecError,
+    Status,
 )
 from ecsexec.exec.connect import ConnectorPool
 from ecsexec.exec.dispatcher import DispatchOptions, NodeFinished, NodeStarted, dispatch
@@ -44,7 +46,8 @@ from ecsexec.jobs.model import Job
 from ecsexec.nodes.ecs_source import ProgressFn
 from ecsexec.nodes.node import Node
 from ecsexec.ssm.session import SessionOptions
-from ecsexec.store.history import RunRecorder, local_user, outcome_fields
+from ecsexec.store.history import History, NodeRecord, RunRecorder, local_user, outcome_fields
+from ecsexec.store.history import default_path as default_history_path
 
 DEFAULT_SHELL: Final = "/bin/sh -c 'command -v bash >/dev/null 2>&1 && exec bash || exec sh'"
 
@@ -478,6 +481,52 @@ class Client:
         started = await start_exec_session(connector, target, raw_command(text))
         return InteractiveSession(chosen, text, connector.session(started))
 
+    async def cleanup_run(self, run_id: int) -> list[SessionCleanup]:
+        """Terminate the sessions a recorded run may have left running: its nodes that
+        have a session id and no outcome (the process died, or a forced exit).
+
+        Each is ended through ``ssm:TerminateSession`` in its region, in parallel; AWS
+        answers success for a session that had already ended.
+        """
+        history = self._open_history()
+        try:
+            record = history.run(run_id)
+        finally:
+            history.close()
+        if record is None:
+            raise ConfigurationError(f"no run #{run_id} in the history")
+        if record.status == Status.RUNNING:
+            raise ConfigurationError(
+                f"run #{run_id} is still running (pid {record.pid} on {record.host}); stop it first"
+            )
+        left = [
+            node
+            for node in record.nodes
+            if node.session_id and node.status in (Status.RUNNING, Status.INCOMPLETE)
+        ]
+        factory = self.discovery.session_factory()
+
+        async def end(node: NodeRecord) -> SessionCleanup:
+            region = node.region or self.discovery.default_region() or ""
+            try:
+                control = SsmSessionControl(factory(region))
+                await asyncio.to_thread(control.terminate_session, node.session_id)
+            except EcsexecError as exc:
+                return SessionCleanup(node.node, node.session_id, region, str(exc))
+            return SessionCleanup(node.node, node.session_id, region, "")
+
+        return list(await asyncio.gather(*(end(node) for node in left)))
+
+    def _open_history(self) -> History:
+        if self._history is False:
+            raise ConfigurationError("history is off for this client")
+        path = default_history_path() if self._history is True else Path(self._history)
+        if path is None:
+            raise ConfigurationError("history is off (ECSEXEC_HISTORY=off)")
+        if not path.exists():
+            raise ConfigurationError(f"there is no history yet at {path}")
+        return History(path)
+
     # --- internals -----------------------------------------------------------------------
 
     def _connectors(self, targets: Sequence[ContainerTarget]) -> ConnectorPool:
@@ -513,6 +562,8 @@ class Client:
         if record and self._history is not False:
             path = None if self._history is True else Path(self._history)
             recorder = RunRecorder.open(kind=kind, nodes=selection.names, path=path, **fields)
+            retention = self.config.history
+            recorder.prune(keep_days=retention.keep_days, keep_runs=retention.keep_runs)
 
         def tee(event: Event) -> None:
             if isinstance(event, NodeStarted):
@@ -520,10 +571,11 @@ class Client:
             elif isinstance(event, NodeFinished):
                 self._open.pop(event.node, None)
             if kind == "job" and isinstance(event, NodeUpdated):
+                # The job's steps so far; the node's outcome is only known at the end.
                 summary = event.summary
                 recorder.record_node(
                     summary.node,
-                    status=summary.status,
+                    status=Status.RUNNING,
                     exit_code=summary.exit_code,
                     duration_s=summary.duration,
                     detail=summary.detail,
@@ -548,6 +600,10 @@ class Client:
         except BaseException:
             recorder.finish(EXIT_NOT_RUN)
             raise
+        if kind == "job":
+            for node in result:
+                if node.status is not Status.NOT_STARTED:
+                    recorder.record_node(node.node, **outcome_fields(node))
         recorder.finish(result.exit_status)
         result = dataclasses.replace(
             result,
@@ -556,6 +612,16 @@ class Client:
         )
         emit(RunFinished(result))
         return result
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionCleanup:
+    """One leftover session and what ending it did (``error`` is empty on success)."""
+
+    node: str
+    session_id: str
+    region: str
+    error: str = ""
 
 
 def _targets(nodes: Sequence[Node]) -> list[ContainerTarget]:

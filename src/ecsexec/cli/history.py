@@ -11,8 +11,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ecsexec.cli.common import stderr
+from ecsexec.app import Client, SessionCleanup
+from ecsexec.cli.common import (
+    NodeQuery,
+    config_option,
+    context_config_path,
+    node_options,
+    run_engine,
+    stderr,
+)
 from ecsexec.cli.render import shown
+from ecsexec.config import load_config
+from ecsexec.errors import EXIT_NOT_RUN
 from ecsexec.store.history import STATUSES, History, RunRecord, default_path
 
 
@@ -181,3 +191,70 @@ def history_log(run_id: int, node_name: str | None) -> None:
         label = name.encode() + b": "
         out.write(b"".join(label + shown(line) + b"\n" for line in lines))
     out.flush()
+
+
+@history_group.command("cleanup")
+@click.argument("run_id", type=int)
+@node_options
+def history_cleanup(
+    run_id: int,
+    nodes_files: tuple[str, ...],
+    regions: tuple[str, ...],
+    clusters: tuple[str, ...],
+    refresh: bool,
+    profile: str | None,
+) -> None:
+    """Terminate the sessions run RUN_ID may have left running (after a crash, a SIGKILL
+    or a forced exit): every node with a session and no outcome, via ssm:TerminateSession.
+
+    Exit status 0 when every one was ended (or none was left), 3 when one could not be.
+    """
+    query = NodeQuery(nodes_files, regions, clusters, refresh, profile)
+
+    async def main(client: Client) -> list[SessionCleanup]:
+        return await client.cleanup_run(run_id)
+
+    ended = run_engine(query, main)
+    if not ended:
+        stderr.print(f"run #{run_id} left no session without an outcome")
+    failed = 0
+    for item in ended:
+        if item.error:
+            failed += 1
+            stderr.print(f"[red]{escape(item.node)} {item.session_id}: {escape(item.error)}[/]")
+        else:
+            click.echo(f"{item.node} {item.session_id}: terminated")
+    sys.exit(EXIT_NOT_RUN if failed else 0)
+
+
+@history_group.command("prune")
+@click.option(
+    "--older-than",
+    "days",
+    type=click.FloatRange(0, None),
+    default=None,
+    help="Delete finished runs older than this many days.  [default: [history] keep_days]",
+)
+@click.option(
+    "--keep",
+    type=click.IntRange(0, None),
+    default=None,
+    help="Keep only this many newest finished runs.  [default: [history] keep_runs]",
+)
+@config_option
+def history_prune(days: float | None, keep: int | None) -> None:
+    """Delete old runs and their logs (running runs are never deleted).
+
+    Without options, applies the retention of ecsexec.toml's [history] (90 days and
+    10,000 runs unless set); each recorded run applies it too.
+    """
+    if days is None and keep is None:
+        retention = load_config(context_config_path()).history
+        days, keep = retention.keep_days or None, retention.keep_runs or None
+    history = _open()
+    if history is None:
+        click.echo("no history yet")
+        return
+    with history:
+        deleted = history.prune(older_than_days=days, keep=keep)
+    click.echo(f"deleted {deleted} run(s)")

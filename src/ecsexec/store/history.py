@@ -8,14 +8,18 @@ schema is versioned with ``PRAGMA user_version`` and migrated forward at open, u
 write lock, so two processes opening a fresh file migrate it once.
 
 A run's row is written first, with status ``running``, the recording process's pid and
-its start time; each node's row is written as the node finishes, and the run row is
-finished last. A run whose process died (crash, SIGKILL, power loss) therefore stays
-``running`` in the file and is reported as ``incomplete`` once that process is gone.
+its start time, and its nodes ``pending``. A node becomes ``running`` with its session id
+as its session starts, and gets its outcome as it finishes; when the run finishes, nodes
+that never started are ``not started``. A run whose process died (crash, SIGKILL, power
+loss) therefore stays ``running`` in the file and is reported as ``incomplete`` once that
+process is gone, and so are its nodes that were still ``running`` (their session ids are
+kept for ``ecsexec history cleanup``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import getpass
 import json
 import os
@@ -69,6 +73,13 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             PRIMARY KEY (run_id, node)
         )""",
         "CREATE INDEX runs_by_status ON runs(status, id)",
+    ),
+    (
+        # The session each node runs in, written as it starts: after a crash or SIGKILL,
+        # `ecsexec history cleanup` can still terminate what was left running.
+        "ALTER TABLE run_nodes ADD COLUMN session_id TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE run_nodes ADD COLUMN region TEXT NOT NULL DEFAULT ''",
+        "CREATE INDEX runs_by_start ON runs(started_at)",
     ),
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -134,6 +145,8 @@ class NodeRecord:
     detail: str = ""
     log_bytes: int = 0  # before truncation
     truncated: bool = False
+    session_id: str = ""
+    region: str = ""
 
 
 @dataclass(frozen=True)
@@ -298,9 +311,14 @@ class History:
                 position = int(count)
             else:
                 position = int(row[0])
+            # An upsert, not INSERT OR REPLACE: the row keeps its session id and region.
             db.execute(
-                "INSERT OR REPLACE INTO run_nodes (run_id, node, position, status, exit_code,"
-                " duration_s, detail, log, log_bytes, truncated) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO run_nodes (run_id, node, position, status, exit_code,"
+                " duration_s, detail, log, log_bytes, truncated) VALUES (?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT (run_id, node) DO UPDATE SET status = excluded.status,"
+                " exit_code = excluded.exit_code, duration_s = excluded.duration_s,"
+                " detail = excluded.detail, log = excluded.log, log_bytes = excluded.log_bytes,"
+                " truncated = excluded.truncated",
                 (
                     run_id,
                     node,
@@ -315,12 +333,47 @@ class History:
                 ),
             )
 
-    def finish(self, run_id: int, *, status: str, exit_code: int | None) -> None:
+    def record_session(self, run_id: int, node: str, session_id: str, region: str = "") -> None:
+        """A node's session has started: keep its id, so it can be ended after a crash."""
         with self._write() as db:
+            db.execute(
+                "UPDATE run_nodes SET status = 'running', session_id = ?, region = ?"
+                " WHERE run_id = ? AND node = ? AND status IN ('pending', 'running')",
+                (session_id, region, run_id, node),
+            )
+
+    def finish(self, run_id: int, *, status: str, exit_code: int | None) -> None:
+        """Finish a run; nodes still pending never started, and ones still running never
+        reported an outcome (their process died with this one's cleanup)."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE run_nodes SET status = CASE status WHEN 'pending' THEN 'not started'"
+                " ELSE 'incomplete' END WHERE run_id = ? AND status IN ('pending', 'running')",
+                (run_id,),
+            )
             db.execute(
                 "UPDATE runs SET status = ?, exit_code = ?, finished_at = ? WHERE id = ?",
                 (status, exit_code, _now(), run_id),
             )
+
+    def prune(self, *, older_than_days: float | None = None, keep: int | None = None) -> int:
+        """Delete finished runs older than ``older_than_days`` and all but the newest
+        ``keep`` finished runs; return how many were deleted. Running runs are kept."""
+        deleted = 0
+        with self._write() as db:
+            if older_than_days is not None:
+                cutoff = datetime.now(UTC).timestamp() - older_than_days * 86400
+                stamp = datetime.fromtimestamp(cutoff, UTC).isoformat(timespec="milliseconds")
+                deleted += db.execute(
+                    "DELETE FROM runs WHERE status != 'running' AND started_at < ?", (stamp,)
+                ).rowcount
+            if keep is not None:
+                deleted += db.execute(
+                    "DELETE FROM runs WHERE status != 'running' AND id NOT IN"
+                    " (SELECT id FROM runs WHERE status != 'running' ORDER BY id DESC LIMIT ?)",
+                    (max(0, keep),),
+                ).rowcount
+        return deleted
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -405,14 +458,26 @@ class History:
                 detail=str(n[5]),
                 log_bytes=int(n[6]),
                 truncated=bool(n[7]),
+                session_id=str(n[8]),
+                region=str(n[9]),
             )
             for n in self._db.execute(
                 "SELECT node, position, status, exit_code, duration_s, detail, log_bytes,"
-                " truncated FROM run_nodes WHERE run_id = ? ORDER BY position",
+                " truncated, session_id, region FROM run_nodes WHERE run_id = ?"
+                " ORDER BY position",
                 (run_id,),
             )
         )
-        return self._record(row, nodes)
+        record = self._record(row, nodes)
+        if record.status == "incomplete":
+            # The process died: nodes it was still running have no outcome, and the ones
+            # it never started never will.
+            dead = {"running": "incomplete", "pending": "not started"}
+            nodes = tuple(
+                dataclasses.replace(n, status=dead.get(n.status, n.status)) for n in nodes
+            )
+            record = dataclasses.replace(record, nodes=nodes)
+        return record
 
     def logs(self, run_id: int, node: str | None = None) -> list[tuple[str, bytes]]:
         """``(node, log)`` for each node of a run in order, or for the one node named."""
@@ -480,6 +545,23 @@ class RunRecorder:
             return
         try:
             self.history.record_node(self.run_id, node, **fields)  # type: ignore[arg-type]
+        except sqlite3.Error as exc:
+            self._failed(exc)
+
+    def prune(self, *, keep_days: float, keep_runs: int) -> None:
+        """Apply the retention (0 keeps everything by that measure)."""
+        if self.history is None:
+            return
+        try:
+            self.history.prune(older_than_days=keep_days or None, keep=keep_runs or None)
+        except sqlite3.Error as exc:
+            self._failed(exc)
+
+    def record_session(self, node: str, session_id: str, region: str = "") -> None:
+        if self.history is None or self.run_id is None:
+            return
+        try:
+            self.history.record_session(self.run_id, node, session_id, region)
         except sqlite3.Error as exc:
             self._failed(exc)
 
