@@ -16,7 +16,7 @@ from typing import Final
 from ecsexec.aws.errors import THROTTLING_CODES
 from ecsexec.errors import AwsError, EcsexecError, SessionError, Status
 from ecsexec.exec.results import CommandResult, RunResult
-from ecsexec.exec.runner import Connector, ContainerTarget, run_on_container
+from ecsexec.exec.runner import ContainerTarget, ExecBackend, run_on_container
 from ecsexec.exec.wrap import WrappedCommand
 
 # Defaults, each with its reason (documented in the README too).
@@ -117,6 +117,10 @@ class AdaptiveRateLimiter:
         self.rate = min(self.max_rate, self.rate * 1.05 + 0.1)
 
 
+BackendFor = Callable[[ContainerTarget], ExecBackend]
+"""The backend for a target: a :class:`~ecsexec.exec.connect.ConnectorPool` picks the
+target's region."""
+
 CommandFor = Callable[[ContainerTarget], WrappedCommand]
 """A command built per target (a job step whose text names ``${node.*}`` attributes)."""
 
@@ -132,7 +136,7 @@ class NodeRunner:
 
     def __init__(
         self,
-        connectors: Callable[[ContainerTarget], Connector],
+        connectors: BackendFor,
         options: DispatchOptions | None = None,
         on_event: ProgressCallback | None = None,
     ) -> None:
@@ -173,7 +177,7 @@ class NodeRunner:
 
 
 async def dispatch(
-    connectors: Callable[[ContainerTarget], Connector],
+    connectors: BackendFor,
     targets: Sequence[ContainerTarget],
     wrapped: WrappedCommand | CommandFor,
     *,
@@ -235,7 +239,7 @@ async def dispatch(
 
 
 async def _run_with_retries(
-    connector: Connector,
+    backend: ExecBackend,
     target: ContainerTarget,
     wrapped: WrappedCommand,
     opts: DispatchOptions,
@@ -248,7 +252,7 @@ async def _run_with_retries(
         await limiter.acquire()
         try:
             result = await run_on_container(
-                connector,
+                backend,
                 target,
                 wrapped,
                 timeout=opts.timeout,

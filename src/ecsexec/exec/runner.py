@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final
+from types import TracebackType
+from typing import Final, Protocol
 
 from ecsexec.aws.ecs import EcsApi, ExecSession
 from ecsexec.errors import ConfigurationError, EcsexecError, Status
@@ -16,6 +17,7 @@ from ecsexec.exec.wrap import OutputCleaner, ReadyScanner, WrappedCommand
 from ecsexec.nodes import ecs_attributes as attrs
 from ecsexec.ssm.channel import (
     ChannelClosed,
+    Event,
     HandshakeCompleted,
     OutputReceived,
     StderrReceived,
@@ -61,14 +63,75 @@ class ContainerTarget:
         )
 
 
+class SessionLike(Protocol):
+    """What the runner uses of a data-channel session (:class:`ecsexec.ssm.session.Session`).
+
+    ``async with`` attaches (and, when left before the channel closed, terminates the
+    session); iterating yields the channel's events, the last one a :class:`ChannelClosed`;
+    :meth:`wait_closed` then raises the session's failure, if it had one.
+    """
+
+    @property
+    def session_id(self) -> str: ...
+
+    async def __aenter__(self) -> object: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def __aiter__(self) -> AsyncIterator[Event]: ...
+
+    def send_size(self, cols: int, rows: int) -> None: ...
+
+    def open_input_gate(self, reason: str) -> None: ...
+
+    async def send_input(self, data: bytes) -> None: ...
+
+    async def wait_closed(self) -> ChannelClosed: ...
+
+
+class ExecBackend(Protocol):
+    """Where exec sessions come from: :class:`Connector` on AWS, a scripted fake in tests.
+
+    :meth:`start` is ExecuteCommand: the command runs from then on, whether or not anyone
+    attaches (ssm/README.md §1). :meth:`session` attaches to what it started;
+    :meth:`terminate` ends a session nobody will attach to.
+    """
+
+    async def start(self, target: ContainerTarget, wrapped: WrappedCommand) -> ExecSession: ...
+
+    def session(self, started: ExecSession) -> SessionLike: ...
+
+    async def terminate(self, session_id: str) -> None: ...
+
+
 @dataclass
 class Connector:
-    """The AWS side of one region: ECS, SSM resume/terminate and KMS, same credentials."""
+    """The AWS side of one region: ECS, SSM resume/terminate and KMS, same credentials.
+
+    The :class:`ExecBackend` of real containers.
+    """
 
     ecs: EcsApi
     control: SessionControl
     data_key_provider: DataKeyProvider | None = None
     session_options: SessionOptions = field(default_factory=SessionOptions)
+
+    async def start(self, target: ContainerTarget, wrapped: WrappedCommand) -> ExecSession:
+        """ExecuteCommand for ``wrapped`` in ``target`` (on the event loop, no thread)."""
+        return await self.ecs.execute_command_async(
+            cluster=target.cluster,
+            task=target.task,
+            container=target.container,
+            command=wrapped.ecs_command,
+            runtime_id=target.runtime_id,
+            agent_status=target.agent_status,
+            exec_enabled=target.exec_enabled,
+        )
 
     def session(self, started: ExecSession) -> Session:
         """The data-channel session for what ExecuteCommand started, on these credentials."""
@@ -82,6 +145,10 @@ class Connector:
             options=self.session_options,
         )
 
+    async def terminate(self, session_id: str) -> None:
+        """ssm:TerminateSession (blocking boto3, in a worker thread)."""
+        await asyncio.to_thread(self.control.terminate_session, session_id)
+
 
 OutputCallback = Callable[[str, bytes, bool], None]
 """Called with (node name, cleaned output chunk, line break held back) as output arrives.
@@ -94,35 +161,25 @@ NoticeCallback = Callable[[str, bytes], None]
 
 
 async def start_exec_session(
-    connector: Connector, target: ContainerTarget, wrapped: WrappedCommand
+    backend: ExecBackend, target: ContainerTarget, wrapped: WrappedCommand
 ) -> ExecSession:
     """Call ExecuteCommand; if we are cancelled meanwhile, terminate what it started.
 
     ExecuteCommand starts the command at once (ssm/README.md §1); a session we never
     attach to would run until the idle timeout, so it must not be abandoned.
     """
-    call = asyncio.ensure_future(
-        connector.ecs.execute_command_async(
-            cluster=target.cluster,
-            task=target.task,
-            container=target.container,
-            command=wrapped.ecs_command,
-            runtime_id=target.runtime_id,
-            agent_status=target.agent_status,
-            exec_enabled=target.exec_enabled,
-        )
-    )
+    call = asyncio.ensure_future(backend.start(target, wrapped))
     try:
         return await asyncio.shield(call)
     except asyncio.CancelledError:
         with contextlib.suppress(EcsexecError):
             started = await call
-            await asyncio.to_thread(connector.control.terminate_session, started.session_id)
+            await backend.terminate(started.session_id)
         raise
 
 
 async def run_on_container(
-    connector: Connector,
+    backend: ExecBackend,
     target: ContainerTarget,
     wrapped: WrappedCommand,
     *,
@@ -146,8 +203,8 @@ async def run_on_container(
     sender: asyncio.Task[None] | None = None
     if output is None:
         output = []  # joined once at the end: no reallocation as output grows
-    exec_session = await start_exec_session(connector, target, wrapped)
-    session = connector.session(exec_session)
+    exec_session = await start_exec_session(backend, target, wrapped)
+    session = backend.session(exec_session)
 
     def emit(chunk: bytes) -> None:
         if chunk:

@@ -58,6 +58,15 @@ class WrappedCommand:
         """What the wrapper prints when it is ready to read ``input_payload``."""
         return b"__ECSEXEC_I_" + self.nonce.encode() + b"__"
 
+    @property
+    def begin_marker(self) -> bytes:
+        """What the wrapper prints on a line of its own right before the command runs."""
+        return b"__ECSEXEC_B_" + self.nonce.encode() + b"__"
+
+    def end_marker(self, exit_code: int) -> bytes:
+        """What the wrapper prints on a line of its own after the command, with its ``$?``."""
+        return b"__ECSEXEC_E_" + self.nonce.encode() + b"__:%d" % exit_code
+
 
 def wrap(command: str, *, nonce: str | None = None, stdin: bytes | None = None) -> WrappedCommand:
     """Build the marker-wrapped command (§12). The literal markers never appear in argv.
@@ -284,7 +293,7 @@ class OutputCleaner:
         self._raw = wrapped.raw
         self._begin_seen = self._raw
         self._buffer = bytearray()
-        self._begin_re = re.compile(rb"__ECSEXEC_B_" + re.escape(self._nonce) + rb"__\r*\n")
+        self._begin_re = re.compile(re.escape(wrapped.begin_marker) + rb"\r*\n")
         self._end_head = b"\n__ECSEXEC_E_" + self._nonce + b"__:"
         self._end_rest = re.compile(rb"\d{0,3}|\d{1,3}[\r\n]*")
         # §12 says `\r*\n` before the end marker; we take at most the one `\r` the PTY adds
