@@ -249,6 +249,8 @@ async def run_on_container(
             sender.cancel()  # a no-op once it is done; awaiting retrieves its outcome
             with contextlib.suppress(asyncio.CancelledError, EcsexecError):
                 await sender
+    rest, clean = cleaner.finish()
+    emit(rest)  # what the cleaner held back is output too, whatever ended the session
     if failure is not None:
         return CommandResult.failure(
             target.node,
@@ -259,8 +261,6 @@ async def run_on_container(
             output=b"".join(output),
             session_id=exec_session.session_id,
         )
-    rest, clean = cleaner.finish()
-    emit(rest)
     exit_code = clean.exit_code
     reason = clean.reason
     truncated = bool(closed is not None and closed.truncated)
