@@ -73,6 +73,7 @@ def _run_main(body: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.e2e
 def test_run_main_prints_the_error_and_exits_with_its_code() -> None:
     done = _run_main("def main():\n    raise errors.CredentialsError('no keys here')")
     assert done.returncode == 2
@@ -80,6 +81,7 @@ def test_run_main_prints_the_error_and_exits_with_its_code() -> None:
     assert _run_main("def main():\n    return 7").returncode == 7
 
 
+@pytest.mark.e2e
 def test_run_main_survives_a_closed_stdout_without_a_traceback() -> None:
     code = (
         "import sys\nfrom ecsexec import errors\n"

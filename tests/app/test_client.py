@@ -21,6 +21,8 @@ from ecsexec.sandbox import Sandbox
 from ecsexec.ssm.channel import ChannelClosed, OutputReceived
 from ecsexec.store.history import History
 
+pytestmark = pytest.mark.e2e
+
 EXAMPLE = Path(__file__).parents[2] / "examples" / "library" / "run_web.py"
 
 

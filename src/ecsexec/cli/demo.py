@@ -8,6 +8,7 @@ the sandbox. It never changes the user's environment and leaves nothing running.
 from __future__ import annotations
 
 import asyncio
+import os
 import shlex
 import shutil
 import sys
@@ -65,6 +66,12 @@ def demo(initial_wait: float) -> None:
     """Start a private sandbox, list nodes, run commands on filtered sets, then stop it."""
     from ecsexec.sandbox import Sandbox
 
+    # botocore reads AWS_ENDPOINT_URL, AWS_CA_BUNDLE and the like straight from the
+    # environment, so a user's own settings (LocalStack, `eval "$(ecsexec sandbox env)"`)
+    # would send the demo's calls elsewhere. The demo's process forgets them; the user's
+    # shell is untouched.
+    for variable in [v for v in os.environ if v.startswith("AWS_")]:
+        del os.environ[variable]
     console = Console(highlight=False, soft_wrap=True)
     started = time.monotonic()
     console.print("[bold]ecsexec demo[/]: a private sandbox ECS region, no AWS account needed")
