@@ -17,6 +17,7 @@ from ecsexec.exec.dispatcher import (
     DispatchOptions,
     NodeFinished,
     NodeOutput,
+    NodeSessionStarted,
     NodeStarted,
     NodeThrottled,
     ProgressEvent,
@@ -270,3 +271,32 @@ def test_a_per_target_command_that_cannot_be_built_is_that_nodes_error() -> None
     assert result["n0"].ok
     assert result["n1"].status is Status.ERROR and "no such attribute" in result["n1"].reason
     assert backend.calls == ["n0"] and result.exit_status == 2
+
+
+def test_each_session_id_is_reported_as_soon_as_execute_command_returns() -> None:
+    throttled = AwsError("slow down", code="ThrottlingException", operation="ExecuteCommand")
+    gate = asyncio.Event()
+    backend = FakeBackend(
+        {
+            "n0": Script([Wait(gate), *runs(b"out\n", 0)], start_errors=[throttled]),
+            "n1": Script(start_errors=[AwsError("no", code="InvalidParameterException")]),
+        }
+    )
+    events: list[ProgressEvent] = []
+
+    def on_event(event: ProgressEvent) -> None:
+        events.append(event)
+        if isinstance(event, NodeSessionStarted):
+            # Before attaching: the session has delivered nothing yet.
+            assert not backend.sessions[event.session_id].entered
+            gate.set()
+
+    result = asyncio.run(
+        dispatch(backend.for_target, nodes(2), wrap("cmd"), options=FAST, on_event=on_event)
+    )
+    reported = [e for e in events if isinstance(e, NodeSessionStarted)]
+    assert reported == [NodeSessionStarted("n0", result["n0"].session_id)]  # once, retries or not
+    mine = [type(e) for e in events if e.node == "n0" and not isinstance(e, NodeThrottled)]
+    assert mine[:3] == [NodeStarted, NodeSessionStarted, NodeOutput]
+    assert set(mine[3:-1]) <= {NodeOutput} and mine[-1] is NodeFinished
+    assert result["n1"].session_id == ""  # nothing started there

@@ -10,6 +10,7 @@ import asyncio
 
 import pytest
 
+from ecsexec.aws.ecs import ExecSession
 from ecsexec.errors import AwsError, Status, TransportError
 from ecsexec.exec.results import CommandResult
 from ecsexec.exec.runner import PTY_SIZE, run_on_container
@@ -222,3 +223,24 @@ def test_stderr_payloads_and_the_handshake_message_are_notices() -> None:
     )
     assert result.output == b"out\n"
     assert notices == [(NODE, b"session encrypted"), (NODE, b"agent says")]
+
+
+def test_on_started_gets_the_session_before_attaching_and_nothing_if_start_fails() -> None:
+    seen: list[tuple[str, bool]] = []
+    backend = FakeBackend(
+        {
+            NODE: Script(runs(b"", 0)),
+            "other": Script(start_errors=[AwsError("no", code="InvalidParameterException")]),
+        }
+    )
+
+    def on_started(started: ExecSession) -> None:
+        seen.append((started.session_id, backend.sessions[started.session_id].entered))
+
+    result = asyncio.run(
+        run_on_container(backend, target(NODE), wrap("cmd"), on_started=on_started)
+    )
+    assert seen == [(result.session_id, False)]
+    with pytest.raises(AwsError):
+        asyncio.run(run_on_container(backend, target("other"), wrap("cmd"), on_started=on_started))
+    assert len(seen) == 1

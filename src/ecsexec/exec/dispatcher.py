@@ -1,7 +1,11 @@
 """Run one command on many containers: concurrency, an adaptive rate limit, timeouts, order.
 
-Progress is reported as events to a callback, never printed. Interrupting (cancelling)
-a dispatch terminates every open session and still returns the partial result.
+Progress is reported as events to a callback, never printed. Each node that starts
+gets :class:`NodeStarted`, then :class:`NodeThrottled` for each throttled ExecuteCommand,
+:class:`NodeSessionStarted` with the session ID as soon as ExecuteCommand returns (before
+attaching), :class:`NodeOutput` and :class:`NodeNotice` as they arrive, and always
+:class:`NodeFinished` last. Interrupting (cancelling) a dispatch terminates every open
+session and still returns the partial result.
 """
 
 from __future__ import annotations
@@ -44,6 +48,19 @@ class NodeStarted:
 
 
 @dataclass(frozen=True)
+class NodeSessionStarted:
+    """ExecuteCommand returned: the command runs in session ``session_id`` (emitted before
+    attaching to it, and once per node: a throttled attempt started nothing).
+
+    The ID is what CloudTrail and SSM know the session by, so a record of it ties a node's
+    run to AWS's own logs even if this process dies before the node finishes.
+    """
+
+    node: str
+    session_id: str
+
+
+@dataclass(frozen=True)
 class NodeOutput:
     node: str
     data: bytes
@@ -71,7 +88,9 @@ class NodeFinished:
     outcome: CommandResult
 
 
-ProgressEvent = NodeStarted | NodeOutput | NodeNotice | NodeThrottled | NodeFinished
+ProgressEvent = (
+    NodeStarted | NodeSessionStarted | NodeOutput | NodeNotice | NodeThrottled | NodeFinished
+)
 ProgressCallback = Callable[[ProgressEvent], None]
 
 
@@ -258,6 +277,9 @@ async def _run_with_retries(
                 timeout=opts.timeout,
                 on_output=lambda node, data, held: emit(NodeOutput(node, data, held)),
                 on_notice=lambda node, text: emit(NodeNotice(node, text)),
+                on_started=lambda started: emit(
+                    NodeSessionStarted(target.node, started.session_id)
+                ),
                 output=output,
             )
         except AwsError as exc:

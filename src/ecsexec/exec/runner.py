@@ -186,6 +186,7 @@ async def run_on_container(
     timeout: float | None = None,
     on_output: OutputCallback | None = None,
     on_notice: NoticeCallback | None = None,
+    on_started: Callable[[ExecSession], None] | None = None,
     output: list[bytes] | None = None,
 ) -> CommandResult:
     """Run ``wrapped`` in ``target`` and return its result.
@@ -196,6 +197,8 @@ async def run_on_container(
     terminated, never left running). If we are cancelled, the output so far is in
     ``output`` when the caller passed that list. A command with input
     (``wrap(..., stdin=...)``) gets it sent as soon as the wrapper's ready marker arrives.
+    ``on_started`` is called once ExecuteCommand has returned, before attaching: from then
+    on the command runs, and the session ID names it (CloudTrail, ``ssm:TerminateSession``).
     """
     started_at = datetime.now(UTC)
     cleaner = OutputCleaner(wrapped)
@@ -204,6 +207,8 @@ async def run_on_container(
     if output is None:
         output = []  # joined once at the end: no reallocation as output grows
     exec_session = await start_exec_session(backend, target, wrapped)
+    if on_started is not None:
+        on_started(exec_session)
     session = backend.session(exec_session)
 
     def emit(chunk: bytes) -> None:
