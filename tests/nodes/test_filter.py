@@ -23,7 +23,13 @@ from ecsexec.nodes.filter import (
     tokenize,
     unmatched_key_warnings,
 )
-from ecsexec.nodes.javaregex import JavaRegexError, compile_java, translate
+from ecsexec.nodes.javaregex import (
+    BACKTRACK_BUDGET,
+    JavaRegexError,
+    compile_bounded,
+    compile_java,
+    translate,
+)
 from ecsexec.nodes.node import Node
 
 FAST = settings(max_examples=150, deadline=None)
@@ -858,6 +864,50 @@ def test_unmatched_key_warning_with_hint() -> None:
 )
 def test_ecs_gotchas(flt: str, kept: list[str]) -> None:
     assert names(select(ECS_NODES, flt)) == kept
+
+
+# --- bounded evaluation (javaregex "Bounded matching") -----------------------------------------
+
+LONG_NAMES = [node("a" * 40), node("app-" + "b" * 36), node("a" * 39 + "x")]
+
+
+def test_a_backtracking_filter_is_answered_at_once() -> None:
+    # re would try 2^40 ways to split each name: hours. The bounded matcher answers.
+    assert compile_bounded("(.*)*x").bound(40) > BACKTRACK_BUDGET
+    assert names(select(LONG_NAMES, "name: (.*)*x")) == ["a" * 39 + "x"]
+    assert names(select(LONG_NAMES, "!name: (a|a)*b")) == names(LONG_NAMES)
+    assert names(select(LONG_NAMES, "tags: (.*)*x name: .*")) == []
+
+
+def test_a_filter_too_costly_to_evaluate_fails_naming_the_filter_and_key() -> None:
+    text = "ECS:Cluster-Name: demo name: (a+)+\\1x"
+    with pytest.raises(FilterSyntaxError) as info:
+        select(
+            [Node("z", {"ECS:Cluster-Name": "demo"}), Node("a" * 40, {"ECS:Cluster-Name": "demo"})],
+            text,
+        )
+    error = info.value
+    assert error.exit_code == 2
+    assert error.filter_text == text
+    assert error.column == text.index("(") + 1
+    message = str(error)
+    assert 'regex for key "name" is too costly to evaluate' in message
+    assert "40-character value of node 'aaaa" in message
+    assert f"more than {BACKTRACK_BUDGET:,} steps" in message
+    assert "back-reference" in message
+    rendered = format_filter_error(error)
+    assert rendered.splitlines()[1:] == [f"  {text}", " " * (error.column + 1) + "^"]
+    # Short values stay cheap enough for re, so the same filter works on them.
+    assert names(select([node("aaaa"), node("aax")], "name: (a+)+\\1x")) == ["aax"]
+
+
+def test_public_matchers_turn_cost_into_filter_errors() -> None:
+    with pytest.raises(FilterSyntaxError, match="too costly"):
+        regex_or_equals("(a+)+\\1x", "a" * 40)
+    with pytest.raises(FilterSyntaxError, match="too costly"):
+        match_value("(a+)+\\1x", "a" * 40)
+    with pytest.raises(FilterSyntaxError, match="too costly"):
+        match_tags("x,(a*)*\\1x", frozenset({"a" * 40}))  # "+" would mean AND here
 
 
 # --- properties ----------------------------------------------------------------------------------

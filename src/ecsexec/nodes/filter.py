@@ -2,8 +2,12 @@
 
 Pipeline (node-filter.md, introduction): tokens (§1) -> include and exclude maps (§2) ->
 per node, include match I and exclude match E (§3-§5) -> keep or drop (§6) -> order (§7).
-Selectors are Java regexes; :mod:`ecsexec.nodes.javaregex` translates them. Everything
-here is pure: warnings are returned, never printed.
+Selectors are Java regexes; :mod:`ecsexec.nodes.javaregex` translates them and bounds
+their evaluation: a selector that backtracks catastrophically (``name: (.*)*x``) is
+answered by a matcher that cannot blow up, and one that no bounded matcher can evaluate
+on some value (a back-reference under nested quantifiers) raises FilterSyntaxError naming
+the filter, the key and the limit, instead of running for hours. Everything here is pure:
+warnings are returned, never printed.
 """
 
 from __future__ import annotations
@@ -16,7 +20,13 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ecsexec.errors import FilterSyntaxError
-from ecsexec.nodes.javaregex import JavaRegexError, compile_java
+from ecsexec.nodes.javaregex import (
+    BACKTRACK_BUDGET,
+    JavaRegexError,
+    RegexCostError,
+    compile_bounded,
+    compile_java,
+)
 from ecsexec.nodes.node import Node, is_blank, is_delimiter, java_trim, utf16_key
 
 __all__ = [
@@ -236,13 +246,17 @@ class NodeFilter:
         return self.include_blank and self.exclude_blank
 
     def keeps(self, node: Node, *, exclude_precedence: bool = True) -> bool:
-        """Whether ``node`` is selected (§6 table)."""
+        """Whether ``node`` is selected (§6 table).
+
+        Raises FilterSyntaxError when a selector's regex cannot be evaluated within bounds
+        on one of the node's values (see :mod:`ecsexec.nodes.javaregex`).
+        """
         include_blank, exclude_blank = self.include_blank, self.exclude_blank
-        included = not include_blank and _side_matches(self.include, node)
+        included = not include_blank and _side_matches(self, False, node)
         # node-filter.md §6 table; a blank include side never includes anything.
         if exclude_blank:
             return included
-        excluded = _side_matches(self.exclude, node)
+        excluded = _side_matches(self, True, node)
         if include_blank:
             return not excluded
         if exclude_precedence:
@@ -262,21 +276,42 @@ def _side_blank(clauses: Sequence[tuple[str, str]]) -> bool:
     return all(key in FIELD_KEYS and is_blank(selector) for key, selector in clauses)
 
 
-def _side_matches(clauses: Sequence[tuple[str, str]], node: Node) -> bool:
+def _side_matches(flt: NodeFilter, exclude: bool, node: Node) -> bool:
     # node-filter.md §6: every clause of the side must match (AND over keys). §3: a
     # blank field selector is ignored; an attribute clause is always evaluated.
-    for key, selector in clauses:
-        if key == "tags":
-            if not is_blank(selector) and not match_tags(selector, node.tags):
+    for key, selector in flt.exclude if exclude else flt.include:
+        try:
+            if key == "tags":
+                if not is_blank(selector) and not _match_tags(selector, node.tags):
+                    return False
+            elif key in FIELD_KEYS:
+                attribute = FIELD_KEYS[key]
+                value = node.name if attribute is None else node.attributes.get(attribute)
+                if not is_blank(selector) and not _match_value(selector, value):
+                    return False
+            elif not _match_value(selector, node.get(key)):
                 return False
-        elif key in FIELD_KEYS:
-            attribute = FIELD_KEYS[key]
-            value = node.name if attribute is None else node.attributes.get(attribute)
-            if not is_blank(selector) and not match_value(selector, value):
-                return False
-        elif not match_value(selector, node.get(key)):
-            return False
+        except RegexCostError as exc:
+            shown = ("!" if exclude else "") + key
+            error = FilterSyntaxError(
+                f'regex for key "{shown}" {_cost_message(exc, node.name)}',
+                filter_text=flt.text,
+                column=_column(flt, exclude, key, 0),
+            )
+            error.key = shown  # type: ignore[attr-defined]
+            error.selector = selector  # type: ignore[attr-defined]
+            raise error from None
     return True
+
+
+def _cost_message(exc: RegexCostError, node_name: str = "") -> str:
+    on = f" of node {node_name!r}" if node_name else ""
+    return (
+        f"is too costly to evaluate: on a {exc.length}-character value{on} a backtracking "
+        f"match could take more than {BACKTRACK_BUDGET:,} steps, and the bounded matcher "
+        f"cannot take it because {exc.reason}; simplify the regex (avoid nested quantifiers "
+        "such as (x+)+ and back-references)"
+    )
 
 
 def parse_filter(text: str) -> NodeFilter:
@@ -469,35 +504,54 @@ def _raise_for(selector: str, exc: JavaRegexError, index: int) -> FilterSyntaxEr
     )
 
 
+def _selector_cost_error(selector: str, exc: RegexCostError) -> FilterSyntaxError:
+    return FilterSyntaxError(f"selector {selector!r} {_cost_message(exc)}", filter_text=selector)
+
+
 def regex_or_equals(selector: str, item: str) -> bool:
     """§4 ``regex_or_equals``: ``/…/`` is a strict regex; otherwise regex, then equality.
 
-    Raises FilterSyntaxError for an invalid ``/…/`` regex or an untranslatable construct.
+    Raises FilterSyntaxError for an invalid ``/…/`` regex, an untranslatable construct,
+    or a regex too costly to evaluate on ``item`` (see :mod:`ecsexec.nodes.javaregex`).
     """
+    try:
+        return _regex_or_equals(selector, item)
+    except RegexCostError as exc:
+        raise _selector_cost_error(selector, exc) from None
+
+
+def _regex_or_equals(selector: str, item: str) -> bool:
     # node-filter.md §4: only the untrimmed selector's own slashes make it a /…/ regex.
     if len(selector) >= 2 and selector[0] == "/" and selector[-1] == "/":
         try:
-            pattern = compile_java(java_trim(selector[1:-1]))
+            pattern = compile_bounded(java_trim(selector[1:-1]))
         except JavaRegexError as exc:
             problem = _selector_problem(selector)
             raise _raise_for(selector, exc, problem[0] if problem else 0) from None
-        return pattern.fullmatch(item) is not None
+        return pattern.fullmatch(item)
     trimmed = java_trim(selector)
     try:
-        pattern = compile_java(trimmed)
+        pattern = compile_bounded(trimmed)
     except JavaRegexError as exc:
         if exc.unsupported:
             problem = _selector_problem(selector)
             raise _raise_for(selector, exc, problem[0] if problem else 0) from None
         return trimmed == item  # node-filter.md §4: an invalid regex is silently no match
-    return pattern.fullmatch(item) is not None or trimmed == item
+    return pattern.fullmatch(item) or trimmed == item
 
 
 def match_value(selector: str, value: str | None) -> bool:
     """§4 ``match_value``: regex-or-equals on the whole selector, else an exact comma item."""
+    try:
+        return _match_value(selector, value)
+    except RegexCostError as exc:
+        raise _selector_cost_error(selector, exc) from None
+
+
+def _match_value(selector: str, value: str | None) -> bool:
     if value is None or is_blank(value) or is_blank(selector):
         return False  # node-filter.md §4 steps 1-2: even ".*" misses a blank value
-    if regex_or_equals(selector, value):
+    if _regex_or_equals(selector, value):
         return True
     # node-filter.md §4 step 4: comma items are compared exactly, untrimmed.
     return value in java_split(selector, ",")
@@ -505,6 +559,13 @@ def match_value(selector: str, value: str | None) -> bool:
 
 def match_tags(selector: str, tags: Set[str]) -> bool:
     """§5 ``match_tags``: ``,`` is OR, ``+`` is AND, each term exact-or-regex."""
+    try:
+        return _match_tags(selector, tags)
+    except RegexCostError as exc:
+        raise _selector_cost_error(selector, exc) from None
+
+
+def _match_tags(selector: str, tags: Set[str]) -> bool:
     if not tags or is_blank(selector):
         return False
     if "+" in selector or "," in selector:
@@ -512,12 +573,12 @@ def match_tags(selector: str, tags: Set[str]) -> bool:
         # Java-trimmed for membership; regex_or_equals gets it raw, so " /x/" is no /…/.
         return any(
             all(
-                java_trim(term) in tags or any(regex_or_equals(term, tag) for tag in tags)
+                java_trim(term) in tags or any(_regex_or_equals(term, tag) for tag in tags)
                 for term in java_split(clause, "+")
             )
             for clause in java_split(selector, ",")
         )
-    return selector in tags or any(regex_or_equals(selector, tag) for tag in tags)
+    return selector in tags or any(_regex_or_equals(selector, tag) for tag in tags)
 
 
 # --- §6 selection, §7 order ----------------------------------------------------------------

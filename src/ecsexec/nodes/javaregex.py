@@ -22,12 +22,21 @@ and must be used with ``fullmatch`` (Java's ``String.matches``).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from bisect import bisect_right
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Final
+from itertools import pairwise
+from typing import Any, Final
 
-__all__ = ["JavaRegexError", "compile_java", "translate"]
+__all__ = [
+    "BoundedRegex",
+    "JavaRegexError",
+    "RegexCostError",
+    "compile_bounded",
+    "compile_java",
+    "translate",
+]
 
 _MAX_CP: Final = 0x10FFFF
 _MAX_INT: Final = 0x7FFFFFFF  # Java int arithmetic bounds repetition counts
@@ -163,13 +172,75 @@ def _class_text(ranges: Ranges) -> str:
     return f"[{_class_items(ranges)}]"
 
 
+# --- the syntax tree the bounded matcher runs (see "Bounded matching" below) -------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Set:
+    """One code point of ``ranges``."""
+
+    ranges: Ranges
+
+
+@dataclass(frozen=True, slots=True)
+class _Seq:
+    items: tuple[_Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Alt:
+    """Alternatives in priority order; no alternative at all never matches."""
+
+    items: tuple[_Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Repeat:
+    item: _Node
+    lo: int
+    hi: int | None
+    mode: str  # "greedy", "lazy" or "possessive"
+
+
+@dataclass(frozen=True, slots=True)
+class _Look:
+    item: _Node
+    behind: bool
+    negate: bool
+    width: int  # look-behinds only: their fixed length
+
+
+@dataclass(frozen=True, slots=True)
+class _Atomic:
+    item: _Node
+
+
+@dataclass(frozen=True, slots=True)
+class _Assert:
+    """A zero-width anchor, by name (see ``_ASSERTIONS``)."""
+
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Backref:
+    group: int
+
+
+_Node = _Set | _Seq | _Alt | _Repeat | _Look | _Atomic | _Assert | _Backref
+_EMPTY: Final = _Seq(())
+_NEVER: Final = _Alt(())
+
+
 @dataclass(frozen=True)
 class _Frag:
-    """Translated text of a sub-pattern and its length bounds (``hi`` None: unbounded)."""
+    """Translated text of a sub-pattern, its length bounds (``hi`` None: unbounded) and
+    its syntax tree."""
 
     text: str
     lo: int
     hi: int | None
+    node: _Node
 
 
 @dataclass(frozen=True)
@@ -180,23 +251,25 @@ class _Pred:
 
 
 def _set_frag(ranges: Ranges) -> _Frag:
-    return _Frag(_class_text(ranges), 1, 1)
+    return _Frag(_class_text(ranges), 1, 1, _Set(ranges))
 
 
 # Anchors (node-filter.md §4.1 table), written as zero-width Python assertions.
 _NL_ETC = "\\n\\x85\\u2028\\u2029"
-_BEGIN: Final = _Frag("\\A", 0, 0)
-_CARET: Final = _Frag(f"(?!\\Z)(?:\\A|(?<=[{_NL_ETC}])|(?<=\\r)(?!\\n))", 0, 0)
-_UNIX_CARET: Final = _Frag("(?!\\Z)(?:\\A|(?<=\\n))", 0, 0)
-_DOLLAR: Final = _Frag("(?=(?:\\r\\n|(?<!\\r)\\n|[\\r\\x85\\u2028\\u2029])?\\Z)", 0, 0)
-_DOLLAR_M: Final = _Frag("(?=\\Z|(?<!\\r)\\n|[\\r\\x85\\u2028\\u2029])", 0, 0)
-_UNIX_DOLLAR: Final = _Frag("(?=\\n?\\Z)", 0, 0)
-_UNIX_DOLLAR_M: Final = _Frag("(?=\\n|\\Z)", 0, 0)
-_END: Final = _Frag("\\Z", 0, 0)
+_BEGIN: Final = _Frag("\\A", 0, 0, _Assert("begin"))
+_CARET: Final = _Frag(f"(?!\\Z)(?:\\A|(?<=[{_NL_ETC}])|(?<=\\r)(?!\\n))", 0, 0, _Assert("caret"))
+_UNIX_CARET: Final = _Frag("(?!\\Z)(?:\\A|(?<=\\n))", 0, 0, _Assert("unix_caret"))
+_DOLLAR: Final = _Frag(
+    "(?=(?:\\r\\n|(?<!\\r)\\n|[\\r\\x85\\u2028\\u2029])?\\Z)", 0, 0, _Assert("dollar")
+)
+_DOLLAR_M: Final = _Frag("(?=\\Z|(?<!\\r)\\n|[\\r\\x85\\u2028\\u2029])", 0, 0, _Assert("dollar_m"))
+_UNIX_DOLLAR: Final = _Frag("(?=\\n?\\Z)", 0, 0, _Assert("unix_dollar"))
+_UNIX_DOLLAR_M: Final = _Frag("(?=\\n|\\Z)", 0, 0, _Assert("unix_dollar_m"))
+_END: Final = _Frag("\\Z", 0, 0, _Assert("end"))
 # Java 11/17 \b treats Unicode letters and digits as word characters (unlike its \w).
-_BOUND: Final = _Frag("(?u:\\b)", 0, 0)
+_BOUND: Final = _Frag("(?u:\\b)", 0, 0, _Assert("bound"))
 # Python's \B never matches an empty string; "not a boundary" does, like Java's.
-_NOT_BOUND: Final = _Frag("(?!(?u:\\b))", 0, 0)
+_NOT_BOUND: Final = _Frag("(?!(?u:\\b))", 0, 0, _Assert("not_bound"))
 
 _BS, _LP, _RP, _LB, _RB = ord("\\"), ord("("), ord(")"), ord("["), ord("]")
 _LC, _RC, _PIPE, _CARET_CH, _DOLLAR_CH = ord("{"), ord("}"), ord("|"), ord("^"), ord("$")
@@ -347,7 +420,7 @@ class _Translator:
         """Note an untranslatable construct; returns a placeholder to keep parsing."""
         if self.deferred is None:
             self.deferred = self.unsupported(what, index)
-        return _Frag("(?!)", 0, None)
+        return _Frag("(?!)", 0, None, _NEVER)
 
     @property
     def ci(self) -> bool:
@@ -356,6 +429,9 @@ class _Translator:
     # --- grammar -------------------------------------------------------------------
 
     def translate(self) -> str:
+        return self.parse().text
+
+    def parse(self) -> _Frag:
         frag = self.expr()
         if self.cur != self.n:
             if self.peek() == _RP:
@@ -367,7 +443,7 @@ class _Translator:
                 self.defer(f"back-reference \\{group} to a later group", index)
         if self.deferred is not None:
             raise self.deferred
-        return frag.text
+        return frag
 
     def expr(self) -> _Frag:
         alternatives = [self.sequence()]
@@ -381,6 +457,7 @@ class _Translator:
             "|".join(a.text for a in alternatives),
             min(a.lo for a in alternatives),
             None if None in his else max(h for h in his if h is not None),
+            _Alt(tuple(a.node for a in alternatives)),
         )
 
     def sequence(self) -> _Frag:
@@ -438,6 +515,7 @@ class _Translator:
             "".join(p.text for p in parts),
             los,
             None if None in his else sum(h for h in his if h is not None),
+            parts[0].node if len(parts) == 1 else _Seq(tuple(p.node for p in parts)),
         )
 
     def dollar(self, *, multiline: bool) -> _Frag:
@@ -447,11 +525,13 @@ class _Translator:
 
     def literal(self, chars: list[int]) -> _Frag:
         # node-filter.md §4.1: (?i) folds ASCII letters only (no (?u) in Java's default).
+        sets = [_fold_ascii(((c, c),)) if self.ci else ((c, c),) for c in chars]
         if self.ci:
-            text = "".join(_class_text(_fold_ascii(((c, c),))) for c in chars)
+            text = "".join(_class_text(ranges) for ranges in sets)
         else:
             text = "".join(_cp(c) for c in chars)
-        return _Frag(text, len(chars), len(chars))
+        node = _Seq(tuple(_Set(ranges) for ranges in sets))
+        return _Frag(text, len(chars), len(chars), node.items[0] if len(chars) == 1 else node)
 
     def atom(self) -> _Frag:
         chars: list[int] = []
@@ -654,9 +734,9 @@ class _Translator:
             # No such group yet. If none ever exists, Java's reference never matches;
             # a later group is checked at the end of the pattern.
             self.later_refs.append((group, start))
-            return _Frag("(?!)", 0, None)
+            return _Frag("(?!)", 0, None, _NEVER)
         name = self.group_names[group]
-        return _Frag(f"(?{'i' if self.ci else ''}:(?P={name}))", 0, None)
+        return _Frag(f"(?{'i' if self.ci else ''}:(?P={name}))", 0, None, _Backref(group))
 
     def property_escape(self, ch: int) -> Ranges:
         """``\\p``/``\\P`` with the cursor on the ``p``: Java's sequence/atom/range prelude."""
@@ -784,15 +864,17 @@ class _Translator:
         head, tail = "(?:", ")"
         lookaround = False
         lookbehind = False
+        negate = False
+        atomic = False
         ch = self.next()
         if ch == _QM:
             ch = self.skip()
             if ch == ord(":"):
                 pass
             elif ch in (ord("="), ord("!")):
-                head, lookaround = f"(?{chr(ch)}", True
+                head, lookaround, negate = f"(?{chr(ch)}", True, ch == ord("!")
             elif ch == ord(">"):
-                head = "(?>"
+                head, atomic = "(?>", True
             elif ch == ord("<"):
                 ch = self.read()
                 if ch not in (ord("="), ord("!")):
@@ -805,6 +887,7 @@ class _Translator:
                     head = f"(?P<{name}>"
                 else:
                     head, lookaround, lookbehind = f"(?<{chr(ch)}", True, True
+                    negate = ch == ord("!")
             elif ch in (ord("$"), ord("@")):
                 raise self.error("Unknown group type")
             else:
@@ -831,10 +914,13 @@ class _Translator:
         if lookbehind and (inner.hi is None or inner.lo != inner.hi):
             # Java accepts bounded variable-length look-behinds; Python needs a fixed width.
             self.defer("look-behind without a fixed length", open_at)
+        text = head + inner.text + tail
         if lookaround:
-            node = _Frag(head + inner.text + tail, 0, 0)
+            look = _Look(inner.node, lookbehind, negate, inner.lo)
+            node = _Frag(text, 0, 0, look)
         else:
-            node = _Frag(head + inner.text + tail, inner.lo, inner.hi)
+            tree = _Atomic(inner.node) if atomic else inner.node
+            node = _Frag(text, inner.lo, inner.hi, tree)
         return self.closure(node)
 
     def add_flags(self) -> None:
@@ -906,8 +992,10 @@ class _Translator:
             return node
         # Java's qtype(): a following ? is reluctant, + possessive (Python 3.11 has both).
         ch = self.next()
+        mode = "greedy"
         if ch in (_QM, _PLUS):
             text += chr(ch)
+            mode = "lazy" if ch == _QM else "possessive"
             self.next()
         if not node.text:
             return node  # Java repeats an empty atom ("{2}" at a sequence start): no effect
@@ -919,7 +1007,454 @@ class _Translator:
             hi = None
         else:
             hi = node.hi * cmax
-        return _Frag(f"(?:{node.text}){text}", lo, hi)
+        return _Frag(f"(?:{node.text}){text}", lo, hi, _Repeat(node.node, cmin, cmax, mode))
+
+
+# --- Bounded matching ------------------------------------------------------------------
+#
+# Python's ``re`` backtracks, as Java does, so a selector such as ``(.*)*x`` takes time
+# exponential in the length of the value it is matched against (hours for a 40-character
+# node name), and nothing can interrupt it: ``re`` holds the GIL, a thread cannot stop it,
+# and a signal only reaches the main thread. :class:`BoundedRegex` therefore never starts
+# a match that could run long:
+#
+# 1. From the syntax tree, :func:`_cost` computes an upper bound on the steps a
+#    backtracking matcher can take for a fullmatch on a value of a given length: every
+#    quantifier and alternative multiplies the ways through the pattern (alternatives
+#    whose first characters are disjoint count once). When the bound is within
+#    ``BACKTRACK_BUDGET``, ``re`` (fast, in C) answers: this is the case for the patterns
+#    people write (``spring.*``, ``web-\d+``, ``(foo|bar)-.*``...).
+# 2. Otherwise a matcher that cannot blow up answers: the tree is compiled into a small
+#    program and searched depth first in ``re``'s own priority order, remembering every
+#    (instruction, position) state already explored. A state is explored at most once,
+#    so the work is at most the program size times the value length (look-arounds and
+#    atomic groups are sub-searches, remembered per position). Priority order keeps the
+#    semantics of atomic groups and possessive quantifiers; everything else is a yes/no
+#    question about the same language, so the answer equals ``re``'s, which equals
+#    Java's (the translation above).
+# 3. Back-references make the state include what a group captured, so they cannot be
+#    remembered that way: a pattern with one, whose bound exceeds the budget, raises
+#    :class:`RegexCostError`, as does a program above ``PROGRAM_LIMIT`` instructions or a
+#    search above ``SEARCH_BUDGET`` steps. The error is about the pattern and the value
+#    length, never a clock, so the same filter fails the same way on every machine.
+
+#: Steps a ``re`` match may be proven to stay within. The bound is loose: ``re`` needs
+#: well under a millisecond for patterns near it.
+BACKTRACK_BUDGET: Final = 1_000_000
+#: Instructions of the bounded matcher's program (counted repetitions are unrolled).
+PROGRAM_LIMIT: Final = 50_000
+#: States the bounded matcher may explore for one value.
+SEARCH_BUDGET: Final = 2_000_000
+
+_SATURATED: Final = 1 << 62
+
+
+class RegexCostError(JavaRegexError):
+    """A valid pattern that cannot be evaluated within the bounds above on some value.
+
+    ``length`` is the value's length in code points; ``bound`` the proven step bound that
+    made ``re`` unsafe; ``reason`` says why the bounded matcher could not take over.
+    """
+
+    def __init__(self, reason: str, *, length: int, bound: int) -> None:
+        super().__init__(reason, 0)
+        self.length = length
+        self.bound = bound
+
+
+def _sat(value: int) -> int:
+    return value if value < _SATURATED else _SATURATED
+
+
+def _geometric(base: int, first: int, last: int) -> int:
+    """``base**first + ... + base**last`` (0 when ``last < first``), saturated."""
+    if last < first:
+        return 0
+    if base == 0:
+        return 1 if first == 0 else 0
+    if base == 1:
+        return _sat(last - first + 1)
+    if last * (base.bit_length() - 1) >= 62:
+        return _SATURATED
+    return _sat((base ** (last + 1) - base**first) // (base - 1))
+
+
+@dataclass(frozen=True, slots=True)
+class _Cost:
+    """A node's worst case from one start position: ``out`` ways to leave it (each one
+    runs the rest of the pattern), ``work`` steps to find them all, its length bounds,
+    and the code points its first character is drawn from (None: unknown or empty)."""
+
+    out: int
+    work: int
+    lo: int
+    hi: int | None
+    first: Ranges | None
+
+
+def _disjoint(sets: list[Ranges]) -> bool:
+    spans = sorted(span for ranges in sets for span in ranges)
+    return all(a[1] < b[0] for a, b in pairwise(spans))
+
+
+def _cost(node: _Node, n: int) -> _Cost:
+    """Upper bounds for a backtracking fullmatch on a value of ``n`` code points."""
+    if isinstance(node, _Set):
+        return _Cost(1, 1, 1, 1, node.ranges)
+    if isinstance(node, _Assert):
+        return _Cost(1, 1, 0, 0, None)
+    if isinstance(node, _Backref):
+        return _Cost(1, n + 1, 0, None, None)
+    if isinstance(node, _Look):
+        inner = _cost(node.item, n)
+        return _Cost(1, _sat(inner.work + inner.out + 1), 0, 0, None)
+    if isinstance(node, _Atomic):
+        inner = _cost(node.item, n)
+        work = _sat(inner.work + inner.out + 1)
+        return _Cost(min(inner.out, 1), work, inner.lo, inner.hi, inner.first)
+    if isinstance(node, _Seq):
+        out, work, lo = 1, 0, 0
+        hi: int | None = 0
+        first: Ranges | None = None
+        decided = False
+        for item in node.items:
+            cost = _cost(item, n)
+            work = _sat(work + out * cost.work)
+            out = _sat(out * cost.out)
+            lo += cost.lo
+            hi = None if hi is None or cost.hi is None else hi + cost.hi
+            if not decided and cost.hi != 0:  # zero-width items do not move the start
+                first, decided = (cost.first if cost.lo >= 1 else None), True
+        return _Cost(out, work, lo, hi, first)
+    if isinstance(node, _Alt):
+        if not node.items:
+            return _Cost(0, 1, 0, 0, None)
+        costs = [_cost(item, n) for item in node.items]
+        work = _sat(sum(c.work for c in costs) + len(costs))
+        firsts = [c.first for c in costs if c.first is not None and c.lo >= 1]
+        exclusive = len(firsts) == len(costs) and _disjoint(firsts)
+        # At most one alternative can get past the first character.
+        out = max(c.out for c in costs) if exclusive else _sat(sum(c.out for c in costs))
+        his = [c.hi for c in costs]
+        return _Cost(
+            out,
+            work,
+            min(c.lo for c in costs),
+            None if None in his else max(h for h in his if h is not None),
+            _norm(span for f in firsts for span in f) if exclusive else None,
+        )
+    assert isinstance(node, _Repeat)
+    inner = _cost(node.item, n)
+    if inner.hi == 0:
+        top = node.lo + 1  # an iteration that matched nothing ends the loop after the minimum
+    elif inner.lo >= 1:
+        top = n // inner.lo  # more iterations cannot fit in the value
+    else:
+        top = node.lo + n + 1
+    if node.hi is not None:
+        top = min(top, node.hi)
+    out = _geometric(inner.out, node.lo, top)
+    # Every way through k iterations tries one more and the rest of the pattern.
+    work = _sat(_geometric(inner.out, 0, top) * (inner.work + 1) + out)
+    if node.mode == "possessive":
+        out = min(out, 1)
+    lo = node.lo * inner.lo
+    hi = None if node.hi is None or inner.hi is None else node.hi * inner.hi
+    return _Cost(out, work, lo, hi, inner.first if node.lo >= 1 else None)
+
+
+def backtrack_bound(node: _Node, length: int) -> int:
+    """The step bound of a backtracking fullmatch of ``node`` on ``length`` code points."""
+    cost = _cost(node, length)
+    return _sat(cost.work + cost.out + 1)
+
+
+# The program: one tuple per instruction, the opcode first.
+_OP_SET, _OP_SPLIT, _OP_ASSERT, _OP_LOOK, _OP_ATOMIC, _OP_MATCH, _OP_FAIL = range(7)
+
+
+def _is_word(char: str) -> bool:
+    return char == "_" or char.isalnum()  # what re's Unicode \b means by a word character
+
+
+def _bound(text: str, pos: int) -> bool:
+    n = len(text)
+    if n == 0:
+        return False  # re's \b never matches in an empty string
+    before = pos > 0 and _is_word(text[pos - 1])
+    after = pos < n and _is_word(text[pos])
+    return before != after
+
+
+_LINE_ENDS: Final = "\r\x85\u2028\u2029"
+
+
+def _at_dollar(text: str, pos: int) -> bool:
+    n = len(text)
+    rest = n - pos
+    if rest == 0:
+        return True
+    char = text[pos]
+    if rest == 1:
+        return char in _LINE_ENDS or (char == "\n" and not (pos and text[pos - 1] == "\r"))
+    return rest == 2 and text[pos : pos + 2] == "\r\n"
+
+
+def _at_dollar_m(text: str, pos: int) -> bool:
+    if pos == len(text):
+        return True
+    char = text[pos]
+    return char in _LINE_ENDS or (char == "\n" and not (pos and text[pos - 1] == "\r"))
+
+
+def _at_caret(text: str, pos: int) -> bool:
+    if pos >= len(text):
+        return False  # Java's multiline ^ never matches at the end
+    if pos == 0:
+        return True
+    before = text[pos - 1]
+    return before in "\n\x85\u2028\u2029" or (before == "\r" and text[pos] != "\n")
+
+
+# The Python predicate of every anchor, equal to the text the translation emits for it.
+_ASSERTIONS: Final[dict[str, Callable[[str, int], bool]]] = {
+    "begin": lambda text, pos: pos == 0,
+    "caret": _at_caret,
+    "unix_caret": lambda text, pos: pos < len(text) and (pos == 0 or text[pos - 1] == "\n"),
+    "dollar": _at_dollar,
+    "dollar_m": _at_dollar_m,
+    "unix_dollar": lambda text, pos: (
+        pos == len(text) or (pos == len(text) - 1 and text[pos] == "\n")
+    ),
+    "unix_dollar_m": lambda text, pos: pos == len(text) or text[pos] == "\n",
+    "end": lambda text, pos: pos == len(text),
+    "bound": _bound,
+    "not_bound": lambda text, pos: not _bound(text, pos),
+}
+
+
+class _NotCompilable(Exception):
+    pass
+
+
+def _program_size(node: _Node, *, atomic: bool = False) -> int:
+    """Instructions :class:`_Program` would emit for ``node`` (saturated).
+
+    Raises :class:`_NotCompilable` for what the program cannot search exactly: a
+    back-reference, and inside an atomic group (or possessive quantifier) a loop whose
+    body can match nothing: ``re`` and Java leave such a loop for the rest of the pattern
+    at once, an order the remembered states do not keep, and inside an atomic group the
+    first match found is the one kept.
+    """
+    if isinstance(node, _Set | _Assert):
+        return 1
+    if isinstance(node, _Backref):
+        raise _NotCompilable("it uses a back-reference")
+    if isinstance(node, _Look):
+        return _sat(_program_size(node.item) + 2)
+    if isinstance(node, _Atomic):
+        return _sat(_program_size(node.item, atomic=True) + 2)
+    if isinstance(node, _Seq | _Alt):
+        total = sum(_program_size(item, atomic=atomic) for item in node.items)
+        return _sat(total + len(node.items) + 1)
+    atomic = atomic or node.mode == "possessive"
+    if atomic and (node.hi is None or node.hi > node.lo) and _cost(node.item, 0).lo == 0:
+        raise _NotCompilable("an atomic group repeats something that can match nothing")
+    copies = node.lo + 1 if node.hi is None else node.hi
+    return _sat((_program_size(node.item, atomic=atomic) + 1) * max(copies, 1) + 3)
+
+
+class _Program:
+    """The tree as instructions, searched with memoized states (see above)."""
+
+    def __init__(self, root: _Node) -> None:
+        self.code: list[tuple[Any, ...]] = []
+        match = self._emit((_OP_MATCH,))
+        self.start = self._compile(root, match)
+
+    def _emit(self, instruction: tuple[Any, ...]) -> int:
+        self.code.append(instruction)
+        return len(self.code) - 1
+
+    def _compile(self, node: _Node, then: int) -> int:
+        """Emit ``node`` followed by instruction ``then``; return its entry."""
+        if isinstance(node, _Set):
+            bounds = tuple(edge for lo, hi in node.ranges for edge in (lo, hi + 1))
+            return self._emit((_OP_SET, bounds, then))
+        if isinstance(node, _Assert):
+            return self._emit((_OP_ASSERT, _ASSERTIONS[node.kind], then))
+        if isinstance(node, _Seq):
+            for item in reversed(node.items):
+                then = self._compile(item, then)
+            return then
+        if isinstance(node, _Alt):
+            if not node.items:
+                return self._emit((_OP_FAIL,))
+            entries = [self._compile(item, then) for item in node.items]
+            entry = entries[-1]
+            for other in reversed(entries[:-1]):
+                entry = self._emit((_OP_SPLIT, other, entry))
+            return entry
+        if isinstance(node, _Look):
+            sub = self._compile(node.item, self._emit((_OP_MATCH,)))
+            return self._emit((_OP_LOOK, sub, node.behind, node.negate, node.width, then))
+        if isinstance(node, _Atomic):
+            sub = self._compile(node.item, self._emit((_OP_MATCH,)))
+            return self._emit((_OP_ATOMIC, sub, then))
+        if isinstance(node, _Backref):
+            raise _NotCompilable("it uses a back-reference")
+        if node.mode == "possessive":
+            return self._compile(_Atomic(_Repeat(node.item, node.lo, node.hi, "greedy")), then)
+        greedy = node.mode == "greedy"
+        if node.hi is None:
+            loop = self._emit((_OP_FAIL,))  # patched below: the loop's choice
+            body = self._compile(node.item, loop)
+            self.code[loop] = (_OP_SPLIT, body, then) if greedy else (_OP_SPLIT, then, body)
+            entry = loop
+        else:
+            entry = then
+            for _ in range(node.hi - node.lo):
+                body = self._compile(node.item, entry)
+                entry = self._emit((_OP_SPLIT, body, then) if greedy else (_OP_SPLIT, then, body))
+        for _ in range(node.lo):
+            entry = self._compile(node.item, entry)
+        return entry
+
+    def fullmatch(self, text: str) -> bool:
+        search = _Search(self.code, text)
+        return search.run(self.start, 0, len(text)) >= 0
+
+
+class _Search:
+    """One value's search: explored states and remembered sub-search results."""
+
+    def __init__(self, code: list[tuple[Any, ...]], text: str) -> None:
+        self.code = code
+        self.text = text
+        self.codes = [ord(c) for c in text]
+        self.steps = 0
+        self.memo: dict[tuple[int, int], int] = {}
+
+    def sub(self, start: int, pos: int, end: int) -> int:
+        key = (start, pos)
+        found = self.memo.get(key)
+        if found is None:
+            found = self.memo[key] = self.run(start, pos, end)
+        return found
+
+    def run(self, start: int, pos: int, end: int) -> int:
+        """The position where the first match (in priority order) from ``start`` at
+        ``pos`` ends, or -1. ``end`` >= 0 accepts a match only there; -1 anywhere."""
+        code, text, codes = self.code, self.text, self.codes
+        n = len(codes)
+        width = n + 1
+        seen: set[int] = set()
+        stack = [(start, pos)]
+        while stack:
+            pc, pos = stack.pop()
+            while True:
+                state = pc * width + pos
+                if state in seen:
+                    break
+                seen.add(state)
+                self.steps += 1
+                if self.steps > SEARCH_BUDGET:
+                    raise RegexCostError(
+                        f"the bounded matcher would explore more than {SEARCH_BUDGET:,} states",
+                        length=n,
+                        bound=_SATURATED,
+                    )
+                op = code[pc]
+                kind = op[0]
+                if kind == _OP_SET:
+                    if pos < n and bisect_right(op[1], codes[pos]) & 1:
+                        pc, pos = op[2], pos + 1
+                        continue
+                    break
+                if kind == _OP_SPLIT:
+                    stack.append((op[2], pos))
+                    pc = op[1]
+                    continue
+                if kind == _OP_ASSERT:
+                    if op[1](text, pos):
+                        pc = op[2]
+                        continue
+                    break
+                if kind == _OP_LOOK:
+                    _, sub, behind, negate, look_width, after = op
+                    if behind:
+                        found = pos >= look_width and self.sub(sub, pos - look_width, pos) >= 0
+                    else:
+                        found = self.sub(sub, pos, -1) >= 0
+                    if found != negate:
+                        pc = after
+                        continue
+                    break
+                if kind == _OP_ATOMIC:
+                    stop = self.sub(op[1], pos, -1)
+                    if stop < 0:
+                        break
+                    pc, pos = op[2], stop
+                    continue
+                if kind == _OP_MATCH and (end < 0 or pos == end):
+                    return pos
+                break  # a failed match or _OP_FAIL: backtrack
+        return -1
+
+
+class BoundedRegex:
+    """A Java regex for ``fullmatch`` whose evaluation time is bounded (see above)."""
+
+    def __init__(self, pattern: str, regex: re.Pattern[str], tree: _Node) -> None:
+        self.pattern = pattern
+        self.regex = regex
+        self._tree = tree
+        self._cheap_up_to = -1  # the bound is monotonic in the length: remember the edges
+        self._costly_from: int | None = None
+        self._program: _Program | RegexCostError | None = None
+
+    def bound(self, length: int) -> int:
+        """The proven step bound of a backtracking fullmatch on ``length`` code points."""
+        return backtrack_bound(self._tree, length)
+
+    def fullmatch(self, text: str) -> bool:
+        """Java's ``String.matches``; raises :class:`RegexCostError` (see above)."""
+        n = len(text)
+        if n > self._cheap_up_to and (self._costly_from is None or n < self._costly_from):
+            if self.bound(n) <= BACKTRACK_BUDGET:
+                self._cheap_up_to = n
+            else:
+                self._costly_from = n
+        if n <= self._cheap_up_to:
+            return self.regex.fullmatch(text) is not None
+        program = self._compile(n)
+        if isinstance(program, RegexCostError):
+            raise RegexCostError(program.reason, length=n, bound=self.bound(n))
+        return program.fullmatch(text)
+
+    def matcher_program(self) -> _Program:
+        """The bounded matcher alone (tests compare it with ``re``)."""
+        program = self._compile(0)
+        if isinstance(program, RegexCostError):
+            raise program
+        return program
+
+    def _compile(self, n: int) -> _Program | RegexCostError:
+        if self._program is None:
+            try:
+                size = _program_size(self._tree)
+                if size > PROGRAM_LIMIT:
+                    raise _NotCompilable(
+                        f"its program would need {size:,} instructions (limit {PROGRAM_LIMIT:,})"
+                        if size < _SATURATED
+                        else f"its program would exceed {PROGRAM_LIMIT:,} instructions"
+                    )
+                self._program = _Program(self._tree)
+            except _NotCompilable as exc:
+                self._program = RegexCostError(str(exc), length=n, bound=0)
+            except RecursionError:
+                self._program = RegexCostError("it is nested too deeply", length=n, bound=0)
+        return self._program
 
 
 def translate(pattern: str) -> str:
@@ -937,26 +1472,40 @@ def translate(pattern: str) -> str:
 
 
 @lru_cache(maxsize=4096)
-def _compiled(pattern: str) -> re.Pattern[str] | JavaRegexError:
+def _compiled(pattern: str) -> BoundedRegex | JavaRegexError:
     # Cached with its failure: a lenient selector that is not a valid regex is tried
     # against every node.
     try:
-        text = translate(pattern)
+        frag = _Translator(pattern).parse()
     except JavaRegexError as exc:
         return exc
+    except RecursionError:
+        return JavaRegexError(
+            "unsupported Java regex construct: groups nested too deeply", 0, unsupported=True
+        )
     try:
-        return re.compile(text, re.ASCII)
+        regex = re.compile(frag.text, re.ASCII)
     except (re.error, RecursionError, OverflowError) as exc:
         return JavaRegexError(
             f"unsupported Java regex construct: Python cannot compile the translation ({exc})",
             0,
             unsupported=True,
         )
+    return BoundedRegex(pattern, regex, frag.node)
 
 
-def compile_java(pattern: str) -> re.Pattern[str]:
-    """Compile Java regex ``pattern`` for use with ``fullmatch``; raises JavaRegexError."""
+def compile_bounded(pattern: str) -> BoundedRegex:
+    """Compile Java regex ``pattern`` for bounded ``fullmatch``; raises JavaRegexError."""
     result = _compiled(pattern)
     if isinstance(result, JavaRegexError):
         raise result
     return result
+
+
+def compile_java(pattern: str) -> re.Pattern[str]:
+    """Compile Java regex ``pattern`` for use with ``fullmatch``; raises JavaRegexError.
+
+    The result is plain ``re``, unbounded: for user-supplied patterns matched against
+    values, use :func:`compile_bounded`.
+    """
+    return compile_bounded(pattern).regex
