@@ -43,3 +43,21 @@ def test_missing_space_after_the_keys_last_colon_warns_with_a_hint(tmp_path: Pat
     assert 'did you mean "ECS:Container-Image: nginx:latest"' in result.stderr
     quiet = nodes(tmp_path, "-F", "ECS:Container-Image:nginx:latest", ECSEXEC_FILTER_WARNINGS="off")
     assert "warning" not in quiet.stderr
+
+
+def test_the_table_has_one_line_per_node_and_a_region_column_across_regions(
+    tmp_path: Path,
+) -> None:
+    long_name = "orders-7af5b67a-eb1a-4bdd-bb83-712858b91a27-with-a-long-suffix"
+    NODES[long_name] = {"ECS:Service-Name": "orders", "ECS:Region": "eu-west-1"}
+    NODES["web-1"]["ECS:Region"] = "us-east-1"
+    try:
+        result = nodes(tmp_path)
+    finally:
+        del NODES[long_name]
+        del NODES["web-1"]["ECS:Region"]
+    assert result.returncode == 0, result.stderr
+    header, *rows = result.stdout.splitlines()
+    assert header.split()[:2] == ["NAME", "REGION"]
+    assert len(rows) == 3
+    assert any(row.startswith(long_name + " ") and "eu-west-1" in row for row in rows)

@@ -44,9 +44,8 @@ async def _run(console: Console, client: Client, filter_text: str, command: str)
         result = await client.run(
             selection, command, threads=16, rate=20, timeout=60, on_event=live
         )
-    table = Console(highlight=False, width=160)
-    summary_table(result, table)
-    table.print(summary_line(result), markup=False)
+    summary_table(result, sys.stdout)
+    console.print(summary_line(result), markup=False)
     return result
 
 
@@ -110,7 +109,7 @@ async def _tour(console: Console, client: Client, *, java: bool) -> None:
     async with client:
         _step(console, 1, "Discover every container as a node", "ecsexec nodes")
         everything = await client.nodes(refresh=True)
-        render_table(everything.nodes, Console(width=250, soft_wrap=False))
+        render_table(everything.nodes, sys.stdout)
 
         web = ("ECS:Service-Name: web", 'echo "$HOSTNAME: $(uname -s)"')
         _step(

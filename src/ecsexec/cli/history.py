@@ -9,7 +9,6 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from ecsexec.app import Client, SessionCleanup
 from ecsexec.cli.common import (
@@ -21,13 +20,14 @@ from ecsexec.cli.common import (
     stderr,
 )
 from ecsexec.cli.render import shown
+from ecsexec.cli.tables import new_table, print_table
 from ecsexec.config import load_config
 from ecsexec.errors import EXIT_NOT_RUN
 from ecsexec.store.history import STATUSES, History, RunRecord, default_path
 
 
 def table_console() -> Console:
-    # Tables piped to a file or another program are read by tools: don't fold them at 80.
+    """Where ``history show`` prints its header lines (long values are not folded)."""
     console = Console(highlight=False, soft_wrap=True)
     return console if console.is_terminal else Console(highlight=False, width=200)
 
@@ -101,10 +101,9 @@ def history_list(limit: int, status: str | None, fmt: str) -> None:
     if not runs:
         stderr.print("no runs recorded" + ("" if status is None else f" with status {status}"))
         return
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("ID", "STARTED", "USER", "KIND", "COMMAND / JOB", "NODES", "STATUS", "EXIT"):
-        table.add_column(column, overflow="fold")
-    table.add_column("DURATION", justify="right")
+    table = new_table(
+        "ID", "STARTED", "USER", "KIND", "COMMAND / JOB", "NODES", "STATUS", "EXIT", "DURATION"
+    )
     for run in runs:
         table.add_row(
             str(run.id),
@@ -117,7 +116,7 @@ def history_list(limit: int, status: str | None, fmt: str) -> None:
             "-" if run.exit_code is None else str(run.exit_code),
             _duration(run.duration),
         )
-    table_console().print(table)
+    print_table(table, sys.stdout)
 
 
 @history_group.command("show")
@@ -149,20 +148,18 @@ def history_show(run_id: int, fmt: str) -> None:
         if value:
             shown = value if label == "status" else escape(value)
             table_console().print(f"[bold]{label + ':':<10}[/] {shown}")
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("NODE", "STATUS", "EXIT", "DURATION", "LOG", "DETAIL"):
-        table.add_column(column, overflow="fold")
+    table = new_table("NODE", "STATUS", "EXIT", "DURATION", "LOG", "DETAIL")
     for node in run.nodes:
         log = f"{node.log_bytes} B" + (" (truncated)" if node.truncated else "")
         table.add_row(
-            node.node,
+            escape(node.node),
             _colour(node.status),
             "-" if node.exit_code is None else str(node.exit_code),
             _duration(node.duration_s),
             log,
             escape(node.detail.replace("\n", " ")),
         )
-    table_console().print(table)
+    print_table(table, sys.stdout)
 
 
 @history_group.command("log")

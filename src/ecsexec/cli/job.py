@@ -20,8 +20,8 @@ from ecsexec.cli.common import (
     show_warnings,
     stderr,
 )
-from ecsexec.cli.history import table_console
 from ecsexec.cli.render import LiveText, render_result
+from ecsexec.cli.tables import print_table
 from ecsexec.errors import JobFileError
 from ecsexec.exec.dispatcher import DEFAULT_RATE, DEFAULT_TIMEOUT
 from ecsexec.exec.results import RunResult
@@ -190,7 +190,7 @@ def job_list(directory: Path) -> None:
                 job.description.splitlines()[0] if job.description else "",
             )
     if table.row_count:
-        table_console().print(table)
+        print_table(table, sys.stdout)
     elif not broken:
         stderr.print(f"no job files (*.yaml, *.yml) in {directory}")
     if broken:

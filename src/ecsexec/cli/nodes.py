@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import sys
+from typing import IO
 
 import click
-from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
 from ecsexec.app import Client, Selection
 from ecsexec.cli.common import NodeQuery, node_options, run_engine, select_nodes
+from ecsexec.cli.tables import new_table, print_table
+from ecsexec.nodes.ecs_attributes import (
+    CLUSTER_NAME,
+    CONTAINER_IMAGE,
+    EXEC_AGENT_STATUS,
+    EXEC_ENABLED,
+    REGION,
+    SERVICE_NAME,
+    TASK_ID,
+    TASK_STATUS,
+)
 from ecsexec.nodes.formats import dump_nodes
 from ecsexec.nodes.node import Node
 
 
 def exec_readiness(node: Node) -> str:
     """One word for the table: can ECS Exec reach this container?"""
-    enabled = node.get("ECS:Exec-Enabled")
-    agent = node.get("ECS:Exec-Agent-Status") or ""
+    enabled = node.get(EXEC_ENABLED)
+    agent = node.get(EXEC_AGENT_STATUS) or ""
     if enabled is None:
         return "-"
     if enabled != "true":
@@ -27,21 +38,27 @@ def exec_readiness(node: Node) -> str:
     return "ready"
 
 
-def render_table(nodes: list[Node] | tuple[Node, ...], console: Console) -> None:
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("NAME", "IMAGE", "CLUSTER", "SERVICE", "TASK", "STATUS", "EXEC"):
-        table.add_column(column, overflow="fold")
+def render_table(nodes: list[Node] | tuple[Node, ...], file: IO[str]) -> None:
+    """One row per node; REGION appears when the nodes span regions."""
+    regions = {node.get(REGION) or "" for node in nodes}
+    columns = ["NAME", "IMAGE", "CLUSTER", "SERVICE", "TASK", "STATUS", "EXEC"]
+    if len(regions) > 1:
+        columns.insert(1, "REGION")
+    table = new_table(*columns, whole=("NAME", "REGION"))
     for node in nodes:
-        table.add_row(
+        row = [
             node.name,
-            node.get("ECS:Container-Image") or "",
-            node.get("ECS:Cluster-Name") or "",
-            node.get("ECS:Service-Name") or "",
-            node.get("ECS:Task-ID") or "",
-            node.get("ECS:Task-Status") or "",
+            node.get(CONTAINER_IMAGE) or "",
+            node.get(CLUSTER_NAME) or "",
+            node.get(SERVICE_NAME) or "",
+            node.get(TASK_ID) or "",
+            node.get(TASK_STATUS) or "",
             exec_readiness(node),
-        )
-    console.print(table)
+        ]
+        if len(regions) > 1:
+            row.insert(1, node.get(REGION) or "")
+        table.add_row(*(escape(cell) for cell in row))
+    print_table(table, file)
 
 
 @click.command("nodes")
@@ -76,7 +93,6 @@ def nodes_command(
 
     selected = run_engine(query, main)
     if fmt == "table":
-        console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 250)
-        render_table(selected.nodes, console)
+        render_table(selected.nodes, sys.stdout)
         return
     click.echo(dump_nodes(list(selected.nodes), fmt), nl=False)  # type: ignore[arg-type]

@@ -12,9 +12,8 @@ import json
 import sys
 from typing import IO, Any, BinaryIO
 
-from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from ecsexec.app.events import (
     DataCaptured,
@@ -28,6 +27,7 @@ from ecsexec.app.events import (
     StepStarted,
 )
 from ecsexec.cli.common import stderr
+from ecsexec.cli.tables import new_table, print_table
 from ecsexec.errors import Status
 from ecsexec.exec.results import CommandResult, RunResult
 
@@ -208,26 +208,21 @@ def print_groups(result: RunResult, out: BinaryIO) -> None:
     out.flush()
 
 
-def summary_table(result: RunResult, console: Console) -> None:
-    """One row per node: name (never wrapped, so it can be copied), exit code, status,
-    duration and what went wrong."""
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("NODE", no_wrap=True)
-    table.add_column("EXIT", no_wrap=True)
-    table.add_column("STATUS", no_wrap=True)
-    table.add_column("DURATION", no_wrap=True)
-    table.add_column("DETAIL", overflow="fold")
+def summary_table(result: RunResult, file: IO[str]) -> None:
+    """One row per node: name (never wrapped or cut, so it can be copied), exit code,
+    status, duration and what went wrong."""
+    table = new_table("NODE", "EXIT", "STATUS", "DURATION", "DETAIL")
     for node in result:
         colour = COLOURS.get(node.status, "yellow")
         duration = "-" if node.status is Status.NOT_STARTED else f"{node.duration:.1f}s"
         table.add_row(
-            node.node,
+            escape(node.node),
             "-" if node.exit_code is None else str(node.exit_code),
             f"[{colour}]{node.status}[/]",
             duration,
-            node.reason.replace("\n", " "),
+            escape(node.reason.replace("\n", " ")),
         )
-    console.print(table)
+    print_table(table, file)
 
 
 def summary_line(result: RunResult) -> str:
@@ -247,7 +242,7 @@ def render_result(result: RunResult, fmt: str, *, group: bool = False) -> None:
     elif fmt == "text":
         if group:
             print_groups(result, sys.stdout.buffer)
-        summary_table(result, stderr)
+        summary_table(result, sys.stderr)
     colour = "green" if result.ok else "red"
     stderr.print(f"[{colour}]{summary_line(result)}[/]", highlight=False)
     if result.interrupted:
