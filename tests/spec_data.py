@@ -1,4 +1,8 @@
-"""Locate and load the shared spec's recorded data (golden frames, traces)."""
+"""Load the recorded SSM protocol data kept in ``tests/data/ssm`` (see tests/data/README.md).
+
+The files are part of the repository, so nothing here skips: a missing or unreadable file
+is an error in every test that uses it.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +10,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-
-def spec_dir() -> Path:
-    """The shared spec lives beside the checkout (../shared/spec)."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent.parent / "shared" / "spec"
-        if candidate.is_dir():
-            return candidate
-    pytest.skip("../shared/spec is not present beside this checkout", allow_module_level=True)
-    raise AssertionError("unreachable")
+DATA_DIR = Path(__file__).resolve().parent / "data"
+SSM_DIR = DATA_DIR / "ssm"
+TRACES_DIR = SSM_DIR / "traces"
 
 
 def golden_frames() -> list[dict[str, Any]]:
-    data: list[dict[str, Any]] = json.loads((spec_dir() / "ssm" / "golden-frames.json").read_text())
+    data: list[dict[str, Any]] = json.loads((SSM_DIR / "golden-frames.json").read_text())
     return data
 
 
 def trace(name: str) -> list[dict[str, Any]]:
-    path = spec_dir() / "ssm" / "traces" / name
+    path = TRACES_DIR / name
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 

@@ -1,4 +1,4 @@
-"""Replay the recorded sessions through the client state machine (ssm/README.md §17)."""
+"""Replay the recorded sessions through the client state machine (tests/data/README.md)."""
 
 from __future__ import annotations
 

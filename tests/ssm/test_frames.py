@@ -19,7 +19,19 @@ from ecsexec.ssm.frames import (
     random_message_id,
     uuid_text,
 )
-from tests.spec_data import TRACE_NAMES, golden_frames, trace
+from tests.spec_data import TRACE_NAMES, TRACES_DIR, golden_frames, trace
+
+
+def test_recorded_data_is_all_there() -> None:
+    """tests/data/ssm holds the five golden frames and exactly the traces the tests name."""
+    assert [e["name"] for e in golden_frames()] == [
+        "input_output_payload",
+        "input_size",
+        "output_seq0_syn",
+        "acknowledge",
+        "flag_terminate_session",
+    ]
+    assert sorted(p.name for p in TRACES_DIR.iterdir()) == sorted(TRACE_NAMES)
 
 
 @pytest.mark.parametrize("entry", golden_frames(), ids=lambda e: e["name"])

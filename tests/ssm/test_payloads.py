@@ -18,7 +18,7 @@ from tests.spec_data import TRACE_NAMES, trace
 
 @pytest.mark.parametrize("name", TRACE_NAMES)
 def test_every_recorded_ack_is_regenerated_byte_for_byte(name: str) -> None:
-    """ssm/README.md §17: every acknowledge payload, both sides, from the acked frame."""
+    """tests/data/README.md: every acknowledge payload, both sides, from the acked frame."""
     frames = [decode_frame(bytes.fromhex(e["hex"])) for e in trace(name) if "hex" in e]
     by_seq: dict[tuple[str, int], list] = {}
     for f in frames:

@@ -18,6 +18,8 @@ from ecsexec.ssm.crypto import DataKey
 from ecsexec.ssm.session import Session, SessionOptions
 from tests.exec.sandbox_nodes import targets
 
+pytestmark = pytest.mark.e2e
+
 
 def start(sb: Sandbox, target: ContainerTarget, command: str) -> tuple[Session, EcsApi]:
     boto = session_from_env(sb.env)

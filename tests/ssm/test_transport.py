@@ -57,6 +57,7 @@ def with_server(script: Script, client: Callable[[int], Awaitable[None]]) -> Non
     asyncio.run(main())
 
 
+@pytest.mark.e2e
 def test_messages_reach_the_sink_in_order_with_fragments_joined() -> None:
     got: list[bytes] = []
     all_arrived = asyncio.Event()
@@ -93,6 +94,7 @@ def test_messages_reach_the_sink_in_order_with_fragments_joined() -> None:
     assert batches >= 1
 
 
+@pytest.mark.e2e
 def test_send_frames_puts_many_messages_in_one_write() -> None:
     received: list[bytes] = []
     messages = [f"frame {i}".encode() * (i + 1) for i in range(50)]
@@ -120,6 +122,7 @@ def test_send_frames_puts_many_messages_in_one_write() -> None:
     assert received == messages
 
 
+@pytest.mark.e2e
 def test_send_frames_refuses_once_closed() -> None:
     async def script(conn: ServerConnection) -> None:
         await conn.wait_closed()
@@ -132,6 +135,7 @@ def test_send_frames_refuses_once_closed() -> None:
     with_server(script, client)
 
 
+@pytest.mark.e2e
 def test_without_a_sink_messages_queue_for_recv() -> None:
     async def script(conn: ServerConnection) -> None:
         await conn.send(b"queued")
@@ -241,6 +245,7 @@ def _client_parse(wire: bytes) -> list[Frame]:
     return [event for event in client.events_received() if isinstance(event, Frame)]
 
 
+@pytest.mark.e2e
 def test_many_messages_of_mixed_sizes_arrive_whole_and_in_order() -> None:
     sizes = [0, 1, 125, 126, 1024, 1027, 65535, 65536, 70_000] * 30
     messages = [bytes([i % 251]) * size for i, size in enumerate(sizes)]
