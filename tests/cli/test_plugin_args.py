@@ -95,3 +95,16 @@ def test_usage_error_exits_2_without_leaking_the_token() -> None:
     result = run_plugin_cli(json.dumps(SESSION), "us-east-1", "Bogus")
     assert result.returncode == 2
     assert "SECRET-TOKEN" not in result.stderr + result.stdout
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("args", [("--help",), ("-h",), ("help", "me")])
+def test_one_or_two_arguments_answer_like_aws_plugin(args: tuple[str, ...]) -> None:
+    """AWS's plugin answers fewer than 3 arguments (other than --version) with an
+    'Unknown operation' note on stdout and exit status 0."""
+    result = run_plugin_cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        f"\nUnknown operation {args[0]}. \n"
+        "Use session-manager-plugin --version to check the version.\n\n"
+    )

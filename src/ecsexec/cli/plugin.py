@@ -152,6 +152,12 @@ def plugin_main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[1] in ("--version", "version"):
         sys.stdout.write(CLIENT_VERSION + "\n")
         return 0
+    if len(argv) < 4:  # --help and the like: AWS's plugin answers so, and exits 0
+        sys.stdout.write(
+            f"\nUnknown operation {argv[1]}. \n"
+            "Use session-manager-plugin --version to check the version.\n\n"
+        )
+        return 0
     try:
         request = parse_argv(argv, os.environ)
     except ConfigurationError as exc:
