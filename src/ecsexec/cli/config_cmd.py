@@ -103,7 +103,9 @@ def config_group() -> None:
 
 
 @config_group.command("show")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="Output format."
+)
 @click.option("--profile", default=None, help="As `--profile` on other commands.")
 @config_option
 def show(fmt: str, profile: str | None) -> None:

@@ -88,9 +88,18 @@ def history_group() -> None:
 
 
 @history_group.command("list")
-@click.option("--limit", "-n", type=click.IntRange(1, None), default=20, show_default=True)
+@click.option(
+    "--limit",
+    "-n",
+    type=click.IntRange(1, None),
+    default=20,
+    show_default=True,
+    help="How many runs, newest first.",
+)
 @click.option("--status", type=click.Choice(STATUSES), default=None, help="Only runs with this.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="Output format."
+)
 def history_list(limit: int, status: str | None, fmt: str) -> None:
     """The newest runs first. A run whose process died is shown as incomplete."""
     history = _open()
@@ -121,7 +130,9 @@ def history_list(limit: int, status: str | None, fmt: str) -> None:
 
 @history_group.command("show")
 @click.argument("run_id", type=int)
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="Output format."
+)
 def history_show(run_id: int, fmt: str) -> None:
     """One run: what, who, filter, options (secure ones masked) and every node's result."""
     history = _open()

@@ -39,9 +39,14 @@ def _duration(ctx: click.Context, param: click.Parameter, value: Any) -> float:
     return parse_duration(str(value))
 
 
-def duration_option(name: str, default: str) -> Callable[[FC], FC]:
+def duration_option(name: str, default: str, help: str) -> Callable[[FC], FC]:
     return click.option(
-        name, default=default, show_default=True, metavar="DURATION", callback=_duration
+        name,
+        default=default,
+        show_default=True,
+        metavar="DURATION",
+        callback=_duration,
+        help=f"{help} (e.g. 500ms, 2s, 20m).",
     )
 
 
@@ -81,7 +86,14 @@ def sandbox() -> None:
     show_default=True,
     help="Main port (0 = free).",
 )
-@click.option("--metadata-port", type=click.IntRange(0, 65535), default=0, show_default=True)
+@click.option(
+    "--metadata-port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="Port of the container-credentials and IMDSv2 endpoint (0: any free port); "
+    "started only for --credentials container|imds|instance.",
+)
 @state_dir_option
 @click.option(
     "--tls", is_flag=True, help="Serve HTTPS/WSS with a local CA (ca.pem in the state dir)."
@@ -91,6 +103,8 @@ def sandbox() -> None:
     type=click.Choice(["keys", "container", "imds", "instance"]),
     default="keys",
     show_default=True,
+    help="How clients get credentials: static keys in the profile, the ECS container "
+    "credentials endpoint, or EC2 instance metadata.",
 )
 @click.option(
     "--faults", default="", metavar="SPEC", help="Fault injection, e.g. drop=0.05,seed=1."
@@ -98,26 +112,49 @@ def sandbox() -> None:
 @click.option(
     "--throttle", default="", metavar="SPEC|off", help="ACTION:RATE/s[:BURST],... or off."
 )
-@duration_option("--initial-wait", "1s")
-@duration_option("--agent-start-delay", "0.2s")
-@duration_option("--drain-timeout", "2s")
-@duration_option("--handshake-timeout", "15s")
-@duration_option("--idle-timeout", "20m")
-@duration_option("--token-ttl", "60s")
-@duration_option("--close-grace", "1s")
-@duration_option("--credential-ttl", "3600s")
-@duration_option("--retention", "1h")
-@click.option("--session-limit", type=click.IntRange(min=1), default=2, show_default=True)
+@duration_option("--initial-wait", "1s", "The agent's wait before a command's first output")
+@duration_option(
+    "--agent-start-delay", "0.2s", "Delay between a client attaching and its process starting"
+)
+@duration_option(
+    "--drain-timeout", "2s", "How long an agent resends unacked output after the command ends"
+)
+@duration_option("--handshake-timeout", "15s", "How long an agent waits for a handshake answer")
+@duration_option("--idle-timeout", "20m", "A session with no input or output ends after this")
+@duration_option("--token-ttl", "60s", "Lifetime of a stream token (reconnects need ResumeSession)")
+@duration_option(
+    "--close-grace", "1s", "After channel_closed, the relay closes the socket this much later"
+)
+@duration_option("--credential-ttl", "3600s", "Lifetime of issued temporary credentials")
+@duration_option("--retention", "1h", "How long stopped tasks stay describable")
+@click.option(
+    "--session-limit",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Concurrent exec sessions per container (the ECS agent's SessionWorkersLimit).",
+)
 @click.option(
     "--session-limit-mode",
     type=click.Choice(["channel", "api"]),
     default="channel",
     show_default=True,
+    help="How a session over the limit is refused: a channel_closed naming the limit, or "
+    "an ExecuteCommand error.",
 )
 @click.option(
-    "--agent-loss", type=click.Choice(["close", "silent"]), default="close", show_default=True
+    "--agent-loss",
+    type=click.Choice(["close", "silent"]),
+    default="close",
+    show_default=True,
+    help="When a container's agent is lost: send channel_closed, or go silent (clients "
+    "must time out on their own).",
 )
-@click.option("--require-challenge-ack", is_flag=True)
+@click.option(
+    "--require-challenge-ack",
+    is_flag=True,
+    help="KMS sessions: require the client to acknowledge the random challenge.",
+)
 @click.option("--imds-v1", is_flag=True, help="Allow IMDS GETs without a token.")
 @click.option("--namespaces", is_flag=True, help="PID namespaces per container (root only).")
 @click.option("--no-verify-signatures", is_flag=True, help="Accept any SigV4 signature.")
@@ -350,6 +387,7 @@ def status(state_dir: str | None) -> None:
     "fmt",
     type=click.Choice(["sh", "fish", "json", "dotenv"]),
     default="sh",
+    help="Shell syntax to print (eval it), or JSON / a .env file.",
     show_default=True,
 )
 @click.option(
@@ -437,10 +475,18 @@ def render_stats(data: dict[str, Any]) -> str:
 @click.option(
     "--tasks", type=click.IntRange(min=0), help="Generate N tasks (default: the built-in topology)."
 )
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--clusters", type=click.IntRange(min=1))
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed for IDs and the generator."
+)
+@click.option("--clusters", type=click.IntRange(min=1), help="Generator: clusters.")
 @click.option("--services", type=click.IntRange(min=1), help="Services per cluster.")
-@click.option("--containers", type=click.IntRange(1, 3), default=1, show_default=True)
+@click.option(
+    "--containers",
+    type=click.IntRange(1, 3),
+    default=1,
+    show_default=True,
+    help="Generator: containers per task.",
+)
 @click.option("--mix", is_flag=True, help="About 5% exec-disabled and 2% agent-stopped tasks.")
 def topology(
     tasks: int | None,

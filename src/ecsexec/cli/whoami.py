@@ -32,7 +32,9 @@ def render(identity: Identity, title: str | None = None) -> str:
 @click.option("--region", default=None, help="Region for the STS call (default: the configured).")
 @click.option("--profile", default=None, help="AWS profile (credential_provider=profile).")
 @click.option("--sources", "all_sources", is_flag=True, help="Also each [[sources]] entry.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="Output format."
+)
 @config_option
 def whoami_command(region: str | None, profile: str | None, all_sources: bool, fmt: str) -> None:
     """Show who the configured credentials are (sts:GetCallerIdentity) and where they came from."""
