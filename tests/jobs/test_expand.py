@@ -116,6 +116,17 @@ def test_options_defaults_required_enforced_and_regex() -> None:
         resolve_options(job, {"who": "me", "typo": "1"})
 
 
+def test_option_regexes_are_evaluated_within_bounds() -> None:
+    # re would try 2^40 ways for this value; the bounded matcher answers at once.
+    job = Job("j", options=(JobOption("name", regex="(a|a)*b"),))
+    with pytest.raises(OptionError, match="does not match"):
+        resolve_options(job, {"name": "a" * 40})
+    assert resolve_options(job, {"name": "a" * 39 + "b"}) == {"name": "a" * 39 + "b"}
+    costly = Job("j", options=(JobOption("name", regex="(a+)+\\1x"),))
+    with pytest.raises(OptionError, match="too costly to evaluate on a 40-character value"):
+        resolve_options(costly, {"name": "a" * 40})
+
+
 def test_secure_values_are_never_quoted_in_messages_or_records() -> None:
     job = job_with(JobOption("pw", secure=True, regex="[a-z]+"), JobOption("user"))
     with pytest.raises(OptionError) as info:

@@ -279,3 +279,16 @@ def test_select_job_by_name_path_or_uuid() -> None:
         select_job(jobfile, "x")
     with pytest.raises(Exception, match="choose one with --job"):
         select_job(jobfile, None)
+
+
+def test_an_option_default_is_checked_against_its_regex_within_bounds() -> None:
+    value = "a" * 40
+    # re would try 2^40 ways; the bounded matcher says no at once.
+    message = error_of(
+        f"- name: j\n  options: [{{name: n, regex: '(a|a)*b', value: {value}}}]\n" + SEQ
+    )
+    assert message == "jobs.yaml:2: option 'n': the default does not match /(a|a)*b/"
+    message = error_of(
+        f"- name: j\n  options: [{{name: n, regex: '(a+)+\\1x', value: {value}}}]\n" + SEQ
+    )
+    assert message.startswith("jobs.yaml:2: option 'n': regex is too costly to evaluate")

@@ -19,7 +19,12 @@ from typing import Final
 
 from ecsexec.errors import ConfigurationError, OptionError
 from ecsexec.jobs.model import Job, LogFilter
-from ecsexec.nodes.javaregex import JavaRegexError, compile_java
+from ecsexec.nodes.javaregex import (
+    JavaRegexError,
+    RegexCostError,
+    compile_bounded,
+    compile_java,
+)
 from ecsexec.nodes.node import Node, is_blank
 
 CONTEXTS: Final = frozenset({"option", "unquotedoption", "node", "job", "data", "result"})
@@ -198,10 +203,15 @@ def resolve_options(job: Job, given: Mapping[str, str]) -> dict[str, str]:
             raise OptionError(f"option {option.name!r}: {shown} is not one of {allowed}")
         if value and option.regex is not None:
             try:
-                pattern = compile_java(option.regex)
+                matches = compile_bounded(option.regex).fullmatch(value)
+            except RegexCostError as exc:
+                raise OptionError(
+                    f"option {option.name!r}: /{option.regex}/ is too costly to evaluate on a "
+                    f"{exc.length}-character value: {exc}"
+                ) from None
             except JavaRegexError as exc:  # checked at load; kept for options built in code
                 raise OptionError(f"option {option.name!r}: invalid regex: {exc}") from None
-            if pattern.fullmatch(value) is None:
+            if not matches:
                 raise OptionError(
                     f"option {option.name!r}: {shown} does not match /{option.regex}/"
                 )

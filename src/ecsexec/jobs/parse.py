@@ -41,7 +41,12 @@ from ecsexec.jobs.model import (
     Where,
 )
 from ecsexec.nodes.filter import parse_filter
-from ecsexec.nodes.javaregex import JavaRegexError, compile_java
+from ecsexec.nodes.javaregex import (
+    JavaRegexError,
+    RegexCostError,
+    compile_bounded,
+    compile_java,
+)
 
 T = TypeVar("T")
 
@@ -373,10 +378,15 @@ class _Parser:
         )
         if option.regex is not None:
             try:
-                pattern = compile_java(option.regex)
+                pattern = compile_bounded(option.regex)
+                matches = not option.value or pattern.fullmatch(option.value)
+            except RegexCostError as exc:
+                raise self.fail(
+                    keys["regex"][1], f"{what}: regex is too costly to evaluate: {exc}"
+                ) from None
             except JavaRegexError as exc:
                 raise self.fail(keys["regex"][1], f"{what}: invalid regex: {exc}") from None
-            if option.value and pattern.fullmatch(option.value) is None:
+            if not matches:
                 raise self.fail(
                     keys["value"][1], f"{what}: the default does not match /{option.regex}/"
                 )
