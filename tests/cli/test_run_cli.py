@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import os
+import pty
 import random
 import signal
 import subprocess
@@ -351,3 +352,37 @@ def test_a_closed_stdout_ends_the_run_cleanly(sandbox: Sandbox, tmp_path: Path) 
     assert [s for s in sandbox.control.sessions() if s["state"] == "active"] == []
     shown = ecsexec(sandbox, tmp_path, "history", "show", "1", "--format", "json")
     assert json.loads(shown.stdout)["status"] == "interrupted"
+
+
+def test_declining_the_confirmation_exits_1_and_runs_nothing(tmp_path: Path) -> None:
+    """Over 20 nodes on a terminal ecsexec asks first; 'n' is a choice, not an interrupt."""
+    nodes = {
+        f"app-{n:02d}": {
+            "ECS:Cluster-ARN": "arn:aws:ecs:us-east-1:123456789012:cluster/c",
+            "ECS:Task-ARN": f"arn:aws:ecs:us-east-1:123456789012:task/c/{n:032x}",
+            "ECS:Container-Name": "app",
+            "ECS:Region": "us-east-1",
+        }
+        for n in range(21)
+    }
+    path = tmp_path / "nodes.json"
+    path.write_text(json.dumps(nodes))
+    primary, secondary = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ECSEXEC_"))}
+    env.update(AWS_ENDPOINT_URL="http://127.0.0.1:9", AWS_DEFAULT_REGION="us-east-1")
+    env["XDG_STATE_HOME"] = str(tmp_path / "state")
+    proc = subprocess.Popen(
+        [*ECSEXEC, "run", "--nodes-file", str(path), "-F", ".*", "--", "true"],
+        stdin=secondary,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    os.close(secondary)
+    os.write(primary, b"n\n")
+    _, err = proc.communicate(timeout=60)
+    os.close(primary)
+    assert proc.returncode == 1, err
+    assert "Run 'true' on 21 containers?" in err and "aborted" in err
+    assert not (tmp_path / "state" / "ecsexec").exists()  # no run was recorded

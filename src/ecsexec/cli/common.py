@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ecsexec.app import Client, Run, Selection, SourceOverrides
-from ecsexec.errors import EXIT_INTERRUPTED, exit_broken_pipe
+from ecsexec.errors import EXIT_FAILED, EXIT_INTERRUPTED, exit_broken_pipe
 from ecsexec.exec.results import RunResult
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -139,9 +139,14 @@ def show_warnings(warnings: list[str] | tuple[str, ...]) -> None:
 
 
 def confirm_many(what: str, count: int, yes: bool) -> None:
-    """On a terminal, ask before running on more than :data:`CONFIRM_OVER` containers."""
+    """On a terminal, ask before running on more than :data:`CONFIRM_OVER` containers.
+
+    Answering no exits 1 ("aborted": nothing ran); Ctrl-C at the prompt exits 130.
+    """
     if count > CONFIRM_OVER and not yes and sys.stdin.isatty():
-        click.confirm(f"Run {what} on {count} containers?", abort=True, err=True)
+        if not click.confirm(f"Run {what} on {count} containers?", err=True):
+            stderr.print("aborted")
+            sys.exit(EXIT_FAILED)
 
 
 STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
