@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
 
 import pytest
 
-from ecsexec.errors import AwsError
-from ecsexec.exec.runner import run_on_container
-from ecsexec.exec.wrap import raw, wrap
+from ecsexec.aws.clients import session_from_env
+from ecsexec.aws.ecs import ExecSession
+from ecsexec.errors import AwsError, Status
+from ecsexec.exec.connect import ConnectorPool
+from ecsexec.exec.results import CommandResult
+from ecsexec.exec.runner import Connector, ContainerTarget, SessionLike, run_on_container
+from ecsexec.exec.wrap import WrappedCommand, raw, wrap
 from ecsexec.sandbox import Sandbox
+from ecsexec.ssm.channel import ChannelClosed, Event, OutputReceived
+from ecsexec.ssm.session import SessionOptions
 from tests.exec.sandbox_nodes import pool, targets
 
 
@@ -175,3 +187,112 @@ def test_agent_giving_up_is_truncation_with_unknown_exit_status_never_success() 
     assert result.truncated
     assert result.exit_code is None and result.status == "error"
     assert "truncated" in result.reason
+
+
+class WatchedSession:
+    """A real session whose raw output passes through ``on_output`` before the runner sees
+    it: the test acts at an exact point of the stream. Everything else is the session's."""
+
+    def __init__(self, session: SessionLike, on_output: Callable[[bytes], Awaitable[None]]):
+        self._session = session
+        self._on_output = on_output
+
+    @property
+    def session_id(self) -> str:
+        return self._session.session_id
+
+    async def __aenter__(self) -> WatchedSession:
+        await self._session.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._session.__aexit__(exc_type, exc, tb)
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        async for event in self._session:
+            if isinstance(event, OutputReceived):
+                await self._on_output(event.data)
+            yield event
+
+    def send_size(self, cols: int, rows: int) -> None:
+        self._session.send_size(cols, rows)
+
+    def open_input_gate(self, reason: str) -> None:
+        self._session.open_input_gate(reason)
+
+    async def send_input(self, data: bytes) -> None:
+        await self._session.send_input(data)
+
+    async def wait_closed(self) -> ChannelClosed:
+        return await self._session.wait_closed()
+
+
+@dataclass
+class WatchedBackend:
+    """The real Connector, with each session watched (see :class:`WatchedSession`)."""
+
+    connector: Connector
+    on_output: Callable[[str, bytes], Awaitable[None]]  # (session ID, raw output)
+
+    async def start(self, target: ContainerTarget, wrapped: WrappedCommand) -> ExecSession:
+        return await self.connector.start(target, wrapped)
+
+    def session(self, started: ExecSession) -> WatchedSession:
+        sid = started.session_id
+        return WatchedSession(
+            self.connector.session(started), lambda data: self.on_output(sid, data)
+        )
+
+    async def terminate(self, session_id: str) -> None:
+        await self.connector.terminate(session_id)
+
+
+def test_the_socket_dropping_after_the_end_marker_keeps_the_result(tmp_path: Path) -> None:
+    """The end marker reached the client; then its socket drops and every ResumeSession is
+    refused. The command's output and exit code are complete: the result must say so."""
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+    # The agent waits (up to drain_timeout) for acks of its last frames before it closes
+    # the channel; this session's acks are dropped, so the channel cannot close first.
+    with Sandbox(
+        initial_wait=0.05,
+        drain_timeout=60.0,
+        faults="error=ResumeSession:1.0:AccessDeniedException",
+    ) as sb:
+        target = targets(sb, "ECS:Service-Name: web ECS:Cluster-Name: demo")[0]
+        wrapped = wrap(f"echo waiting; read line < {fifo}; echo done; exit 7")
+        raw = bytearray()
+        end = re.compile(re.escape(wrapped.end_marker(7)) + rb"\r\n")
+        acted: list[str] = []
+
+        async def on_output(session_id: str, data: bytes) -> None:
+            raw.extend(data)
+            if b"waiting" in raw and "hold acks" not in acted:
+                acted.append("hold acks")
+                await asyncio.to_thread(sb.set_faults, "c2a.drop=1.0", session_id)
+                await asyncio.to_thread(fifo.write_bytes, b"go\n")  # the command goes on
+            if end.search(raw) and "disconnect" not in acted:
+                acted.append("disconnect")
+                await asyncio.to_thread(sb.control.disconnect, session_id)
+
+        async def scenario() -> CommandResult:
+            options = SessionOptions(reconnect_attempts=2, reconnect_initial=0.05)
+            async with ConnectorPool(
+                lambda region: session_from_env(sb.env, region),
+                default_region="us-east-1",
+                options=options,
+            ) as connectors:
+                backend = WatchedBackend(connectors(target), on_output)
+                return await run_on_container(backend, target, wrapped, timeout=60)
+
+        result = asyncio.run(scenario())
+        resume_errors = sb.stats()["api"]["ssm"]["ResumeSession"]["errors"]
+    assert acted == ["hold acks", "disconnect"]
+    assert resume_errors.get("AccessDeniedException", 0) >= 1  # the socket really was lost
+    assert (result.exit_code, result.output) == (7, b"waiting\ndone\n")
+    assert result.status is Status.FAILED and result.error is None

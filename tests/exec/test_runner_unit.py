@@ -11,7 +11,7 @@ import asyncio
 import pytest
 
 from ecsexec.aws.ecs import ExecSession
-from ecsexec.errors import AwsError, Status, TransportError
+from ecsexec.errors import AwsError, SessionError, Status, TransportError
 from ecsexec.exec.results import CommandResult
 from ecsexec.exec.runner import PTY_SIZE, run_on_container
 from ecsexec.exec.wrap import WrappedCommand, raw, wrap
@@ -244,3 +244,41 @@ def test_on_started_gets_the_session_before_attaching_and_nothing_if_start_fails
     with pytest.raises(AwsError):
         asyncio.run(run_on_container(backend, target("other"), wrap("cmd"), on_started=on_started))
     assert len(seen) == 1
+
+
+# --- a result whose end marker arrived is final -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        Fail(TransportError("lost the data channel and could not resume it", session_id="s")),
+        Fail(SessionError("ResumeSession failed: AccessDeniedException", session_id="s")),
+        ChannelClosed("", truncated=True, missing_seq=41),
+    ],
+    ids=["socket-lost", "resume-refused", "gap-after-the-marker"],
+)
+def test_whatever_happens_after_the_end_marker_the_result_stands(after: Step) -> None:
+    result, _ = run([*runs(b"all of it\n", 7), after])
+    assert (result.status, result.exit_code, result.output) == (Status.FAILED, 7, b"all of it\n")
+    assert result.error is None and not result.truncated and result.reason == ""
+
+
+def test_a_timeout_after_the_end_marker_keeps_the_exit_code() -> None:
+    result, backend = run([*runs(b"done\n", 0), Wait()], timeout=0.05)
+    assert result.ok and (result.exit_code, result.output) == (0, b"done\n")
+    assert backend.terminated == [result.session_id]  # still never left running
+
+
+def test_an_end_marker_cut_before_its_line_break_is_not_final() -> None:
+    # "...__:7" could be the start of "...__:75": the exit code is not known yet.
+    wrapped = wrap("cmd")
+    steps: list[Step] = [
+        Begin(),
+        Out(b"out\n"),
+        OutputReceived(b"\r\n" + wrapped.end_marker(7)),
+        Fail(TransportError("lost", session_id="s")),
+    ]
+    result, _ = run(steps, wrapped)
+    assert result.status is Status.ERROR and result.exit_code is None
+    assert result.output.startswith(b"out\n")

@@ -156,3 +156,25 @@ def test_shell_signal_notice_is_dropped_only_after_a_signal_death(
     user: bytes, rc: int, expected: bytes
 ) -> None:
     assert clean([stream(user, rc)])[:2] == (expected, rc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    user=st.binary(max_size=200),
+    rc=st.integers(0, 255),
+    cuts=st.lists(st.integers(0, 10_000), max_size=8),
+)
+def test_end_seen_exactly_when_the_whole_end_marker_has_arrived(
+    user: bytes, rc: int, cuts: list[int]
+) -> None:
+    if b"__ECSEXEC_" in user:
+        return
+    data = stream(user, rc)  # ends with the end marker's line break
+    cleaner = OutputCleaner(wrap("true", nonce=NONCE))
+    fed = 0
+    for chunk in split(data, cuts):
+        cleaner.feed(chunk)
+        fed += len(chunk)
+        assert cleaner.end_seen == (fed == len(data)), fed
+    _, result = cleaner.finish()
+    assert result.exit_code == rc and not cleaner.end_seen

@@ -254,8 +254,14 @@ async def run_on_container(
             sender.cancel()  # a no-op once it is done; awaiting retrieves its outcome
             with contextlib.suppress(asyncio.CancelledError, EcsexecError):
                 await sender
+    # Once the end marker is complete the command has exited and everything it printed
+    # has arrived, in order (§11): the result is final, and what happens to the socket,
+    # ResumeSession or the clock after that (an error, a gap, a timeout) cannot change it.
+    final = cleaner.end_seen
     rest, clean = cleaner.finish()
     emit(rest)  # what the cleaner held back is output too, whatever ended the session
+    if final:
+        failure, timed_out, closed = None, False, None
     if failure is not None:
         return CommandResult.failure(
             target.node,

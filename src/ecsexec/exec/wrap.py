@@ -301,11 +301,24 @@ class OutputCleaner:
         self._end_re = re.compile(
             rb"\r?\n__ECSEXEC_E_" + re.escape(self._nonce) + rb"__:(\d{1,3})\r*\n?[\r\n]*\Z"
         )
+        # The same with the line break after the exit code: the code cannot grow any more.
+        self._end_complete_re = re.compile(
+            rb"\r?\n__ECSEXEC_E_" + re.escape(self._nonce) + rb"__:\d{1,3}\r*\n[\r\n]*\Z"
+        )
         self._finished = False
 
     @property
     def begin_seen(self) -> bool:
         return self._begin_seen
+
+    @property
+    def end_seen(self) -> bool:
+        """The whole end marker has arrived, its line break included, and nothing after it
+        but line breaks: the output and the exit code are complete, and :meth:`finish`
+        returns them whatever becomes of the stream now."""
+        if self._raw or not self._begin_seen or self._finished:
+            return False
+        return self._end_complete_re.search(self._buffer) is not None
 
     @property
     def line_break_held(self) -> bool:
