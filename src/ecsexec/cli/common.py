@@ -143,10 +143,11 @@ def confirm_many(what: str, count: int, yes: bool) -> None:
 
     Answering no exits 1 ("aborted": nothing ran); Ctrl-C at the prompt exits 130.
     """
-    if count > CONFIRM_OVER and not yes and sys.stdin.isatty():
-        if not click.confirm(f"Run {what} on {count} containers?", err=True):
-            stderr.print("aborted")
-            sys.exit(EXIT_FAILED)
+    if count <= CONFIRM_OVER or yes or not sys.stdin.isatty():
+        return
+    if not click.confirm(f"Run {what} on {count} containers?", err=True):
+        stderr.print("aborted")
+        sys.exit(EXIT_FAILED)
 
 
 STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
