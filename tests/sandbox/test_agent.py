@@ -810,3 +810,20 @@ def test_require_challenge_ack() -> None:
     h = _failed_handshake(handshake_response(acknowledged=False), settings=settings, kms=kms)
     assert h.agent.end_reason == "handshake_failed"
     assert kms.contexts == []
+
+
+@pytest.mark.e2e  # it tries to start a process
+def test_a_nul_byte_in_the_command_cannot_start_and_ends() -> None:
+    """No process argument can hold a NUL: the agent ends the session as for any command
+    that cannot start, instead of failing its task and leaving the client waiting."""
+    settings = AgentSettings(initial_wait=0.01, agent_start_delay=0.01, cannot_start_wait=0.05)
+
+    async def main() -> Harness:
+        async with Harness("echo a\x00b", settings=settings) as h:
+            await h.wait_state("Terminating")
+            return h
+
+    h = asyncio.run(main())
+    assert h.outputs() == []
+    assert h.agent.pid is None
+    assert h.stats.processes.exec == 0

@@ -752,3 +752,17 @@ def test_create_cluster_register_and_create_service(lab: Sandbox) -> None:
     with pytest.raises(ClientError) as exc:
         ecs.create_service(cluster="fresh", serviceName="svc", taskDefinition="fresh:1")
     assert _code(exc) == "InvalidParameterException"
+
+
+def test_execute_command_refuses_a_nul_byte_up_front(sandbox: Sandbox) -> None:
+    """No process argument can hold a NUL: refused before a session exists, instead of a
+    session whose agent cannot start the command and a client waiting for its timeout."""
+    ecs = client(sandbox, "ecs")
+    web = _task_by(ecs, "demo", group="service:web")["taskArn"]
+    opened = sandbox.stats()["sessions"]["opened"]
+    for command in ("echo a\x00b", "\x00", "sh -c 'printf x'\x00"):
+        with pytest.raises(ClientError) as exc:
+            _exec(ecs, task=web, command=command)
+        assert _code(exc) == "InvalidParameterException"
+        assert "NUL" in _message(exc)
+    assert sandbox.stats()["sessions"]["opened"] == opened

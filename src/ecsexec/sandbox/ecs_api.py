@@ -524,6 +524,10 @@ class EcsApi:
         # 4. Interactive is the only mode.
         if p["interactive"] is not True:
             raise invalid("Interactive is the only mode supported currently.")
+        # 4a. No process argument can hold a NUL: refuse it here rather than open a session
+        # whose agent cannot start the command (the client would wait out its timeout).
+        if "\0" in p["command"]:
+            raise invalid("The command contains a NUL character, which no command can hold.")
         # 5. Cluster.
         cluster = self._cluster(call, p.get("cluster"))
         # 6. Task (*(model)* wording).

@@ -129,6 +129,9 @@ class PtyProcess:
         """Start ``argv`` as a session leader on a new PTY; raise :class:`CannotStart`."""
         if not argv:
             raise CannotStart("exec: no command")
+        if any("\0" in arg for arg in argv):
+            # Go's exec refuses a NUL in an argument with EINVAL before forking.
+            raise CannotStart(f"fork/exec {argv[0]!r}: invalid argument (a NUL byte)")
         path = resolve_executable(argv[0], env, cwd, distroless=distroless)
         master, slave = os.openpty()
         try:
@@ -144,9 +147,10 @@ class PtyProcess:
                 cwd=cwd,
                 close_fds=True,
             )
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the environment
             os.close(master)
-            raise CannotStart(f"fork/exec {argv[0]}: {exc.strerror or exc}") from exc
+            reason = exc.strerror if isinstance(exc, OSError) else None
+            raise CannotStart(f"fork/exec {argv[0]}: {reason or exc}") from exc
         finally:
             os.close(slave)  # only the child holds the slave, so its exit gives EIO
         return cls(popen, master)
