@@ -5,11 +5,16 @@ from __future__ import annotations
 import os
 import ssl
 from collections.abc import Callable
-from typing import TypeAlias
+from typing import Any, Final, TypeAlias
 
 import boto3
 import botocore.session
-from botocore.exceptions import BotoCoreError, ProfileNotFound
+from botocore.exceptions import (
+    BotoCoreError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ProfileNotFound,
+)
 
 from ecsexec.errors import ConfigurationError
 
@@ -18,6 +23,25 @@ AwsSession: TypeAlias = boto3.session.Session
 
 SessionFactory: TypeAlias = Callable[[str], AwsSession]
 """Region -> boto3 session (the same credentials serve ECS, SSM and KMS)."""
+
+CONNECT_TIMEOUT: Final = 5.0  # seconds; botocore's 60 made a dead endpoint look like a hang
+
+
+def fail_fast(client: Any) -> Any:
+    """Do not retry a connection that could not be made; return ``client``.
+
+    botocore retries connection errors like throttling, with backoff: against a stopped
+    sandbox (connection refused) discovery took 28 s before failing. A refused or
+    unanswered connection is reported at once instead; throttling is still retried.
+    """
+
+    def veto(caught_exception: BaseException | None = None, **_: Any) -> None:
+        if isinstance(caught_exception, EndpointConnectionError | ConnectTimeoutError):
+            raise caught_exception
+
+    service = client.meta.service_model.service_id.hyphenize()
+    client.meta.events.register_first(f"needs-retry.{service}", veto)
+    return client
 
 
 def make_session(*, profile: str | None = None, region: str | None = None) -> boto3.session.Session:

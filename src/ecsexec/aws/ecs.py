@@ -18,7 +18,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.utils import parse_timestamp
 
-from ecsexec.aws.clients import ssl_context
+from ecsexec.aws.clients import CONNECT_TIMEOUT, fail_fast, ssl_context
 from ecsexec.aws.errors import translate
 from ecsexec.aws.exec_async import AsyncExecuteCommand
 from ecsexec.errors import AwsError, EcsexecError
@@ -95,11 +95,17 @@ class EcsApi:
     ) -> None:
         use_fast_timestamps(session)
         # ecs-nodes.md §4: adaptive retries for discovery (backoff with a client-side rate).
-        self.client = session.client(
-            "ecs",
-            region_name=region,
-            endpoint_url=endpoint_url,
-            config=discovery_config or Config(retries={"mode": "adaptive", "max_attempts": 10}),
+        self.client = fail_fast(
+            session.client(
+                "ecs",
+                region_name=region,
+                endpoint_url=endpoint_url,
+                config=discovery_config
+                or Config(
+                    connect_timeout=CONNECT_TIMEOUT,
+                    retries={"mode": "adaptive", "max_attempts": 10},
+                ),
+            )
         )
         # ExecuteCommand starts the command on the agent at once (ssm/README.md §1), so
         # botocore must never retry it on its own: only the dispatcher retries, and only
@@ -108,7 +114,10 @@ class EcsApi:
             "ecs",
             region_name=region,
             endpoint_url=endpoint_url,
-            config=exec_config or Config(retries={"mode": "standard", "max_attempts": 1}),
+            config=exec_config
+            or Config(
+                connect_timeout=CONNECT_TIMEOUT, retries={"mode": "standard", "max_attempts": 1}
+            ),
         )
         self.region = self.client.meta.region_name
         self._session = session

@@ -28,6 +28,8 @@ from botocore.exceptions import (
 
 from ecsexec.errors import AwsError, CredentialsError, EcsexecError
 
+LOCAL_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
+
 THROTTLING_CODES: Final = frozenset(
     {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
 )
@@ -97,16 +99,29 @@ def translate(exc: Exception, operation: str) -> EcsexecError:
             hint="set AWS_CA_BUNDLE (or ca_bundle) if the endpoint uses a private CA",
         )
     if isinstance(exc, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError):
+        local = _is_local(str(getattr(exc, "kwargs", {}).get("endpoint_url", "")))
         return AwsError(
             str(exc),
             code=type(exc).__name__,
             operation=operation,
-            hint="check the endpoint URL and network access",
+            hint=(
+                "nothing answers on this local endpoint: is the sandbox running? "
+                "(ecsexec sandbox status; start one with ecsexec sandbox up --detach, then "
+                'eval "$(ecsexec sandbox env)"; or unset AWS_ENDPOINT_URL for AWS)'
+                if local
+                else "check the endpoint URL and network access"
+            ),
             retryable=True,
         )
     if isinstance(exc, BotoCoreError):
         return AwsError(str(exc), code=type(exc).__name__, operation=operation)
     raise exc
+
+
+def _is_local(url: str) -> bool:
+    """Whether a URL (or a message holding one) names this machine: a local sandbox."""
+    found = re.search(r"https?://(\[[^\]]*\]|[^/:\s'\"]+)", url)
+    return bool(found) and found.group(1).strip("[]") in LOCAL_HOSTS  # type: ignore[union-attr]
 
 
 _SERVICE_OF: Final[dict[str, str]] = {

@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ecsexec.aws.clients import CONNECT_TIMEOUT, fail_fast
 from ecsexec.aws.errors import translate
 from ecsexec.errors import KmsError
 from ecsexec.ssm.channel import DataKeyRequest
@@ -28,7 +30,13 @@ class SsmSessionControl:
         endpoint_url: str | None = None,
         client_config: Any = None,
     ) -> None:
-        self._client = session.client("ssm", endpoint_url=endpoint_url, config=client_config)
+        self._client = fail_fast(
+            session.client(
+                "ssm",
+                endpoint_url=endpoint_url,
+                config=client_config or Config(connect_timeout=CONNECT_TIMEOUT),
+            )
+        )
 
     def resume_session(self, session_id: str) -> tuple[str, str]:
         try:
@@ -54,7 +62,13 @@ class KmsDataKeyProvider:
         endpoint_url: str | None = None,
         client_config: Any = None,
     ) -> None:
-        self._client = session.client("kms", endpoint_url=endpoint_url, config=client_config)
+        self._client = fail_fast(
+            session.client(
+                "kms",
+                endpoint_url=endpoint_url,
+                config=client_config or Config(connect_timeout=CONNECT_TIMEOUT),
+            )
+        )
 
     def __call__(self, request: DataKeyRequest) -> DataKey:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import sys
+from collections import Counter
 from typing import IO, Any, BinaryIO
 
 from rich.markup import escape
@@ -210,19 +211,27 @@ def print_groups(result: RunResult, out: BinaryIO) -> None:
 
 def summary_table(result: RunResult, file: IO[str]) -> None:
     """One row per node: name (never wrapped or cut, so it can be copied), exit code,
-    status, duration and what went wrong."""
+    status, duration and what went wrong. A problem several nodes share is printed once,
+    below the table, and their rows point to it."""
+    counts = Counter(node.reason for node in result if node.reason)
+    shared = {reason: n for n, reason in enumerate(r for r, c in counts.items() if c > 1)}
     table = new_table("NODE", "EXIT", "STATUS", "DURATION", "DETAIL")
     for node in result:
         colour = COLOURS.get(node.status, "yellow")
         duration = "-" if node.status is Status.NOT_STARTED else f"{node.duration:.1f}s"
+        number = shared.get(node.reason)
+        detail = f"see [{number + 1}] below" if number is not None else node.reason
         table.add_row(
             escape(node.node),
             "-" if node.exit_code is None else str(node.exit_code),
             f"[{colour}]{node.status}[/]",
             duration,
-            escape(node.reason.replace("\n", " ")),
+            escape(detail.replace("\n", " ")),
         )
     print_table(table, file)
+    for reason, number in shared.items():
+        print(f"[{number + 1}] {counts[reason]} nodes: {reason}", file=file)
+    file.flush()
 
 
 def summary_line(result: RunResult) -> str:

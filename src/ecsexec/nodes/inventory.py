@@ -105,8 +105,8 @@ class Inventory:
         try:
             nodes, discovery = source.discover(progress)
         except EcsexecError as exc:
-            if cached is None:
-                raise
+            if cached is None or self.refresh:
+                raise  # --refresh promises fresh nodes: never the cache in their place
             report.warnings.append(
                 f"{source.label}: refresh failed ({exc}); using nodes cached "
                 f"{now - cached[0]:.0f} s ago"
