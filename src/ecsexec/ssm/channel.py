@@ -7,6 +7,13 @@ collect what to put on the wire (:meth:`data_to_send`) and what happened
 depends on time takes ``now`` (seconds, any monotonic clock).
 
 Spec: ssm/README.md. Section numbers in comments refer to it.
+
+Nothing the peer sends can make it hold unbounded memory: a frame above
+:data:`~ecsexec.ssm.frames.MAX_FRAME_BYTES` fails the channel (a :class:`ChannelClosed`
+with ``failure`` set, output marked truncated), out-of-order frames are held up to
+``reorder_capacity`` frames and ``max_reorder_bytes`` bytes (beyond either, a frame is
+dropped unacknowledged and the agent resends it, as §6 prescribes for a full buffer),
+and JSON payloads nest at most :data:`~ecsexec.ssm.payloads.MAX_JSON_DEPTH` levels.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from ecsexec.ssm.frames import (
     ACKNOWLEDGE,
     CHANNEL_CLOSED,
     INPUT_STREAM_DATA,
+    MAX_FRAME_BYTES,
     MAX_PAYLOAD,
     OUTPUT_STREAM_DATA,
     PAUSE_PUBLICATION,
@@ -45,6 +53,8 @@ MAX_RTO: Final = 1.0
 CLOCK_GRANULARITY: Final = 0.010
 
 DEFAULT_BUFFER: Final = 10_000  # §6: at least 10 000 for both the reorder and unacked buffers
+#: Bytes of out-of-order frames held at most (10 000 of the agent's 1 KiB frames need 11 MB).
+DEFAULT_REORDER_BYTES: Final = 64 * 1024 * 1024
 DEFAULT_GATE_TIMEOUT: Final = 2.0  # §7 input gate rule 4
 DEFAULT_CLOSE_GRACE: Final = 1.0  # §11: keep reading up to 1 s after channel_closed to fill a gap
 DEFAULT_ACK_WATCHDOG: Final = 60.0  # §6 watchdog
@@ -110,11 +120,17 @@ class InputGateOpened:
 
 @dataclass(frozen=True, slots=True)
 class ChannelClosed:
-    """The session ended. ``truncated`` means output is known to be missing (§11)."""
+    """The session ended. ``truncated`` means output is known to be missing (§11).
+
+    ``failure`` is set when the channel failed on what the peer sent (a frame above the
+    size limit): the output after ``missing_seq`` was not delivered, and the remote
+    command may still be running.
+    """
 
     output: str
     truncated: bool = False
     missing_seq: int | None = None
+    failure: ProtocolError | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +211,7 @@ class ChannelStats:
     dropped_buffer_full: int = 0
     out_of_order: int = 0
     bytes_received: int = 0
+    reorder_bytes_peak: int = 0
 
 
 class DataChannel:
@@ -214,6 +231,7 @@ class DataChannel:
         ack_watchdog: float = DEFAULT_ACK_WATCHDOG,
         max_unacked: int = DEFAULT_BUFFER,
         reorder_capacity: int = DEFAULT_BUFFER,
+        max_reorder_bytes: int = DEFAULT_REORDER_BYTES,
         id_factory: Callable[[], uuid.UUID | bytes] = random_message_id,
     ) -> None:
         self.session_id = session_id
@@ -225,6 +243,7 @@ class DataChannel:
         self.ack_watchdog = ack_watchdog
         self.max_unacked = max_unacked
         self.reorder_capacity = reorder_capacity
+        self.max_reorder_bytes = max_reorder_bytes
         self.stats = ChannelStats()
         self._new_id = id_factory
         self._t0 = now
@@ -233,6 +252,7 @@ class DataChannel:
         self.state = State.OPEN
         self.close_output = ""
         self._close_deadline = 0.0
+        self.failure: ProtocolError | None = None
 
         # Sending side (client -> agent).
         self._out_seq = 0
@@ -245,6 +265,8 @@ class DataChannel:
         # Receiving side (agent -> client).
         self._expected = 0
         self._reorder: dict[int, Frame] = {}
+        self._reorder_bytes = 0
+        self._reorder_warned = False
         self._seen_stream = False
 
         # §7 input gate and handshake.
@@ -279,6 +301,11 @@ class DataChannel:
     @property
     def expected_sequence(self) -> int:
         return self._expected
+
+    @property
+    def reorder_bytes(self) -> int:
+        """Payload bytes of the out-of-order frames held now."""
+        return self._reorder_bytes
 
     @property
     def has_gap(self) -> bool:
@@ -391,6 +418,15 @@ class DataChannel:
         """Process one websocket message (a binary frame)."""
         if self.state is State.CLOSED:
             return
+        if len(data) > MAX_FRAME_BYTES:
+            # Not an invalid frame to drop and have resent: the peer breaks the protocol.
+            self._fail(
+                ProtocolError(
+                    f"received a frame of {len(data):,} bytes; the limit is "
+                    f"{MAX_FRAME_BYTES:,} bytes per frame"
+                )
+            )
+            return
         try:
             frame = decode_frame(data)
         except FrameError as exc:
@@ -435,20 +471,42 @@ class DataChannel:
             self._deliver(frame, now)
             self._expected += 1
             while self._reorder and self._expected in self._reorder:
-                self._deliver(self._reorder.pop(self._expected), now)
+                held = self._reorder.pop(self._expected)
+                self._reorder_bytes -= len(held.payload)
+                self._deliver(held, now)
                 self._expected += 1
+            if not self._reorder:
+                self._reorder_warned = False
             if self.state is State.CLOSING and not self._reorder:
                 self._finish(truncated=False)
         elif seq > self._expected:
             if seq in self._reorder:
                 self._send_ack(frame, now)  # a duplicate of a buffered frame: re-ack
                 self.stats.duplicates += 1
-            elif len(self._reorder) < self.reorder_capacity:
+            elif (
+                len(self._reorder) < self.reorder_capacity
+                and self._reorder_bytes + len(frame.payload) <= self.max_reorder_bytes
+            ):
                 self._send_ack(frame, now)
                 self._reorder[seq] = frame
+                self._reorder_bytes += len(frame.payload)
+                self.stats.reorder_bytes_peak = max(
+                    self.stats.reorder_bytes_peak, self._reorder_bytes
+                )
                 self.stats.out_of_order += 1
             else:
                 self.stats.dropped_buffer_full += 1  # §6: no room, no ack; it will be resent
+                if not self._reorder_warned:
+                    self._reorder_warned = True
+                    self._events.append(
+                        ProtocolWarning(
+                            "reorder_buffer_full",
+                            f"out-of-order frames dropped unacknowledged (to be resent): "
+                            f"{len(self._reorder):,} frames of {self._reorder_bytes:,} bytes "
+                            f"are held, the limits are {self.reorder_capacity:,} frames and "
+                            f"{self.max_reorder_bytes:,} bytes",
+                        )
+                    )
         else:
             self._send_ack(frame, now)  # §6: re-ack duplicates so a lost ack stops resends
             self.stats.duplicates += 1
@@ -626,15 +684,25 @@ class DataChannel:
         else:
             self._finish(truncated=False)
 
+    def _fail(self, error: ProtocolError) -> None:
+        """Close on a protocol violation: what was delivered stays, the rest is missing."""
+        self.failure = error
+        self.close_output = str(error)
+        self._events.append(ProtocolWarning("protocol_error", str(error)))
+        self._finish(truncated=True)
+
     def _finish(self, *, truncated: bool) -> None:
         self.state = State.CLOSED
         self._pending.clear()
+        self._reorder.clear()  # never delivered now; do not hold them
+        self._reorder_bytes = 0
         self._next_tick = None
         self._events.append(
             ChannelClosed(
                 self.close_output,
                 truncated=truncated,
                 missing_seq=self._expected if truncated else None,
+                failure=self.failure,
             )
         )
 

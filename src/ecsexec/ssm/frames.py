@@ -1,6 +1,8 @@
 """Encode and decode data-channel frames (ssm/README.md §3), byte-exact with AWS's serializer.
 
-Pure: no sockets, no clock. The caller passes ``created_ms``.
+Pure: no sockets, no clock. The caller passes ``created_ms``. A frame larger than
+:data:`MAX_FRAME_BYTES`, or one declaring a larger payload, is refused: the agent's
+frames carry at most a few KiB, and nothing the peer sends may make us hold more.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from ecsexec.errors import FrameError
 HEADER_LENGTH: Final = 116  # §3: HeaderLength is written as the offset of PayloadLength
 FRAME_OVERHEAD: Final = 120
 MAX_PAYLOAD: Final = 1024  # §6: what we send; received payloads may be larger
+#: The largest frame accepted (1 MiB, header included): the agent sends 1 KiB payloads, a
+#: handshake a few KiB. The websocket transport refuses larger messages before reading them.
+MAX_FRAME_BYTES: Final = 1024 * 1024
 
 # MessageType values (§4).
 INPUT_STREAM_DATA: Final = "input_stream_data"
@@ -164,6 +169,10 @@ def decode_frame(data: bytes, *, verify: bool = True) -> Frame:
     size = len(data)
     if size < FRAME_OVERHEAD:
         raise FrameError(f"frame too short: {size} bytes, need at least {FRAME_OVERHEAD}")
+    if size > MAX_FRAME_BYTES:
+        raise FrameError(
+            f"frame of {size:,} bytes exceeds the limit of {MAX_FRAME_BYTES:,} bytes per frame"
+        )
     (header_length,) = struct.unpack_from(">I", data, 0)
     if header_length + 4 > size:
         raise FrameError(f"HeaderLength {header_length} points past the end of a {size}-byte frame")
@@ -182,6 +191,11 @@ def decode_frame(data: bytes, *, verify: bool = True) -> Frame:
         if created == 0:
             raise FrameError(f"{message_type} frame has CreatedDate 0")
     payload_type, payload_length = _TAIL.unpack_from(data, 112)
+    if payload_length > MAX_FRAME_BYTES:
+        raise FrameError(
+            f"{message_type} frame declares a payload of {payload_length:,} bytes; the limit "
+            f"is {MAX_FRAME_BYTES:,} bytes per frame"
+        )
     payload = data[header_length + 4 :]
     # §3 digest rule: checked only when PayloadLength is non-zero.
     if verify and payload_length and sha256(payload).digest() != data[80:112]:

@@ -1,14 +1,18 @@
 """Build and parse the JSON payloads of the data channel (ssm/README.md §2, §5-§11).
 
 Pure. Builders produce the exact bytes the spec fixes (key order, compact JSON); parsers
-are lenient and raise :class:`ProtocolError` only for payloads they cannot use at all.
+are lenient and raise :class:`ProtocolError` only for payloads they cannot use at all,
+including JSON nested deeper than :data:`MAX_JSON_DEPTH` (the deepest payload of the
+protocol nests 4 levels; Python's parser would otherwise recurse until RecursionError).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any, Final
 
 from ecsexec.errors import ProtocolError
@@ -24,15 +28,34 @@ KMS_ACTION: Final = "KMSEncryption"
 
 _COMPACT: Final = (",", ":")
 
+#: How deeply a payload's JSON may nest (objects and arrays); the protocol needs 4.
+MAX_JSON_DEPTH: Final = 32
+
+_JSON_STRING: Final = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
+_BRACKET_STEP: Final = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def json_depth(payload: bytes) -> int:
+    """How deeply ``payload``'s arrays and objects nest, found without parsing it (C-speed
+    passes: strings removed by a linear regex, then a running sum over the brackets)."""
+    brackets = _JSON_STRING.sub(b"", payload).translate(None, _NOT_BRACKETS)
+    return max(accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0)
+
 
 def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=_COMPACT).encode()
 
 
 def _loads_object(payload: bytes, what: str) -> dict[str, Any]:
+    opening = payload.count(b"[") + payload.count(b"{")  # more than the depth, and cheap
+    if opening > MAX_JSON_DEPTH and json_depth(payload) > MAX_JSON_DEPTH:
+        raise ProtocolError(
+            f"{what} payload nests JSON deeper than the limit of {MAX_JSON_DEPTH} levels"
+        )
     try:
         obj = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ProtocolError(f"{what} payload is not JSON: {exc}") from exc
     if not isinstance(obj, dict):
         raise ProtocolError(f"{what} payload is not a JSON object")

@@ -13,6 +13,11 @@ keepalive and closing handshake, and changes only the data path:
 - :meth:`DataChannelConnection.send_frames` puts a batch of data frames into one
   ``transport.write``, masked with keys drawn from the OS once per batch (websockets
   draws them per frame: a syscall per ack).
+
+No message may exceed :data:`MAX_MESSAGE_BYTES` (a data-channel frame's limit): a frame
+header declaring more fails the connection at once (close code 1009), before any of its
+payload is buffered, and :attr:`DataChannelConnection.protocol_error` says why. The
+session must treat that as the session's failure, not as a drop to resume from.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from websockets.protocol import Event, State
 from websockets.proxy import get_proxy
 from websockets.uri import parse_uri
 
+from ecsexec.errors import FrameError
+from ecsexec.ssm.frames import MAX_FRAME_BYTES
 from ecsexec.ssm.wsframe import binary_frame_header
 
 try:  # websockets' C speedup, as websockets itself imports it
@@ -35,7 +42,16 @@ try:  # websockets' C speedup, as websockets itself imports it
 except ImportError:  # pragma: no cover - a build without the extension
     from websockets.utils import apply_mask
 
-__all__ = ["DataChannelConnection", "binary_frame_header", "encode_client_frames", "proxy_for"]
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "DataChannelConnection",
+    "binary_frame_header",
+    "encode_client_frames",
+    "proxy_for",
+]
+
+#: The largest websocket message accepted: one data-channel frame.
+MAX_MESSAGE_BYTES: Final = MAX_FRAME_BYTES
 
 
 def encode_client_frames(messages: Sequence[bytes]) -> bytes:
@@ -76,13 +92,18 @@ _PLAIN_BINARY: Final = 0x82  # FIN, no RSV bits, opcode 2
 _MASK_BIT: Final = 0x80
 
 
-def split_server_frames(buffer: bytes) -> tuple[list[tuple[bool, bytes]], int]:
+def split_server_frames(
+    buffer: bytes, max_size: int = MAX_MESSAGE_BYTES
+) -> tuple[list[tuple[bool, bytes]], int]:
     """Cut the complete websocket frames off the start of ``buffer`` (RFC 6455 §5.2).
 
     Returns ``(frames, consumed)``. Each frame is ``(True, payload)`` for a plain binary
     frame (FIN, no RSV bits, opcode 2, unmasked) or ``(False, raw)`` with the whole frame
     for any other kind, which the caller hands to websockets. websockets' generator-based
     parser cost 3.5 us per frame; this costs about 1.
+
+    Raises :class:`FrameError` as soon as a header declares more than ``max_size`` bytes;
+    :func:`oversized_frame` then says where that header is.
     """
     frames: list[tuple[bool, bytes]] = []
     size = len(buffer)
@@ -102,6 +123,11 @@ def split_server_frames(buffer: bytes) -> tuple[list[tuple[bool, bytes]], int]:
             if size - pos < head:
                 break
             length = int.from_bytes(buffer[pos + 2 : pos + 10], "big")
+        if length > max_size:
+            raise FrameError(
+                f"the gateway sent a websocket frame of {length:,} bytes; the limit is "
+                f"{max_size:,} bytes per message"
+            )
         if second & _MASK_BIT:
             head += 4  # a masked frame from a server is an error websockets will report
         end = pos + head + length
@@ -115,6 +141,23 @@ def split_server_frames(buffer: bytes) -> tuple[list[tuple[bool, bytes]], int]:
     return frames, pos
 
 
+def oversized_frame(buffer: bytes, max_size: int = MAX_MESSAGE_BYTES) -> tuple[int, int]:
+    """Where the header of the first frame above ``max_size`` starts and ends in ``buffer``
+    (after :func:`split_server_frames` refused it; its payload is not needed)."""
+    pos = 0
+    while True:
+        second = buffer[pos + 1]
+        length = second & 0x7F
+        head = 2 + {126: 2, 127: 8}.get(length, 0)
+        if length == 126:
+            length = int.from_bytes(buffer[pos + 2 : pos + 4], "big")
+        elif length == 127:
+            length = int.from_bytes(buffer[pos + 2 : pos + 10], "big")
+        if length > max_size:
+            return pos, pos + head
+        pos += head + (4 if second & _MASK_BIT else 0) + length
+
+
 class DataChannelConnection(ClientConnection):
     """websockets' client connection with a direct message sink (pass as ``create_connection``).
 
@@ -123,8 +166,15 @@ class DataChannelConnection(ClientConnection):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # websockets' own parser (handshake, fragments, control frames) gets the same
+        # limit, whatever ``max_size`` the caller passed to connect().
+        protocol = self.protocol
+        protocol.max_message_size = MAX_MESSAGE_BYTES
+        protocol.max_size = MAX_MESSAGE_BYTES  # type: ignore[attr-defined]  # websockets < 15
         self.on_message: MessageSink | None = None
         self.on_batch: Callable[[], None] | None = None
+        #: Why the connection failed on what the gateway sent (a size limit), or None.
+        self.protocol_error: FrameError | None = None
         self._fragments: list[bytes] = []
         self._partial = b""  # the start of a frame whose end has not arrived yet
 
@@ -135,16 +185,36 @@ class DataChannelConnection(ClientConnection):
         if sink is None or self.protocol.state is not State.OPEN:
             super().data_received(data)  # the handshake, no sink yet, or closing
         else:
-            frames, consumed = split_server_frames(data)
-            self._partial = data[consumed:]
+            refused: tuple[FrameError, bytes] | None = None
+            try:
+                frames, consumed = split_server_frames(data)
+            except FrameError as exc:
+                start, end = oversized_frame(data)
+                frames, consumed = split_server_frames(data[:start])
+                refused = (exc, data[start:end])
+            self._partial = data[consumed:] if refused is None else b""
             for plain, chunk in frames:
                 if plain:
                     sink(chunk)
                 else:
                     super().data_received(chunk)  # whole frames, so its parser stays aligned
+            if refused is not None:
+                self._refuse(*refused)
         on_batch = self.on_batch
         if on_batch is not None:
             on_batch()
+
+    def _refuse(self, error: FrameError, header: bytes) -> None:
+        """Fail the connection on an oversized frame's header, before its payload arrives.
+
+        websockets' parser, given the header with the same limit, fails the connection
+        with close code 1009 (message too big); nothing after it reaches the sink.
+        """
+        self.protocol_error = error
+        self.on_message = None
+        super().data_received(header)
+        if self.protocol.state is State.OPEN:  # pragma: no cover - its parser disagreed
+            self.transport.abort()
 
     def eof_received(self) -> None:
         if self._partial:  # let websockets see the cut-off frame and report it
