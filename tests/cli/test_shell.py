@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import pty
 import select
@@ -29,9 +30,34 @@ def test_piped_input_runs_and_the_session_ends_when_the_shell_exits(
         timeout=60,
         check=False,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 5, result.stderr  # the remote shell's own exit status
     assert b"42\r\n" in result.stdout
     assert b"Starting session" not in result.stdout  # banners belong to the drop-in only
+    assert b"__ECSEXEC" not in result.stdout  # the status line is never shown
+
+
+def test_a_command_exits_with_its_own_status_and_a_task_id_names_its_node(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    env = env_for(sandbox, tmp_path)
+    listed = subprocess.run(
+        [*ECSEXEC, "nodes", "-F", NODE_FILTER, "--format", "json"],
+        capture_output=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    (attributes,) = json.loads(listed.stdout).values()
+    result = subprocess.run(
+        [*ECSEXEC, "shell", attributes["ECS:Task-ID"], "-c", "sh -c 'echo out; exit 4'"],
+        capture_output=True,
+        env=env,
+        timeout=60,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 4, result.stderr
+    assert result.stdout.replace(b"\r\n", b"\n") == b"out\n"
 
 
 def test_ambiguous_node_is_a_usage_error(sandbox: Sandbox, tmp_path: Path) -> None:

@@ -34,15 +34,23 @@ from ecsexec.errors import (
     Status,
 )
 from ecsexec.exec.connect import ConnectorPool
-from ecsexec.exec.dispatcher import DispatchOptions, NodeFinished, NodeStarted, dispatch
+from ecsexec.exec.dispatcher import (
+    DispatchOptions,
+    NodeFinished,
+    NodeSessionStarted,
+    NodeStarted,
+    dispatch,
+)
 from ecsexec.exec.results import CommandResult, RunResult
 from ecsexec.exec.runner import ContainerTarget, start_exec_session
+from ecsexec.exec.trailer import TrailerFilter, with_exit_trailer
 from ecsexec.exec.wrap import raw as raw_command
 from ecsexec.exec.wrap import wrap
 from ecsexec.jobs.executor import JobExecutor, JobResult, NodeUpdated
 from ecsexec.jobs.expand import Context, expand_raw, masked_options, resolve_options
 from ecsexec.jobs.library import LoadedJob, load_job
 from ecsexec.jobs.model import Job
+from ecsexec.nodes.ecs_attributes import REGION, TASK_ID
 from ecsexec.nodes.ecs_source import ProgressFn
 from ecsexec.nodes.node import Node
 from ecsexec.ssm.session import SessionOptions
@@ -251,12 +259,15 @@ class Client:
         )
 
     async def find_node(self, wanted: str, *, refresh: bool = False) -> Node:
-        """One node: its exact name, a unique name prefix, or a filter selecting only it."""
+        """One node: its exact name, a unique name prefix, its task ID (one container), or
+        a filter selecting only it. Several matches are an error listing them."""
         inventory, _ = await self.inventory(refresh=refresh)
         for node in inventory:
             if node.name == wanted:
                 return node
         prefixed = [node for node in inventory if node.name.startswith(wanted)]
+        if not prefixed:
+            prefixed = [node for node in inventory if node.get(TASK_ID) == wanted]
         if len(prefixed) == 1:
             return prefixed[0]
         if not prefixed:
@@ -466,20 +477,28 @@ class Client:
         return Run(body, on_event, self._tasks)
 
     async def open_session(
-        self, node: str | Node, command: str | None = None
+        self, node: str | Node, command: str | None = None, *, raw: bool = False
     ) -> InteractiveSession:
         """Start ``command`` (default: bash if the container has it, else sh) in one
         container and return the session, not yet attached: use it in ``async with``.
 
-        ``node`` is a node, its name, a unique name prefix, or a filter selecting one node.
-        ECS Exec splits ``command`` without a shell.
+        ``node`` is a node, its name, a unique name prefix, its task ID, or a filter
+        selecting one node. The command runs under ``/bin/sh``, which reports its exit
+        status (``session.exit_code``) on a line the output never shows; with ``raw``
+        it is sent to ECS Exec as it is (no /bin/sh needed; exit status unknown). ECS
+        Exec splits commands as a shell would split words, without expanding anything.
         """
         chosen = node if isinstance(node, Node) else await self.find_node(node)
         target = _targets([chosen])[0]
         connector = self._connectors([target])(target)
         text = command or DEFAULT_SHELL
-        started = await start_exec_session(connector, target, raw_command(text))
-        return InteractiveSession(chosen, text, connector.session(started))
+        trailer = None
+        sent = text
+        if not raw:
+            built = with_exit_trailer(text)
+            sent, trailer = built.ecs_command, TrailerFilter(built.marker)
+        started = await start_exec_session(connector, target, raw_command(sent))
+        return InteractiveSession(chosen, text, connector.session(started), trailer)
 
     async def cleanup_run(self, run_id: int) -> list[SessionCleanup]:
         """Terminate the sessions a recorded run may have left running: its nodes that
@@ -565,9 +584,15 @@ class Client:
             retention = self.config.history
             recorder.prune(keep_days=retention.keep_days, keep_runs=retention.keep_runs)
 
+        regions = {node.name: node.get(REGION) or "" for node in selection.nodes}
+
         def tee(event: Event) -> None:
             if isinstance(event, NodeStarted):
                 self._open[event.node] = ""
+            elif isinstance(event, NodeSessionStarted):
+                # Before anything else: after a crash this is how the session is found.
+                self._open[event.node] = event.session_id
+                recorder.record_session(event.node, event.session_id, regions.get(event.node, ""))
             elif isinstance(event, NodeFinished):
                 self._open.pop(event.node, None)
             if kind == "job" and isinstance(event, NodeUpdated):

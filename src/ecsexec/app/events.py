@@ -13,6 +13,7 @@ from ecsexec.exec.dispatcher import (
     NodeFinished,
     NodeNotice,
     NodeOutput,
+    NodeSessionStarted,
     NodeStarted,
     NodeThrottled,
 )
@@ -39,6 +40,7 @@ class RunFinished:
 Event = (
     RunStarted
     | NodeStarted
+    | NodeSessionStarted
     | NodeOutput
     | NodeNotice
     | NodeThrottled
@@ -60,6 +62,7 @@ __all__ = [
     "NodeFinished",
     "NodeNotice",
     "NodeOutput",
+    "NodeSessionStarted",
     "NodeStarted",
     "NodeThrottled",
     "NodeUpdated",

@@ -13,8 +13,9 @@ from types import TracebackType
 from typing import Final
 
 from ecsexec.errors import ConfigurationError
+from ecsexec.exec.trailer import TrailerFilter
 from ecsexec.nodes.node import Node
-from ecsexec.ssm.channel import ChannelClosed, Event
+from ecsexec.ssm.channel import ChannelClosed, Event, OutputReceived
 from ecsexec.ssm.session import Session
 
 # What the remote terminal gets for each signal a user can send: the PTY turns these
@@ -31,11 +32,23 @@ class InteractiveSession:
     always :class:`~ecsexec.ssm.channel.ChannelClosed`.
     """
 
-    def __init__(self, node: Node | None, command: str, session: Session) -> None:
+    def __init__(
+        self,
+        node: Node | None,
+        command: str,
+        session: Session,
+        trailer: TrailerFilter | None = None,
+    ) -> None:
         self.node = node
         self.command = command
         self._session = session
+        self._trailer = trailer
         self._last_input = b"\n"
+
+    @property
+    def exit_code(self) -> int | None:
+        """The command's exit status once it ended (None: unknown, e.g. ``raw``)."""
+        return self._trailer.exit_code if self._trailer is not None else None
 
     @property
     def session_id(self) -> str:
@@ -54,7 +67,7 @@ class InteractiveSession:
         await self._session.aclose()
 
     def __aiter__(self) -> AsyncIterator[Event]:
-        return aiter(self._session)
+        return _Events(aiter(self._session), self._trailer)
 
     async def send_input(self, data: bytes) -> None:
         """Send keystrokes or piped input; waits while the remote side is behind."""
@@ -98,3 +111,33 @@ class InteractiveSession:
     @property
     def closed(self) -> ChannelClosed | None:
         return self._session.closed
+
+
+class _Events:
+    """The session's events, with the exit-status trailer taken out of the output."""
+
+    def __init__(self, events: AsyncIterator[Event], trailer: TrailerFilter | None) -> None:
+        self._events = events
+        self._trailer = trailer
+        self._pending: list[Event] = []
+
+    def __aiter__(self) -> _Events:
+        return self
+
+    async def __anext__(self) -> Event:
+        while not self._pending:
+            event = await anext(self._events)
+            if self._trailer is None:
+                return event
+            if isinstance(event, OutputReceived):
+                shown = self._trailer.feed(event.data)
+                if shown:
+                    self._pending.append(OutputReceived(shown))
+            elif isinstance(event, ChannelClosed):
+                held = self._trailer.finish()
+                if held:
+                    self._pending.append(OutputReceived(held))
+                self._pending.append(event)
+            else:
+                self._pending.append(event)
+        return self._pending.pop(0)
