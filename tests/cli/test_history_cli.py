@@ -71,3 +71,52 @@ def test_a_terminated_run_is_recorded_as_interrupted(sandbox: Sandbox, tmp_path:
     after = ecsexec(sandbox, tmp_path, "history", "list", "--format", "json")
     (record,) = json.loads(after.stdout)
     assert (record["status"], record["exit_code"]) == ("interrupted", 130)
+
+
+def test_cleanup_ends_the_sessions_a_killed_run_left_running(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """After a SIGKILL nothing could end the sessions; their ids are in history as each
+    started, so `history cleanup RUN` can."""
+    env = env_for(sandbox, tmp_path)
+    proc = subprocess.Popen(
+        [*ECSEXEC, "run", "-F", "ECS:Service-Name: web", "--", "echo started; sleep 120"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    names = set()
+    while len(names) < 3:
+        line = proc.stdout.readline()
+        assert line, "the run ended early"
+        names.add(line.split(": ", 1)[0])
+    proc.kill()
+    proc.wait(timeout=30)
+    proc.stdout.close()
+    left = [s for s in sandbox.control.sessions() if s["state"] == "active"]
+    assert len(left) >= 3  # what the killed process could not end
+    shown = subprocess.run(
+        [*ECSEXEC, "history", "show", "1", "--format", "json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    record = json.loads(shown.stdout)
+    assert record["status"] == "incomplete"
+    started = {n["node"] for n in record["nodes"] if n["session_id"]}
+    assert names <= started
+    cleaned = subprocess.run(
+        [*ECSEXEC, "history", "cleanup", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert cleaned.stdout.count(": terminated") == len(started)
+    assert [s for s in sandbox.control.sessions() if s["state"] == "active"] == []

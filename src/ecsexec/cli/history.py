@@ -76,6 +76,8 @@ def _record(run: RunRecord) -> dict[str, Any]:
                 "detail": n.detail,
                 "log_bytes": n.log_bytes,
                 "log_truncated": n.truncated,
+                "session_id": n.session_id,
+                "region": n.region,
             }
             for n in run.nodes
         ],
