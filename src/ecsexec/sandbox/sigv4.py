@@ -2,11 +2,18 @@
 
 The credential scope also tells us the region, which is how one endpoint serves every
 region at once.
+
+The signature must cover the body. botocore (like AWS) takes a request's
+``X-Amz-Content-SHA256`` header as the body hash when there is one, so a request signed
+with ``UNSIGNED-PAYLOAD`` (or any hash but its body's) would verify with any body: one
+captured request could run any command until it expires. The JSON APIs served here
+require a signed body, as AWS's do, so that header must be the body's SHA-256.
 """
 
 from __future__ import annotations
 
 import calendar
+import hashlib
 import hmac
 import re
 import time
@@ -91,6 +98,19 @@ def verify(
     if abs(now - signed_at) > MAX_SKEW or amz_date[:8] != date:
         raise ApiError(
             "InvalidSignatureException", f"Signature expired: {amz_date} is now out of range."
+        )
+    declared = headers.get("X-Amz-Content-SHA256")
+    if declared is not None and not hmac.compare_digest(
+        declared.strip().lower().encode(), hashlib.sha256(body).hexdigest().encode()
+    ):
+        if "PAYLOAD" in declared.upper():  # UNSIGNED-PAYLOAD, STREAMING-...-PAYLOAD
+            problem = f"The request body is not signed (X-Amz-Content-SHA256: {declared})"
+        else:
+            problem = "X-Amz-Content-SHA256 does not match the request body"
+        raise ApiError(
+            "InvalidSignatureException",
+            f"{problem}. This API requires a signed body: X-Amz-Content-SHA256 must be the "
+            "hex SHA-256 of the body, or absent.",
         )
     names = signed.split(";")
     request = AWSRequest(
