@@ -212,3 +212,15 @@ async def _await(run: ecsexec.app.Run) -> ecsexec.RunResult:
 async def _names(client: Client, filter_text: str) -> list[str]:
     async with client:
         return (await client.nodes(filter_text)).names
+
+
+def test_a_nul_byte_in_a_command_is_refused_before_anything_runs(sandbox: Sandbox) -> None:
+    before = sandbox.stats()["sessions"]["opened"]
+
+    async def scenario() -> None:
+        async with client_for(sandbox) as client:
+            await client.run("ECS:Service-Name: web", "echo a\0b")
+
+    with pytest.raises(ConfigurationError, match="NUL byte at position 7"):
+        asyncio.run(scenario())
+    assert sandbox.stats()["sessions"]["opened"] == before

@@ -344,6 +344,8 @@ class Client:
         ``record`` is false.
         """
 
+        _refuse_nul(command)
+
         async def body(emit: EventCallback) -> RunResult:
             selection = await self.select(target)
             if not selection:
@@ -488,10 +490,11 @@ class Client:
         it is sent to ECS Exec as it is (no /bin/sh needed; exit status unknown). ECS
         Exec splits commands as a shell would split words, without expanding anything.
         """
+        text = command or DEFAULT_SHELL
+        _refuse_nul(text)
         chosen = node if isinstance(node, Node) else await self.find_node(node)
         target = _targets([chosen])[0]
         connector = self._connectors([target])(target)
-        text = command or DEFAULT_SHELL
         trailer = None
         sent = text
         if not raw:
@@ -647,6 +650,15 @@ class SessionCleanup:
     session_id: str
     region: str
     error: str = ""
+
+
+def _refuse_nul(command: str) -> None:
+    """A NUL byte cannot travel in ExecuteCommand's command (a C string on the agent)."""
+    position = command.find("\0")
+    if position != -1:
+        raise ConfigurationError(
+            f"the command has a NUL byte at position {position + 1}; ECS Exec cannot carry it"
+        )
 
 
 def _targets(nodes: Sequence[Node]) -> list[ContainerTarget]:
