@@ -72,7 +72,8 @@ def main() -> None:
             loop = asyncio.get_running_loop()
             loop.set_default_executor(ThreadPoolExecutor(args.workers))
             options = DispatchOptions(threads=threads, rate=args.rate, timeout=120)
-            return await dispatch(pool, targets, wrap("echo ok"), options=options)
+            async with pool:  # its HTTP connections are closed on this loop
+                return await dispatch(pool, targets, wrap("echo ok"), options=options)
 
         result = asyncio.run(run())
         wall = time.perf_counter() - wall0

@@ -76,6 +76,7 @@ async def main_async(sb: Sandbox, sessions: int) -> dict[str, float]:
     await asyncio.gather(*(s.terminate("benchmark done") for s in opened))
     await asyncio.gather(*(s.aclose() for s in opened))
     close_stats = sb.stats()
+    await pool.aclose()  # ExecuteCommand's HTTP connections, on this loop
     return {
         "sessions": len(opened),
         "open_seconds": round(open_seconds, 2),

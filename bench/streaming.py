@@ -24,6 +24,7 @@ import time
 from ecsexec.aws.clients import session_from_env
 from ecsexec.aws.ecs import EcsApi
 from ecsexec.exec.connect import ConnectorPool
+from ecsexec.exec.results import CommandResult
 from ecsexec.exec.runner import ContainerTarget, run_on_container
 from ecsexec.exec.wrap import wrap
 from ecsexec.nodes.ecs_source import EcsNodeSource, EcsSourceConfig
@@ -70,9 +71,14 @@ def main() -> None:
 
         sandbox_cpu0 = sb.stats()["cpu_seconds"]
         cpu0, wall0 = time.process_time(), time.perf_counter()
-        result = asyncio.run(
-            run_on_container(connector, target, wrap(command), timeout=3600, on_output=on_output)
-        )
+
+        async def run() -> CommandResult:
+            async with pool:  # its HTTP connections are closed on this loop
+                return await run_on_container(
+                    connector, target, wrap(command), timeout=3600, on_output=on_output
+                )
+
+        result = asyncio.run(run())
         wall = time.perf_counter() - wall0
         cpu = time.process_time() - cpu0
         stats = sb.stats()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 import warnings
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ecsexec.aws.clients import session_from_env
-from ecsexec.aws.ecs import EcsApi
+from ecsexec.aws.ecs import EcsApi, ExecSession
 from ecsexec.aws.exec_async import SigV4Signer, _client_error
 from ecsexec.aws.ssm import SsmSessionControl
 from ecsexec.errors import AwsError
@@ -34,6 +35,18 @@ def _target(sb: Sandbox) -> dict[str, str]:
     }
 
 
+def _call(api: EcsApi, **params: str) -> ExecSession:
+    """One ExecuteCommand on a fresh event loop, its HTTP connections closed after."""
+
+    async def main() -> ExecSession:
+        try:
+            return await api.execute_command_async(**params)
+        finally:
+            await api.aclose()
+
+    return asyncio.run(main())
+
+
 def _error(call: Any) -> AwsError:
     with pytest.raises(AwsError) as caught:
         call()
@@ -47,7 +60,7 @@ def test_async_call_starts_the_same_kind_of_session_as_botocore(sandbox: Sandbox
     target = _target(sandbox)
     via_botocore = api.execute_command(command="true", **target)
     control.terminate_session(via_botocore.session_id)
-    via_aiohttp = asyncio.run(api.execute_command_async(command="true", **target))
+    via_aiohttp = _call(api, command="true", **target)
     control.terminate_session(via_aiohttp.session_id)
     assert via_aiohttp.session_id != via_botocore.session_id
     assert via_aiohttp.session_id in via_aiohttp.stream_url
@@ -60,7 +73,7 @@ def test_service_errors_match_botocore_code_message_and_hint(sandbox: Sandbox) -
     api = EcsApi(session_from_env(sandbox.env), region="us-east-1")
     params = {"cluster": "no-such-cluster", "task": "t", "container": "c", "command": "true"}
     sync = _error(lambda: api.execute_command(**params))
-    via_aiohttp = _error(lambda: asyncio.run(api.execute_command_async(**params)))
+    via_aiohttp = _error(lambda: _call(api, **params))
     assert sync.code == "ClusterNotFoundException"
     assert (via_aiohttp.code, via_aiohttp.message, via_aiohttp.hint) == (
         sync.code,
@@ -78,7 +91,7 @@ def test_a_wrong_secret_is_refused_like_botocore_and_not_shown(sandbox: Sandbox)
     api = EcsApi(session, region="us-east-1")
     target = _target(sandbox)
     sync = _error(lambda: api.execute_command(command="true", **target))
-    via_aiohttp = _error(lambda: asyncio.run(api.execute_command_async(command="true", **target)))
+    via_aiohttp = _error(lambda: _call(api, command="true", **target))
     assert via_aiohttp.code == sync.code
     assert via_aiohttp.hint == sync.hint
     assert "wrong-secret" not in str(via_aiohttp)
@@ -88,29 +101,45 @@ def test_an_unreachable_endpoint_names_it() -> None:
     session = session_from_env({"AWS_DEFAULT_REGION": "us-east-1"})
     session._session.set_credentials("AKIDEXAMPLE", "secret")
     api = EcsApi(session, region="us-east-1", endpoint_url="http://127.0.0.1:9")
-    error = _error(
-        lambda: asyncio.run(
-            api.execute_command_async(cluster="c", task="t", container="n", command="true")
-        )
-    )
+    error = _error(lambda: _call(api, cluster="c", task="t", container="n", command="true"))
     assert error.code == "EndpointConnectionError"
     assert "127.0.0.1:9" in str(error)
     assert error.hint == "check the endpoint URL and network access"
 
 
-def test_the_http_pool_closes_with_its_event_loop(sandbox: Sandbox) -> None:
+def test_aclose_closes_the_http_pool_and_leaves_nothing_for_the_loop_to_finalize(
+    sandbox: Sandbox,
+) -> None:
     session = session_from_env(sandbox.env)
     api = EcsApi(session, region="us-east-1")
     control = SsmSessionControl(session)
     target = _target(sandbox)
+    started_generators: list[str] = []
+
+    async def main() -> ExecSession:
+        # Record every async generator started on this loop: one left suspended would be
+        # closed only by the loop's shutdown (a finalizer), after the caller is gone.
+        hooks = sys.get_asyncgen_hooks()
+
+        def firstiter(agen: Any) -> None:
+            started_generators.append(agen.ag_code.co_filename)
+            if hooks.firstiter is not None:
+                hooks.firstiter(agen)
+
+        sys.set_asyncgen_hooks(firstiter=firstiter, finalizer=hooks.finalizer)
+        try:
+            return await api.execute_command_async(command="true", **target)
+        finally:
+            await api.aclose()
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        for _ in range(2):  # a fresh loop each time gets a fresh pool
-            started = asyncio.run(api.execute_command_async(command="true", **target))
+        for _ in range(2):  # a fresh loop each time gets a fresh pool, closed by aclose
+            started = asyncio.run(main())
             control.terminate_session(started.session_id)
         gc.collect()
-    unclosed = [w for w in caught if issubclass(w.category, ResourceWarning)]
-    assert unclosed == []
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+    assert not [name for name in started_generators if name.endswith("exec_async.py")]
 
 
 @pytest.mark.parametrize(

@@ -20,20 +20,21 @@ from ecsexec.exec.dispatcher import (
 from ecsexec.exec.results import CommandResult
 from ecsexec.exec.wrap import wrap
 from ecsexec.sandbox import Sandbox
-from tests.exec.sandbox_nodes import pool, targets
+from tests.exec.sandbox_nodes import pool, targets, with_pool
 
 
 def test_fan_out_collects_every_exit_code_in_rank_order(sandbox: Sandbox) -> None:
     chosen = targets(sandbox, "ECS:Service-Name: web,api")
     events: list[ProgressEvent] = []
-    result = asyncio.run(
-        dispatch(
-            pool(sandbox),
+    result = with_pool(
+        sandbox,
+        lambda p: dispatch(
+            p,
             chosen,
             wrap('echo "$HOSTNAME"; exit 4'),
             options=DispatchOptions(threads=8),
             on_event=events.append,
-        )
+        ),
     )
     assert list(result.results) == [t.node for t in chosen]
     assert all(isinstance(r, CommandResult) and r.exit_code == 4 for r in result.results.values())
@@ -52,7 +53,7 @@ def test_fan_out_collects_every_exit_code_in_rank_order(sandbox: Sandbox) -> Non
 
 def test_node_errors_are_kept_beside_results(sandbox: Sandbox) -> None:
     chosen = targets(sandbox, "ECS:Service-Name: worker")
-    result = asyncio.run(dispatch(pool(sandbox), chosen, wrap("true")))
+    result = with_pool(sandbox, lambda p: dispatch(p, chosen, wrap("true")))
     statuses = sorted(v.status for v in result.results.values())
     assert statuses == [Status.ERROR, Status.SUCCEEDED]
     error = next(v for v in result.results.values() if v.error is not None)
@@ -62,13 +63,11 @@ def test_node_errors_are_kept_beside_results(sandbox: Sandbox) -> None:
 
 def test_fail_fast_stops_starting_new_nodes(sandbox: Sandbox) -> None:
     chosen = targets(sandbox, "ECS:Service-Name: web ECS:Cluster-Name: demo")
-    result = asyncio.run(
-        dispatch(
-            pool(sandbox),
-            chosen,
-            wrap("exit 1"),
-            options=DispatchOptions(threads=1, keepgoing=False),
-        )
+    result = with_pool(
+        sandbox,
+        lambda p: dispatch(
+            p, chosen, wrap("exit 1"), options=DispatchOptions(threads=1, keepgoing=False)
+        ),
     )
     assert len(result.results) == len(chosen)  # not-started nodes are results too
     assert len(result.not_started) == len(chosen) - 1
@@ -80,14 +79,15 @@ def test_throttled_execute_command_is_retried_and_runs_exactly_once() -> None:
         chosen = targets(sb, "ECS:Cluster-Name: demo ECS:Exec-Agent-Status: RUNNING")
         sb.reset_stats()
         events: list[ProgressEvent] = []
-        result = asyncio.run(
-            dispatch(
-                pool(sb),
+        result = with_pool(
+            sb,
+            lambda p: dispatch(
+                p,
                 chosen,
                 wrap("echo once"),
                 options=DispatchOptions(threads=50, rate=100),
                 on_event=events.append,
-            )
+            ),
         )
         stats = sb.stats()
     assert all(r.ok for r in result.results.values()), result.results
@@ -114,12 +114,13 @@ def test_cancelling_a_dispatch_terminates_every_session_and_keeps_partial_result
                 if len(outputs) == len(chosen):
                     all_started.set()
 
-        task = asyncio.create_task(
-            dispatch(pool(sandbox), chosen, wrap("echo up; sleep 60"), on_event=on_event)
-        )
-        await asyncio.wait_for(all_started.wait(), 30)
-        task.cancel()
-        return await task
+        async with pool(sandbox) as connectors:
+            task = asyncio.create_task(
+                dispatch(connectors, chosen, wrap("echo up; sleep 60"), on_event=on_event)
+            )
+            await asyncio.wait_for(all_started.wait(), 30)
+            task.cancel()
+            return await task
 
     before = sandbox.stats()["sessions"]["by_end_reason"]["terminated"]
     result = asyncio.run(scenario())
@@ -158,14 +159,15 @@ def test_two_hundred_nodes_with_fifty_threads() -> None:
             elif isinstance(event, NodeFinished):
                 active -= 1
 
-        result = asyncio.run(
-            dispatch(
-                pool(sb),
+        result = with_pool(
+            sb,
+            lambda p: dispatch(
+                p,
                 chosen,
                 wrap('echo "$HOSTNAME"; exit 3'),
                 options=DispatchOptions(threads=50, rate=100),
                 on_event=on_event,
-            )
+            ),
         )
         stats = sb.stats()
     assert len(chosen) == 200

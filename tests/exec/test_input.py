@@ -3,7 +3,6 @@ runner end to end on the sandbox (real websockets, real boto3)."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import errno
 import hashlib
@@ -32,7 +31,7 @@ from ecsexec.exec.wrap import (
     wrap,
 )
 from ecsexec.sandbox import Sandbox
-from tests.exec.sandbox_nodes import pool, targets
+from tests.exec.sandbox_nodes import targets, with_pool
 
 # Every byte value, including what a canonical-mode PTY would act on (^C ^D ^Z ^\ DEL).
 ALL_BYTES = bytes(range(256))
@@ -153,7 +152,7 @@ def test_large_binary_input_reaches_a_sandbox_container(sandbox: Sandbox, node_f
     data = random.Random(7).randbytes(200_000) + ALL_BYTES
     target = targets(sandbox, node_filter)[0]
     wrapped = wrap('sha256sum; echo "$1"', stdin=data)
-    result = asyncio.run(run_on_container(pool(sandbox)(target), target, wrapped, timeout=60))
+    result = with_pool(sandbox, lambda p: run_on_container(p(target), target, wrapped, timeout=60))
     assert result.ok, result.reason
     assert result.output.split()[0].decode() == hashlib.sha256(data).hexdigest()
 
@@ -164,7 +163,7 @@ def test_dispatch_builds_each_targets_command(sandbox: Sandbox) -> None:
     def command_for(target: ContainerTarget) -> WrappedCommand:
         return wrap("cat", stdin=target.node.encode())
 
-    result = asyncio.run(dispatch(pool(sandbox), chosen, command_for, command="per node"))
+    result = with_pool(sandbox, lambda p: dispatch(p, chosen, command_for, command="per node"))
     assert result.command == "per node"
     assert {name: r.output for name, r in result.results.items()} == {
         t.node: t.node.encode() for t in chosen

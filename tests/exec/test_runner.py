@@ -22,12 +22,12 @@ from ecsexec.exec.wrap import WrappedCommand, raw, wrap
 from ecsexec.sandbox import Sandbox
 from ecsexec.ssm.channel import ChannelClosed, Event, OutputReceived
 from ecsexec.ssm.session import SessionOptions
-from tests.exec.sandbox_nodes import pool, targets
+from tests.exec.sandbox_nodes import pool, targets, with_pool
 
 
 def run(sb: Sandbox, node_filter: str, command: str, **kw):  # type: ignore[no-untyped-def]
     target = targets(sb, node_filter)[0]
-    return asyncio.run(run_on_container(pool(sb)(target), target, wrap(command), **kw))
+    return with_pool(sb, lambda p: run_on_container(p(target), target, wrap(command), **kw))
 
 
 @pytest.mark.parametrize(
@@ -83,19 +83,20 @@ def test_cancelling_terminates_the_session(sandbox: Sandbox) -> None:
     seen = asyncio.Event()
 
     async def scenario() -> None:
-        task = asyncio.create_task(
-            run_on_container(
-                pool(sandbox)(target),
-                target,
-                wrap("echo go; sleep 60"),
-                timeout=30,
-                on_output=lambda _n, _d, _h: seen.set(),
+        async with pool(sandbox) as connectors:
+            task = asyncio.create_task(
+                run_on_container(
+                    connectors(target),
+                    target,
+                    wrap("echo go; sleep 60"),
+                    timeout=30,
+                    on_output=lambda _n, _d, _h: seen.set(),
+                )
             )
-        )
-        await asyncio.wait_for(seen.wait(), 20)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+            await asyncio.wait_for(seen.wait(), 20)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
 
     before = sandbox.stats()["sessions"]["by_end_reason"]["terminated"]
     asyncio.run(scenario())
@@ -158,8 +159,8 @@ def test_distroless_container_reports_unknown_status_and_raw_mode_runs() -> None
         assert result.exit_code is None
         assert "cannot start /bin/sh" in result.reason
         target = targets(sb, "ECS:Cluster-Name: c")[0]
-        raw_result = asyncio.run(
-            run_on_container(pool(sb)(target), target, raw("echo hi"), timeout=30)
+        raw_result = with_pool(
+            sb, lambda p: run_on_container(p(target), target, raw("echo hi"), timeout=30)
         )
         assert raw_result.output == b"hi\n"
         assert raw_result.exit_code is None and "raw" in raw_result.reason

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
+from ecsexec.exec.connect import ConnectorPool
 from ecsexec.exec.dispatcher import DispatchOptions, NodeFinished, NodeOutput
 from ecsexec.exec.runner import Connector, ContainerTarget
 from ecsexec.jobs.executor import (
@@ -49,9 +50,7 @@ class RecordingEcs:
 COMMANDS: list[str] = []
 
 
-def recording_pool(sb: Sandbox):  # type: ignore[no-untyped-def]
-    base = pool(sb)
-
+def recording_pool(base: ConnectorPool):  # type: ignore[no-untyped-def]
     def connector(target: ContainerTarget) -> Connector:
         return dataclasses.replace(base(target), ecs=RecordingEcs(base(target).ecs, COMMANDS))
 
@@ -78,16 +77,22 @@ def run_job(
     assert chosen.filter is not None
     nodes = rank(select(inventory, expand_raw(chosen.filter, Context(values))))
     events: list[JobEvent] = []
+    connectors = pool(sb)
     executor = JobExecutor(
         library,
-        recording_pool(sb),
+        recording_pool(connectors),
         inventory=inventory,
         options=DispatchOptions(timeout=60),
         on_event=events.append,
         execid="77",
         username="tester",
     )
-    return asyncio.run(executor.run(chosen, values, nodes)), events
+
+    async def main() -> JobResult:
+        async with connectors:
+            return await executor.run(chosen, values, nodes)
+
+    return asyncio.run(main()), events
 
 
 def output(result: JobResult, node: str | None = None) -> str:

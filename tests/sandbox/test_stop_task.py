@@ -6,7 +6,7 @@ import asyncio
 import threading
 
 from tests.conftest import client
-from tests.exec.sandbox_nodes import pool, targets
+from tests.exec.sandbox_nodes import targets, with_pool
 
 from ecsexec.exec.runner import run_on_container
 from ecsexec.exec.wrap import wrap
@@ -22,10 +22,10 @@ def test_stop_task_ends_sessions_with_unknown_exit_status() -> None:
             if b"trapping" in data:
                 started.set()
 
-        async def scenario():  # type: ignore[no-untyped-def]
+        async def scenario(connectors):  # type: ignore[no-untyped-def]
             run = asyncio.create_task(
                 run_on_container(
-                    pool(sb)(target),
+                    connectors(target),
                     target,
                     wrap("trap 'echo got-term; exit 0' TERM; echo trapping; sleep 30 & wait"),
                     timeout=60,
@@ -38,7 +38,7 @@ def test_stop_task_ends_sessions_with_unknown_exit_status() -> None:
             )
             return await run
 
-        result = asyncio.run(scenario())
+        result = with_pool(sb, scenario)
         task = client(sb, "ecs").describe_tasks(cluster=target.cluster, tasks=[target.task])[
             "tasks"
         ][0]

@@ -24,8 +24,6 @@ import ssl
 import time
 import urllib.parse
 import urllib.request
-import weakref
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -47,8 +45,12 @@ TIMEOUT: Final = aiohttp.ClientTimeout(total=None, sock_connect=60, sock_read=60
 class AsyncExecuteCommand:
     """``await call(cluster=..., task=..., container=..., command=...)`` -> the response dict.
 
-    One HTTP connection pool per event loop, closed when that loop shuts down its async
-    generators (as ``asyncio.run`` does), so nothing outlives the loop.
+    One HTTP connection pool per event loop, opened by the first call on that loop and
+    closed by :meth:`aclose`, which the owner calls on that loop before it ends (through
+    ``EcsApi.aclose``, ``ConnectorPool.aclose`` or ``async with ConnectorPool(...)``).
+    Nothing closes it behind the owner's back: a pool left open is reported by aiohttp
+    as an unclosed client session (a ResourceWarning) once it is dropped, which happens
+    at the next call from another loop after its own loop closed, or with this object.
     """
 
     def __init__(
@@ -62,9 +64,8 @@ class AsyncExecuteCommand:
         self._ssl = ssl_context
         self._frozen: ReadOnlyCredentials | None = None
         self._frozen_at = 0.0
-        self._http: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient] = (
-            weakref.WeakKeyDictionary()
-        )
+        # Not weak: a pool refers to its loop, so a weak key would never be released.
+        self._http: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
 
     async def __call__(self, **params: Any) -> dict[str, Any]:
         body = json.dumps(params, separators=(",", ":")).encode()
@@ -113,19 +114,27 @@ class AsyncExecuteCommand:
         return frozen
 
     async def aclose(self) -> None:
-        """Close this loop's HTTP connection pool now (a later call opens a new one)."""
-        holder = self._http.pop(asyncio.get_running_loop(), None)
-        if holder is not None:
-            await holder.session.close()
+        """Close the running loop's HTTP connection pool (a later call opens a new one)."""
+        http = self._http.pop(asyncio.get_running_loop(), None)
+        if http is not None:
+            await http.close()
 
     async def _client(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
-        holder = self._http.get(loop)
-        if holder is None:
-            holder = _LoopClient(self._ssl, on_close=lambda: self._http.pop(loop, None))
-            self._http[loop] = holder
-            await holder.start()
-        return holder.session
+        http = self._http.get(loop)
+        if http is None:
+            # A closed loop's pool was never closed and can no longer be: let it go, so it
+            # is reported as unclosed and its loop is freed.
+            for dead in [other for other in self._http if other.is_closed()]:
+                del self._http[dead]
+            http = self._http[loop] = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=100),
+                timeout=TIMEOUT,
+                auto_decompress=False,
+                # trust_env would read ~/.netrc in a worker thread for every request; the
+                # proxy is looked up once instead (_proxy_for).
+            )
+        return http
 
 
 class SigV4Signer:
@@ -199,33 +208,6 @@ class SigV4Signer:
                 self._keys.clear()
             self._keys[cache_key] = key
         return key
-
-
-class _LoopClient:
-    """An aiohttp session whose lifetime is its event loop's (closed in shutdown_asyncgens)."""
-
-    def __init__(self, ssl_context: ssl.SSLContext, *, on_close: Callable[[], object]) -> None:
-        self._on_close = on_close
-        connector = aiohttp.TCPConnector(ssl=ssl_context, limit=100)
-        self.session = aiohttp.ClientSession(
-            # trust_env would read ~/.netrc in a worker thread for every request; the proxy
-            # is looked up once instead (_proxy_for).
-            connector=connector,
-            timeout=TIMEOUT,
-            auto_decompress=False,
-        )
-        self._keeper: AsyncIterator[None] | None = None
-
-    async def start(self) -> None:
-        self._keeper = self._keep()
-        await anext(self._keeper)  # now suspended; the loop finalizes it at shutdown
-
-    async def _keep(self) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            self._on_close()  # the session holds the loop: drop it with the loop
-            await self.session.close()
 
 
 @functools.lru_cache(maxsize=64)

@@ -12,7 +12,12 @@ from ecsexec.ssm.session import SessionOptions
 
 
 class ConnectorPool:
-    """Connectors keyed by region; ``pool(target)`` picks the target's region."""
+    """Connectors keyed by region; ``pool(target)`` picks the target's region.
+
+    ExecuteCommand keeps HTTP connections open on the event loop that used it: close the
+    pool on that loop (``async with ConnectorPool(...)`` or :meth:`aclose`). Nothing
+    closes them otherwise; an unclosed pool is reported as a ResourceWarning.
+    """
 
     def __init__(
         self,
