@@ -101,10 +101,13 @@ def test_an_unreachable_endpoint_names_it() -> None:
     session = session_from_env({"AWS_DEFAULT_REGION": "us-east-1"})
     session._session.set_credentials("AKIDEXAMPLE", "secret")
     api = EcsApi(session, region="us-east-1", endpoint_url="http://127.0.0.1:9")
-    error = _error(lambda: _call(api, cluster="c", task="t", container="n", command="true"))
-    assert error.code == "EndpointConnectionError"
-    assert "127.0.0.1:9" in str(error)
-    assert error.hint == "check the endpoint URL and network access"
+    params = {"cluster": "c", "task": "t", "container": "n", "command": "true"}
+    sync = _error(lambda: api.execute_command(**params))
+    error = _error(lambda: _call(api, **params))
+    assert error.code == sync.code == "EndpointConnectionError"
+    assert error.hint == sync.hint and error.operation == "ExecuteCommand"
+    assert "127.0.0.1:9" in error.message
+    assert "refused" in error.message.lower() or "failed" in error.message.lower()
 
 
 def test_aclose_closes_the_http_pool_and_leaves_nothing_for_the_loop_to_finalize(

@@ -33,6 +33,7 @@ from botocore.credentials import ReadOnlyCredentials
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
 from ecsexec.aws.errors import translate
+from ecsexec.errors import AwsError, EcsexecError
 
 __all__ = ["AsyncExecuteCommand"]
 
@@ -89,9 +90,11 @@ class AsyncExecuteCommand:
                 error_type = response.headers.get("x-amzn-ErrorType", "")
                 request_id = response.headers.get("x-amzn-RequestId", "")
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise translate(
-                EndpointConnectionError(endpoint_url=f"{self._endpoint_url} ({exc})"),
-                "ExecuteCommand",
+            raise _with_cause(
+                translate(
+                    EndpointConnectionError(endpoint_url=self._endpoint_url), "ExecuteCommand"
+                ),
+                exc,
             ) from None
         if status == 200:
             result: dict[str, Any] = json.loads(payload)
@@ -217,6 +220,20 @@ def _proxy_for(url: str) -> str | None:
     if urllib.request.proxy_bypass(parts.netloc):
         return None
     return urllib.request.getproxies().get(parts.scheme)
+
+
+def _with_cause(error: EcsexecError, cause: BaseException) -> EcsexecError:
+    """``error`` (what botocore's call would raise) with what the socket said, for the user."""
+    if not isinstance(error, AwsError):
+        return error
+    detail = str(cause) or type(cause).__name__
+    return AwsError(
+        f"{error.message} ({detail})",
+        code=error.code,
+        operation=error.operation,
+        hint=error.hint,
+        retryable=error.retryable,
+    )
 
 
 def _client_error(status: int, payload: bytes, error_type: str, request_id: str) -> ClientError:
