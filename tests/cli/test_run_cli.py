@@ -159,6 +159,28 @@ def test_timeout_leaves_no_session_behind(sandbox: Sandbox, tmp_path: Path) -> N
     assert [s for s in sandbox.control.sessions() if s["state"] == "active"] == []
 
 
+SLEEPER = "echo started; sleep 60"
+MANY = ("run", "-F", ".*", "--yes", "--threads", "100", "--rate", "1000")
+
+
+def start_sleepers(env: dict[str, str], *args: str, nodes: int) -> subprocess.Popen[str]:
+    """`ecsexec ARGS -- SLEEPER`, returned once every node printed that it started."""
+    proc = subprocess.Popen(
+        [*ECSEXEC, *args, "--", SLEEPER],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    started = 0
+    while started < nodes:
+        line = proc.stdout.readline()
+        assert line, f"ecsexec ended after {started} of {nodes} nodes started"
+        started += line.rstrip().endswith("started")
+    return proc
+
+
 @pytest.mark.parametrize(
     "signals",
     [
@@ -173,20 +195,7 @@ def test_timeout_leaves_no_session_behind(sandbox: Sandbox, tmp_path: Path) -> N
 def test_ctrl_c_terminates_every_session(
     sandbox: Sandbox, tmp_path: Path, signals: list[int]
 ) -> None:
-    proc = subprocess.Popen(
-        [*ECSEXEC, "run", "-F", WEB, "--", "echo started; sleep 60"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env_for(sandbox, tmp_path),
-    )
-    assert proc.stdout is not None
-    started = 0
-    deadline = time.monotonic() + 60
-    while started < 3 and time.monotonic() < deadline:
-        if proc.stdout.readline().rstrip().endswith("started"):
-            started += 1
-    assert started == 3
+    proc = start_sleepers(env_for(sandbox, tmp_path), "run", "-F", WEB, nodes=3)
     for signum in signals:
         proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
@@ -291,29 +300,12 @@ def test_several_nodes_show_bytes_that_are_not_utf8_escaped(
     assert "\ufffd" not in shown.stdout  # never silently replaced
 
 
-SLEEPER = "echo started; sleep 60"
-MANY = ("run", "-F", ".*", "--yes", "--threads", "100", "--rate", "1000")
-
-
 @pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGHUP])
 def test_a_second_signal_during_cleanup_leaves_nothing_running(tmp_path: Path, second: int) -> None:
     """Many sessions, so that ending them takes a while and the second signal lands
     during that cleanup: every session is still terminated, every process gone."""
     with Sandbox(tasks=60, initial_wait=0.05, throttle="off") as sb:
-        proc = subprocess.Popen(
-            [*ECSEXEC, *MANY, "--", SLEEPER],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env_for(sb, tmp_path),
-        )
-        assert proc.stdout is not None
-        started = 0
-        deadline = time.monotonic() + 90
-        while started < 60 and time.monotonic() < deadline:
-            if proc.stdout.readline().rstrip().endswith("started"):
-                started += 1
-        assert started == 60
+        proc = start_sleepers(env_for(sb, tmp_path), *MANY, nodes=60)
         proc.send_signal(signal.SIGINT)
         assert proc.stderr is not None
         said = ""
