@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-import click
+import importlib
+import subprocess
+import sys
 
-from ecsexec.cli.main import cli
+import click
+import pytest
+
+from ecsexec.cli.main import COMMANDS, cli
 
 
 def _commands(group: click.Command, path: str = "ecsexec") -> list[tuple[str, click.Command]]:
     found = [(path, group)]
     if isinstance(group, click.Group):
-        for name, command in sorted(group.commands.items()):
+        context = click.Context(group)
+        for name in group.list_commands(context):
+            command = group.get_command(context, name)
+            assert command is not None
             found += _commands(command, f"{path} {name}")
     return found
 
@@ -28,3 +36,29 @@ def test_every_option_has_help_text() -> None:
 def test_every_command_has_a_summary() -> None:
     missing = [path for path, command in _commands(cli) if not (command.help or "").strip()]
     assert missing == []
+
+
+def test_the_group_lists_each_command_with_its_own_summary() -> None:
+    """`ecsexec --help` lists commands from a table, to stay cheap: it must not drift."""
+    for name, (module, attribute, summary) in COMMANDS.items():
+        command = getattr(importlib.import_module(module), attribute)
+        assert command.get_short_help_str(limit=300) == summary, name
+        assert command.name == name
+
+
+@pytest.mark.e2e
+def test_help_and_version_import_no_command_module() -> None:
+    code = (
+        "import sys\nfrom ecsexec.cli.main import cli\n"
+        "for args in (['--help'], ['--version']):\n"
+        "    try:\n        cli.main(args, standalone_mode=False)\n"
+        "    except SystemExit:\n        pass\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('boto3', 'botocore', 'aiohttp', 'websockets', 'rich') or m.startswith('ecsexec.app'))\n"
+        "print('HEAVY', heavy)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "HEAVY []" in done.stdout, done.stdout[-500:]
+    assert "run " in done.stdout and "Run COMMAND on every container" in done.stdout

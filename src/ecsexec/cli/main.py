@@ -1,42 +1,97 @@
-"""The ``ecsexec`` command: one click group that wires the command modules together."""
+"""The ``ecsexec`` command: one click group whose commands load only when they run.
+
+``ecsexec --help`` and ``--version`` import no command module (no boto3, aiohttp or
+websockets): the group lists each command from :data:`COMMANDS`, and a test checks that
+table against the commands themselves.
+"""
 
 from __future__ import annotations
+
+import importlib
+from typing import Final
 
 import click
 
 from ecsexec import __version__
 from ecsexec.cli.entry import run_click
 
+# name -> (module, attribute, the command's first help line as `--help` lists it)
+COMMANDS: Final[dict[str, tuple[str, str, str]]] = {
+    "config": ("ecsexec.cli.config_cmd", "config_group", "Project configuration (ecsexec.toml)."),
+    "demo": (
+        "ecsexec.cli.demo",
+        "demo",
+        "Start a private sandbox, list nodes, run commands on filtered sets, then stop it.",
+    ),
+    "history": (
+        "ecsexec.cli.history",
+        "history_group",
+        "What ran, where, by whom, and how it ended (SQLite under the state directory).",
+    ),
+    "job": (
+        "ecsexec.cli.job",
+        "job_group",
+        "Run Rundeck-style job files: options, steps, error handlers, captured data.",
+    ),
+    "keys": (
+        "ecsexec.cli.keys",
+        "keys_group",
+        "Key storage: secrets kept encrypted (AES-GCM) under paths like keys/project/p/aws-secret.",
+    ),
+    "nodes": ("ecsexec.cli.nodes", "nodes_command", "List nodes (ECS containers)."),
+    "run": (
+        "ecsexec.cli.run",
+        "run_command",
+        "Run COMMAND on every container the filter selects, with real exit codes.",
+    ),
+    "sandbox": (
+        "ecsexec.cli.sandbox",
+        "sandbox",
+        "Run a local ECS region (ECS API, message gateway, container agents).",
+    ),
+    "shell": (
+        "ecsexec.cli.shell",
+        "shell_command",
+        "Open an interactive shell (or -c COMMAND) in one container.",
+    ),
+    "ssm-plugin": (
+        "ecsexec.cli.plugin",
+        "ssm_plugin",
+        "Act as AWS's session-manager-plugin (same arguments as the AWS CLI passes).",
+    ),
+    "whoami": (
+        "ecsexec.cli.whoami",
+        "whoami_command",
+        "Show who the configured credentials are (sts:GetCallerIdentity) and where they came from.",
+    ),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """A group that imports a command's module only to run it (or show its own help)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module, attribute, _ = entry
+        command = getattr(importlib.import_module(module), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ecsexec")
 def cli() -> None:
     """Run commands in Amazon ECS containers through ECS Exec."""
-
-
-def _register() -> None:
-    from ecsexec.cli import demo, nodes, plugin, run, sandbox, shell
-
-    cli.add_command(demo.demo)
-    cli.add_command(nodes.nodes_command)
-    cli.add_command(run.run_command)
-    cli.add_command(shell.shell_command)
-    cli.add_command(sandbox.sandbox)
-    cli.add_command(plugin.ssm_plugin)
-
-    from ecsexec.cli import config_cmd, keys, whoami
-
-    cli.add_command(config_cmd.config_group)
-    cli.add_command(keys.keys_group)
-    cli.add_command(whoami.whoami_command)
-
-    from ecsexec.cli import history, job
-
-    cli.add_command(job.job_group)
-    cli.add_command(history.history_group)
-
-
-_register()
 
 
 def main() -> None:

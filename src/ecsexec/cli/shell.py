@@ -41,8 +41,10 @@ def shell_command(
     refresh: bool,
     profile: str | None,
 ) -> None:
-    """Open an interactive shell in the container NODE: a node name, a unique prefix of
-    one, a task ID, or a filter that selects exactly one node.
+    """Open an interactive shell (or -c COMMAND) in one container.
+
+    NODE is a node name, a unique prefix of one, a task ID, or a filter that selects
+    exactly one node.
 
     Exit status: the remote shell's (or -c command's) own, 3 when the session failed or
     its status could not be known, 2 for a NODE that names no node or several.
