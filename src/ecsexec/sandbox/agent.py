@@ -113,6 +113,7 @@ class AgentSettings:
     handshake_timeout: float = 15.0  # §7.1: per handshake reply
     idle_timeout: float = 1200.0  # §6: no input or output for this long ends the session
     token_ttl: float = 60.0  # §6: a stream token expires this long after it is issued
+    open_timeout: float = 5.0  # §6: a socket without a valid open frame is closed after this
     close_grace: float = 1.0  # §6: channel_closed → close 1000
     require_challenge_ack: bool = False  # §7.1: Kms.RequireKMSChallengeResponse
     agent_loss: str = "close"  # §6: "close" or "silent"

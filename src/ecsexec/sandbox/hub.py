@@ -45,6 +45,7 @@ from ecsexec.ssm.frames import (
     CHANNEL_CLOSED,
     FRAME_OVERHEAD,
     INPUT_STREAM_DATA,
+    MAX_FRAME_BYTES,
     MAX_PAYLOAD,
     OUTPUT_STREAM_DATA,
     PAUSE_PUBLICATION,
@@ -63,6 +64,13 @@ CLIENT_QUEUE_LIMIT: Final = 10_000  # §6: agent→client frames kept while no c
 RESUME_WINDOW: Final = 3600.0  # §5: ResumeSession on a session ended < 1 h ago → no token
 CLOSE_TIMEOUT: Final = 2.0  # how long ws.close() waits for the peer's close frame
 WS_POLICY_VIOLATION: Final = 1008
+WS_TOO_BIG: Final = 1009
+#: The open frame is ~300 bytes plus the token; anything above this before authentication
+#: is refused (1009) without being parsed.
+OPEN_FRAME_LIMIT: Final = 16 * 1024
+#: Every client message, as the client's own limit: aiohttp refuses a larger one (1009)
+#: before buffering it, so an unauthenticated peer can make the relay hold at most this.
+MESSAGE_LIMIT: Final = MAX_FRAME_BYTES
 WS_NORMAL: Final = 1000
 WS_GOING_AWAY: Final = 1001
 # One transport write carries at most this many bytes of queued agent frames; the writer
@@ -358,6 +366,11 @@ def _iso_ms(ts: float) -> str:
         datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
         + f"{int(ts * 1000) % 1000:03d}Z"
     )
+
+
+def _size(data: str | bytes) -> int:
+    """A websocket message's size in bytes (a TEXT message arrives decoded)."""
+    return len(data) if isinstance(data, bytes) else len(data.encode("utf-8", "surrogatepass"))
 
 
 class SessionHub:
@@ -838,7 +851,7 @@ class SessionHub:
         loop = self._loop_or_raise()
         ws = web.WebSocketResponse(
             compress=False,  # §6: never negotiate permessage-deflate
-            max_msg_size=0,
+            max_msg_size=MESSAGE_LIMIT,
             autoping=True,  # §6: answer pings
             timeout=CLOSE_TIMEOUT,
         )
@@ -850,10 +863,20 @@ class SessionHub:
         if request.query.get("role") != "publish_subscribe" or session is None:
             await ws.close(code=WS_POLICY_VIOLATION, message=b"unknown session or role")
             return ws
+        # Unauthenticated until the open frame: a few seconds and OPEN_FRAME_LIMIT bytes.
+        wait = min(self.settings.open_timeout, self.settings.token_ttl)
         try:
-            first = await ws.receive(timeout=self.settings.token_ttl)
+            first = await ws.receive(timeout=wait)
         except TimeoutError:
-            await ws.close(code=WS_POLICY_VIOLATION, message=b"no open frame")
+            await ws.close(
+                code=WS_POLICY_VIOLATION, message=f"no open frame within {wait:g} s".encode()
+            )
+            return ws
+        if (
+            first.type in (WSMsgType.TEXT, WSMsgType.BINARY)
+            and _size(first.data) > OPEN_FRAME_LIMIT
+        ):
+            await ws.close(code=WS_TOO_BIG, message=b"open frame too large")
             return ws
         if first.type != WSMsgType.TEXT or not self._open_ok(session, first.data):
             if first.type in (WSMsgType.TEXT, WSMsgType.BINARY):
