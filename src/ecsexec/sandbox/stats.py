@@ -2,6 +2,10 @@
 
 Every part of the sandbox increments these in place; nothing here does I/O. The event
 loop is single-threaded, so plain ints suffice.
+
+Counters (calls, sessions opened and closed, frames...) restart at a reset; gauges (the
+sessions active now, the PTYs open now) describe the present and carry over, so a
+session opened before a reset and ended after it never shows as -1 active.
 """
 
 from __future__ import annotations
@@ -53,10 +57,12 @@ class SessionCounter:
     client_connects: int = 0
     resumes: int = 0
     by_end_reason: dict[str, int] = field(default_factory=lambda: dict.fromkeys(END_REASONS, 0))
+    carried: int = 0  # sessions active at the last reset
 
     @property
     def active(self) -> int:
-        return self.opened - self.closed
+        """Sessions running now (a gauge: those opened before a reset count too)."""
+        return max(0, self.carried + self.opened - self.closed)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -84,12 +90,12 @@ class AgentCounter:
 
 @dataclass
 class ProcessCounter:
-    main: int = 0
-    exec: int = 0
-    ptys_open: int = 0
+    main: int = 0  # started since the reset
+    exec: int = 0  # started since the reset
+    ptys_open: int = 0  # a gauge: open now
 
     def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "ptys_open": max(0, self.ptys_open)}
 
 
 class Stats:
@@ -99,13 +105,16 @@ class Stats:
         self.reset()
 
     def reset(self) -> None:
+        """Restart the counters; keep the gauges (active sessions, open PTYs)."""
+        old_sessions = getattr(self, "sessions", None)
+        old_processes = getattr(self, "processes", None)
         self.api: dict[str, dict[str, dict[str, ApiCounter]]] = defaultdict(
             lambda: defaultdict(lambda: defaultdict(ApiCounter))
         )
-        self.sessions = SessionCounter()
+        self.sessions = SessionCounter(carried=old_sessions.active if old_sessions else 0)
         self.frames = {"c2a": FrameCounter(), "a2c": FrameCounter()}
         self.agent = AgentCounter()
-        self.processes = ProcessCounter()
+        self.processes = ProcessCounter(ptys_open=old_processes.ptys_open if old_processes else 0)
         self.protocol_warnings: list[dict[str, str]] = []
         self.loop_lag_samples: list[float] = []
         self._cpu_at_reset = time.process_time()
