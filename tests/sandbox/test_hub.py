@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed
 
 from ecsexec.sandbox import hub as hub_mod
 from ecsexec.sandbox.agent import AgentSettings
-from ecsexec.sandbox.faults import FaultPlan, parse_faults
+from ecsexec.sandbox.faults import Direction, FaultPlan, FrameFaultStream, parse_faults
 from ecsexec.sandbox.hub import ExecTarget, SessionGrant, SessionHub
 from ecsexec.sandbox.stats import Stats
 from ecsexec.ssm.frames import (
@@ -35,6 +35,7 @@ from ecsexec.ssm.frames import (
     encode_frame,
 )
 from ecsexec.ssm.payloads import build_ack, build_size, open_data_channel
+from ecsexec.ssm.transport import encode_client_frames
 
 FAST = AgentSettings(initial_wait=0.05, agent_start_delay=0.05, close_grace=0.2)
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8"}
@@ -944,6 +945,67 @@ def test_disconnect_fault_aborts_the_socket_and_the_session_lives_on() -> None:
             await client2.send(PayloadType.OUTPUT, b"kept\r")
             frames = await client2.run_to_close()
             assert output_bytes(frames) == b"kept\r\ngot:kept\r\n"
+            await client2.close()
+
+    asyncio.run(main())
+
+
+def test_a_disconnect_drawn_while_no_client_is_attached_loses_no_frame() -> None:
+    """With no client attached there is no socket to abort: agent frames queue as usual."""
+
+    async def main() -> None:
+        async with Relay() as relay:
+            grant = relay.hub.start_session(relay.target(), "printf one-two")
+            sid = grant.session_id
+            relay.hub.set_faults(parse_faults("a2c.disconnect=1"), sid)  # every agent frame
+            await until(lambda: relay.stats.agent.output_bytes == len(b"one-two"))
+            assert relay.stats.frames["a2c"].disconnects == 0
+            assert relay.session(sid)["queuedFrames"] >= 1  # kept for the client
+            relay.hub.set_faults(None, sid)
+            client = await Client.attach(grant)
+            frames = await client.run_to_close()
+            assert output_bytes(frames) == b"one-two"
+            await client.close()
+
+    asyncio.run(main())
+
+
+def _first_of_three_disconnects(direction: Direction) -> FaultPlan:
+    """A seeded plan whose first decision for the Relay's first session is a disconnect
+    and whose next two are not."""
+    for seed in range(1000):
+        plan = parse_faults(f"{direction}.disconnect=0.5,seed={seed}")
+        stream = FrameFaultStream(
+            plan, task_arn=TASK, container_name="app", ordinal=0, direction=direction
+        )
+        if [stream.next().disconnect for _ in range(3)] == [True, False, False]:
+            return plan
+    raise AssertionError("no such seed")
+
+
+def test_frames_still_in_flight_from_an_aborted_socket_are_not_relayed() -> None:
+    async def main() -> None:
+        async with Relay(faults=_first_of_three_disconnects("c2a")) as relay:
+            grant = relay.hub.start_session(relay.target(), "sh -c 'read x; echo got:$x'")
+            sid = grant.session_id
+            await relay.pid(sid)
+            client = await Client.attach(grant)
+            await until(lambda: relay.session(sid)["clientConnected"])
+            # Three frames in one write: the relay aborts the socket on the first; the
+            # other two arrived with it but died with the connection.
+            frames = [client.frame(PayloadType.OUTPUT, data) for data in (b"a", b"b", b"c\r")]
+            client.ws.transport.write(encode_client_frames(frames))
+            assert await client.closed_with() == 1006
+            assert relay.stats.frames["c2a"].disconnects == 1
+            assert relay.stats.frames["c2a"].relayed == 0
+            relay.hub.set_faults(None)
+            resumed = relay.hub.resume(sid)
+            assert resumed is not None
+            client2 = await Client.attach(resumed)
+            for frame in frames:  # the client resends what was never acked
+                await client2.ws.send(frame)
+            output = output_bytes(await client2.run_to_close())
+            assert output.endswith(b"got:abc\r\n")
             await client2.close()
 
     asyncio.run(main())

@@ -258,10 +258,12 @@ class _Pipeline:
         delay = 0.0
         reorder = False
         if decision is not None:
-            if decision.disconnect:
+            if decision.disconnect and session.client is not None:
                 self._counter.disconnects += 1
-                self._hub._abort_client(self._session)
+                self._hub._abort_client(session)
                 return  # the frame dies with the connection
+            # With no client attached there is no socket to abort: an agent frame queues
+            # for the resumed client like any other (§6).
             if decision.drop:
                 self._counter.dropped += 1
                 return
@@ -897,6 +899,8 @@ class SessionHub:
         try:
             while True:
                 msg = await receive()
+                if session.client is not client:
+                    break  # aborted or replaced: what it still had in flight is lost (§12)
                 mtype = msg.type
                 if mtype == _BINARY:
                     from_client(session, msg.data)
