@@ -61,3 +61,13 @@ def test_the_table_has_one_line_per_node_and_a_region_column_across_regions(
     assert header.split()[:2] == ["NAME", "REGION"]
     assert len(rows) == 3
     assert any(row.startswith(long_name + " ") and "eu-west-1" in row for row in rows)
+
+
+def test_filter_mistakes_get_did_you_mean_hints(tmp_path: Path) -> None:
+    bare = nodes(tmp_path, "-F", "web", "--format", "json")
+    assert bare.returncode == 0 and json.loads(bare.stdout) == {}  # Rundeck's answer stands
+    assert 'did you mean "ECS:Service-Name: web"?' in bare.stderr
+    case = nodes(tmp_path, "-F", "ecs:service-name: web", "--format", "json")
+    assert 'did you mean "ECS:Service-Name: web"?' in case.stderr
+    silenced = nodes(tmp_path, "-F", "web", "--format", "json", ECSEXEC_FILTER_WARNINGS="off")
+    assert silenced.stderr == ""

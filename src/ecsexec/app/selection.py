@@ -24,6 +24,7 @@ from ecsexec.config import AwsSettings, Config, ConfiguredSource
 from ecsexec.errors import DiscoveryError
 from ecsexec.nodes.ecs_source import EcsSourceConfig, ProgressFn, TaskDefinitionCache
 from ecsexec.nodes.filter import parse_filter, rank, select, unmatched_key_warnings
+from ecsexec.nodes.filter_hints import filter_hints
 from ecsexec.nodes.formats import load_nodes
 from ecsexec.nodes.inventory import (
     Inventory,
@@ -96,6 +97,7 @@ def apply_filter(
         flt = parse_filter(filter_text)
         warnings = [str(w) for w in [*flt.warnings, *unmatched_key_warnings(flt, chosen)]]
         chosen = select(chosen, flt, exclude_precedence=not include_precedence)
+        warnings += [f"hint: {hint}" for hint in filter_hints(flt, nodes, chosen)]
     return rank(chosen, attribute=rank_attribute, order=rank_order), warnings
 
 
