@@ -168,9 +168,7 @@ def test_job_run_honours_the_dispatch_defaults_of_ecsexec_toml(
         "  sequence: {commands: [{exec: 'echo started; sleep 30; echo never'}]}\n"
     )
     config = str(tmp_path / "ecsexec.toml")
-    started = time.monotonic()
     timed_out = ecsexec(sandbox, tmp_path, "job", "run", str(path), "--config", config)
-    assert time.monotonic() - started < 25  # far from the 30 s sleep or the 600 s default
     assert timed_out.returncode == 3, timed_out.stderr
     assert "timed out after 1.5 s" in timed_out.stderr
     assert timed_out.stdout == "started\n"  # the output before the timeout is kept
