@@ -1,0 +1,92 @@
+"""Benchmark CLI start-up: `ecsexec --help` / `--version`, and the first ExecuteCommand.
+
+Usage: .venv/bin/python bench/startup.py [--runs N]
+
+Targets (issue 15): --help and --version in at most 0.15 s; `ecsexec run` sends its first
+ExecuteCommand within 0.3 s of starting when the node cache is warm. The second figure is
+taken against a sandbox in a child process: the time from spawning `ecsexec run` to the
+sandbox counting its first ExecuteCommand (polled every millisecond). Prints medians,
+their ratio to the target, then one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ecsexec.sandbox import Sandbox
+
+ECSEXEC = [str(Path(sys.executable).parent / "ecsexec")]
+HELP_TARGET = 0.15
+FIRST_CALL_TARGET = 0.3
+
+
+def wall(args: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(args, env=env, capture_output=True, check=True)
+    return time.perf_counter() - started
+
+
+def execute_calls(sb: Sandbox) -> int:
+    ecs = sb.stats()["api"].get("ecs", {})
+    return int(ecs.get("ExecuteCommand", {}).get("calls", 0))
+
+
+def first_execute_command(sb: Sandbox, env: dict[str, str]) -> float:
+    before = execute_calls(sb)
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [*ECSEXEC, "run", "-F", "ECS:Service-Name: legacy", "--", "true"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    while execute_calls(sb) == before:
+        if proc.poll() is not None:
+            raise SystemExit("ecsexec run ended before any ExecuteCommand")
+        time.sleep(0.001)
+    took = time.perf_counter() - started
+    proc.wait(timeout=60)
+    return took
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    args = parser.parse_args()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ECSEXEC_"))}
+    help_s = statistics.median(wall([*ECSEXEC, "--help"], env) for _ in range(args.runs))
+    version_s = statistics.median(wall([*ECSEXEC, "--version"], env) for _ in range(args.runs))
+    with tempfile.TemporaryDirectory() as tmp, Sandbox(initial_wait=0.05, process=True) as sb:
+        env.update(sb.env, XDG_CACHE_HOME=f"{tmp}/cache", ECSEXEC_HISTORY="off")
+        subprocess.run([*ECSEXEC, "nodes"], env=env, capture_output=True, check=True)  # warm
+        first_s = statistics.median(first_execute_command(sb, env) for _ in range(args.runs))
+    print(f"ecsexec --help:    {help_s:.3f} s median ({help_s / HELP_TARGET:.2f}x the target)")
+    print(f"ecsexec --version: {version_s:.3f} s ({version_s / HELP_TARGET:.2f}x the target)")
+    print(
+        f"first ExecuteCommand, warm cache: {first_s:.3f} s "
+        f"({first_s / FIRST_CALL_TARGET:.2f}x the {FIRST_CALL_TARGET} s target)"
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "startup",
+                "help_s": round(help_s, 4),
+                "version_s": round(version_s, 4),
+                "first_execute_command_s": round(first_s, 4),
+                "help_ratio": round(help_s / HELP_TARGET, 3),
+                "first_call_ratio": round(first_s / FIRST_CALL_TARGET, 3),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
