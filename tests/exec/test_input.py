@@ -3,6 +3,7 @@ runner end to end on the sandbox (real websockets, real boto3)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import errno
 import hashlib
@@ -13,12 +14,16 @@ import re
 import select
 import shlex
 import subprocess
+import uuid
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ecsexec.errors import Status
+from ecsexec.exec.connect import ConnectorPool
 from ecsexec.exec.dispatcher import dispatch
+from ecsexec.exec.results import CommandResult
 from ecsexec.exec.runner import ContainerTarget, run_on_container
 from ecsexec.exec.wrap import (
     INPUT_LINE,
@@ -90,6 +95,20 @@ def test_any_bytes_arrive_intact_through_a_canonical_mode_pty() -> None:
     assert digest.split()[0] == hashlib.sha256(data).hexdigest()
     assert int(size) == len(data)
     assert not os.path.exists(path)  # the private directory is removed afterwards
+
+
+@pytest.mark.e2e
+def test_the_input_has_no_name_on_disk_while_the_command_runs() -> None:
+    # Nothing a SIGKILL could leave behind: no regular file where the wrapper writes, only
+    # $ECSEXEC_INPUT's symlink to the open descriptor. The data still reads back whole,
+    # by name as often as wanted and on stdin.
+    data = b"secure value\n" * 1000
+    command = (
+        'find "${ECSEXEC_INPUT%/*}" -type f; readlink "$ECSEXEC_INPUT";'
+        ' cmp - "$ECSEXEC_INPUT" && cmp "$ECSEXEC_INPUT" "$ECSEXEC_INPUT" && echo same'
+    )
+    out, code, _ = run_in_pty(wrap(command, stdin=data))
+    assert (out, code) == (b"/dev/fd/9\nsame\n", 0)
 
 
 def test_a_corrupted_input_is_refused_before_the_command_runs() -> None:
@@ -168,3 +187,52 @@ def test_dispatch_builds_each_targets_command(sandbox: Sandbox) -> None:
     assert {name: r.output for name, r in result.results.items()} == {
         t.node: t.node.encode() for t in chosen
     }
+
+
+@pytest.mark.parametrize("ending", ["timeout", "cancel"])
+def test_no_file_keeps_the_input_after_the_session_is_killed(sandbox: Sandbox, ending: str) -> None:
+    """Secure option values travel as input; a timeout or Ctrl-C kills the wrapper with
+    SIGKILL (no trap runs), and still no file in the container may hold them."""
+    half, other_half = "ecsexec-test-secret-", uuid.uuid4().hex
+    secret = (half + other_half).encode()
+    target = targets(sandbox, "ECS:Service-Name: legacy")[0]
+    # The command runs only once the input arrived and was checked; it then keeps it open.
+    wrapped = wrap("read line; echo started; exec sleep 60", stdin=secret + b"\n")
+    # Asked in the container itself, whatever it shares with the host: every file under
+    # where the wrapper writes (${TMPDIR:-/tmp}), /dev/shm and HOME that holds the secret.
+    # The secret is put together by the shell, so no argument and no input file holds it.
+    search = wrap(
+        f'grep -rlF "$(printf %s {half} {other_half})" "${{TMPDIR:-/tmp}}" /dev/shm'
+        ' "$HOME" 2>/dev/null; echo searched'
+    )
+    started = asyncio.Event()
+
+    def on_output(_node: str, data: bytes, _held: bool) -> None:
+        if b"started" in data:
+            started.set()
+
+    async def scenario(connectors: ConnectorPool) -> tuple[CommandResult | None, CommandResult]:
+        run = run_on_container(
+            connectors(target),
+            target,
+            wrapped,
+            timeout=5 if ending == "timeout" else 60,
+            on_output=on_output,
+        )
+        result: CommandResult | None = None
+        if ending == "timeout":
+            result = await run
+        else:
+            task = asyncio.create_task(run)
+            await asyncio.wait_for(started.wait(), 30)
+            task.cancel()  # what Ctrl-C does to a run
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        found = await run_on_container(connectors(target), target, search, timeout=30)
+        return result, found
+
+    result, found = with_pool(sandbox, scenario)
+    if result is not None:
+        assert result.status is Status.TIMEOUT and result.output == b"started\n"
+    assert started.is_set()  # the input had arrived before the session was killed
+    assert (found.exit_code, found.output) == (0, b"searched\n")

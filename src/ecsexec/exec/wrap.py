@@ -10,12 +10,17 @@ PTY's ``\\r\\n`` becomes ``\\n``.
 A command may also get **input** (``wrap(..., stdin=data)``): a script, say, delivered
 through the exec channel itself, with no S3 bucket or file copier. The wrapper turns
 echo off, checks its tools, prints a *ready* marker (before the begin marker, so the
-cleaner drops it), and reads base64 lines from the PTY into a private temporary file;
-the client sends them once it sees the ready marker. Base64 because the PTY is in
-canonical mode: a line may hold at most 4095 bytes and control characters (``^C``,
-``^D``, ``^Z``, ``^\\``) would be acted on. A header line carries the SHA-256 (and POSIX
-``cksum``) of the data, checked before the command runs with the file as its stdin and
-its path in ``$ECSEXEC_INPUT``. Pure: no I/O.
+cleaner drops it), and reads base64 lines from the PTY into a temporary file that has
+no name: it is opened and unlinked before the first byte arrives, so the input (secure
+option values, say) never rests on the container's disk, even when a timeout or Ctrl-C
+ends the session with SIGKILL and no cleanup runs. The client sends the lines once it
+sees the ready marker. Base64 because the PTY is in canonical mode: a line may hold at
+most 4095 bytes and control characters (``^C``, ``^D``, ``^Z``, ``^\\``) would be acted
+on. A header line carries the SHA-256 (and POSIX ``cksum``) of the data, checked
+before the command runs with the data as its stdin and ``$ECSEXEC_INPUT`` naming it: a
+symlink to ``/dev/fd/9``, which the command and its children inherit (a program that
+closes inherited descriptors, such as ``sudo``, cannot open it; give it the data on
+stdin). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -34,8 +39,9 @@ DEFAULT_ENV: Final = (("TERM", "dumb"), ("PAGER", "cat"))  # no colours, no page
 INPUT_VARIABLE: Final = "ECSEXEC_INPUT"
 INPUT_LINE: Final = 1024  # base64 characters a line: far below the 4095-byte canonical limit
 INPUT_END: Final = b"__ECSEXEC_EOF__"  # `_` is not in the base64 alphabet: no data line is this
-# The input crosses the channel at a few MB/s at best and sits in a temporary file in the
-# container; 8 MiB keeps a run well inside the session's timeout and most containers' /tmp.
+# The input crosses the channel at a few MB/s at best and takes space in the container's
+# /tmp (unlinked) while the command runs; 8 MiB keeps a run well inside the session's
+# timeout and most containers' /tmp.
 MAX_INPUT_BYTES: Final = 8 * 1024 * 1024
 INPUT_FAILED: Final = 125  # the exit code when the input could not be delivered intact
 
@@ -72,7 +78,7 @@ def wrap(command: str, *, nonce: str | None = None, stdin: bytes | None = None) 
     """Build the marker-wrapped command (§12). The literal markers never appear in argv.
 
     With ``stdin``, the data is delivered through the channel first (module docstring)
-    and ``command`` runs with it as standard input; ``$ECSEXEC_INPUT`` names the file.
+    and ``command`` runs with it as standard input; ``$ECSEXEC_INPUT`` names it too.
     """
     nonce = nonce or secrets.token_hex(8)
     if stdin is not None:
@@ -154,7 +160,7 @@ def _wrap_with_input(command: str, nonce: str, data: bytes) -> WrappedCommand:
             # output: refuse rather than ignore a missing stty.
             "stty -echo 2>/dev/null || __ecsexec_fail 'cannot turn terminal echo off (no stty?)'",
             f"export {exports}",
-            "for __ecsexec_t in base64 sed; do",
+            "for __ecsexec_t in base64 sed ln; do",
             "  command -v $__ecsexec_t >/dev/null 2>&1 ||"
             ' __ecsexec_fail "$__ecsexec_t is not installed in the container"',
             "done",
@@ -166,11 +172,23 @@ def _wrap_with_input(command: str, nonce: str, data: bytes) -> WrappedCommand:
             "trap 'exit 129' HUP",
             "trap 'exit 143' TERM",
             '__ecsexec_f="$__ecsexec_d/input"',
+            # The input never has a name on disk (it may hold secrets, and a timeout or
+            # Ctrl-C kills us with SIGKILL: no trap runs). The file is opened for writing
+            # (fd 8) and reading (fd 9) and unlinked before a byte of it arrives; the
+            # kernel frees it when the last of our processes holding it is gone. Its name
+            # becomes a symlink to /dev/fd/9, which on Linux opens the file afresh (own
+            # offset) for any process that inherited fd 9: the checks, and the command.
+            ': > "$__ecsexec_f" 2>/dev/null || __ecsexec_fail "cannot create $__ecsexec_f"',
+            'exec 8>"$__ecsexec_f" 9<"$__ecsexec_f"',
+            'rm -f "$__ecsexec_f"',
+            '{ ln -s /dev/fd/9 "$__ecsexec_f" && [ -r "$__ecsexec_f" ]; } 2>/dev/null ||'
+            " __ecsexec_fail 'cannot read the input through /dev/fd/9 (is /proc mounted?)'",
             f"printf '\\n__ECSEXEC_%s_%s__\\n' I {nonce}",
             "IFS=' ' read -r __ecsexec_sha __ecsexec_crc __ecsexec_size ||"
             " __ecsexec_fail 'no header line'",
-            f"sed -n '/^{INPUT_END.decode()}$/q;p' | base64 -d > \"$__ecsexec_f\" ||"
+            f"sed -n '/^{INPUT_END.decode()}$/q;p' | base64 -d >&8 ||"
             " __ecsexec_fail 'base64 -d failed'",
+            "exec 8>&-",
             "__ecsexec_ok=",
             "if command -v sha256sum >/dev/null 2>&1; then",
             '  set -- $(sha256sum < "$__ecsexec_f")',
@@ -184,7 +202,9 @@ def _wrap_with_input(command: str, nonce: str, data: bytes) -> WrappedCommand:
             '[ -n "$__ecsexec_ok" ] || __ecsexec_fail'
             ' "checksum mismatch ($__ecsexec_size bytes expected)"',
             begin,
-            f'{INPUT_VARIABLE}="$__ecsexec_f" /bin/sh -c {shlex.quote(command)} < "$__ecsexec_f"',
+            # 9< again: a shell that closes fds opened by exec (ksh) still passes it on.
+            f'{INPUT_VARIABLE}="$__ecsexec_f" /bin/sh -c {shlex.quote(command)}'
+            ' < "$__ecsexec_f" 9< "$__ecsexec_f"',
             "__ecsexec_rc=$?",
             f"printf '\\n__ECSEXEC_%s_%s__:%d\\n' E {nonce} \"$__ecsexec_rc\"",
             'exit "$__ecsexec_rc"',
