@@ -4,6 +4,7 @@ runner end to end on the sandbox (real websockets, real boto3)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import errno
 import hashlib
@@ -13,8 +14,11 @@ import random
 import re
 import select
 import shlex
+import shutil
+import signal
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -42,11 +46,15 @@ from tests.exec.sandbox_nodes import targets, with_pool
 ALL_BYTES = bytes(range(256))
 
 
-def run_in_pty(wrapped: WrappedCommand) -> tuple[bytes, int | None, int]:
+def run_in_pty(
+    wrapped: WrappedCommand, *, shell: str = "/bin/sh", stall: float = 30
+) -> tuple[bytes, int | None, int]:
     """Run the wrapper locally on a real PTY; send the input once the ready marker shows."""
     master, slave = pty.openpty()
+    argv = shlex.split(wrapped.ecs_command)
+    argv[0] = shell
     proc = subprocess.Popen(
-        shlex.split(wrapped.ecs_command),
+        argv,
         stdin=slave,
         stdout=slave,
         stderr=slave,
@@ -60,7 +68,7 @@ def run_in_pty(wrapped: WrappedCommand) -> tuple[bytes, int | None, int]:
     try:
         while True:
             writers = [master] if pending else []
-            readable, writable, _ = select.select([master], writers, [], 30)
+            readable, writable, _ = select.select([master], writers, [], stall)
             if not readable and not writable:
                 raise TimeoutError("the wrapper stalled")
             if writable:
@@ -79,6 +87,8 @@ def run_in_pty(wrapped: WrappedCommand) -> tuple[bytes, int | None, int]:
                     pending = wrapped.input_payload
     finally:
         os.close(master)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # stalled: do not leave it running
         proc.wait(timeout=30)
     cleaner = OutputCleaner(wrapped)
     out = cleaner.feed(bytes(raw))
@@ -111,6 +121,24 @@ def test_the_input_has_no_name_on_disk_while_the_command_runs() -> None:
     assert (out, code) == (b"/dev/fd/9\nsame\n", 0)
 
 
+@pytest.mark.e2e
+@pytest.mark.skipif(shutil.which("busybox") is None, reason="needs busybox (Alpine's tools)")
+def test_input_arrives_in_a_container_with_busybox_tools(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Alpine images have busybox's shell, sed, head and base64. busybox sed reads a line
+    # ahead of the one it works on, so a wrapper that stops reading at an end line waits
+    # forever at the PTY for a line after it that never comes.
+    subprocess.run(["busybox", "--install", "-s", str(tmp_path)], check=True, timeout=30)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    data = ALL_BYTES * 100
+    wrapped = wrap('sha256sum; wc -c < "$ECSEXEC_INPUT"', stdin=data)
+    out, code, _ = run_in_pty(wrapped, shell=str(tmp_path / "sh"), stall=10)
+    digest, size = out.split()[0], out.split()[-1]
+    assert code == 0, out
+    assert (digest.decode(), int(size)) == (hashlib.sha256(data).hexdigest(), len(data))
+
+
 def test_a_corrupted_input_is_refused_before_the_command_runs() -> None:
     wrapped = wrap("echo ran", stdin=b"payload")
     bad = re.sub(rb"^[0-9a-f]{64}", b"0" * 64, wrapped.input_payload)
@@ -138,7 +166,9 @@ def test_encoding_uses_only_inert_characters_in_short_lines() -> None:
     payload = encode_input(ALL_BYTES * 50)
     assert re.fullmatch(rb"[A-Za-z0-9+/=_ \n]+", payload)
     assert max(len(line) for line in payload.split(b"\n")) <= INPUT_LINE < 4095
-    assert payload.endswith(b"\n__ECSEXEC_EOF__\n")
+    header, *lines = payload.removesuffix(b"\n").split(b"\n")
+    assert int(header.split()[3]) == len(lines)  # the wrapper reads that many, no end line
+    assert b"".join(lines) == base64.b64encode(ALL_BYTES * 50)
     with pytest.raises(ValueError, match="exceeds"):
         encode_input(b"x" * (MAX_INPUT_BYTES + 1))
     assert "__ECSEXEC_I_" not in wrap("true", stdin=b"").ecs_command  # printf builds it

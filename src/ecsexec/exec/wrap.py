@@ -38,7 +38,6 @@ DEFAULT_ENV: Final = (("TERM", "dumb"), ("PAGER", "cat"))  # no colours, no page
 
 INPUT_VARIABLE: Final = "ECSEXEC_INPUT"
 INPUT_LINE: Final = 1024  # base64 characters a line: far below the 4095-byte canonical limit
-INPUT_END: Final = b"__ECSEXEC_EOF__"  # `_` is not in the base64 alphabet: no data line is this
 # The input crosses the channel at a few MB/s at best and takes space in the container's
 # /tmp (unlinked) while the command runs; 8 MiB keeps a run well inside the session's
 # timeout and most containers' /tmp.
@@ -128,8 +127,12 @@ _CKSUM_TABLE: Final = _cksum_table()
 
 
 def encode_input(data: bytes) -> bytes:
-    """The bytes sent for ``data``: a header line ``<sha256> <cksum> <size>``, base64 lines,
-    and the end line. Only ``[A-Za-z0-9+/=_ ]`` and line feeds: nothing a PTY acts on."""
+    """The bytes sent for ``data``: a header line ``<sha256> <cksum> <size> <lines>``, then
+    that many base64 lines. Only ``[A-Za-z0-9+/= ]`` and line feeds: nothing a PTY acts on.
+
+    The wrapper reads exactly ``<lines>`` lines (``head -n``), never one more: with no end
+    line to look for, no tool reads ahead at a PTY where nothing more will come (busybox
+    sed does, and waited for ever)."""
     if len(data) > MAX_INPUT_BYTES:
         raise ValueError(
             f"input of {len(data)} bytes exceeds the {MAX_INPUT_BYTES} byte limit "
@@ -137,8 +140,8 @@ def encode_input(data: bytes) -> bytes:
         )
     encoded = base64.b64encode(data)
     lines = [encoded[i : i + INPUT_LINE] for i in range(0, len(encoded), INPUT_LINE)]
-    header = f"{hashlib.sha256(data).hexdigest()} {posix_cksum(data)} {len(data)}".encode()
-    return b"\n".join([header, *lines, INPUT_END]) + b"\n"
+    header = f"{hashlib.sha256(data).hexdigest()} {posix_cksum(data)} {len(data)} {len(lines)}"
+    return b"\n".join([header.encode(), *lines]) + b"\n"
 
 
 def _wrap_with_input(command: str, nonce: str, data: bytes) -> WrappedCommand:
@@ -160,7 +163,7 @@ def _wrap_with_input(command: str, nonce: str, data: bytes) -> WrappedCommand:
             # output: refuse rather than ignore a missing stty.
             "stty -echo 2>/dev/null || __ecsexec_fail 'cannot turn terminal echo off (no stty?)'",
             f"export {exports}",
-            "for __ecsexec_t in base64 sed ln; do",
+            "for __ecsexec_t in base64 head ln; do",
             "  command -v $__ecsexec_t >/dev/null 2>&1 ||"
             ' __ecsexec_fail "$__ecsexec_t is not installed in the container"',
             "done",
@@ -184,10 +187,9 @@ def _wrap_with_input(command: str, nonce: str, data: bytes) -> WrappedCommand:
             '{ ln -s /dev/fd/9 "$__ecsexec_f" && [ -r "$__ecsexec_f" ]; } 2>/dev/null ||'
             " __ecsexec_fail 'cannot read the input through /dev/fd/9 (is /proc mounted?)'",
             f"printf '\\n__ECSEXEC_%s_%s__\\n' I {nonce}",
-            "IFS=' ' read -r __ecsexec_sha __ecsexec_crc __ecsexec_size ||"
+            "IFS=' ' read -r __ecsexec_sha __ecsexec_crc __ecsexec_size __ecsexec_n ||"
             " __ecsexec_fail 'no header line'",
-            f"sed -n '/^{INPUT_END.decode()}$/q;p' | base64 -d >&8 ||"
-            " __ecsexec_fail 'base64 -d failed'",
+            "head -n \"$__ecsexec_n\" | base64 -d >&8 || __ecsexec_fail 'base64 -d failed'",
             "exec 8>&-",
             "__ecsexec_ok=",
             "if command -v sha256sum >/dev/null 2>&1; then",
