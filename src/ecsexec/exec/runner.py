@@ -194,7 +194,9 @@ async def run_on_container(
     Raises :class:`EcsexecError` subclasses when the command could not be started
     (ExecuteCommand failed). Once it started, every ending is a result that keeps the
     output received so far: a session error (``error`` set), a timeout (the session is
-    terminated, never left running). If we are cancelled, the output so far is in
+    terminated, never left running). Once the wrapper's end marker has arrived the result
+    is final: an error, a gap or a timeout after it leaves output and exit code as they
+    are. If we are cancelled, the output so far is in
     ``output`` when the caller passed that list. A command with input
     (``wrap(..., stdin=...)``) gets it sent as soon as the wrapper's ready marker arrives.
     ``on_started`` is called once ExecuteCommand has returned, before attaching: from then
