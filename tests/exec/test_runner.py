@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 
 import pytest
@@ -253,11 +252,9 @@ class WatchedBackend:
         await self.connector.terminate(session_id)
 
 
-def test_the_socket_dropping_after_the_end_marker_keeps_the_result(tmp_path: Path) -> None:
+def test_the_socket_dropping_after_the_end_marker_keeps_the_result() -> None:
     """The end marker reached the client; then its socket drops and every ResumeSession is
     refused. The command's output and exit code are complete: the result must say so."""
-    fifo = tmp_path / "go"
-    os.mkfifo(fifo)
     # The agent waits (up to drain_timeout) for acks of its last frames before it closes
     # the channel; this session's acks are dropped, so the channel cannot close first.
     with Sandbox(
@@ -266,20 +263,12 @@ def test_the_socket_dropping_after_the_end_marker_keeps_the_result(tmp_path: Pat
         faults="error=ResumeSession:1.0:AccessDeniedException",
     ) as sb:
         target = targets(sb, "ECS:Service-Name: web ECS:Cluster-Name: demo")[0]
-        wrapped = wrap(f"echo waiting; read line < {fifo}; echo done; exit 7")
+        go = f'"$HOME/go-{uuid.uuid4().hex}"'
+        # It goes on when a second session (below) creates the file, in the same container.
+        wrapped = wrap(f"echo waiting; while [ ! -e {go} ]; do sleep 0.05; done; echo done; exit 7")
         raw = bytearray()
         end = re.compile(re.escape(wrapped.end_marker(7)) + rb"\r\n")
         acted: list[str] = []
-
-        async def on_output(session_id: str, data: bytes) -> None:
-            raw.extend(data)
-            if b"waiting" in raw and "hold acks" not in acted:
-                acted.append("hold acks")
-                await asyncio.to_thread(sb.set_faults, "c2a.drop=1.0", session_id)
-                await asyncio.to_thread(fifo.write_bytes, b"go\n")  # the command goes on
-            if end.search(raw) and "disconnect" not in acted:
-                acted.append("disconnect")
-                await asyncio.to_thread(sb.control.disconnect, session_id)
 
         async def scenario() -> CommandResult:
             options = SessionOptions(reconnect_attempts=2, reconnect_initial=0.05)
@@ -288,6 +277,20 @@ def test_the_socket_dropping_after_the_end_marker_keeps_the_result(tmp_path: Pat
                 default_region="us-east-1",
                 options=options,
             ) as connectors:
+
+                async def on_output(session_id: str, data: bytes) -> None:
+                    raw.extend(data)
+                    if b"waiting" in raw and "hold acks" not in acted:
+                        acted.append("hold acks")
+                        await asyncio.to_thread(sb.set_faults, "c2a.drop=1.0", session_id)
+                        touched = await run_on_container(
+                            connectors(target), target, wrap(f"touch {go}"), timeout=30
+                        )
+                        assert touched.ok, touched
+                    if end.search(raw) and "disconnect" not in acted:
+                        acted.append("disconnect")
+                        await asyncio.to_thread(sb.control.disconnect, session_id)
+
                 backend = WatchedBackend(connectors(target), on_output)
                 return await run_on_container(backend, target, wrapped, timeout=60)
 
