@@ -4,7 +4,8 @@ One :class:`Session` owns one data channel. It opens the stream URL (frames reac
 channel straight from the socket, see :mod:`ecsexec.ssm.transport`), runs the channel's
 timers (resends, input gate, close grace), keeps the socket
 alive with pings, reconnects through ``ssm:ResumeSession`` (ssm/README.md §10) and calls
-``ssm:TerminateSession`` whenever the caller gives up, so a session is never left running.
+``ssm:TerminateSession`` whenever the caller gives up, so a session is never left running;
+:attr:`Session.termination` says whether that call succeeded.
 Websocket and OS errors are translated into :mod:`ecsexec.errors` here and nowhere else.
 """
 
@@ -12,21 +13,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
+import re
 import ssl
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from ecsexec.errors import (
+    AwsError,
+    CredentialsError,
     EcsexecError,
     KmsError,
     SessionError,
@@ -45,6 +52,13 @@ from ecsexec.ssm.channel import (
     State,
 )
 from ecsexec.ssm.crypto import DataKey
+from ecsexec.ssm.frames import (
+    ACK_FLAGS,
+    ACKNOWLEDGE,
+    FRAME_OVERHEAD,
+    encode_frame,
+    random_message_id,
+)
 from ecsexec.ssm.transport import DataChannelConnection, proxy_for
 
 log = logging.getLogger(__name__)
@@ -56,7 +70,8 @@ KMS_BUDGET: Final = 12.0  # §7: the agent waits 15 s for the HandshakeResponse
 class SessionControl(Protocol):
     """The two SSM API calls the driver needs (implemented with boto3 in ``ecsexec.aws``).
 
-    Both are blocking; the driver runs them in a worker thread.
+    Both are blocking; the driver runs them in worker threads of its own. A control that
+    is also an :class:`AsyncSessionControl` is awaited on the event loop instead.
     """
 
     def resume_session(self, session_id: str) -> tuple[str, str]:
@@ -64,6 +79,40 @@ class SessionControl(Protocol):
         ...
 
     def terminate_session(self, session_id: str) -> None: ...
+
+
+@runtime_checkable
+class AsyncSessionControl(Protocol):
+    """The same calls as coroutines, for a control that can make them without a thread.
+
+    When a relay drops many sockets at once, every session resumes at the same moment;
+    in threads, the boto3 calls of 60 sessions on 2 cores took up to a second (queued, and
+    starving the event loop of the GIL), while an agent whose command has exited waits
+    only 2 s for acks.
+    """
+
+    async def resume_session_async(self, session_id: str) -> tuple[str, str]: ...
+
+    async def terminate_session_async(self, session_id: str) -> None: ...
+
+
+_T = TypeVar("_T")
+CONTROL_THREADS: Final = 16
+_control_pool: ThreadPoolExecutor | None = None
+
+
+async def _control_call(function: Callable[[str], _T], session_id: str) -> _T:
+    """Run a blocking :class:`SessionControl` call in the SSM calls' own worker threads.
+
+    When a relay drops many sockets at once (or Ctrl-C terminates every session), every
+    session calls at the same moment; in asyncio's default executor (``cpu_count + 4``
+    threads, shared with any other blocking work) those calls queued behind each other.
+    """
+    global _control_pool
+    if _control_pool is None:
+        _control_pool = ThreadPoolExecutor(CONTROL_THREADS, thread_name_prefix="ssm-control")
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_control_pool, functools.partial(function, session_id))
 
 
 DataKeyProvider = Callable[[DataKeyRequest], DataKey]
@@ -80,16 +129,132 @@ class SessionOptions:
     gate_timeout: float = 2.0
     close_grace: float = 1.0
     ack_watchdog: float = 60.0
-    reconnect_attempts: int = 5  # §10: Go plugin policy, 100-200 ms doubling to 5 s
+    # §10: 5 attempts per lost socket; the first at once, then 100-200 ms doubling to 5 s.
+    reconnect_attempts: int = 5
     reconnect_initial: float = 0.1
     reconnect_max: float = 5.0
+    # Sockets in a row that may die before anything arrives on them (a relay that keeps
+    # accepting and dropping the client), within reconnect_max of opening.
+    reconnect_flaps: int = 50
+    # After a reconnect, the acks of up to this many of the last frames written can be
+    # written again (see _SentAcks).
+    reack_limit: int = 1024
     terminate_wait: float = 3.0  # how long to wait for channel_closed after TerminateSession
     ssl_context: ssl.SSLContext | None = None
     client_version: str = payloads.CLIENT_VERSION
 
 
-class _Reconnect(Exception):
-    """Internal: the socket is gone without channel_closed."""
+@dataclass(frozen=True)
+class TerminationOutcome:
+    """How :meth:`Session.terminate` went.
+
+    Only ``confirmed`` (ssm:TerminateSession succeeded) allows saying that the session was
+    terminated. Otherwise ``error_code`` is the AWS error code of the failure
+    (``AccessDeniedException``...), empty when the call could not be made at all, and
+    ``error`` says what happened; the agent was sent Ctrl-C instead (§11). ``closed``
+    tells whether ``channel_closed`` arrived by the time :meth:`Session.terminate`
+    returned: the session is then known to have ended, whatever ended it.
+    """
+
+    confirmed: bool
+    closed: bool
+    error_code: str = ""
+    error: str = ""
+
+    def describe(self) -> str:
+        """A clause for a result's reason: never "terminated" unless it was confirmed."""
+        if self.confirmed:
+            return "the session was terminated"
+        why = self.error_code or self.error or "TerminateSession failed"
+        if self.closed:
+            return f"TerminateSession failed ({why}); the session ended after Ctrl-C"
+        return f"the session may still be running ({why})"
+
+
+# ResumeSession errors that another attempt cannot fix: give up on the first.
+_PERMANENT_RESUME_ERRORS: Final = frozenset(
+    {
+        "AccessDeniedException",
+        "DoesNotExistException",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "InvalidSignatureException",
+        "SignatureDoesNotMatch",
+        "UnrecognizedClientException",
+        "ValidationException",
+    }
+)
+_ACK_TYPE_FIELD: Final = ACKNOWLEDGE.encode().ljust(32, b" ")  # §3: padded with spaces
+_ACK_SEQ: Final = re.compile(rb'"AcknowledgedMessageSequenceNumber":(\d+)')
+
+
+class _SentAcks:
+    """The acks written lately, to write again when the agent shows it never got them.
+
+    An ack still in flight when a socket dies never reaches the agent, which then resends
+    the frame it acked; but it resends only its OLDEST unacked frame, once per 100 ms
+    tick (§6). After a burst of lost acks it spends a tick on each frame the client
+    already has before it gets to the frames that were really lost, and once the command
+    has exited it waits only 2 s for acks before it gives up and the tail of the output is
+    lost (§11).
+
+    So after a reconnect, the first duplicate that arrives (the agent resending its oldest
+    unacked frame, sequence ``d``) means that its ack was lost, and probably also those
+    written after it: :meth:`again` gives new acks for ``d`` and every frame above it
+    acked lately (among the last ``limit`` frames written), in sequence order, the order
+    in which the agent resends, so that even a part that gets through moves it on. They go
+    first in the next write. Acks are idempotent (the agent ignores one for a frame it no
+    longer holds), and each goes out as a new ack frame: same payload, fresh MessageId
+    (§6). Nothing is written again unless the agent shows the need: on a lossy relay every
+    extra frame is one more that can be lost.
+    """
+
+    __slots__ = ("_batches", "_count", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._batches: deque[Sequence[bytes]] = deque()
+        self._count = 0
+
+    def record(self, frames: Sequence[bytes]) -> None:
+        """Note one write (any frames: only acks are looked at, by :meth:`again`)."""
+        batches = self._batches
+        batches.append(frames)
+        self._count += len(frames)
+        while self._count > self.limit and len(batches) > 1:
+            self._count -= len(batches.popleft())
+
+    def clear(self) -> None:
+        self._batches.clear()
+        self._count = 0
+
+    def payloads_from(self, seq: int) -> list[bytes]:
+        """Payloads of the kept acks of frame ``seq`` and above, in sequence order, once."""
+        acked: dict[int, bytes] = {}
+        for frames in self._batches:
+            for frame in frames:
+                if frame[4:36] != _ACK_TYPE_FIELD:
+                    continue
+                payload = frame[FRAME_OVERHEAD:]
+                match = _ACK_SEQ.search(payload)
+                if match is not None and int(match.group(1)) >= seq:
+                    acked[int(match.group(1))] = payload
+        return [acked[n] for n in sorted(acked)]
+
+    def again(self, seq: int, created_ms: int) -> list[bytes]:
+        """New ack frames for :meth:`payloads_from`."""
+        return [
+            encode_frame(
+                ACKNOWLEDGE,
+                payload,
+                sequence_number=0,
+                flags=ACK_FLAGS,
+                payload_type=0,
+                message_id=random_message_id(),
+                created_ms=created_ms,
+            )
+            for payload in self.payloads_from(seq)
+        ]
 
 
 class Session:
@@ -132,7 +297,19 @@ class Session:
         self._tasks: list[asyncio.Task[None]] = []
         self._kms_task: asyncio.Task[None] | None = None
         self._terminated = False
+        self._termination: asyncio.Task[TerminationOutcome] | None = None
+        self.termination: TerminationOutcome | None = None
+        """How :meth:`terminate` went; None while it has not been called or is running."""
+        self._ended_remotely = False  # channel_closed arrived (not a local abort)
+        self._aborting = False
+        self._sent_acks = _SentAcks(self.options.reack_limit)
+        self._reack_armed = False  # after a reconnect, until the first duplicate
+        self._reacks: list[bytes] = []  # acks to write again with the next write
+        self._received = False  # something arrived on the current socket
+        self._connected_at = 0.0
+        self._flaps = 0  # lost sockets in a row that brought nothing
         self.reconnects = 0
+        self.reacks = 0  # acks written again after reconnects
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -210,7 +387,7 @@ class Session:
         assert isinstance(ws, DataChannelConnection)  # create_connection above
         # Before the open frame: the relay sends nothing until it has seen it (§2).
         ws.on_message = self._on_message
-        ws.on_batch = self._after_channel_call  # a socket read's acks in one write
+        ws.on_batch = self._after_read  # a socket read's acks in one write
         try:
             await ws.send(
                 payloads.open_data_channel(
@@ -226,6 +403,8 @@ class Session:
                 f"data channel at {host} closed during open: {exc}", session_id=self.session_id
             ) from None
         self._ws = ws
+        self._received = False
+        self._connected_at = self._now()
         if self._outgoing:  # frames made while disconnected go out now
             frames, self._outgoing = self._outgoing, []
             ws.send_frames(frames)
@@ -287,25 +466,47 @@ class Session:
             )
         return self._closed_event
 
-    async def terminate(self, reason: str = "terminated") -> None:
-        """Ask SSM to end the session (the agent kills the process), then close (§11)."""
-        if self._terminated:
-            return
-        self._terminated = True
-        if self._control is not None:
-            try:
-                await asyncio.to_thread(self._control.terminate_session, self.session_id)
-            except EcsexecError as exc:
-                # §11: if TerminateSession is denied, fall back to Ctrl-C and close.
-                log.warning("TerminateSession for %s failed: %s", self.session_id, exc)
-                await self._interrupt()
-            else:
-                await self._wait_for_close(self.options.terminate_wait)
+    async def terminate(self, reason: str = "terminated") -> TerminationOutcome:
+        """Ask SSM to end the session (the agent kills the process), then close (§11).
+
+        Returns how it went (also kept in :attr:`termination`); calling it again returns
+        the first call's outcome. If TerminateSession fails, the agent gets Ctrl-C
+        instead, and the outcome says the session may still be running.
+        """
+        if self._termination is None:
+            self._terminated = True  # no reconnect from here on
+            self._termination = asyncio.ensure_future(self._terminate(reason))
+        return await asyncio.shield(self._termination)
+
+    async def _terminate(self, reason: str) -> TerminationOutcome:
+        confirmed = False
+        code = ""
+        error = ""
+        if self._control is None:
+            error = "no SSM client to call TerminateSession"
         else:
-            await self._interrupt()
-        if self._closed_event is None and self.channel is not None:
-            self.channel.abort(reason)
-            self._dispatch_events()
+            try:
+                control = self._control
+                if isinstance(control, AsyncSessionControl):
+                    await control.terminate_session_async(self.session_id)
+                else:
+                    await _control_call(control.terminate_session, self.session_id)
+            except EcsexecError as exc:
+                code = exc.code if isinstance(exc, AwsError) else ""
+                error = str(exc)
+                log.warning("TerminateSession for %s failed: %s", self.session_id, exc)
+            else:
+                confirmed = True
+        if confirmed:
+            await self._wait_for_close(self.options.terminate_wait)
+        else:
+            await self._interrupt()  # §11: if TerminateSession is denied, Ctrl-C and close
+        outcome = TerminationOutcome(
+            confirmed=confirmed, closed=self._ended_remotely, error_code=code, error=error
+        )
+        self.termination = outcome
+        self._abort(reason)
+        return outcome
 
     async def _interrupt(self) -> None:
         if self.channel is not None and self._ws is not None and not self.channel.closed:
@@ -319,6 +520,17 @@ class Session:
 
     # --- internals -------------------------------------------------------------------
 
+    def _abort(self, reason: str) -> None:
+        """Close the channel locally (the session's end was not reported by the relay)."""
+        if self._closed_event is not None or self.channel is None:
+            return
+        self._aborting = True
+        try:
+            self.channel.abort(reason)
+            self._dispatch_events()
+        finally:
+            self._aborting = False
+
     def _require_channel(self) -> DataChannel:
         if self.channel is None:
             raise SessionError("session not started", session_id=self.session_id)
@@ -328,17 +540,25 @@ class Session:
         assert self._loop is not None
         return self._loop.time()
 
+    def _after_read(self) -> None:
+        self._received = True
+        self._after_channel_call()
+
     def _after_channel_call(self) -> None:
         channel = self._require_channel()
         frames = channel.data_to_send()
+        if self._reacks:  # first in the write: the agent needs its oldest acks first
+            self.reacks += len(self._reacks)
+            frames = [*self._reacks, *frames]
+            self._reacks = []
         if frames:
+            self._sent_acks.record(frames)
             ws = self._ws
-            if ws is None:
+            if ws is None or not ws.send_frames(frames):
+                # No socket, or one that is closing: the frames go out on the next one
+                # (§10); anything already written to a socket that died is resent by
+                # the channel (data) or written again after the reconnect (acks).
                 self._outgoing.extend(frames)
-            else:
-                # Not open: data frames stay in the channel's unacked buffer and are resent
-                # after the reconnect; lost acks are recovered by the agent's resends.
-                ws.send_frames(frames)
         self._dispatch_events()
         if channel.writable:
             self._writable.set()
@@ -347,7 +567,18 @@ class Session:
     def _on_message(self, data: bytes) -> None:
         """One websocket message, straight from the socket read; the connection calls
         ``_after_channel_call`` once after the read, so its acks leave in one write."""
-        self._require_channel().receive_frame(data, self._now())
+        channel = self._require_channel()
+        if not self._reack_armed:
+            channel.receive_frame(data, self._now())
+            return
+        duplicates = channel.stats.duplicates
+        channel.receive_frame(data, self._now())
+        if channel.stats.duplicates != duplicates:
+            # The agent resent a frame the client has: its ack died with an old socket,
+            # and so, probably, did the acks written after it (see _SentAcks).
+            self._reack_armed = False
+            seq = int.from_bytes(data[48:56], "big", signed=True)  # §3: SequenceNumber
+            self._reacks = self._sent_acks.again(seq, int(time.time() * 1000))
 
     def _dispatch_events(self) -> None:
         assert self.channel is not None
@@ -374,6 +605,8 @@ class Session:
                 log.debug("session %s: %s: %s", self.session_id, event.code, event.detail)
             if isinstance(event, ChannelClosed):
                 self._closed_event = event
+                self._ended_remotely = not self._aborting
+                self._sent_acks.clear()
                 self._done.set()
                 self._writable.set()
                 if self._timer is not None:
@@ -451,42 +684,85 @@ class Session:
                 await self._reconnect()
         except SessionError as exc:
             self._failure = self._failure or exc
-            if self.channel is not None and not self.channel.closed:
-                self.channel.abort(str(exc))
-                self._dispatch_events()
+            self._abort(str(exc))
         finally:
             self._done.set()
 
+    async def _resume_session(self) -> tuple[str, str]:
+        control = self._control
+        assert control is not None
+        if isinstance(control, AsyncSessionControl):
+            return await control.resume_session_async(self.session_id)
+        return await _control_call(control.resume_session, self.session_id)
+
     async def _reconnect(self) -> None:
-        """§10: ResumeSession, dial the NEW StreamUrl, keep all channel state."""
-        if self._ws is not None:
-            with contextlib.suppress(Exception):
-                await self._ws.close()
+        """§10: ResumeSession at once, dial the NEW StreamUrl, keep all channel state.
+
+        A lost socket gets ``reconnect_attempts`` attempts: the first at once, the next
+        after 100-200 ms, doubling up to ``reconnect_max``. Permanent ResumeSession errors
+        (access denied, unknown session) and an empty token (the session ended) end it at
+        once. A relay that keeps accepting and dropping the client ends in an error after
+        ``reconnect_flaps`` sockets in a row that brought nothing.
+        """
+        old = self._ws
         self._ws = None
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.close()
         if self._control is None or self._terminated:
             raise TransportError(
                 "data channel closed without channel_closed and cannot be resumed",
                 session_id=self.session_id,
             )
-        delay = self.options.reconnect_initial * (1 + random.random())
-        last_error: Exception | None = None
-        for _attempt in range(self.options.reconnect_attempts):
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.options.reconnect_max)
+        options = self.options
+        if self._received or self._now() - self._connected_at >= options.reconnect_max:
+            self._flaps = 0
+        else:
+            self._flaps += 1  # the lost socket brought nothing
+            if self._flaps > options.reconnect_flaps:
+                raise TransportError(
+                    f"the data channel closed {self._flaps} times in a row right after it "
+                    "was resumed, before anything arrived on it",
+                    session_id=self.session_id,
+                )
+        delay = options.reconnect_initial * (1 + random.random())
+        last_error: EcsexecError | None = None
+        for attempt in range(options.reconnect_attempts):
+            if attempt:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, options.reconnect_max)
             try:
-                token, url = await asyncio.to_thread(self._control.resume_session, self.session_id)
-                if not token:
+                token, url = await self._resume_session()
+            except (AwsError, CredentialsError) as exc:
+                if isinstance(exc, CredentialsError) or exc.code in _PERMANENT_RESUME_ERRORS:
                     raise TransportError(
-                        "session timed out: ResumeSession returned no token",
+                        f"lost the data channel and cannot resume it: {exc}",
                         session_id=self.session_id,
-                    )
-                await self._connect(url, token)
-            except TransportError as exc:
+                    ) from None
                 last_error = exc
-                if "timed out" in str(exc):
-                    raise
                 continue
             except EcsexecError as exc:
+                last_error = exc
+                continue
+            if self._terminated:
+                raise TransportError(
+                    "data channel closed without channel_closed while terminating",
+                    session_id=self.session_id,
+                )
+            if not token:
+                # §10.4: the session ended while the socket was down (the relay ended it
+                # after the command exited, or it timed out): what the relay still held
+                # for us, channel_closed included, cannot be had any more.
+                raise TransportError(
+                    "the session ended while the data channel was disconnected "
+                    "(ResumeSession returned no token); output after the disconnect "
+                    "may be missing",
+                    session_id=self.session_id,
+                )
+            self._reack_armed = True  # before the open frame: the relay answers at once
+            try:
+                await self._connect(url, token)
+            except TransportError as exc:
                 last_error = exc
                 continue
             self.stream_url = url
@@ -494,7 +770,7 @@ class Session:
             return
         raise TransportError(
             f"lost the data channel and could not resume it after "
-            f"{self.options.reconnect_attempts} attempts: {last_error}",
+            f"{options.reconnect_attempts} attempts: {last_error}",
             session_id=self.session_id,
         )
 
@@ -508,9 +784,11 @@ def describe_truncation(event: ChannelClosed) -> str:
 
 __all__ = [
     "CLIENT_ID",
+    "AsyncSessionControl",
     "DataKeyProvider",
     "Session",
     "SessionControl",
     "SessionOptions",
+    "TerminationOutcome",
     "describe_truncation",
 ]
