@@ -8,6 +8,7 @@ import json
 import os
 import pty
 import random
+import shlex
 import signal
 import subprocess
 import sys
@@ -42,6 +43,7 @@ def ecsexec(
         env=env_for(sb, tmp_path),
         timeout=timeout,
         check=False,
+        stdin=subprocess.DEVNULL,  # ecsexec run forwards a non-terminal stdin
     )
 
 
@@ -253,19 +255,18 @@ def test_dispatch_defaults_come_from_ecsexec_toml_and_flags_win(
     assert len(run("--keepgoing")) == 3  # the flag wins
 
 
-def _binary_file(tmp_path: Path, size: int = 300_000) -> tuple[Path, bytes]:
-    # Sandbox containers are processes on this machine: they can read a file we write.
-    data = random.Random(1234).randbytes(size)
-    path = tmp_path / "random.bin"
-    path.write_bytes(data)
-    return path, data
+def _binary(size: int = 300_000) -> tuple[str, bytes]:
+    """A command printing ``size`` random bytes, and those bytes (the same seeded generator
+    in the container, which runs this machine's Python, and here)."""
+    code = f"import random,sys; sys.stdout.buffer.write(random.Random(1234).randbytes({size}))"
+    return f"{sys.executable} -c {shlex.quote(code)}", random.Random(1234).randbytes(size)
 
 
 def test_one_node_prints_exactly_the_commands_bytes(sandbox: Sandbox, tmp_path: Path) -> None:
-    path, data = _binary_file(tmp_path)
+    command, data = _binary()
     one = "ECS:Service-Name: legacy"
     done = subprocess.run(
-        [*ECSEXEC, "run", "-F", one, "--", f"cat {path}"],
+        [*ECSEXEC, "run", "-F", one, "--", command],
         capture_output=True,
         env=env_for(sandbox, tmp_path),
         timeout=120,
@@ -277,8 +278,8 @@ def test_one_node_prints_exactly_the_commands_bytes(sandbox: Sandbox, tmp_path: 
 
 
 def test_json_records_are_lossless_for_any_bytes(sandbox: Sandbox, tmp_path: Path) -> None:
-    path, data = _binary_file(tmp_path, 50_000)
-    binary = ecsexec(sandbox, tmp_path, "run", "-F", WEB, "--format", "json", "--", f"cat {path}")
+    command, data = _binary(50_000)
+    binary = ecsexec(sandbox, tmp_path, "run", "-F", WEB, "--format", "json", "--", command)
     assert binary.returncode == 0, binary.stderr
     for record in json.loads(binary.stdout):
         assert record["output_encoding"] == "base64"
@@ -378,3 +379,58 @@ def test_declining_the_confirmation_exits_1_and_runs_nothing(tmp_path: Path) -> 
     assert proc.returncode == 1, err
     assert "Run 'true' on 21 containers?" in err and "aborted" in err
     assert not (tmp_path / "state" / "ecsexec").exists()  # no run was recorded
+
+
+LEGACY = "ECS:Service-Name: legacy"
+
+
+def test_piped_stdin_reaches_every_node(sandbox: Sandbox, tmp_path: Path) -> None:
+    """`echo foo | ecsexec run ... -- 'read x'`, as pssh -I does it."""
+    done = subprocess.run(
+        [*ECSEXEC, "run", "-F", WEB, "--", 'read x; echo "got $x"'],
+        input="foo\n",
+        capture_output=True,
+        text=True,
+        env=env_for(sandbox, tmp_path),
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 3 and all(line.endswith(": got foo") for line in lines)
+
+
+def test_stdin_from_a_file(sandbox: Sandbox, tmp_path: Path) -> None:
+    source = tmp_path / "input.txt"
+    source.write_bytes(b"line one\nline two\n")
+    done = subprocess.run(
+        [*ECSEXEC, "run", "-F", LEGACY, "--stdin", str(source), "--", "wc -l"],
+        capture_output=True,
+        text=True,
+        env=env_for(sandbox, tmp_path),
+        timeout=120,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "2"
+
+
+def test_a_terminal_stdin_is_closed_at_once(sandbox: Sandbox, tmp_path: Path) -> None:
+    """With a terminal there is no input to forward: `read` sees end of file at once
+    instead of waiting out the timeout."""
+    primary, secondary = pty.openpty()
+    try:
+        done = subprocess.run(
+            [*ECSEXEC, "run", "-F", LEGACY, "--timeout", "60", "--", "read x; echo rc=$?"],
+            stdin=secondary,
+            capture_output=True,
+            text=True,
+            env=env_for(sandbox, tmp_path),
+            timeout=50,  # the run's own timeout is longer: only EOF can end it in time
+            check=False,
+        )
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert done.stdout.strip() == "rc=1", done.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from typing import BinaryIO
 
 import click
 
@@ -30,6 +31,19 @@ def command_string(args: tuple[str, ...]) -> str:
     if not args:
         raise click.UsageError("no command given: ecsexec run -F FILTER -- COMMAND [ARGS...]")
     return args[0] if len(args) == 1 else shlex.join(args)
+
+
+def read_input(source: BinaryIO | None, raw: bool) -> bytes | None:
+    """What every node gets as stdin: the --stdin file, else ecsexec's own stdin when it is
+    a pipe or a file (as pssh -I does); a terminal gives none (commands read end of file)."""
+    if source is None:
+        if sys.stdin is None or sys.stdin.isatty():  # None: started with fd 0 closed
+            return None
+        source = sys.stdin.buffer
+    data = source.read()
+    if data and raw:
+        raise click.UsageError("--raw sends the command as it is: it cannot carry stdin")
+    return data or None
 
 
 @click.command("run")
@@ -89,6 +103,14 @@ def command_string(args: tuple[str, ...]) -> str:
 @click.option(
     "--raw", "use_raw", is_flag=True, help="No /bin/sh wrapper (distroless); exit code unknown."
 )
+@click.option(
+    "--stdin",
+    "stdin_file",
+    type=click.File("rb"),
+    default=None,
+    help="Give every node this file as standard input (default: ecsexec's own stdin when "
+    "it is not a terminal; with a terminal, commands read end of file).",
+)
 @node_options
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def run_command(
@@ -105,6 +127,7 @@ def run_command(
     dry_run: bool,
     yes: bool,
     use_raw: bool,
+    stdin_file: BinaryIO | None,
     nodes_files: tuple[str, ...],
     regions: tuple[str, ...],
     clusters: tuple[str, ...],
@@ -124,6 +147,7 @@ def run_command(
         )
     text = command_string(command)
     query = NodeQuery(nodes_files, regions, clusters, refresh, profile)
+    input_data = read_input(stdin_file, use_raw)
 
     async def main(client: Client) -> RunResult | None:
         selection = await select_nodes(
@@ -148,6 +172,7 @@ def run_command(
                 selection,
                 text,
                 raw=use_raw,
+                stdin=input_data,
                 threads=threads,
                 rate=rate,
                 timeout=timeout,

@@ -89,7 +89,9 @@ def wrap(command: str, *, nonce: str | None = None, stdin: bytes | None = None) 
             f"export {exports}",
             # printf assembles the marker from pieces, so `ps` output cannot fake it (§12).
             f"printf '\\n__ECSEXEC_%s_%s__\\n' B {nonce}",
-            "/bin/sh -c " + shlex.quote(command),  # own shell: `exit n` in user code is safe
+            # Own shell: `exit n` in user code is safe. No input: end of file at once, so a
+            # command that reads stdin never waits on the session's terminal.
+            "/bin/sh -c " + shlex.quote(command) + " </dev/null",
             "__ecsexec_rc=$?",
             f"printf '\\n__ECSEXEC_%s_%s__:%d\\n' E {nonce} \"$__ecsexec_rc\"",
             'exit "$__ecsexec_rc"',
