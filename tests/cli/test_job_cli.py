@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
 from ecsexec.sandbox import Sandbox
@@ -33,6 +34,7 @@ def ecsexec(sb: Sandbox | None, tmp_path: Path, *args: str) -> subprocess.Comple
         env=env_for(sb, tmp_path),
         timeout=120,
         check=False,
+        stdin=subprocess.DEVNULL,  # ecsexec run forwards a non-terminal stdin
     )
 
 
@@ -176,3 +178,35 @@ def test_job_run_honours_the_dispatch_defaults_of_ecsexec_toml(
         sandbox, tmp_path, "job", "run", str(path), "--config", config, "--timeout", "0.5"
     )
     assert flag.returncode == 3 and "timed out after 0.5 s" in flag.stderr
+
+
+def test_a_script_with_a_secure_value_leaves_no_file_after_a_timeout(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """A script step's text (with @option.pw@ expanded) must not rest on the container's
+    disk when its session is killed (SIGKILL: no cleanup trap runs)."""
+    half, other_half = "ecsexec-job-secret-", uuid.uuid4().hex
+    path = tmp_path / "secret.yaml"
+    path.write_text(
+        "- name: holds-a-secret\n"
+        "  options: [{name: pw, secure: true, required: true}]\n"
+        "  nodefilters: {filter: 'ECS:Service-Name: legacy'}\n"
+        "  sequence:\n"
+        "    commands:\n"
+        "    - script: |\n"
+        "        echo started\n"
+        "        sleep 30 # @option.pw@\n"
+    )
+    secret = half + other_half
+    ran = ecsexec(
+        sandbox, tmp_path, "job", "run", str(path), "--option", f"pw={secret}", "--timeout", "3"
+    )
+    assert ran.returncode == 3 and "started" in ran.stdout, ran.stderr
+    search = ecsexec(
+        sandbox,
+        tmp_path,
+        *("run", "-F", "ECS:Service-Name: legacy", "--"),
+        f'grep -rlF "$(printf %s {half} {other_half})" "${{TMPDIR:-/tmp}}" /dev/shm "$HOME"'
+        " 2>/dev/null; echo searched",
+    )
+    assert search.stdout == "searched\n", search.stdout

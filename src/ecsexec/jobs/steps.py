@@ -76,12 +76,23 @@ def _shebang(body: bytes) -> str:
 
 
 def _launcher(invocation: str) -> bytes:
-    """A shell prelude that extracts the script appended after it, then runs it."""
+    """A shell prelude that extracts the script appended after it, then runs it.
+
+    The script may hold secure option values (``@option.x@``), and the session may be
+    killed at any moment (SIGKILL: no trap runs), so the script never has a name on disk:
+    its file is opened on fds 3 (read) and 4 (write) and unlinked before a byte is
+    written, and its path becomes a symlink to ``/dev/fd/3``, which the interpreter (or
+    the kernel, for a ``#!`` script) opens through the inherited descriptor.
+    """
 
     def text(offset: int) -> bytes:
         return (
             f'__ecsexec_script="${INPUT_VARIABLE}.script"\n'
-            f'tail -c +{offset} {INPUT} > "$__ecsexec_script" || exit {INPUT_FAILED}\n'
+            f'exec 4>"$__ecsexec_script" 3<"$__ecsexec_script" || exit {INPUT_FAILED}\n'
+            'rm -f "$__ecsexec_script"\n'
+            f'ln -s /dev/fd/3 "$__ecsexec_script" || exit {INPUT_FAILED}\n'
+            f"tail -c +{offset} {INPUT} >&4 || exit {INPUT_FAILED}\n"
+            "exec 4>&-\n"
             # Executable for interpreters that exec the path (``sh -c 'SCRIPT ARGS'``).
             'chmod 700 "$__ecsexec_script"\n'
             f"{invocation} </dev/null\n"
