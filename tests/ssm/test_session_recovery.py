@@ -325,11 +325,42 @@ def test_the_ack_log_keeps_the_last_frames_written_and_only_looks_at_acks() -> N
     channel.send_input(b"typed", 0.0)  # an input frame in the log, not an ack
     channel.open_input_gate("test", 0.0)
     log.record(channel.data_to_send())
-    wanted = [payloads.parse_ack(p).sequence_number for p in log.payloads_from(0)]
-    assert wanted == [5, 6, 7, 8, 9, 10, 11]  # 8 frames kept: 7 acks and the input
-    assert [payloads.parse_ack(p).sequence_number for p in log.payloads_from(9)] == [9, 10, 11]
+    kept = log.payloads_from(0, 100)
+    assert [seq for seq, _ in kept] == [5, 6, 7, 8, 9, 10, 11]  # 8 frames: 7 acks, 1 input
+    assert all(payloads.parse_ack(p).sequence_number == seq for seq, p in kept)
+    assert [seq for seq, _ in log.payloads_from(9, 2)] == [9, 10]
+    frames, following = log.again(6, 3, created_ms=1)
+    assert acked(frames) == [6, 7, 8] and following == 9
+    frames, following = log.again(9, 3, created_ms=1)
+    assert acked(frames) == [9, 10, 11] and following is None
+    # The ack of 2 is no longer kept: acks far above the agent's oldest frame would only
+    # be more frames to lose.
+    assert log.again(2, 3, created_ms=1) == ([], 3)
     log.clear()
-    assert log.payloads_from(0) == []
+    assert log.payloads_from(0, 100) == []
+
+
+def test_a_long_run_of_lost_acks_comes_back_a_burst_at_a_time() -> None:
+    """Each burst is asked for by the agent's next resend past the previous one."""
+    control = Control(("token-2", "ws://relay/v1/data-channel/x?cell-number=2"))
+    frames = [agent_frame(seq) for seq in range(10)]
+
+    async def scenario(session: Session, sockets: list[FakeSocket]) -> None:
+        deliver(session, *frames)
+        await session._reconnect()
+        new = sockets[1]
+        deliver(session, frames[2])
+        assert acked(new.writes[-1]) == [2, 3, 4, 2]
+        deliver(session, frames[4])  # within the burst: its ack is on its way
+        assert acked(new.writes[-1]) == [4]
+        deliver(session, frames[5])
+        assert acked(new.writes[-1]) == [5, 6, 7, 5]
+        deliver(session, frames[8])
+        assert acked(new.writes[-1]) == [8, 9, 8]
+        deliver(session, frames[9])  # nothing kept is left: back to single re-acks
+        assert acked(new.writes[-1]) == [9]
+
+    run(scenario, control, reack_burst=3)
 
 
 # --- termination outcome (§11) -----------------------------------------------------------------

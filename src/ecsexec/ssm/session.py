@@ -136,9 +136,10 @@ class SessionOptions:
     # Sockets in a row that may die before anything arrives on them (a relay that keeps
     # accepting and dropping the client), within reconnect_max of opening.
     reconnect_flaps: int = 50
-    # After a reconnect, the acks of up to this many of the last frames written can be
-    # written again (see _SentAcks).
+    # After a reconnect, the acks among the last ``reack_limit`` frames written can be
+    # written again, ``reack_burst`` at a time (see _SentAcks).
     reack_limit: int = 1024
+    reack_burst: int = 64
     terminate_wait: float = 3.0  # how long to wait for channel_closed after TerminateSession
     ssl_context: ssl.SSLContext | None = None
     client_version: str = payloads.CLIENT_VERSION
@@ -198,15 +199,16 @@ class _SentAcks:
     has exited it waits only 2 s for acks before it gives up and the tail of the output is
     lost (§11).
 
-    So after a reconnect, the first duplicate that arrives (the agent resending its oldest
-    unacked frame, sequence ``d``) means that its ack was lost, and probably also those
-    written after it: :meth:`again` gives new acks for ``d`` and every frame above it
-    acked lately (among the last ``limit`` frames written), in sequence order, the order
-    in which the agent resends, so that even a part that gets through moves it on. They go
-    first in the next write. Acks are idempotent (the agent ignores one for a frame it no
-    longer holds), and each goes out as a new ack frame: same payload, fresh MessageId
-    (§6). Nothing is written again unless the agent shows the need: on a lossy relay every
-    extra frame is one more that can be lost.
+    So after a reconnect, a duplicate (the agent resending its oldest unacked frame,
+    sequence ``d``) means that its ack was lost, and probably also those written after
+    it: :meth:`again` gives new acks for ``d`` and the frames after it acked lately
+    (among the last ``limit`` frames written), in sequence order, the order in which the
+    agent resends, at most ``burst`` of them: on a lossy relay every extra frame is one
+    more that can be lost (with the sandbox's disconnect fault, one that can take the
+    socket down again), so a long run of lost acks goes back a burst at a time, each
+    asked for by the agent's next resend past the last one. They go first in the next
+    write. Acks are idempotent (the agent ignores one for a frame it no longer holds), and
+    each goes out as a new ack frame: same payload, fresh MessageId (§6).
     """
 
     __slots__ = ("_batches", "_count", "limit")
@@ -228,8 +230,9 @@ class _SentAcks:
         self._batches.clear()
         self._count = 0
 
-    def payloads_from(self, seq: int) -> list[bytes]:
-        """Payloads of the kept acks of frame ``seq`` and above, in sequence order, once."""
+    def payloads_from(self, seq: int, count: int) -> list[tuple[int, bytes]]:
+        """The kept acks (acked sequence, payload) of frame ``seq`` and above, the first
+        ``count`` in sequence order, once each."""
         acked: dict[int, bytes] = {}
         for frames in self._batches:
             for frame in frames:
@@ -239,11 +242,17 @@ class _SentAcks:
                 match = _ACK_SEQ.search(payload)
                 if match is not None and int(match.group(1)) >= seq:
                     acked[int(match.group(1))] = payload
-        return [acked[n] for n in sorted(acked)]
+        return [(n, acked[n]) for n in sorted(acked)[:count]]
 
-    def again(self, seq: int, created_ms: int) -> list[bytes]:
-        """New ack frames for :meth:`payloads_from`."""
-        return [
+    def again(self, seq: int, count: int, created_ms: int) -> tuple[list[bytes], int | None]:
+        """New ack frames for :meth:`payloads_from`, and the sequence of the next kept ack
+        after them (None if there is none). Nothing if the ack of ``seq`` itself is no
+        longer kept: the agent resends its oldest frame first, so acks far above it would
+        only be more frames to lose."""
+        acks = self.payloads_from(seq, count + 1)
+        if not acks or acks[0][0] != seq:
+            return [], seq + 1
+        frames = [
             encode_frame(
                 ACKNOWLEDGE,
                 payload,
@@ -253,8 +262,9 @@ class _SentAcks:
                 message_id=random_message_id(),
                 created_ms=created_ms,
             )
-            for payload in self.payloads_from(seq)
+            for _, payload in acks[:count]
         ]
+        return frames, acks[count][0] if len(acks) > count else None
 
 
 class Session:
@@ -303,7 +313,8 @@ class Session:
         self._ended_remotely = False  # channel_closed arrived (not a local abort)
         self._aborting = False
         self._sent_acks = _SentAcks(self.options.reack_limit)
-        self._reack_armed = False  # after a reconnect, until the first duplicate
+        # After a reconnect: a duplicate at or above this sequence brings back acks.
+        self._reack_from: int | None = None
         self._reacks: list[bytes] = []  # acks to write again with the next write
         self._received = False  # something arrived on the current socket
         self._connected_at = 0.0
@@ -568,17 +579,21 @@ class Session:
         """One websocket message, straight from the socket read; the connection calls
         ``_after_channel_call`` once after the read, so its acks leave in one write."""
         channel = self._require_channel()
-        if not self._reack_armed:
+        if self._reack_from is None:
             channel.receive_frame(data, self._now())
             return
         duplicates = channel.stats.duplicates
         channel.receive_frame(data, self._now())
-        if channel.stats.duplicates != duplicates:
+        if channel.stats.duplicates == duplicates:
+            return
+        seq = int.from_bytes(data[48:56], "big", signed=True)  # §3: SequenceNumber
+        if seq >= self._reack_from:
             # The agent resent a frame the client has: its ack died with an old socket,
             # and so, probably, did the acks written after it (see _SentAcks).
-            self._reack_armed = False
-            seq = int.from_bytes(data[48:56], "big", signed=True)  # §3: SequenceNumber
-            self._reacks = self._sent_acks.again(seq, int(time.time() * 1000))
+            frames, self._reack_from = self._sent_acks.again(
+                seq, self.options.reack_burst, int(time.time() * 1000)
+            )
+            self._reacks.extend(frames)
 
     def _dispatch_events(self) -> None:
         assert self.channel is not None
@@ -759,7 +774,7 @@ class Session:
                     "may be missing",
                     session_id=self.session_id,
                 )
-            self._reack_armed = True  # before the open frame: the relay answers at once
+            self._reack_from = 0  # before the open frame: the relay answers at once
             try:
                 await self._connect(url, token)
             except TransportError as exc:
