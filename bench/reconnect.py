@@ -77,10 +77,13 @@ class Recorder:
 
         async def traced_reconnect(self: Session) -> None:
             assert self.channel is not None
+            channel = self.channel
+            held = channel._reorder  # frames above the gap (a private field, read only)
+            missing = max(held) - channel.expected_sequence + 1 - len(held) if held else 0
             recorder.note(
                 self,
-                f"socket lost: expected seq {self.channel.expected_sequence}, "
-                f"{'a gap below buffered frames' if self.channel.has_gap else 'no gap'}",
+                f"socket lost: expected seq {channel.expected_sequence}, "
+                + (f"{missing} missing below {len(held)} held" if held else "no gap"),
             )
             began = time.perf_counter()
             try:
@@ -94,12 +97,14 @@ class Recorder:
 
         def traced_on_message(self: Session, data: bytes) -> None:
             assert self.channel is not None
-            duplicates, armed = self.channel.stats.duplicates, self._reack_armed
+            duplicates, pending = self.channel.stats.duplicates, len(self._reacks)
             on_message(self, data)
             if self.channel.stats.duplicates != duplicates:
                 seq = int.from_bytes(data[48:56], "big", signed=True)
-                again = f", {len(self._reacks)} acks written again" if armed else ""
-                recorder.note(self, f"duplicate of seq {seq}{again}")
+                again = len(self._reacks) - pending
+                recorder.note(
+                    self, f"duplicate of seq {seq}" + (f", {again} acks again" if again else "")
+                )
 
         def traced_dispatch(self: Session) -> None:
             assert self.channel is not None
