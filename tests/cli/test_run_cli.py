@@ -434,3 +434,16 @@ def test_a_terminal_stdin_is_closed_at_once(sandbox: Sandbox, tmp_path: Path) ->
         os.close(primary)
         os.close(secondary)
     assert done.stdout.strip() == "rc=1", done.stderr
+
+
+def test_a_raw_command_that_ran_to_its_end_is_not_an_error(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """--raw has no exit status to report, but a session that ended normally succeeded."""
+    done = ecsexec(
+        sandbox, tmp_path, "run", "-F", LEGACY, "--raw", "--format", "json", "--", "echo hi"
+    )
+    assert done.returncode == 0, done.stderr
+    (record,) = json.loads(done.stdout)
+    assert (record["status"], record["exit_code"], record["output"]) == ("succeeded", None, "hi\n")
+    assert "exit status unknown" in record["error"]

@@ -290,10 +290,17 @@ async def run_on_container(
     truncated = truncated or (
         not timed_out and not wrapped.raw and clean.begin_seen and clean.exit_code is None
     )
+    if timed_out:
+        status = Status.TIMEOUT
+    elif wrapped.raw and not truncated and closed is not None:
+        # Raw mode cannot know the exit status; a session that ended normally succeeded.
+        status = Status.SUCCEEDED
+    else:
+        status = command_status(exit_code, truncated=truncated)
     return CommandResult(
         node=target.node,
         command=wrapped.user_command,
-        status=Status.TIMEOUT if timed_out else command_status(exit_code, truncated=truncated),
+        status=status,
         exit_code=exit_code,
         output=b"".join(output),
         started_at=started_at,
