@@ -9,6 +9,10 @@ and the final exec. The environment is exactly the caller's (§8.3: nothing is i
 Reading is non-blocking through ``loop.add_reader``; end of output is EIO on the master
 once every holder of the slave has closed it. Exit is noticed through a pidfd, so there
 is no child-watcher thread and no polling.
+
+Given a container's namespaces (``namespaces.ContainerNamespace``), the same fork happens
+on a thread that has joined them, so the child (the session leader) is inside the
+container and everything above holds unchanged.
 """
 
 from __future__ import annotations
@@ -27,7 +31,10 @@ import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from ecsexec.sandbox.namespaces import ContainerNamespace
 
 __all__ = [
     "DEFAULT_PATH",
@@ -114,6 +121,7 @@ class PtyProcess:
         self._exit_waiters: list[Callable[[int], None]] = []
         self.returncode: int | None = None
         self.closed = False
+        self._namespace: ContainerNamespace | None = None
 
     # --- spawning -------------------------------------------------------------------
 
@@ -125,8 +133,29 @@ class PtyProcess:
         env: Mapping[str, str],
         cwd: str,
         distroless: bool = False,
+        namespace: ContainerNamespace | None = None,
     ) -> PtyProcess:
-        """Start ``argv`` as a session leader on a new PTY; raise :class:`CannotStart`."""
+        """Start ``argv`` as a session leader on a new PTY; raise :class:`CannotStart`.
+
+        With ``namespace`` the process starts inside that container (its PATH lookup and
+        ``cwd`` too) and keeps the container alive until it has been reaped.
+        """
+        if namespace is None:
+            return cls._spawn(argv, env=env, cwd=cwd, distroless=distroless)
+        cwd = os.path.abspath(cwd)  # spawn threads have their own working directory
+
+        def inside() -> PtyProcess:
+            proc = cls._spawn(argv, env=env, cwd=cwd, distroless=distroless)
+            namespace.retain()
+            proc._namespace = namespace
+            return proc
+
+        return namespace.run(inside)
+
+    @classmethod
+    def _spawn(
+        cls, argv: Sequence[str], *, env: Mapping[str, str], cwd: str, distroless: bool
+    ) -> PtyProcess:
         if not argv:
             raise CannotStart("exec: no command")
         if any("\0" in arg for arg in argv):
@@ -299,6 +328,7 @@ class PtyProcess:
 
     def _reaped(self) -> None:
         self.returncode = self._popen.returncode
+        self._release_namespace()
         self._close_pidfd()
         waiters, self._exit_waiters = self._exit_waiters, []
         for waiter in waiters:
@@ -315,7 +345,14 @@ class PtyProcess:
         """Block until the process has exited and been reaped (for worker threads)."""
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._popen.wait(timeout)
+        if self._popen.returncode is not None:
+            self._release_namespace()
         return self._popen.returncode
+
+    def _release_namespace(self) -> None:
+        namespace, self._namespace = self._namespace, None
+        if namespace is not None:
+            namespace.release()
 
     def poll(self) -> int | None:
         code = self._popen.poll()
