@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import signal
 import sys
@@ -156,7 +157,21 @@ def sandbox() -> None:
     help="KMS sessions: require the client to acknowledge the random challenge.",
 )
 @click.option("--imds-v1", is_flag=True, help="Allow IMDS GETs without a token.")
-@click.option("--namespaces", is_flag=True, help="PID namespaces per container (root only).")
+@click.option(
+    "--namespaces/--no-namespaces",
+    default=True,
+    show_default=True,
+    help="Give each container its own PID, UTS and mount namespaces (its own ps, hostname "
+    "and /tmp), where the host allows it: as root, or inside a user namespace. Otherwise, "
+    "and with --no-namespaces, containers share the host's, with a notice.",
+)
+@click.option(
+    "--share",
+    default="",
+    metavar="DIR[:DIR...]",
+    help="Host directories every container sees at the same path although its /tmp is "
+    "private (like bind mounts), separated by ':'.",
+)
 @click.option("--no-verify-signatures", is_flag=True, help="Accept any SigV4 signature.")
 @click.option(
     "--strict/--no-strict", default=False, help="Validate every response against botocore."
@@ -193,6 +208,7 @@ def up(
     require_challenge_ack: bool,
     imds_v1: bool,
     namespaces: bool,
+    share: str,
     no_verify_signatures: bool,
     strict: bool,
     no_main: bool,
@@ -241,6 +257,7 @@ def up(
         session_limit=session_limit,
         session_limit_mode=session_limit_mode,
         namespaces=namespaces,
+        share=[os.path.abspath(p) for p in share.split(os.pathsep) if p],
         verify_signatures=not no_verify_signatures,
         strict=strict,
         run_main=not no_main,

@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -66,6 +66,8 @@ class Sandbox:
         credentials: str = "keys",
         strict: bool = True,
         port: int = 0,
+        namespaces: bool = True,
+        share: Sequence[str | os.PathLike[str]] = (),
         **settings: Any,
     ) -> None:
         unknown = set(settings) - set(_SETTINGS)
@@ -84,6 +86,11 @@ class Sandbox:
         self._credentials = credentials
         self._strict = strict
         self._port = port
+        # Each container in its own PID, UTS and mount namespaces where the host allows it;
+        # ``notices`` says when containers share the host's instead.
+        self._namespaces = namespaces
+        # Host directories that stay visible in every container (even under /tmp).
+        self._share = [os.path.abspath(os.fspath(p)) for p in share]
         self._settings = settings
         self._tmp: str | None = None
         self._thread: threading.Thread | None = None
@@ -133,6 +140,8 @@ class Sandbox:
             initial_wait=self._initial_wait,
             session_limit=self._session_limit,
             strict=self._strict,
+            namespaces=self._namespaces,
+            share=list(self._share),
             **self._settings,
         )
 
@@ -198,6 +207,9 @@ class Sandbox:
         if self._throttle:
             args += ["--throttle", self._throttle]
         args.append("--strict" if self._strict else "--no-strict")
+        args.append("--namespaces" if self._namespaces else "--no-namespaces")
+        if self._share:
+            args += ["--share", os.pathsep.join(self._share)]
         args += [
             "--initial-wait",
             repr(float(self._initial_wait)),

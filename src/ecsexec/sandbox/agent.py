@@ -420,6 +420,7 @@ def _spawn(
     cwd: str,
     distroless: bool,
     scratch_dir: str | None,
+    namespace: Any = None,
 ) -> PtyProcess:
     """Create the container's scratch dir (§8.3: it is HOME), then start the process.
 
@@ -430,7 +431,7 @@ def _spawn(
             os.makedirs(scratch_dir, mode=0o700, exist_ok=True)
         except OSError as exc:
             raise CannotStart(f"mkdir {scratch_dir}: {exc.strerror or exc}") from exc
-    return PtyProcess.spawn(argv, env=env, cwd=cwd, distroless=distroless)
+    return PtyProcess.spawn(argv, env=env, cwd=cwd, distroless=distroless, namespace=namespace)
 
 
 class _HandshakeFailed(Exception):
@@ -463,6 +464,7 @@ class SimulatedAgent:
         strict: bool = True,
         log: logging.Logger | None = None,
         scratch_dir: str | None = None,
+        namespace: Any = None,
     ) -> None:
         self.session_id = session_id
         self.target_id = target_id
@@ -470,6 +472,7 @@ class SimulatedAgent:
         self.env = dict(env)
         self.cwd = cwd
         self.scratch_dir = scratch_dir
+        self.namespace = namespace  # the container's namespaces (process.PtyProcess.spawn)
         self.distroless = distroless
         self.kms_key_id = kms_key_id
         self.settings = settings
@@ -655,7 +658,9 @@ class SimulatedAgent:
         """Fork/exec in a worker thread: a burst of sessions must not stall the event loop
         (the fan-out benchmark showed loop lag p99 of 50-250 ms while spawning on it)."""
         spawn = asyncio.ensure_future(
-            asyncio.to_thread(_spawn, argv, self.env, self.cwd, self.distroless, self.scratch_dir)
+            asyncio.to_thread(
+                _spawn, argv, self.env, self.cwd, self.distroless, self.scratch_dir, self.namespace
+            )
         )
         try:
             return await asyncio.shield(spawn)

@@ -667,6 +667,7 @@ class EcsApi:
             scratch_dir=str(self.scratch_dir(c)),
             distroless=c.sandbox.distroless,
             kms_key_id=key_arn,
+            namespace=self.rt.namespace_for(c),
         )
 
     # -- mutations (the topology loader uses the same paths) ----------------------------------

@@ -127,6 +127,7 @@ class ExecTarget:
     distroless: bool = False
     kms_key_id: str | None = None  # key ARN when the cluster has a kmsKeyId
     scratch_dir: str | None = None  # created (0700) before the process starts (§8.3 HOME)
+    namespace: Any = None  # the container's namespaces.ContainerNamespace, if isolated
 
 
 @dataclass(frozen=True)
@@ -480,6 +481,7 @@ class SessionHub:
             env=target.env,
             cwd=target.cwd,
             scratch_dir=target.scratch_dir,
+            namespace=target.namespace,
             distroless=target.distroless,
             kms_key_id=target.kms_key_id,
             kms_decrypt=self._kms_decrypt,

@@ -74,8 +74,11 @@ class MainProcesses:
         cwd_for: Callable[[Container], str],
         log_dir_for: Callable[[Container], Path],
         on_exit: Callable[[Container, int], None],
+        popen_for: Callable[[Container], Callable[..., subprocess.Popen[bytes]]] | None = None,
     ) -> None:
         self.stats = stats
+        # How a container's process is started: subprocess.Popen, or inside its namespaces.
+        self.popen_for = popen_for or (lambda c: subprocess.Popen)
         self.record = record
         self.env_for = env_for
         self.cwd_for = cwd_for
@@ -108,7 +111,7 @@ class MainProcesses:
             try:
                 path = resolve_executable(argv[0], env, cwd, distroless=c.sandbox.distroless)
                 prefix = [_SETPRIV, "--pdeathsig", "KILL", "--"] if _SETPRIV else []
-                popen = subprocess.Popen(
+                popen = self.popen_for(c)(
                     [*prefix, path, *argv[1:]],
                     stdin=subprocess.DEVNULL,
                     stdout=out,

@@ -54,7 +54,11 @@ class SandboxConfig:
     agent_loss: str = "close"
     session_limit: int = 2
     session_limit_mode: str = "channel"
-    namespaces: bool = False
+    # Each container in its own PID, UTS and mount namespaces where the host allows it.
+    namespaces: bool = True
+    # Host directories every container sees at the same path, even under its private /tmp
+    # (like a bind mount): e.g. the files a test hands to its containers.
+    share: list[str] = field(default_factory=list)
     verify_signatures: bool = True
     strict: bool = False
     run_main: bool = True
@@ -147,6 +151,9 @@ class Runtime:
         self.background: set[Any] = set()
         # Set by the server: starts a new task's main processes (sandbox.md §8.4).
         self.on_task_started: Callable[[Any], None] = lambda task: None
+        # Set by the server: a container's namespaces (namespaces.ContainerNamespace) for
+        # its exec sessions, or None when containers share the host's.
+        self.namespace_for: Callable[[Any], Any] = lambda container: None
 
     def authorize(self, call: Call, resource: str) -> None:
         check_access(self.access_rules, f"{call.service}:{call.action}", call.principal, resource)

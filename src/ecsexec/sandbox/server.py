@@ -18,9 +18,11 @@ import os
 import resource
 import socket
 import ssl
+import subprocess
 import time
 import urllib.parse
 import uuid
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from ecsexec.errors import ConfigurationError
-from ecsexec.sandbox import shapes, sigv4, sts, tls, topology
+from ecsexec.sandbox import namespaces, shapes, sigv4, sts, tls, topology
 from ecsexec.sandbox.credentials import Credential
 from ecsexec.sandbox.ecs_api import EcsApi
 from ecsexec.sandbox.faults import FaultPlan, parse_faults
@@ -114,11 +116,28 @@ def check_config(config: SandboxConfig) -> None:
         raise ConfigurationError("--session-limit must be at least 1")
     if config.agent_loss not in ("close", "silent"):
         raise ConfigurationError("--agent-loss must be close or silent")
-    if config.namespaces:
-        raise ConfigurationError(
-            "--namespaces is not implemented in this sandbox yet (exec sessions cannot join "
-            "a container PID namespace)"
-        )
+
+
+SHARED_NOTICE = (
+    "containers share this host's processes, hostname and /tmp ({why}): ps and pgrep in a "
+    "container see every process on this host (both demo/orders containers find one JVM)"
+)
+
+
+def namespaces_notice(config: SandboxConfig) -> str | None:
+    """None when every container gets its own PID, UTS and mount namespaces; else why not.
+
+    Probes the host once per process (sandbox.md §8.4, namespaces.probe).
+    """
+    if not config.namespaces:
+        return SHARED_NOTICE.format(why="--no-namespaces")
+    reason = namespaces.probe()
+    if reason is None:
+        return None
+    return SHARED_NOTICE.format(
+        why=f"this host cannot give them their own namespaces: {reason}; run the sandbox as "
+        "root, or under `unshare --user --map-root-user`"
+    )
 
 
 def _bind(port: int, what: str) -> socket.socket:
@@ -196,6 +215,10 @@ class SandboxServer:
         self._meta_runner: web.AppRunner | None = None
         self.metadata: MetadataService | None = None
         self.mains: MainProcesses | None = None
+        # Each container's own namespaces (None: containers share the host's).
+        self.namespaces: namespaces.Namespaces | None = None
+        self.isolated = False
+        self._container_ns: dict[Container, namespaces.ContainerNamespace] = {}
         self._lag_task: asyncio.Task[None] | None = None
         self.ssl_context: ssl.SSLContext | None = None
         self.port = 0
@@ -248,9 +271,13 @@ class SandboxServer:
         return hub
 
     def _wire(self, rt: Runtime) -> None:
-        """Connect a fresh runtime to the hub and the main processes."""
+        """Connect a fresh runtime to the hub, the main processes and the namespaces."""
         rt.endpoint_url = self.endpoint_url
         rt.hub = self._new_hub()
+        if self.isolated:
+            self.namespaces = namespaces.Namespaces(record=self.state.path / "namespaces.json")
+            self._container_ns = {}
+            rt.namespace_for = self._namespace_for
         mains = self.mains = MainProcesses(
             stats=self.stats,
             record=self.state.path / "mains.json",
@@ -258,10 +285,16 @@ class SandboxServer:
             cwd_for=self.ecs.container_cwd,
             log_dir_for=self.ecs.scratch_dir,
             on_exit=self._main_exited,
+            popen_for=self._popen_for,
         )
 
         async def stop_main(task: Any, timeout: float) -> int | None:
             await mains.stop(task, timeout)
+            # The container has stopped: its namespaces end with its last exec'd process.
+            for c in task.containers:
+                ns = self._container_ns.pop(c, None)
+                if ns is not None:
+                    ns.retire()
             return None
 
         rt.stop_main = stop_main
@@ -270,6 +303,33 @@ class SandboxServer:
             for task in self._built_tasks:
                 if task.last_status == "RUNNING":
                     mains.start(task)
+
+    def _namespace_for(self, c: Container) -> namespaces.ContainerNamespace | None:
+        """The container's namespaces, created (not yet started) on first need."""
+        if self.namespaces is None:
+            return None
+        ns = self._container_ns.get(c)
+        if ns is None:
+            # Visible inside although under a private /tmp: the container's HOME and cwd.
+            keep = [str(self.ecs.scratch_dir(c)), *self.config.share]
+            wd = c.definition.get("workingDirectory")
+            if isinstance(wd, str) and os.path.isdir(wd):
+                keep.append(wd)
+            hostname = self.ecs.container_env(c)["HOSTNAME"]
+            ns = self._container_ns[c] = self.namespaces.container(hostname, keep)
+        return ns
+
+    def _popen_for(self, c: Container) -> Callable[..., subprocess.Popen[bytes]]:
+        ns = self._namespace_for(c)
+        return ns.popen if ns is not None else subprocess.Popen
+
+    async def _close_namespaces(self) -> None:
+        """Kill every container's remaining processes (after sessions and mains)."""
+        owner, self.namespaces = self.namespaces, None
+        self._container_ns = {}
+        self.rt.namespace_for = lambda container: None
+        if owner is not None:
+            await asyncio.to_thread(owner.close)
 
     def _main_exited(self, container: Container, code: int) -> None:
         container.exit_code = code
@@ -338,6 +398,14 @@ class SandboxServer:
             swept = sweep_leftovers(self.state.path / "mains.json")
             if swept:
                 log.warning("killed %d main process group(s) left by a previous sandbox", swept)
+            swept = sweep_leftovers(self.state.path / "namespaces.json")
+            if swept:
+                log.warning("killed %d container init(s) left by a previous sandbox", swept)
+        notice = namespaces_notice(c)
+        self.isolated = notice is None
+        if notice is not None:
+            self.notices.append(notice)
+            self.rt.notices.append(notice)
         self._wire(self.rt)
         self._write_files()
         self._lag_task = asyncio.get_running_loop().create_task(self._lag_ticker())
@@ -378,6 +446,7 @@ class SandboxServer:
             "started_at": self.started_at,
             "capacity": {"sessions": self.capacity[0], "limited_by": self.capacity[1]},
             "state_dir": str(self.state.path),
+            "namespaces": self.isolated,
             "notices": self.rt.notices,
         }
 
@@ -402,6 +471,7 @@ class SandboxServer:
             await self.rt.hub.shutdown()
         if self.mains is not None:
             await self.mains.stop_all()
+        await self._close_namespaces()
         for job in list(self.rt.background):
             if job is not asyncio.current_task():
                 job.cancel()
@@ -432,6 +502,7 @@ class SandboxServer:
             await old.hub.shutdown()
         if self.mains is not None:
             await self.mains.stop_all()
+        await self._close_namespaces()
         for job in list(old.background):
             job.cancel()
         creds = old.creds
