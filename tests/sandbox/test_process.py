@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import stat
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from ecsexec.sandbox import namespaces
+from ecsexec.sandbox.namespaces import ContainerNamespace, Namespaces
 from ecsexec.sandbox.process import CannotStart, PtyProcess, resolve_executable
 from ecsexec.sandbox.shlex_go import split
 
@@ -30,8 +34,15 @@ def _gone(pid: int) -> bool:
 class Run:
     """Drive one PtyProcess on the running loop and collect what it prints."""
 
-    def __init__(self, command: str, *, env: dict[str, str] | None = None, cwd: str = "/") -> None:
-        self.proc = PtyProcess.spawn(split(command), env=env or ENV, cwd=cwd)
+    def __init__(
+        self,
+        command: str,
+        *,
+        env: dict[str, str] | None = None,
+        cwd: str = "/",
+        namespace: ContainerNamespace | None = None,
+    ) -> None:
+        self.proc = PtyProcess.spawn(split(command), env=env or ENV, cwd=cwd, namespace=namespace)
         self.output = bytearray()
         self.chunks: list[bytes] = []
         self.eof = asyncio.Event()
@@ -322,3 +333,123 @@ def test_background_close_releases_the_master() -> None:
     proc.close(in_background=True)  # idempotent
     proc.kill()
     proc._popen.wait()
+
+
+# -- inside a container's own namespaces (namespaces.py) ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def owner() -> Iterator[Namespaces]:
+    reason = namespaces.probe()
+    if reason is not None:
+        pytest.skip(f"this host cannot create namespaces: {reason}")
+    owner = Namespaces()
+    yield owner
+    owner.close()
+
+
+def _pid_namespace(ns: ContainerNamespace) -> str:
+    assert ns.init_pid is not None
+    return os.readlink(f"/proc/{ns.init_pid}/ns/pid_for_children")
+
+
+def _members(link: str) -> set[int]:
+    """Host pids of the live processes in the PID namespace ``link``."""
+    pids = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry}/ns/pid") == link:
+                    pids.add(int(entry))
+            except OSError:  # gone, or a zombie
+                pass
+    return pids
+
+
+def _wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_in_a_container_it_is_the_same_session_leader_with_its_exit_status(
+    owner: Namespaces, tmp_path: Path
+) -> None:
+    ns = owner.container("box.internal", keep=[str(tmp_path)])
+    assert ns.init_pid is None  # nothing runs until the container is used
+    command = (
+        "sh -c 'test -t 0 && test -t 1 && echo tty; echo $$; hostname; cat /proc/1/comm; pwd; "
+        "cat /proc/$$/stat; exit 3'"
+    )
+
+    async def main() -> tuple[int, bytes, int | None]:
+        async with Run(command, cwd=str(tmp_path), namespace=ns) as run:
+            status = Path(f"/proc/{run.proc.pid}/status").read_text()
+            inner = re.search(r"^NSpid:\s+(.*)$", status, re.MULTILINE)
+            assert inner is not None
+            out = await run.finish()
+            return int(inner[1].split()[-1]), out, run.proc.returncode
+
+    inner_pid, out, code = asyncio.run(main())
+    tty, pid, hostname, init, cwd, stat_line = out.decode().split("\r\n", 5)
+    assert (tty, int(pid), hostname, init, cwd) == (
+        "tty",
+        inner_pid,
+        "box.internal",
+        "cat",
+        str(tmp_path),  # under the private /tmp, kept visible
+    )
+    fields = stat_line.rsplit(")", 1)[1].split()
+    assert int(fields[2]) == int(fields[3]) == inner_pid  # its own group and session
+    assert int(fields[4]) != 0  # with the PTY as controlling terminal
+    assert code == 3
+
+
+def test_in_a_container_ctrl_c_and_kill_reach_the_process_group(owner: Namespaces) -> None:
+    ns = owner.container("box")
+
+    async def ctrl_c() -> int | None:
+        async with Run("sh -c 'echo ready; exec sleep 30'", namespace=ns) as run:
+            await run.until(lambda out: b"ready" in out)
+            run.proc.write(b"\x03")
+            await run.finish()
+            return run.proc.returncode
+
+    assert asyncio.run(ctrl_c()) == -signal.SIGINT
+
+    async def kill() -> int:
+        async with Run("sh -c 'sleep 300 & echo started; wait'", namespace=ns) as run:
+            await run.until(lambda out: b"started" in out)
+            count = len(_members(_pid_namespace(ns)))
+            await run.kill()
+            return count
+
+    assert asyncio.run(kill()) == 3  # PID 1, the shell and its sleep
+    link = _pid_namespace(ns)
+    _wait_until(lambda: len(_members(link)) == 1)  # the orphaned sleep is killed and reaped
+
+
+def test_a_retired_container_ends_with_its_last_process(owner: Namespaces) -> None:
+    ns = owner.container("box")
+    detach = (
+        "sh -c 'mkfifo /tmp/d; "
+        'setsid sh -c "echo > /tmp/d; exec sleep 300" </dev/null >/dev/null 2>&1 & '
+        "read -r _ < /tmp/d; echo detached; exec sleep 300'"
+    )
+
+    async def main() -> str:
+        async with Run(detach, namespace=ns) as run:
+            await run.until(lambda out: b"detached" in out)
+            link = _pid_namespace(ns)
+            assert len(_members(link)) == 3  # PID 1, the session, the detached sleep
+            ns.retire()  # the task stopped, but a process still runs in the container
+            assert len(_members(link)) == 3 and not ns.closed
+            await run.kill()  # the last one is reaped: the container ends
+            return link
+
+    link = asyncio.run(main())
+    assert ns.closed
+    _wait_until(lambda: not _members(link))  # the detached sleep went with it
+    with pytest.raises(CannotStart, match="stopped"):
+        PtyProcess.spawn(["true"], env=ENV, cwd="/", namespace=ns)
