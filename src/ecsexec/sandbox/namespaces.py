@@ -1,7 +1,7 @@
 """Containers isolated like containers: one PID, UTS and mount namespace per container.
 
 Each sandbox container that runs anything gets, on first use, a long-lived init started as
-``setpriv --pdeathsig KILL -- unshare --pid --fork --kill-child --mount-proc --uts --mount``.
+``unshare --pid --fork --kill-child --mount-proc --uts --mount``.
 Its forked child is PID 1 of the new PID namespace, with a fresh ``/proc``: ``cat`` with
 SIGCHLD ignored, so the kernel reaps every orphan reparented to it. ``cat`` echoes a line
 the sandbox writes to its stdin (proof that PID 1 is in place), then blocks on that pipe
@@ -22,9 +22,10 @@ sandbox's own namespaces after every spawn.
 Killing PID 1 ends the PID namespace: the kernel kills every process still in it, and
 unshare, which waits for PID 1, exits only then. That happens when the container's task
 has stopped and its last exec'd process is gone, and when the sandbox resets or stops. If
-the sandbox itself dies, PID 1's stdin closes and ``cat`` exits; PR_SET_PDEATHSIG and
-``--kill-child`` do the same, and the ``namespaces.json`` record lets the next start sweep
-any survivor.
+the sandbox itself dies, PID 1's stdin closes and ``cat`` exits (no PR_SET_PDEATHSIG is
+needed, which would also tie the container to the thread that started it); if unshare is
+killed, ``--kill-child`` kills PID 1; the ``namespaces.json`` record lets the next start
+sweep any survivor.
 
 Needs root, or a sandbox running inside a user namespace that maps it to root (for
 example under ``unshare --user --map-root-user``); :func:`probe` says why not otherwise.
@@ -50,7 +51,7 @@ from typing import Any, Final, TypeVar
 
 from ecsexec.sandbox.process import DEFAULT_PATH, CannotStart
 
-__all__ = ["PRIVATE_DIRS", "ContainerNamespace", "Namespaces", "probe"]
+__all__ = ["PRIVATE_DIRS", "ContainerNamespace", "Namespaces", "probe", "sweep"]
 
 T = TypeVar("T")
 
@@ -129,17 +130,14 @@ def _libc() -> _Libc:
 
 
 def _tools() -> tuple[list[str], str | None]:
-    """The init's argv prefix (setpriv, unshare) and what is missing, if anything."""
+    """The init's argv prefix (unshare) and what is missing, if anything."""
     unshare = shutil.which("unshare", path=DEFAULT_PATH)
     if unshare is None:
         return [], "util-linux unshare is not installed"
     for tool in ("cat",):
         if shutil.which(tool, path=DEFAULT_PATH) is None:
             return [], f"{tool} is not installed"
-    setpriv = shutil.which("setpriv", path=DEFAULT_PATH)
-    prefix = [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
     return [
-        *prefix,
         unshare,
         "--pid",
         "--fork",
@@ -206,7 +204,7 @@ def _start_time(pid: int) -> str | None:
 class Namespaces:
     """The namespaced containers of one sandbox runtime, and the threads that spawn into them.
 
-    ``record`` (``namespaces.json``) lists every live init's process group for the sweep at
+    ``record`` (``namespaces.json``) lists every live init (unshare) for :func:`sweep` at
     the next start. :meth:`close` kills them all and stops the threads.
     """
 
@@ -337,7 +335,7 @@ class ContainerNamespace:
 
     @property
     def init_pid(self) -> int | None:
-        """Host pid of ``unshare`` (the init's process group; PID 1 is its child)."""
+        """Host pid of ``unshare`` (PID 1 is its child)."""
         return self._init.pid if self._init is not None else None
 
     @property
@@ -390,8 +388,7 @@ class ContainerNamespace:
         """Start the init and prepare its namespaces (under the lock).
 
         Not on a spawn thread: unshare would copy whatever namespaces the thread last
-        joined. PR_SET_PDEATHSIG ties unshare to the calling thread (the loop's, or one of
-        its executor's), which lives as long as the sandbox.
+        joined.
         """
         argv, missing = _tools()
         if missing:
@@ -401,11 +398,11 @@ class ContainerNamespace:
                 [*argv, *_reaper()],
                 stdin=subprocess.PIPE,  # held open by the sandbox for the container's life
                 stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                stderr=subprocess.STDOUT,  # unshare's complaint, if any, instead of READY
                 env={"PATH": DEFAULT_PATH},
                 cwd="/",
                 close_fds=True,
-                start_new_session=True,  # its group is unshare and PID 1: one killpg ends both
+                # No start_new_session: it costs ~2 ms per container (no vfork).
                 bufsize=0,
             )
         except OSError as exc:
@@ -429,25 +426,24 @@ class ContainerNamespace:
 
     @staticmethod
     def _await_ready(init: subprocess.Popen[bytes]) -> None:
-        assert init.stdin is not None and init.stdout is not None and init.stderr is not None
+        assert init.stdin is not None and init.stdout is not None
         try:
             with contextlib.suppress(BrokenPipeError):
                 init.stdin.write(READY)  # the pipe holds it until PID 1 reads it
             ready, _, _ = select.select([init.stdout], [], [], START_TIMEOUT)
-            line = os.read(init.stdout.fileno(), 64) if ready else b""
-            if line != READY:
-                why = ""
+            out = os.read(init.stdout.fileno(), 4096) if ready else b""
+            if out != READY:
                 with contextlib.suppress(subprocess.TimeoutExpired):
-                    init.wait(1.0 if ready else 0)  # EOF: unshare failed and is exiting
+                    init.wait(1.0 if ready else 0)  # unshare failed and is exiting
                 if init.returncode is not None:
-                    why = init.stderr.read().decode(errors="replace").strip()
+                    out += init.stdout.read()
+                why = out.decode(errors="replace").strip()
                 raise CannotStart(
                     "cannot create the container's namespaces: "
                     + (why.splitlines()[-1] if why else "the init did not start")
                 )
         finally:
             init.stdout.close()
-            init.stderr.close()
 
     def _prepare(self) -> None:
         """Private tmpfs mounts, the container's own directories, the hostname.
@@ -527,15 +523,11 @@ class ContainerNamespace:
         if init is None:
             return
         if init.returncode is None:
-            # PID 1 first: unshare, waiting for it, exits only once the kernel has killed
-            # and reaped everything in the namespace, so reaping unshare proves it empty.
-            # Its whole group too, in case PID 1 is unknown or already gone.
-            if self._pid1 is not None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(self._pid1, signal.SIGKILL)
-            else:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(init.pid, signal.SIGKILL)
+            # PID 1, not unshare: unshare, waiting for it, exits only once the kernel has
+            # killed and reaped everything in the namespace, so reaping unshare proves it
+            # empty. Unshare itself if PID 1 is unknown: --kill-child then kills PID 1.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self._pid1 or init.pid, signal.SIGKILL)
         if init.stdin is not None:
             init.stdin.close()
         if wait:
@@ -546,13 +538,31 @@ class ContainerNamespace:
 
 
 def _reap(init: subprocess.Popen[bytes]) -> None:
-    """Wait for a killed init; its group gets SIGKILL if the namespace takes too long."""
+    """Wait for a killed init; unshare gets SIGKILL too if the namespace takes too long."""
     try:
         init.wait(START_TIMEOUT)
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(init.pid, signal.SIGKILL)
+            os.kill(init.pid, signal.SIGKILL)
         init.wait()
+
+
+def sweep(record: Path) -> int:
+    """Kill the inits a previous sandbox recorded and that still run; how many."""
+    try:
+        entries = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return 0
+    killed = 0
+    for entry in entries if isinstance(entries, list) else []:
+        pid, started = entry.get("pid"), entry.get("start")
+        # The start time guards against a recycled pid; --kill-child takes PID 1 along.
+        if isinstance(pid, int) and started and _start_time(pid) == started:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+    record.unlink(missing_ok=True)
+    return killed
 
 
 def _child_of(pid: int) -> int | None:

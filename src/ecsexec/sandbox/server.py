@@ -398,7 +398,7 @@ class SandboxServer:
             swept = sweep_leftovers(self.state.path / "mains.json")
             if swept:
                 log.warning("killed %d main process group(s) left by a previous sandbox", swept)
-            swept = sweep_leftovers(self.state.path / "namespaces.json")
+            swept = namespaces.sweep(self.state.path / "namespaces.json")
             if swept:
                 log.warning("killed %d container init(s) left by a previous sandbox", swept)
         notice = namespaces_notice(c)
