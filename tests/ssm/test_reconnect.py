@@ -20,11 +20,14 @@ from ecsexec.aws.clients import session_from_env, ssl_context
 from ecsexec.aws.ecs import EcsApi
 from ecsexec.aws.ssm import SsmSessionControl
 from ecsexec.errors import TransportError
+from ecsexec.exec.runner import run_on_container
+from ecsexec.exec.wrap import wrap
 from ecsexec.nodes import ecs_attributes as attrs
 from ecsexec.nodes.ecs_source import EcsNodeSource, EcsSourceConfig
 from ecsexec.sandbox import Sandbox
 from ecsexec.ssm.channel import ChannelClosed, OutputReceived
 from ecsexec.ssm.session import Session, SessionOptions
+from tests.exec.sandbox_nodes import targets, with_pool
 
 pytestmark = pytest.mark.e2e
 
@@ -114,3 +117,25 @@ def test_every_node_gets_exact_output_through_dropped_sockets(lossy: Sandbox) ->
     assert disconnects >= NODES
     assert stats["sessions"]["resumes"] >= disconnects - ended_while_disconnected
     assert stats["sessions"]["by_end_reason"]["exited"] == NODES
+
+
+def test_every_node_of_a_run_gets_the_exact_output_and_exit_code(lossy: Sandbox) -> None:
+    """The same through the exec layer: markers, cleaned output, the real exit code."""
+    chosen = targets(lossy, ".*")
+    assert len(chosen) == NODES
+    lossy.reset_stats()
+    results = with_pool(
+        lossy,
+        lambda connectors: asyncio.gather(
+            *(
+                run_on_container(connectors(t), t, wrap("seq 1 20000; exit 3"), timeout=60)
+                for t in chosen
+            )
+        ),
+    )
+    expected = SEQ.replace(b"\r\n", b"\n")
+    for result in results:
+        assert (result.exit_code, result.reason) == (3, ""), result
+        assert result.output == expected, f"{result.node}: {len(result.output)} bytes"
+    stats = lossy.stats()
+    assert stats["frames"]["a2c"]["disconnects"] + stats["frames"]["c2a"]["disconnects"] >= NODES
