@@ -313,3 +313,36 @@ def test_locator_follows_tables_arrays_and_multiline_strings() -> None:
     assert locator.line("sources", 1, "dotted", "key") == 12
     assert locator.line("sources", 1, "missing") == 10  # falls back to the table
     assert locator.line("nowhere") == 1
+
+
+def test_a_region_botocore_would_refuse_is_an_error_where_it_was_written(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        [aws]
+        region = "us east-1"
+
+        [[sources]]
+        region = "123"
+        clusters = ["c"]
+        """,
+    )
+    message = error_of(path)
+    assert f"{path}:2: [aws]: region 'us east-1' is not a region name" in message
+    assert f"{path}:5: [[sources]] #1: region '123' is not a region name" in message
+    env = error_of(write(tmp_path, ""), {"ECSEXEC_REGION": "us east-1"})
+    assert env.startswith("ECSEXEC_REGION: [aws]: region 'us east-1' is not a region name")
+    for good in ("us-east-1", "eu-west-3", "local", "cn-north-1", "us-gov-west-1"):
+        assert load_config(write(tmp_path, f'[aws]\nregion = "{good}"\n'), environ={}).aws.region
+
+
+def test_deeply_nested_toml_is_a_syntax_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "a = " + "[" * 5000 + "]" * 5000 + "\n")
+    assert error_of(path) == f"{path}: arrays or tables nested too deeply (TOML syntax)"
+
+
+@pytest.mark.parametrize("value", ["9" * 400, "nan", "inf", "-inf"])
+def test_dispatch_numbers_from_the_environment_must_be_finite(tmp_path: Path, value: str) -> None:
+    message = error_of(write(tmp_path, ""), {"ECSEXEC_THREADS": value, "ECSEXEC_RATE": value})
+    assert "ECSEXEC_THREADS: expected an integer" in message
+    assert "ECSEXEC_RATE: expected a number" in message

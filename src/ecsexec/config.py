@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import re
 import tomllib
@@ -100,6 +101,9 @@ ENV_PREFIX: Final = "ECSEXEC_"
 TRUE_WORDS: Final = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS: Final = frozenset({"0", "false", "no", "off"})
 _ROLE_SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}")
+# botocore's rule for a region name (a host label, not all digits); anything else makes it
+# raise InvalidRegionError later, from deep inside discovery.
+_REGION = re.compile(r"(?![0-9]+\Z)(?!-)[a-zA-Z0-9-]{1,63}(?<!-)")
 
 Fail = Callable[[str], None]
 KeyFail = Callable[[tuple[str | int, ...], str], None]
@@ -487,7 +491,19 @@ def check_credentials(
         )
     if settings.endpoint_url and not re.match(r"https?://[^/]", settings.endpoint_url):
         fail((*key, "endpoint_url"), f"{label}: endpoint_url must be an http:// or https:// URL")
+    if settings.region and not _REGION.fullmatch(settings.region):
+        fail((*key, "region"), f"{label}: {region_problem(settings.region)}")
     return settings
+
+
+def region_problem(region: str) -> str:
+    """Why ``region`` is not a region name (for a message), or "" when it is one."""
+    if _REGION.fullmatch(region):
+        return ""
+    return (
+        f"region {region!r} is not a region name: letters, digits and '-' only (not at "
+        "either end, not digits alone), at most 63 characters, e.g. us-east-1"
+    )
 
 
 def _resolve_path(base: Path | None, value: str) -> str:
@@ -589,6 +605,10 @@ def load_config(
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigurationError(_syntax_error(file, exc)) from None
+        except RecursionError:
+            raise ConfigurationError(
+                f"{file}: arrays or tables nested too deeply (TOML syntax)"
+            ) from None
         locator = Locator(text)
     reader = _Reader(file, locator)
     for name, value in doc.items():
@@ -788,11 +808,15 @@ def _env_number(
     if not raw:
         return None
     try:
-        return float(int(raw) if integer else float(raw))
-    except ValueError:
+        value = float(int(raw) if integer else float(raw))
+    except (ValueError, OverflowError):
+        value = math.nan
+    if not math.isfinite(value):
         want = "an integer" if integer else "a number"
-        reader.errors.append(f"{variable}: expected {want}, got {raw!r}")
+        shown = raw if len(raw) <= 40 else raw[:40] + "…"
+        reader.errors.append(f"{variable}: expected {want}, got {shown!r}")
         return None
+    return value
 
 
 _DISPATCH_LIMITS: Final[dict[str, tuple[float, float | None, bool]]] = {
