@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import stat
@@ -170,3 +171,74 @@ def test_secret_never_shows_in_repr() -> None:
     assert f"{secret}" == f"Secret(<{len(SECRET)} bytes>)"
     with pytest.raises(TypeError):
         pickle.dumps(secret)
+
+
+def test_a_segment_too_long_for_a_file_name_is_refused_up_front(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "ks")
+    long = "keys/project/" + "a" * 300
+    for operation in (
+        lambda: store.put(long, SECRET),
+        lambda: store.exists(long),
+        lambda: store.info(long),
+    ):
+        with pytest.raises(KeyStoreError, match="longer than 200 characters"):
+            operation()
+    assert normalize_path("keys/p/" + "a" * 200) == "keys/p/" + "a" * 200
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"n": 3}, "power of 2"),
+        ({"n": 2**40}, "power of 2"),
+        ({"n": 2**20, "r": 2**20}, "times the default"),
+        ({"r": 0}, "bad scrypt parameters"),
+        ({"p": -1}, "bad scrypt parameters"),
+        ({"n": True}, "bad scrypt parameters"),
+        ({"p": 10**6}, "times the default"),
+    ],
+)
+def test_scrypt_parameters_from_the_header_are_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: dict[str, object], reason: str
+) -> None:
+    monkeypatch.setattr(keys_module, "SCRYPT_N", 2**10)  # a cheap store to corrupt
+    KeyStore(tmp_path / "ks", passphrase="pw").put(PATH, SECRET)
+    header = tmp_path / "ks" / "keystore.json"
+    header.write_text(json.dumps({**json.loads(header.read_text()), **change}))
+    with pytest.raises(KeyStoreError, match=reason):
+        KeyStore(tmp_path / "ks", passphrase="pw").read(PATH)
+
+
+def test_entries_with_missing_or_invalid_fields_are_key_store_errors(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "ks")
+    store.put(PATH, SECRET)
+    entry = tmp_path / "ks" / (PATH + ".entry")
+    good = json.loads(entry.read_text())
+    for broken in (
+        {"type": "password"},
+        {**good, "created": "yesterday"},
+        {**good, "size": "big"},
+        {**good, "modified": None},
+    ):
+        entry.write_text(json.dumps(broken))
+        with pytest.raises(KeyStoreError, match="not a key entry"):
+            store.info(PATH)
+        assert store.list() == []  # listed entries skip it
+        store.put(PATH, SECRET)  # and it can be replaced
+        assert store.info(PATH).size == len(SECRET)
+    entry.write_text("[" * 5000)
+    with pytest.raises(KeyStoreError, match="unreadable key entry"):
+        store.info(PATH)
+    store.put(PATH, SECRET)
+    (tmp_path / "ks" / "keystore.json").write_text("[" * 5000)
+    with pytest.raises(KeyStoreError, match="nested too deeply"):
+        KeyStore(tmp_path / "ks").read(PATH)
+
+
+def test_a_key_file_that_cannot_be_read(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "ks")
+    store.put(PATH, SECRET)
+    store.key_file.unlink()
+    store.key_file.mkdir(mode=0o700)
+    with pytest.raises(KeyStoreError, match="cannot be read"):
+        KeyStore(tmp_path / "ks").read(PATH)

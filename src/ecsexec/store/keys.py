@@ -54,6 +54,15 @@ SCRYPT_R: Final = 8
 SCRYPT_P: Final = 1
 _CHECK_PLAINTEXT: Final = b"ecsexec key storage check v1"
 _SEGMENT = re.compile(r"[A-Za-z0-9_.@+=-]+")
+# A segment becomes a file or directory name (with ENTRY_SUFFIX): well under the 255 bytes
+# file systems allow. The whole path stays far from PATH_MAX.
+MAX_SEGMENT: Final = 200
+MAX_PATH: Final = 1024
+# scrypt parameters a key store header may ask for: up to 32 times the default work, and
+# at most 512 MiB of memory (a corrupted or hostile header must not hang or exhaust us).
+_SCRYPT_MAX_N: Final = 2**20
+_SCRYPT_MAX_WORK: Final = 32 * SCRYPT_N * SCRYPT_R * SCRYPT_P
+_SCRYPT_MAX_MEMORY: Final = 512 * 2**20
 
 
 class Secret:
@@ -101,7 +110,13 @@ def normalize_path(path: str) -> str:
     segments = text.split("/")
     if len(segments) < 2:
         raise KeyStoreError(f"key path {path!r} names no key: use keys/project/<name>/<key>")
+    if len(text) > MAX_PATH:
+        raise KeyStoreError(f"key path {path[:60]!r}…: longer than {MAX_PATH} characters")
     for segment in segments:
+        if len(segment) > MAX_SEGMENT:
+            raise KeyStoreError(
+                f"key path {path[:60]!r}…: a segment is longer than {MAX_SEGMENT} characters"
+            )
         if not _SEGMENT.fullmatch(segment) or segment in (".", ".."):
             raise KeyStoreError(
                 f"key path {path!r}: segment {segment!r} is not allowed "
@@ -117,6 +132,16 @@ def default_dir(environ: Mapping[str, str] | None = None) -> Path:
         return Path(env[DIR_ENV]).expanduser()
     base = env.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return Path(base) / "ecsexec" / "keystore"
+
+
+def _positive_int(value: object) -> int:
+    """A count from a header: an int (or its decimal text), at least 1."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError(f"not a number: {value!r}")
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"not positive: {number}")
+    return number
 
 
 def _b64(data: bytes) -> str:
@@ -219,8 +244,11 @@ class KeyStore:
             data = json.loads(self.meta_file.read_text())
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
-            raise KeyStoreError(f"{self.meta_file}: unreadable key store header ({exc})") from None
+        except (OSError, ValueError, RecursionError) as exc:
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
+            raise KeyStoreError(
+                f"{self.meta_file}: unreadable key store header ({reason})"
+            ) from None
         if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
             raise KeyStoreError(f"{self.meta_file}: not an ecsexec key store (version 1)")
         return data
@@ -235,18 +263,33 @@ class KeyStore:
                 )
             try:
                 salt = _unb64(meta["salt"])
-                n, r, p = int(meta["n"]), int(meta["r"]), int(meta["p"])
+                n, r, p = (_positive_int(meta[name]) for name in ("n", "r", "p"))
             except (KeyError, ValueError, TypeError):
                 raise KeyStoreError(f"{self.meta_file}: bad scrypt parameters") from None
-            return hashlib.scrypt(
-                self._passphrase.encode("utf-8"),
-                salt=salt,
-                n=n,
-                r=r,
-                p=p,
-                maxmem=256 * r * n + 2**20,
-                dklen=32,
-            )
+            if (
+                n < 2
+                or n & (n - 1)
+                or n > _SCRYPT_MAX_N
+                or n * r * p > _SCRYPT_MAX_WORK
+                or 128 * r * n > _SCRYPT_MAX_MEMORY
+            ):
+                raise KeyStoreError(
+                    f"{self.meta_file}: bad scrypt parameters (n={n}, r={r}, p={p}): n must "
+                    f"be a power of 2 up to {_SCRYPT_MAX_N}, and the work at most "
+                    f"{_SCRYPT_MAX_WORK // (SCRYPT_N * SCRYPT_R * SCRYPT_P)} times the default"
+                )
+            try:
+                return hashlib.scrypt(
+                    self._passphrase.encode("utf-8", "surrogatepass"),
+                    salt=salt,
+                    n=n,
+                    r=r,
+                    p=p,
+                    maxmem=256 * r * n + 2**20,
+                    dklen=32,
+                )
+            except (ValueError, MemoryError) as exc:
+                raise KeyStoreError(f"{self.meta_file}: bad scrypt parameters ({exc})") from None
         if kdf == "keyfile":
             if self._passphrase is not None:
                 raise KeyStoreError(
@@ -269,6 +312,10 @@ class KeyStore:
             raise KeyStoreError(
                 f"the key file {self.key_file} is missing: without it the stored keys "
                 "cannot be decrypted"
+            ) from None
+        except OSError as exc:
+            raise KeyStoreError(
+                f"the key file {self.key_file} cannot be read: {exc.strerror or exc}"
             ) from None
         if len(key) != 32:
             raise KeyStoreError(f"the key file {self.key_file} is not a 32-byte key")
@@ -325,21 +372,28 @@ class KeyStore:
             data = json.loads(file.read_text())
         except FileNotFoundError:
             raise KeyStoreError(f"no key at {path} in {self.directory}") from None
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise KeyStoreError(f"{file}: unreadable key entry ({type(exc).__name__})") from None
         if not isinstance(data, dict) or data.get("type") not in KEY_TYPES:
             raise KeyStoreError(f"{file}: not a key entry")
         return data
 
-    @staticmethod
-    def _info(path: str, data: Mapping[str, Any]) -> KeyInfo:
-        return KeyInfo(
-            path=path,
-            type=cast(KeyType, data["type"]),
-            size=int(data.get("size", 0)),
-            created=datetime.fromisoformat(str(data["created"])),
-            modified=datetime.fromisoformat(str(data["modified"])),
-        )
+    def _info(self, path: str, data: Mapping[str, Any]) -> KeyInfo:
+        try:
+            size = data.get("size", 0)
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise ValueError("size")
+            return KeyInfo(
+                path=path,
+                type=cast(KeyType, data["type"]),
+                size=size,
+                created=datetime.fromisoformat(str(data["created"])),
+                modified=datetime.fromisoformat(str(data["modified"])),
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            raise KeyStoreError(
+                f"{self._entry_file(path)}: not a key entry (a field is missing or invalid: {exc})"
+            ) from None
 
     def put(self, path: str, value: bytes | Secret, key_type: KeyType = "password") -> KeyInfo:
         """Store (or replace) a value. The write is atomic."""
@@ -350,8 +404,10 @@ class KeyStore:
         aead = self._cipher(create=True)
         now = datetime.now(UTC).isoformat(timespec="seconds")
         created = now
-        with contextlib.suppress(KeyStoreError):
-            created = str(self._load_entry(path)["created"])
+        with contextlib.suppress(KeyStoreError, ValueError):
+            previous = str(self._load_entry(path).get("created"))
+            datetime.fromisoformat(previous)  # a corrupted entry's date is not kept
+            created = previous
         nonce = secrets.token_bytes(12)
         entry = {
             "version": FORMAT_VERSION,
@@ -370,7 +426,10 @@ class KeyStore:
         return self._info(path, self._load_entry(path))
 
     def exists(self, path: str) -> bool:
-        return self._entry_file(normalize_path(path)).is_file()
+        try:
+            return self._entry_file(normalize_path(path)).is_file()
+        except OSError as exc:
+            raise KeyStoreError(f"cannot look up {path}: {exc.strerror or exc}") from None
 
     def read(self, path: str) -> Secret:
         """The value, for ecsexec's own use (credentials). Any type."""
@@ -406,6 +465,8 @@ class KeyStore:
             file.unlink()
         except FileNotFoundError:
             raise KeyStoreError(f"no key at {path} in {self.directory}") from None
+        except OSError as exc:
+            raise KeyStoreError(f"cannot remove {path}: {exc.strerror or exc}") from None
         _fsync_dir(file.parent)
         # Drop directories this removal emptied, up to the store root.
         parent = file.parent
