@@ -292,3 +292,10 @@ def test_an_option_default_is_checked_against_its_regex_within_bounds() -> None:
         f"- name: j\n  options: [{{name: n, regex: '(a+)+\\1x', value: {value}}}]\n" + SEQ
     )
     assert message.startswith("jobs.yaml:2: option 'n': regex is too costly to evaluate")
+
+
+@pytest.mark.parametrize(
+    "text", ["- " + "[" * 5000 + "]" * 5000, "- name: j\n  x: " + "{a: " * 5000 + "1" + "}" * 5000]
+)
+def test_yaml_nested_too_deeply_is_a_job_file_error(text: str) -> None:
+    assert error_of(text) == "jobs.yaml:1: invalid YAML: nested too deeply"

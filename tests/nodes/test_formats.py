@@ -571,3 +571,35 @@ def test_readers_raise_only_configuration_errors(text: str) -> None:
     for parse in (parse_resourcejson, parse_resourceyaml, parse_resourcexml):
         with contextlib.suppress(ConfigurationError):
             parse(text)
+
+
+@pytest.mark.parametrize(
+    "encoding", ["x-unknown", "utf-7", "utf-32", "rot13", "base64", "hex", "zlib", "idna"]
+)
+def test_xml_declaring_an_encoding_python_cannot_decode_is_a_clear_error(
+    tmp_path: Path, encoding: str
+) -> None:
+    path = tmp_path / "nodes.xml"
+    path.write_bytes(
+        f"<?xml version='1.0' encoding='{encoding}'?><project><node name='a'/></project>".encode()
+    )
+    with pytest.raises(ConfigurationError, match=f"{re.escape(str(path))}:1: invalid XML: "):
+        load_nodes(path)
+
+
+def test_xml_bytes_that_do_not_decode_in_the_declared_encoding(tmp_path: Path) -> None:
+    head = b"<?xml version='1.0' encoding='cp1252'?>"
+    path = tmp_path / "nodes.xml"
+    path.write_bytes(head + b"<project><node name='\x81'/></project>")  # 0x81: undefined
+    with pytest.raises(ConfigurationError, match="invalid XML"):
+        load_nodes(path)
+    latin = tmp_path / "latin.xml"
+    latin.write_bytes(
+        head.replace(b"cp1252", b"latin-1") + b"<project><node name='\xe9'/></project>"
+    )
+    assert [n.name for n in load_nodes(latin)] == ["é"]
+
+
+def test_deeply_nested_json_says_so() -> None:
+    with pytest.raises(ConfigurationError, match="arrays or objects nested too deeply"):
+        parse_resourcejson("[" * 5000 + "]" * 5000)

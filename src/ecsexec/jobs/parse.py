@@ -212,6 +212,9 @@ class _Parser:
     def document(self, text: str) -> JobFile:
         try:
             root = yaml.compose(text, Loader=yaml.SafeLoader)
+        except RecursionError:
+            # PyYAML composes recursively: 1,000 levels of [ or { exhaust the stack.
+            raise JobFileError(f"{self.file}:1: invalid YAML: nested too deeply") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
             line = mark.line + 1 if mark is not None else 1

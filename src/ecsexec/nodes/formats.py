@@ -186,7 +186,9 @@ def parse_resourcejson(text: str, source: str = "<string>") -> list[Node]:
         data = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         _fail(source, exc.lineno, f"invalid JSON: {exc.msg}", exc.colno)
-    except (ValueError, RecursionError) as exc:
+    except RecursionError:
+        _fail(source, None, "invalid JSON: arrays or objects nested too deeply")
+    except ValueError as exc:
         _fail(source, None, f"invalid JSON: {exc}")
     nodes: dict[str, Node] = {}
     # ecs-nodes.md §5: an object name -> node object, or an array of node objects.
@@ -372,6 +374,15 @@ def _parse_xml_tree(data: bytes, source: str, *, encoding: str | None) -> _Eleme
     parser.CharacterDataHandler = data_handler
     try:
         parser.Parse(data, True)
+    except (LookupError, ValueError, UnicodeError) as exc:
+        # The declared encoding is not one Python can decode (an unknown name, a
+        # multi-byte codec expat cannot take, a bytes-to-bytes codec), or the bytes do
+        # not decode in it.
+        _fail(
+            source,
+            parser.CurrentLineNumber,
+            f"invalid XML: unsupported encoding or bytes that do not decode in it ({exc})",
+        )
     except _DoctypeRejected:
         _fail(
             source, parser.CurrentLineNumber, "DOCTYPE declarations are not allowed in node files"
