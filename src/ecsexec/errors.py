@@ -188,8 +188,8 @@ class Status(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"  # the command ran and exited non-zero
     ERROR = "error"  # the command could not run, or its exit status is unknown
-    TIMEOUT = "timeout"  # the deadline passed; the session was terminated
-    CANCELLED = "cancelled"  # interrupted; the session was terminated
+    TIMEOUT = "timeout"  # the deadline passed; the session was ended (the reason says how)
+    CANCELLED = "cancelled"  # interrupted; the session was ended (the reason says how)
     NOT_STARTED = "not started"  # fail-fast or an interruption left it untouched
     RECOVERED = "recovered"  # a job step failed and its error handler succeeded
     RUNNING = "running"  # a run in history that has not finished yet

@@ -23,6 +23,7 @@ from ecsexec.errors import EcsexecError
 from ecsexec.exec.runner import ContainerTarget
 from ecsexec.exec.wrap import WrappedCommand
 from ecsexec.ssm.channel import ChannelClosed, Event, OutputReceived
+from ecsexec.ssm.session import TerminationOutcome
 
 
 def pty(data: bytes) -> bytes:
@@ -92,6 +93,7 @@ class Script:
     steps: Sequence[Step] = ()
     start_errors: Sequence[EcsexecError] = ()
     start_gate: asyncio.Event | None = None
+    terminate: TerminationOutcome | None = None  # how TerminateSession goes (None: confirmed)
 
 
 @dataclass
@@ -110,6 +112,11 @@ class FakeSession:
     entered: bool = False
     exited: bool = False
     input_sent: asyncio.Event = field(default_factory=asyncio.Event)
+    # What TerminateSession answers when the runner gives up: confirmed unless scripted.
+    terminate_outcome: TerminationOutcome = field(
+        default_factory=lambda: TerminationOutcome(confirmed=True, closed=True)
+    )
+    termination: TerminationOutcome | None = None
 
     async def __aenter__(self) -> FakeSession:
         self.entered = True
@@ -124,6 +131,7 @@ class FakeSession:
     ) -> None:
         if self.closed is None:  # the caller gave up first: never leave it running
             self.backend.terminated.append(self.session_id)
+            self.termination = self.terminate_outcome
             self.closed = ChannelClosed("client gave up")
         self.exited = True
         self.backend.detached(self)
@@ -215,9 +223,10 @@ class FakeBackend:
         if errors:
             raise errors.pop(0)
         session_id = f"fake-{target.node}-{next(self._ids)}"
-        self.sessions[session_id] = FakeSession(
-            self, session_id, target.node, wrapped, script.steps
-        )
+        session = FakeSession(self, session_id, target.node, wrapped, script.steps)
+        if script.terminate is not None:
+            session.terminate_outcome = script.terminate
+        self.sessions[session_id] = session
         return ExecSession(
             session_id=session_id,
             stream_url=f"wss://fake/{session_id}",

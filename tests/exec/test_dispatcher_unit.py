@@ -212,6 +212,8 @@ def test_cancelling_keeps_partial_output_and_terminates_every_session() -> None:
         # The line break is held back (it could be the end marker's) when we give up.
         assert result[t.node].output == f"{t.node} up".encode()
     assert sorted(backend.terminated) == sorted(backend.sessions)
+    # Said only because the fake's TerminateSession confirmed it.
+    assert {r.reason for r in result} == {"interrupted; the session was terminated"}
 
 
 def test_cancelling_before_some_nodes_started_reports_them_not_started() -> None:

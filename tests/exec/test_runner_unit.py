@@ -16,6 +16,7 @@ from ecsexec.exec.results import CommandResult
 from ecsexec.exec.runner import PTY_SIZE, run_on_container
 from ecsexec.exec.wrap import WrappedCommand, raw, wrap
 from ecsexec.ssm.channel import ChannelClosed, HandshakeCompleted, OutputReceived, StderrReceived
+from ecsexec.ssm.session import TerminationOutcome
 from tests.exec.fake_backend import (
     Begin,
     End,
@@ -127,6 +128,19 @@ def test_timeout_keeps_the_output_and_terminates_the_session() -> None:
     assert result.output == b"started\n"
     assert "timed out after 0.05 s" in result.reason
     assert backend.terminated == [result.session_id]
+
+
+def test_a_timeout_says_terminated_only_when_terminate_session_succeeded() -> None:
+    result, _ = run([Begin(), Wait()], timeout=0.05)
+    assert result.reason.endswith("; the session was terminated")
+    denied = TerminationOutcome(
+        confirmed=False, closed=False, error_code="AccessDeniedException", error="denied"
+    )
+    result, _ = run([Begin(), Wait()], timeout=0.05, terminate=denied)
+    assert result.status is Status.TIMEOUT and result.exit_status == 3
+    assert result.reason == (
+        "timed out after 0.05 s; the session may still be running (AccessDeniedException)"
+    )
 
 
 def test_a_session_error_mid_stream_is_a_result_with_the_partial_output() -> None:

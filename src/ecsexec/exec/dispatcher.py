@@ -170,9 +170,17 @@ class NodeRunner:
         emit(NodeStarted(target.node))
         started = datetime.now(UTC)
         output: list[bytes] = []  # the runner appends to it: kept if we are cancelled
+        ended: list[str] = []  # and says here how the session was ended
         try:
             outcome = await _run_with_retries(
-                self.connectors(target), target, wrapped, self.options, self.limiter, emit, output
+                self.connectors(target),
+                target,
+                wrapped,
+                self.options,
+                self.limiter,
+                emit,
+                output,
+                ended,
             )
         except EcsexecError as exc:
             outcome = CommandResult.failure(
@@ -182,7 +190,9 @@ class NodeRunner:
             cancelled = CommandResult.failure(
                 target.node,
                 wrapped.user_command,
-                SessionError("interrupted; the session was terminated"),
+                SessionError(
+                    "interrupted; " + (ended[0] if ended else "before its session was attached")
+                ),
                 started,
                 datetime.now(UTC),
                 output=b"".join(output),
@@ -265,6 +275,7 @@ async def _run_with_retries(
     limiter: AdaptiveRateLimiter,
     emit: ProgressCallback,
     output: list[bytes],
+    ended: list[str],
 ) -> CommandResult:
     attempt = 0
     while True:
@@ -281,6 +292,7 @@ async def _run_with_retries(
                     NodeSessionStarted(target.node, started.session_id)
                 ),
                 output=output,
+                ended=ended,
             )
         except AwsError as exc:
             # Only a throttled ExecuteCommand certainly started nothing, so only it is retried:

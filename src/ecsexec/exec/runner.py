@@ -22,7 +22,13 @@ from ecsexec.ssm.channel import (
     OutputReceived,
     StderrReceived,
 )
-from ecsexec.ssm.session import DataKeyProvider, Session, SessionControl, SessionOptions
+from ecsexec.ssm.session import (
+    DataKeyProvider,
+    Session,
+    SessionControl,
+    SessionOptions,
+    TerminationOutcome,
+)
 
 PTY_SIZE: Final = (300, 100)  # wide enough that tools formatting to the width don't wrap
 
@@ -88,6 +94,11 @@ class SessionLike(Protocol):
     def send_size(self, cols: int, rows: int) -> None: ...
 
     def open_input_gate(self, reason: str) -> None: ...
+
+    @property
+    def termination(self) -> TerminationOutcome | None:
+        """How ending the session went, once it had to be ended (None: it ended itself)."""
+        ...
 
     async def send_input(self, data: bytes) -> None: ...
 
@@ -178,6 +189,12 @@ async def start_exec_session(
         raise
 
 
+def how_it_ended(session: SessionLike) -> str:
+    """A clause for a result's reason: terminated only if TerminateSession succeeded."""
+    outcome = session.termination
+    return outcome.describe() if outcome is not None else "the session had ended"
+
+
 async def run_on_container(
     backend: ExecBackend,
     target: ContainerTarget,
@@ -188,6 +205,7 @@ async def run_on_container(
     on_notice: NoticeCallback | None = None,
     on_started: Callable[[ExecSession], None] | None = None,
     output: list[bytes] | None = None,
+    ended: list[str] | None = None,
 ) -> CommandResult:
     """Run ``wrapped`` in ``target`` and return its result.
 
@@ -199,6 +217,8 @@ async def run_on_container(
     are. If we are cancelled, the output so far is in
     ``output`` when the caller passed that list. A command with input
     (``wrap(..., stdin=...)``) gets it sent as soon as the wrapper's ready marker arrives.
+    If we are cancelled, ``ended`` (when given) gets how the session was ended: only a
+    confirmed ``ssm:TerminateSession`` may be called terminated.
     ``on_started`` is called once ExecuteCommand has returned, before attaching: from then
     on the command runs, and the session ID names it (CloudTrail, ``ssm:TerminateSession``).
     """
@@ -251,6 +271,10 @@ async def run_on_container(
         timed_out = True
     except EcsexecError as exc:
         failure = exc
+    except asyncio.CancelledError:
+        if ended is not None:
+            ended.append(how_it_ended(session))
+        raise
     finally:
         if sender is not None:
             sender.cancel()  # a no-op once it is done; awaiting retrieves its outcome
@@ -278,7 +302,7 @@ async def run_on_container(
     reason = clean.reason
     truncated = bool(closed is not None and closed.truncated)
     if timed_out:
-        exit_code, reason = None, f"timed out after {timeout:g} s; the session was terminated"
+        exit_code, reason = None, f"timed out after {timeout:g} s; {how_it_ended(session)}"
     elif truncated:
         assert closed is not None
         missing = closed.missing_seq
