@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from ecsexec.sandbox import Sandbox
+from tests.conftest import client
 
 ECSEXEC = [sys.executable, "-m", "ecsexec"]
 WEB = "ECS:Service-Name: web ECS:Cluster-Name: demo"
@@ -447,3 +448,33 @@ def test_a_raw_command_that_ran_to_its_end_is_not_an_error(
     (record,) = json.loads(done.stdout)
     assert (record["status"], record["exit_code"], record["output"]) == ("succeeded", None, "hi\n")
     assert "exit status unknown" in record["error"]
+
+
+def test_a_timeout_never_claims_a_termination_that_failed(sandbox: Sandbox, tmp_path: Path) -> None:
+    sandbox.set_faults("error=TerminateSession:1.0:AccessDeniedException")
+    try:
+        # SIGINT-proof, so the Ctrl-C fallback cannot end it either.
+        done = ecsexec(
+            sandbox,
+            tmp_path,
+            "run",
+            "-F",
+            LEGACY,
+            "--timeout",
+            "1",
+            "--format",
+            "json",
+            "--",
+            "trap '' INT; echo started; sleep 30",
+        )
+    finally:
+        sandbox.set_faults("")
+        for session in sandbox.control.sessions():  # end what the denial left running
+            if session["state"] == "active":
+                client(sandbox, "ssm").terminate_session(SessionId=session["sessionId"])
+    assert done.returncode == 3
+    (record,) = json.loads(done.stdout)
+    assert record["status"] == "timeout"
+    assert record["error"] == (
+        "timed out after 1 s; the session may still be running (AccessDeniedException)"
+    )
