@@ -289,11 +289,11 @@ class Namespaces:
     def _save(self) -> None:
         if self.record is None:
             return
-        entries = []
-        for ns in self._live:
-            pid = ns.init_pid
-            if pid is not None:
-                entries.append({"pid": pid, "start": _start_time(pid)})
+        entries = [
+            {"pid": ns.init_pid, "start": ns.init_start}
+            for ns in self._live
+            if ns.init_pid is not None
+        ]
         tmp = self.record.with_suffix(".tmp")
         with contextlib.suppress(OSError):
             tmp.write_text(json.dumps(entries))
@@ -328,6 +328,7 @@ class ContainerNamespace:
         self._lock = threading.Lock()
         self._init: subprocess.Popen[bytes] | None = None
         self._pid1: int | None = None  # host pid of the init's child, PID 1 inside
+        self.init_start: str | None = None  # unshare's start time (for the sweep record)
         self._fds: dict[str, int] = {}
         self._users = 0
         self._retired = False
@@ -411,6 +412,7 @@ class ContainerNamespace:
         try:
             self._await_ready(init)
             self._pid1 = _child_of(init.pid)
+            self.init_start = _start_time(init.pid)
             for kind, _ in _KINDS:
                 name = "pid_for_children" if kind == "pid" else kind
                 self._fds[kind] = os.open(f"/proc/{init.pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
@@ -538,13 +540,23 @@ class ContainerNamespace:
 
 
 def _reap(init: subprocess.Popen[bytes]) -> None:
-    """Wait for a killed init; unshare gets SIGKILL too if the namespace takes too long."""
+    """Wait for a killed init; unshare gets SIGKILL too if the namespace takes too long.
+
+    Through a pidfd: ``Popen.wait(timeout)`` would poll.
+    """
     try:
-        init.wait(START_TIMEOUT)
-    except subprocess.TimeoutExpired:
+        pidfd = os.pidfd_open(init.pid)
+    except OSError:  # already reaped, or no pidfd support
+        init.wait()
+        return
+    try:
+        exited, _, _ = select.select([pidfd], [], [], START_TIMEOUT)
+    finally:
+        os.close(pidfd)
+    if not exited:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(init.pid, signal.SIGKILL)
-        init.wait()
+    init.wait()
 
 
 def sweep(record: Path) -> int:
