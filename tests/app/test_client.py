@@ -142,7 +142,7 @@ def test_a_session_that_dies_mid_stream_keeps_what_arrived(
 
             try:
                 result = await client.run(
-                    [node], "echo before; sleep 5; echo after", on_event=on_event
+                    [node], "echo before; sleep 30; echo after", on_event=on_event
                 )
             finally:
                 sandbox.set_faults("")
@@ -151,6 +151,10 @@ def test_a_session_that_dies_mid_stream_keeps_what_arrived(
     result = asyncio.run(scenario())
     (node,) = list(result)
     assert node.status is Status.ERROR and node.error is not None
+    # The channel ended here only; the command was still running on the agent, so the
+    # session was ended through TerminateSession rather than left to its `sleep`.
+    active = [s["sessionId"] for s in sandbox.control.sessions() if s["state"] == "active"]
+    assert node.session_id not in active
     assert node.output.startswith(b"before") and b"after" not in node.output
     assert result.exit_status == 3
     record = result_record(node)

@@ -312,6 +312,7 @@ class Session:
         """How :meth:`terminate` went; None while it has not been called or is running."""
         self._ended_remotely = False  # channel_closed arrived (not a local abort)
         self._aborting = False
+        self._unresumed = False  # a lost socket ended the channel without the agent's word
         self._sent_acks = _SentAcks(self.options.reack_limit)
         # After a reconnect: a duplicate at or above this sequence brings back acks.
         self._reack_from: int | None = None
@@ -341,6 +342,10 @@ class Session:
         if self._closed_event is None:
             # The caller gave up before the channel closed: never leave it running (§11, §13).
             await asyncio.shield(self.terminate("client gave up"))
+        elif self._unresumed and self._termination is None:
+            # The socket was lost and could not be resumed: the channel closed here only,
+            # and the command may still run on the agent.
+            await asyncio.shield(self.terminate("the data channel could not be resumed"))
         await self._shutdown()
 
     async def start(self) -> None:
@@ -699,6 +704,7 @@ class Session:
                 await self._reconnect()
         except SessionError as exc:
             self._failure = self._failure or exc
+            self._unresumed = not self._terminated
             self._abort(str(exc))
         finally:
             self._done.set()
