@@ -348,13 +348,19 @@ class ContainerNamespace:
     def run(self, fn: Callable[[], T]) -> T:
         """``fn()`` on a spawn thread inside the container; blocks, and starts the container
         on first use (so never call it from a spawn thread)."""
-        fds = self._acquire()
+        try:
+            fds = self._acquire()
+        except OSError as exc:
+            raise CannotStart(f"cannot start the container's namespaces: {exc}") from exc
         taken: list[bool] = []
 
         def inside() -> T:
             taken.append(True)
             try:
                 self.owner.enter(fds)
+            except OSError as exc:
+                self.owner.leave()
+                raise CannotStart(f"cannot enter the container's namespaces: {exc}") from exc
             finally:
                 for fd in fds.values():
                     os.close(fd)
