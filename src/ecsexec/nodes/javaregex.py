@@ -17,6 +17,11 @@ whose every construct is explicit:
 
 The result is compiled with ``re.ASCII`` (only back-references under ``(?i)`` use it)
 and must be used with ``fullmatch`` (Java's ``String.matches``).
+
+The parser also builds a syntax tree, so that user patterns are evaluated within bounds:
+:func:`compile_bounded` gives a :class:`BoundedRegex` that uses ``re`` only where a
+static bound proves the match cheap, and otherwise a matcher that cannot backtrack
+catastrophically (see "Bounded matching" below); :func:`compile_java` gives plain ``re``.
 """
 
 from __future__ import annotations
