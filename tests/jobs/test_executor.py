@@ -106,7 +106,9 @@ def started(events: list[JobEvent]) -> list[tuple[str, str | None]]:
 
 
 def test_options_context_and_a_quoting_attack(sandbox: Sandbox, tmp_path: Path) -> None:
-    canary = Path("/tmp") / f"ecsexec-canary-{uuid.uuid4().hex}"
+    # Not under /tmp: sandbox containers have a private /tmp, and an injected `touch`
+    # there would go unseen. This directory is the host's, shared with every container.
+    canary = Path(__file__).parent / f".ecsexec-canary-{uuid.uuid4().hex}"
     attack = f"'; touch {canary}; echo '$(touch {canary})`touch {canary}`"
     result, _ = run_job(
         sandbox,
