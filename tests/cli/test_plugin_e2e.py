@@ -213,3 +213,46 @@ def test_third_interrupt_without_a_tty_terminates_the_session(sandbox: Sandbox) 
     _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert sandbox.stats()["sessions"]["by_end_reason"]["terminated"] == before + 1
+
+
+def test_aws_ssm_start_session_on_an_ecs_target_uses_the_drop_in(sandbox: Sandbox) -> None:
+    """`aws ssm start-session --target ecs:...`: the sandbox's StartSession, then the
+    drop-in (the session JSON reaches it through AWS_SSM_START_SESSION_RESPONSE)."""
+    ecs = boto3_session(sandbox).client("ecs", endpoint_url=sandbox.endpoint_url)
+    task_arn = ecs.list_tasks(cluster="demo", serviceName="legacy")["taskArns"][0]
+    (task,) = ecs.describe_tasks(cluster="demo", tasks=[task_arn])["tasks"]
+    container = task["containers"][0]
+    target = f"ecs:demo_{task_arn.rsplit('/', 1)[1]}_{container['runtimeId']}"
+    env = client_env(sandbox)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+
+    def start(*extra: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            ["aws", "ssm", "start-session", "--target", target, *extra],
+            capture_output=True,
+            env=env,
+            timeout=120,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+
+    command = start(
+        "--document-name",
+        "AWS-StartInteractiveCommand",
+        "--parameters",
+        '{"command": ["sh -c \'echo from-ssm; exit 0\'"]}',
+    )
+    assert command.returncode == 0, command.stderr
+    assert b"from-ssm\r\n" in command.stdout
+    assert b"Starting session with SessionId:" in command.stdout
+    shell = start()  # no document: a shell, which stdin's end of file ends
+    assert shell.returncode == 0, shell.stderr
+    bad = subprocess.run(
+        ["aws", "ssm", "start-session", "--target", "ecs:demo_0_0"],
+        capture_output=True,
+        env=env,
+        timeout=120,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert bad.returncode != 0 and b"TargetNotConnected" in bad.stderr

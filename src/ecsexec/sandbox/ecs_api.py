@@ -547,6 +547,23 @@ class EcsApi:
             if found is None:
                 raise invalid(f"The container {name} was not found in task {task.id}.")
             container = found
+        grant = self.open_session(task, container, p["command"])
+        return {
+            "clusterArn": cluster.arn,
+            "containerArn": container.arn,
+            "containerName": container.name,
+            "interactive": True,
+            "taskArn": task.arn,
+            "session": {
+                "sessionId": grant.session_id,
+                "streamUrl": grant.stream_url,
+                "tokenValue": grant.token_value,
+            },
+        }
+
+    def open_session(self, task: Task, container: Container, command: str) -> Any:
+        """Steps 8-10: start ``command`` in ``container`` (ExecuteCommand and SSM
+        StartSession share them); returns the hub's grant."""
         # 8. Task running, exec enabled, agent running.
         if (
             task.last_status != "RUNNING"
@@ -578,7 +595,7 @@ class EcsApi:
             )
         else:
             try:
-                grant = hub.start_session(target, p["command"])
+                grant = hub.start_session(target, command)
             except ApiError:
                 raise
             except OSError as exc:
@@ -588,18 +605,7 @@ class EcsApi:
                 ) from None
             except RuntimeError as exc:
                 raise ApiError("ServerException", str(exc), 500) from None
-        return {
-            "clusterArn": cluster.arn,
-            "containerArn": container.arn,
-            "containerName": container.name,
-            "interactive": True,
-            "taskArn": task.arn,
-            "session": {
-                "sessionId": grant.session_id,
-                "streamUrl": grant.stream_url,
-                "tokenValue": grant.token_value,
-            },
-        }
+        return grant
 
     def scratch_dir(self, c: Container) -> Path:
         t = c.task

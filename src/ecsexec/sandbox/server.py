@@ -239,7 +239,7 @@ class SandboxServer:
         self.ecs = EcsApi(rt)
         self.apis: dict[str, dict[str, Handler]] = {
             "ecs": self.ecs.handlers,
-            "ssm": SsmApi(rt).handlers,
+            "ssm": SsmApi(rt, self.ecs).handlers,
             "kms": (kms := KmsApi(rt)).handlers,
             "sts": sts.StsApi(rt).handlers,
         }
