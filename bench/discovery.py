@@ -4,7 +4,7 @@ Usage: .venv/bin/python bench/discovery.py [--tasks N] [--clusters C] [--contain
                                            [--throttle default|off]
 
 The sandbox runs as a child process with a generated topology. The lower bound is
-ecs-nodes.md §4: ListClusters ⌈clusters/100⌉; ListTasks and DescribeTasks ⌈n/100⌉ per
+docs/ecs-nodes.md §4: ListClusters ⌈clusters/100⌉; ListTasks and DescribeTasks ⌈n/100⌉ per
 cluster; one DescribeTaskDefinition per distinct task definition; DescribeServices
 ⌈services/10⌉ per cluster when tasks carry no tags of their own.
 """

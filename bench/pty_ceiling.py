@@ -4,7 +4,7 @@ Usage: .venv/bin/python bench/pty_ceiling.py [--megabytes N]
 
 Runs each producer of bench/streaming.py under a fresh PTY (default termios, so ONLCR
 turns each newline into CRLF, as on the agent) and reads the master in 1024-byte reads,
-one per frame as the agent does (sandbox.md §7). No sandbox, no websocket: this is the
+one per frame as the agent does (docs/sandbox.md §7). No sandbox, no websocket: this is the
 ceiling the streaming benchmark can reach on this machine with that producer.
 """
 

@@ -143,7 +143,7 @@ class ProtocolError(EcsexecError):
 
 
 class FrameError(ProtocolError):
-    """A frame failed validation (ssm/README.md §3) and must be dropped without an ack."""
+    """A frame failed validation (docs/ssm-protocol.md §3) and must be dropped without an ack."""
 
 
 class SessionError(EcsexecError):

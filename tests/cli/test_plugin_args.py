@@ -1,4 +1,4 @@
-"""The session-manager-plugin argv contract (ssm/README.md §14), without a session."""
+"""The session-manager-plugin argv contract (docs/ssm-protocol.md §14), without a session."""
 
 from __future__ import annotations
 

@@ -92,7 +92,7 @@ def test_cat_with_piped_stdin_stays_until_the_remote_side_closes(sandbox: Sandbo
 
 
 def test_lossy_links_give_byte_exact_output() -> None:
-    # The agent drains for 2 s after exit (ssm/README.md §11); with it raised, recovery
+    # The agent drains for 2 s after exit (docs/ssm-protocol.md §11); with it raised, recovery
     # always finishes and the output must be exact.
     with Sandbox(initial_wait=0.05, faults="drop=0.05,seed=7", drain_timeout=60.0) as sb:
         session_json, target = start_session(sb, "seq 1 30000")

@@ -1,4 +1,4 @@
-"""ECS container -> node mapping (ecs-nodes.md §1-§2)."""
+"""ECS container -> node mapping (docs/ecs-nodes.md §1-§2)."""
 
 from __future__ import annotations
 

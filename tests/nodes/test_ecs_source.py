@@ -119,7 +119,7 @@ def test_thousand_tasks_use_exactly_the_lower_bound_of_calls() -> None:
     assert first["ListTasks"] == sum(per_cluster)
     assert first["DescribeTasks"] == sum(per_cluster)
     assert first["DescribeTaskDefinition"] == len(families)
-    # ecs-nodes.md §4: tasks without tags of their own need their services' tags, in
+    # docs/ecs-nodes.md §4: tasks without tags of their own need their services' tags, in
     # batches of 10 services per cluster.
     services = [len(c.get("services", [])) for c in topology["regions"]["us-east-1"]["clusters"]]
     assert first["DescribeServices"] == sum(math.ceil(n / 10) for n in services)

@@ -1,4 +1,7 @@
-"""Tests for the node filter language (node-filter.md): every §10 conformance row, then the rest."""
+"""Tests for the node filter language: every §10 conformance row, then the rest.
+
+§N refers to docs/node-filter.md.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for the resource document formats (ecs-nodes.md §5): reading, writing, round trips."""
+"""Tests for the resource document formats (docs/ecs-nodes.md §5): reading, writing, round trips."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from ecsexec.nodes.node import Node, is_blank
 
 FAST = settings(max_examples=120, deadline=None)
 
-# ecs-nodes.md §5, verbatim (two long lines are split at a comma).
+# docs/ecs-nodes.md §5, verbatim (two long lines are split at a comma).
 SPEC_JSON = """{"nginx-3b4196bd-4a50-46a2-a8fb-024cd43a42e1": {
   "nodename": "nginx-3b4196bd-4a50-46a2-a8fb-024cd43a42e1", "hostname": "10.0.1.23",
   "username": "root",

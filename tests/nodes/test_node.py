@@ -1,4 +1,4 @@
-"""Tests for the node model (ecs-nodes.md §5, node-filter.md §5 tag sets)."""
+"""Tests for the node model (docs/ecs-nodes.md §5, docs/node-filter.md §5 tag sets)."""
 
 from __future__ import annotations
 

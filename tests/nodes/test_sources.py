@@ -1,4 +1,7 @@
-"""The node-source registry: a third ``[[sources]] type`` is one registration (ecs-nodes.md §3)."""
+"""The node-source registry: a third ``[[sources]] type`` is one registration.
+
+See docs/ecs-nodes.md §3.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The simulated agent: pure state machine (sandbox.md §7) and its asyncio driver (§7.1, §8)."""
+"""The simulated agent: pure state machine (§7) and its asyncio driver (§7.1, §8).
+
+§N refers to docs/sandbox.md.
+"""
 
 from __future__ import annotations
 
@@ -160,7 +163,7 @@ def test_rto_is_capped_and_falls_under_steady_traffic() -> None:
         channel.send_stream(1, b"x", now=now)
         now += 0.002
         channel.receive(ack_for(wire.take()[0]), now=now)
-    assert 0.010 <= channel.rto <= 0.020  # ssm README §17: 10–20 ms under steady traffic
+    assert 0.010 <= channel.rto <= 0.020  # docs/ssm-protocol.md §17: 10–20 ms under steady traffic
 
 
 def test_pause_stops_sends_and_resends_until_an_ack() -> None:

@@ -1,4 +1,4 @@
-"""The sandbox ECS API against real boto3 over HTTP (sandbox.md §4, §4.2).
+"""The sandbox ECS API against real boto3 over HTTP (docs/sandbox.md §4, §4.2).
 
 The shared ``sandbox`` fixture runs the default topology; ``lab`` is a small module-scoped
 sandbox with access rules, a disconnected agent and a cluster that tests may change.

@@ -1,4 +1,4 @@
-"""Fault SPEC grammar and deterministic per-frame draws (sandbox.md §12)."""
+"""Fault SPEC grammar and deterministic per-frame draws (docs/sandbox.md §12)."""
 
 from __future__ import annotations
 

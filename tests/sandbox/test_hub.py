@@ -1,4 +1,7 @@
-"""The MGS relay over real websockets: open, tokens, relay, faults, ending (sandbox.md §6, §12)."""
+"""The MGS relay over real websockets: open, tokens, relay, faults, ending.
+
+See docs/sandbox.md §6, §12.
+"""
 
 from __future__ import annotations
 
@@ -1031,7 +1034,7 @@ def test_disconnect_client_control() -> None:
 
 @pytest.mark.fidelity
 def test_fidelity_real_initial_wait_single_frame_like_the_trace() -> None:
-    # ssm README §17 interactivecommands trace: one frame `hello\r\nerr\r\na\r\nb`,
+    # docs/ssm-protocol.md §17 interactivecommands trace: one frame `hello\r\nerr\r\na\r\nb`,
     # seq 0 flags 1 type 1, about 1 s after the agent attached; no exit code payload.
     settings = AgentSettings(close_grace=0.2)
 
@@ -1056,7 +1059,7 @@ def test_fidelity_real_initial_wait_single_frame_like_the_trace() -> None:
 
 
 def test_session_id_suffix_is_26_lowercase_alphanumerics() -> None:
-    # sandbox.md §4.2: "ecs-execute-command-" + 26 [a-z0-9].
+    # docs/sandbox.md §4.2: "ecs-execute-command-" + 26 [a-z0-9].
     seen = {hub_mod._random_sid_suffix() for _ in range(200)}
     assert len(seen) == 200
     assert all(re.fullmatch(r"[a-z0-9]{26}", s) for s in seen)

@@ -1,5 +1,5 @@
 """The relay's unauthenticated phase is bounded: the open frame's size and how long a socket
-may stay without one (sandbox.md §6)."""
+may stay without one (docs/sandbox.md §6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sandbox containers are isolated like containers (issue 14; sandbox.md §8.4).
+"""Sandbox containers are isolated like containers (issue 14; docs/sandbox.md §8.4).
 
 Each container runs in its own PID, UTS and mount namespaces: ``ps`` sees only its own
 processes, ``hostname`` is the task's, ``/tmp`` is private, and each ``orders`` container

@@ -1,4 +1,4 @@
-"""Real processes under a real PTY, as container-mode ECS Exec runs them (sandbox.md §8)."""
+"""Real processes under a real PTY, as container-mode ECS Exec runs them (docs/sandbox.md §8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""google/shlex splitting as the ECS agent does it (sandbox.md §8.1, ssm README §13)."""
+"""google/shlex splitting as the ECS agent does it.
+
+See docs/sandbox.md §8.1, docs/ssm-protocol.md §13.
+"""
 
 from __future__ import annotations
 
@@ -91,7 +94,7 @@ def test_never_crashes_and_errors_only_as_shlex_error(command: str) -> None:
 
 
 def test_client_marker_script_round_trips() -> None:
-    # ssm README §12: the client sends shlex.join(["/bin/sh", "-c", script]).
+    # docs/ssm-protocol.md §12: the client sends shlex.join(["/bin/sh", "-c", script]).
     script = "\n".join(
         [
             "stty -echo 2>/dev/null",

@@ -1,4 +1,4 @@
-"""Sandbox counters (sandbox.md §12): gauges survive a reset, so nothing goes negative."""
+"""Sandbox counters (docs/sandbox.md §12): gauges survive a reset, so nothing goes negative."""
 
 from __future__ import annotations
 

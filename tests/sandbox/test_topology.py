@@ -1,4 +1,4 @@
-"""Topology loading, the default topology, and the generator (sandbox.md §10)."""
+"""Topology loading, the default topology, and the generator (docs/sandbox.md §10)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""Reconnect (ssm/README.md §10) end to end: a lossy relay drops sockets, output stays exact.
+"""Reconnect (docs/ssm-protocol.md §10) end to end: a lossy relay drops sockets, output stays exact.
 
 The sandbox's ``disconnect`` fault aborts the client's socket on a seeded ~2% of relayed
-frames (sandbox.md §12), so a 110-frame ``seq 1 20000`` loses its socket about four
+frames (docs/sandbox.md §12), so a 110-frame ``seq 1 20000`` loses its socket about four
 times, mostly while the agent's whole output is in flight, and the agent gives up 2 s
 after the command exits (§7 End, as real). Each session must resume and still deliver
 every byte: that takes resuming at once and writing again the acks that died with each

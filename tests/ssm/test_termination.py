@@ -1,4 +1,4 @@
-"""Honest termination outcomes end to end (ssm/README.md §11): "terminated" only when
+"""Honest termination outcomes end to end (docs/ssm-protocol.md §11): "terminated" only when
 ssm:TerminateSession succeeded, else the AWS error code and "may still be running"."""
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ class SourceOverrides:
 class Selection:
     """The nodes a filter selected, in rank order, with the warnings a user should see.
 
-    The filter's ``warnings`` never change the result (node-filter rules §8): a key no
+    The filter's ``warnings`` never change the result (docs/node-filter.md §8): a key no
     node has, a blank clause. ``discovery_warnings`` tell of discovery trouble that did not
     stop it (a cache used because a refresh failed, a cluster that could not be read).
     ``inventory`` is every node discovered, which job references select from with their
@@ -201,7 +201,7 @@ class Discovery:
         """Every node the sources give, and the warnings met on the way.
 
         Sources merge in order; a later node with the same name replaces the earlier one
-        whole (ecs-nodes rules §1), as :class:`Inventory` does within one call.
+        whole (docs/ecs-nodes.md §1), as :class:`Inventory` does within one call.
         """
         task_definitions = TaskDefinitionCache()
         merged: dict[str, Node] = {}

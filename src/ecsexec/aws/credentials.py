@@ -1,6 +1,6 @@
 """Resolve AWS credentials through botocore's own providers; one boto3 session per region.
 
-``credential_provider`` (ecs-nodes.md §3, issue 6) picks exactly one source:
+``credential_provider`` (docs/ecs-nodes.md §3, issue 6) picks exactly one source:
 
 - ``default``: botocore's standard chain (environment, profiles, SSO, container, IMDS);
 - ``instance``: botocore's ``InstanceMetadataProvider`` alone, IMDSv2 only (v1 disabled);

@@ -77,7 +77,7 @@ def last_segment(arn: str) -> str:
 
 
 def ssm_target(cluster_arn: str, task_arn: str, runtime_id: str) -> str:
-    """ssm/README.md §13: ``ecs:<clusterName>_<taskId>_<containerRuntimeId>``."""
+    """docs/ssm-protocol.md §13: ``ecs:<clusterName>_<taskId>_<containerRuntimeId>``."""
     return f"ecs:{last_segment(cluster_arn)}_{last_segment(task_arn)}_{runtime_id}"
 
 
@@ -94,7 +94,7 @@ class EcsApi:
         exec_config: Config | None = None,
     ) -> None:
         use_fast_timestamps(session)
-        # ecs-nodes.md §4: adaptive retries for discovery (backoff with a client-side rate).
+        # docs/ecs-nodes.md §4: adaptive retries for discovery (backoff with a client-side rate).
         self.client = fail_fast(
             session.client(
                 "ecs",
@@ -107,7 +107,7 @@ class EcsApi:
                 ),
             )
         )
-        # ExecuteCommand starts the command on the agent at once (ssm/README.md §1), so
+        # ExecuteCommand starts the command on the agent at once (docs/ssm-protocol.md §1), so
         # botocore must never retry it on its own: only the dispatcher retries, and only
         # when the call certainly started nothing (throttling).
         self.exec_client = session.client(
@@ -232,7 +232,7 @@ class EcsApi:
         """Start ``command`` in the container and return the session to attach to at once.
 
         ``runtime_id`` (from discovery) saves the DescribeTasks call that the target
-        needs (ssm/README.md §13); without it we make that call.
+        needs (docs/ssm-protocol.md §13); without it we make that call.
         """
         try:
             response = self.exec_client.execute_command(

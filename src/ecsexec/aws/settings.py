@@ -1,5 +1,5 @@
 """Where and as whom to call AWS: :class:`AwsSettings`, the value ``[aws]`` and each
-``[[sources]]`` entry of ``ecsexec.toml`` resolve to (ecs-nodes.md §3).
+``[[sources]]`` entry of ``ecsexec.toml`` resolve to (docs/ecs-nodes.md §3).
 
 It lives in the aws layer because the credential resolver (:mod:`ecsexec.aws.credentials`)
 consumes it; :mod:`ecsexec.config` parses and validates the file into it.

@@ -2,7 +2,7 @@
 
 They implement :class:`ecsexec.ssm.session.SessionControl` and ``DataKeyProvider`` with
 the caller's own boto3 session, so KMS uses the same credentials as everything else
-(ssm/README.md §8.2, §16).
+(docs/ssm-protocol.md §8.2, §16).
 """
 
 from __future__ import annotations

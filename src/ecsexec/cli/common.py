@@ -127,7 +127,7 @@ async def select_nodes(
 
 def show_selection_warnings(selection: Selection) -> None:
     warnings = list(selection.discovery_warnings)
-    # node-filter rules §8: warnings go to stderr and never change the result.
+    # docs/node-filter.md §8: warnings go to stderr and never change the result.
     if os.environ.get(FILTER_WARNINGS_ENV, "on") != "off":
         warnings += selection.warnings
     show_warnings(warnings)

@@ -1,6 +1,6 @@
 """A drop-in ``session-manager-plugin``: the AWS CLI's plugin contract on ecsexec's own client.
 
-ssm/README.md §14 is the contract: argv layout, the installation check, the banner lines
+docs/ssm-protocol.md §14 is the contract: argv layout, the installation check, the banner lines
 other tools match, terminal handling, and exit status. It differs from AWS's Go plugin
 where §15 says to: stdin EOF never ends the session, truncation is never a silent exit 0,
 and KMS uses the caller's own credentials.

@@ -1,4 +1,7 @@
-"""``ecsexec sandbox ...``: start, stop and inspect the local ECS region (sandbox.md §1, §9.4)."""
+"""``ecsexec sandbox ...``: start, stop and inspect the local ECS region.
+
+See docs/sandbox.md §1, §9.4.
+"""
 
 from __future__ import annotations
 
@@ -332,9 +335,9 @@ async def _foreground(config: Any) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.request_stop)
     info = server.info()
-    # sandbox.md §1: one ready line, printed only once every listener is bound.
+    # docs/sandbox.md §1: one ready line, printed only once every listener is bound.
     print(_ready_line(info), flush=True)
-    # sandbox.md §15: the sandbox states its session capacity at start-up.
+    # docs/sandbox.md §15: the sandbox states its session capacity at start-up.
     print(
         f"capacity sessions={info['capacity']['sessions']} "
         f"(limited by {info['capacity']['limited_by']})",

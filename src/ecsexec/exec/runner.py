@@ -109,7 +109,7 @@ class ExecBackend(Protocol):
     """Where exec sessions come from: :class:`Connector` on AWS, a scripted fake in tests.
 
     :meth:`start` is ExecuteCommand: the command runs from then on, whether or not anyone
-    attaches (ssm/README.md §1). :meth:`session` attaches to what it started;
+    attaches (docs/ssm-protocol.md §1). :meth:`session` attaches to what it started;
     :meth:`terminate` ends a session nobody will attach to.
     """
 
@@ -176,7 +176,7 @@ async def start_exec_session(
 ) -> ExecSession:
     """Call ExecuteCommand; if we are cancelled meanwhile, terminate what it started.
 
-    ExecuteCommand starts the command at once (ssm/README.md §1); a session we never
+    ExecuteCommand starts the command at once (docs/ssm-protocol.md §1); a session we never
     attach to would run until the idle timeout, so it must not be abandoned.
     """
     call = asyncio.ensure_future(backend.start(target, wrapped))

@@ -1,7 +1,7 @@
 """Wrap a user command so its exit code comes back through nonce markers; clean the output.
 
 ECS Exec runs commands without a shell, under a PTY, and never reports an exit code
-(ssm/README.md §12, §13). We therefore send ``/bin/sh -c <script>`` where the script
+(docs/ssm-protocol.md §12, §13). We therefore send ``/bin/sh -c <script>`` where the script
 prints a begin marker, runs the user's command in its own shell, and prints an end
 marker carrying ``$?``. :class:`OutputCleaner` turns the PTY stream back into the user's
 output: noise before the begin marker and the markers themselves are dropped, and the

@@ -2,7 +2,7 @@
 
 A source type that caches (ECS does, resource files do not) names its entry with
 :func:`config_cache_key`; :class:`ecsexec.nodes.inventory.Inventory` decides when an
-entry is fresh enough (ecs-nodes.md §4).
+entry is fresh enough (docs/ecs-nodes.md §4).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Map one ECS container (from DescribeTasks) to a node name, attributes and standard fields.
 
-Pure: takes the API's dicts, returns strings. Spec: ecs-nodes.md §1-§2.
+Pure: takes the API's dicts, returns strings. Spec: docs/ecs-nodes.md §1-§2.
 
 Every attribute name a node carries is a constant here (``CLUSTER_ARN`` is
 ``"ECS:Cluster-ARN"``, ...); code that reads node attributes uses these, never the literals.
@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from ecsexec.nodes.node import Node
 
-# -- attribute names (ecs-nodes.md §2), in the spec's order -----------------------------------
+# -- attribute names (docs/ecs-nodes.md §2), in the spec's order -----------------------------------
 
 CLUSTER_ARN: Final = "ECS:Cluster-ARN"
 CONTAINER_ARN: Final = "ECS:Container-ARN"
@@ -92,11 +92,11 @@ def tags_of(attributes: Mapping[str, str]) -> dict[str, str]:
 
 AWS_TAG_PREFIX: Final = "aws:"
 RUNDECK_TAGS_KEY: Final = "Rundeck-Tags"
-PROVIDER: Final = "ecsexec"  # node-executor / file-copier placeholder ids (ecs-nodes.md §2)
+PROVIDER: Final = "ecsexec"  # node-executor / file-copier placeholder ids (docs/ecs-nodes.md §2)
 
 
 def node_name(container: Mapping[str, Any]) -> str:
-    """ecs-nodes.md §1: ``<container.name>-<last '/' segment of containerArn>``."""
+    """docs/ecs-nodes.md §1: ``<container.name>-<last '/' segment of containerArn>``."""
     return (
         f"{container.get('name', '')}-{str(container.get('containerArn', '')).rsplit('/', 1)[-1]}"
     )
@@ -111,7 +111,7 @@ def _tags_to_dict(tags: Any) -> dict[str, str]:
 
 
 def effective_tags(task: Mapping[str, Any], service_tags: Mapping[str, str]) -> dict[str, str]:
-    """ecs-nodes.md §2: the task's tags; if none outside ``aws:``, add the service's."""
+    """docs/ecs-nodes.md §2: the task's tags; if none outside ``aws:``, add the service's."""
     own = _tags_to_dict(task.get("tags"))
     if any(not key.startswith(AWS_TAG_PREFIX) for key in own):
         return own
@@ -159,7 +159,7 @@ def container_node(
     service_tags: Mapping[str, str] | None = None,
     assume_role_arn: str = "",
 ) -> Node:
-    """Build one node per ecs-nodes.md §1-§2."""
+    """Build one node per docs/ecs-nodes.md §1-§2."""
     task_arn = str(task.get("taskArn", ""))
     cluster_arn = str(task.get("clusterArn", ""))
     td_arn = str(task.get("taskDefinitionArn", ""))
@@ -178,7 +178,7 @@ def container_node(
         CONTAINER_IMAGE: str(container.get("image", "")),
         CONTAINER_NAME: str(container.get("name", "")),
         CONTAINER_TAGS: "[]",
-        # ecs-nodes.md §2: container.cpu unless absent or 0, else task.cpu.
+        # docs/ecs-nodes.md §2: container.cpu unless absent or 0, else task.cpu.
         CPU: str(cpu) if cpu not in (None, "", 0, "0") else str(task.get("cpu", "") or ""),
         MEMORY_RESERVATION: str(container.get("memoryReservation", "") or ""),
         REGION: region,

@@ -1,4 +1,4 @@
-"""Discover ECS containers as nodes with the fewest API calls (ecs-nodes.md §1-§4).
+"""Discover ECS containers as nodes with the fewest API calls (docs/ecs-nodes.md §1-§4).
 
 Per source (one region): clusters (configured, or ListClusters), then per cluster
 ListTasks and batched DescribeTasks, one DescribeTaskDefinition per distinct ARN ever,
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_PARALLEL_CLUSTERS: Final = 4  # ecs-nodes.md §4: listing ~20 clusters at once throttles
+MAX_PARALLEL_CLUSTERS: Final = 4  # docs/ecs-nodes.md §4: listing ~20 clusters at once throttles
 SOURCE_KEYS: Final = (
     "clusters",
     "filter_behavior",
@@ -51,7 +51,7 @@ DEFAULT_REFRESH_INTERVAL: Final = 30.0
 
 @dataclass(frozen=True)
 class EcsSourceConfig:
-    """One ECS node source (ecs-nodes.md §3); credentials are resolved elsewhere."""
+    """One ECS node source (docs/ecs-nodes.md §3); credentials are resolved elsewhere."""
 
     region: str
     clusters: tuple[str, ...] = ()
@@ -125,7 +125,7 @@ class TaskDefinitionCache:
 
 
 def _passes(config: EcsSourceConfig, node: Node, tags: dict[str, str]) -> bool:
-    """ecs-nodes.md §3 Filters: include keeps iff all tests pass; exclude drops iff any."""
+    """docs/ecs-nodes.md §3 Filters: include keeps iff all tests pass; exclude drops iff any."""
     tests: list[bool] = []
     attrs = node.attributes
     if config.service_names:
@@ -194,7 +194,7 @@ class EcsNodeSource:
 
         with ThreadPoolExecutor(max_workers=MAX_PARALLEL_CLUSTERS) as pool:
             list(pool.map(work, clusters))
-        # ecs-nodes.md §4: the refresh fails only if every cluster fails or a call is denied.
+        # docs/ecs-nodes.md §4: the refresh fails only if every cluster fails or a call is denied.
         for cluster, exc in errors.items():
             if exc.code == "AccessDeniedException" or len(errors) == len(clusters):
                 raise DiscoveryError(
@@ -260,7 +260,7 @@ class EcsNodeSource:
             )
             for container in task.get("containers", []):
                 if container.get("lastStatus") == "STOPPED":
-                    continue  # ecs-nodes.md §1: finished init/sidecar containers are unreachable
+                    continue  # finished init/sidecar containers: unreachable (docs/ecs-nodes.md §1)
                 node = container_node(
                     task,
                     container,
@@ -293,7 +293,7 @@ class EcsNodeSource:
     def _service_tags(
         self, cluster: str, tasks: list[dict[str, Any]], report: DiscoveryReport
     ) -> dict[str, dict[str, str]]:
-        """ecs-nodes.md §2: service tags only for service tasks without own tags."""
+        """docs/ecs-nodes.md §2: service tags only for service tasks without own tags."""
         needed = sorted(
             {
                 str(t.get("group", ""))[len("service:") :]
@@ -329,7 +329,7 @@ def open_ecs_source(config: EcsSourceConfig, context: SourceContext) -> EcsNodeS
 
 
 def parse_ecs_source(table: SourceTable) -> EcsSourceConfig:
-    """An ``[[sources]] type = "ecs"`` table (ecs-nodes.md §3); its region and role come
+    """An ``[[sources]] type = "ecs"`` table (docs/ecs-nodes.md §3); its region and role come
     from the source's effective AWS settings."""
     behavior = table.choice("filter_behavior", ("include", "exclude"), "include")
     tags = _parse_tags(table)

@@ -1,6 +1,6 @@
-"""Parse Rundeck node filters, select nodes with them and rank the result (node-filter.md).
+"""Parse Rundeck node filters, select nodes with them and rank the result (docs/node-filter.md).
 
-Pipeline (node-filter.md, introduction): tokens (§1) -> include and exclude maps (§2) ->
+Pipeline (docs/node-filter.md, introduction): tokens (§1) -> include and exclude maps (§2) ->
 per node, include match I and exclude match E (§3-§5) -> keep or drop (§6) -> order (§7).
 Selectors are Java regexes; :mod:`ecsexec.nodes.javaregex` translates them and bounds
 their evaluation: a selector that backtracks catastrophically (``name: (.*)*x``) is
@@ -46,7 +46,7 @@ __all__ = [
     "unmatched_key_warnings",
 ]
 
-#: node-filter.md §3: filter keys compared with node fields, and the attribute they read
+#: docs/node-filter.md §3: filter keys compared with node fields, and the attribute they read
 #: (None: ``name`` reads the node name, ``tags`` the tag set).
 FIELD_KEYS: Final[Mapping[str, str | None]] = {
     "name": None,
@@ -66,7 +66,7 @@ def java_split(text: str, sep: str) -> list[str]:
     """Java's ``String.split`` for a one-character literal separator.
 
     Splits at every ``sep`` and drops *trailing* empty strings; ``""`` gives ``[""]``
-    (node-filter.md, Definitions).
+    (docs/node-filter.md, Definitions).
     """
     return [piece for _, piece in _split_spans(text, sep)]
 
@@ -113,7 +113,7 @@ def tokenize(text: str) -> list[Token]:
 
 def _tokenize(text: str) -> tuple[list[Token], list[int]]:
     """Tokens, and the positions of quotes left open at the end of the input."""
-    # node-filter.md §1: a port of QuotedStringTokenizer.readNextToken/readQuotedToken,
+    # docs/node-filter.md §1: a port of QuotedStringTokenizer.readNextToken/readQuotedToken,
     # quirks included: one leading delimiter is skipped, then a run is consumed up to
     # (not including) the last character, so input of 2+ delimiters yields one empty token.
     n = len(text)
@@ -149,7 +149,7 @@ def _tokenize(text: str) -> tuple[list[Token], list[int]]:
             if quoting:
                 if char == quote:
                     if pos + 1 < n and text[pos + 1] == quote:
-                        # node-filter.md §1: the opening quote doubled is one literal quote.
+                        # docs/node-filter.md §1: the opening quote doubled is one literal quote.
                         chars.append(quote)
                         positions.append(pos)
                         pos += 2
@@ -163,7 +163,7 @@ def _tokenize(text: str) -> tuple[list[Token], list[int]]:
                     ended = True
                     break
                 if quote and char == quote:
-                    # node-filter.md §1: the closing quote ends quoting, not the token;
+                    # docs/node-filter.md §1: the closing quote ends quoting, not the token;
                     # the same quote kind re-opens it (the other kind is literal).
                     quoting = True
                     open_at = pos
@@ -173,7 +173,7 @@ def _tokenize(text: str) -> tuple[list[Token], list[int]]:
             positions.append(pos)
             pos += 1
         if not ended and quoting:
-            unclosed.append(open_at)  # node-filter.md §1: runs to the end, no error
+            unclosed.append(open_at)  # docs/node-filter.md §1: runs to the end, no error
         tokens.append(Token("".join(chars), start, tuple(positions), bool(quote)))
     return tokens, unclosed
 
@@ -183,7 +183,7 @@ def _tokenize(text: str) -> tuple[list[Token], list[int]]:
 
 @dataclass(frozen=True)
 class FilterWarning:
-    """A warning about a filter (node-filter.md §8); it never changes the result."""
+    """A warning about a filter (docs/node-filter.md §8); it never changes the result."""
 
     message: str
     column: int  # 1-based, in code points of the filter text
@@ -208,7 +208,7 @@ class _ClauseSource:
 
 @dataclass(frozen=True)
 class NodeFilter:
-    """A parsed filter: the include and exclude maps of node-filter.md §2, in key order.
+    """A parsed filter: the include and exclude maps of docs/node-filter.md §2, in key order.
 
     Equality compares the maps only. ``str()`` gives a canonical filter text that parses
     back to an equal filter; ``text`` keeps the original.
@@ -253,7 +253,7 @@ class NodeFilter:
         """
         include_blank, exclude_blank = self.include_blank, self.exclude_blank
         included = not include_blank and _side_matches(self, False, node)
-        # node-filter.md §6 table; a blank include side never includes anything.
+        # docs/node-filter.md §6 table; a blank include side never includes anything.
         if exclude_blank:
             return included
         excluded = _side_matches(self, True, node)
@@ -271,13 +271,13 @@ def _quote(word: str) -> str:
 
 
 def _side_blank(clauses: Sequence[tuple[str, str]]) -> bool:
-    # node-filter.md §3: a side is blank when all its field selectors are blank and it
+    # docs/node-filter.md §3: a side is blank when all its field selectors are blank and it
     # has no attribute clause (an attribute clause with a blank selector still counts).
     return all(key in FIELD_KEYS and is_blank(selector) for key, selector in clauses)
 
 
 def _side_matches(flt: NodeFilter, exclude: bool, node: Node) -> bool:
-    # node-filter.md §6: every clause of the side must match (AND over keys). §3: a
+    # docs/node-filter.md §6: every clause of the side must match (AND over keys). §3: a
     # blank field selector is ignored; an attribute clause is always evaluated.
     for key, selector in flt.exclude if exclude else flt.include:
         try:
@@ -388,7 +388,7 @@ def _column(flt: NodeFilter, exclude: bool, key: str, index: int) -> int:
     source = flt._sources.get((exclude, key))
     if source is None:
         return 0
-    # node-filter.md §8: the exact column when the selector is one unquoted token,
+    # docs/node-filter.md §8: the exact column when the selector is one unquoted token,
     # else the first character of the value token holding the fault.
     pieces = source.pieces
     start = 0
@@ -430,10 +430,10 @@ def _check_selectors(flt: NodeFilter) -> list[FilterWarning]:
     for exclude, clauses in ((False, flt.include), (True, flt.exclude)):
         for key, selector in clauses:
             if is_blank(selector):
-                continue  # node-filter.md §3, §4 step 2, §5 step 1: never tried as a regex
+                continue  # docs/node-filter.md §3, §4 step 2, §5 step 1: never tried as a regex
             checks: list[tuple[int, str]]
             if key == "tags" and ("+" in selector or "," in selector):
-                # node-filter.md §5 step 2: every "+" term of every "," clause is tried.
+                # docs/node-filter.md §5 step 2: every "+" term of every "," clause is tried.
                 checks = [
                     (clause_at + term_at, term)
                     for clause_at, clause in _split_spans(selector, ",")
@@ -521,7 +521,7 @@ def regex_or_equals(selector: str, item: str) -> bool:
 
 
 def _regex_or_equals(selector: str, item: str) -> bool:
-    # node-filter.md §4: only the untrimmed selector's own slashes make it a /…/ regex.
+    # docs/node-filter.md §4: only the untrimmed selector's own slashes make it a /…/ regex.
     if len(selector) >= 2 and selector[0] == "/" and selector[-1] == "/":
         try:
             pattern = compile_bounded(java_trim(selector[1:-1]))
@@ -536,7 +536,7 @@ def _regex_or_equals(selector: str, item: str) -> bool:
         if exc.unsupported:
             problem = _selector_problem(selector)
             raise _raise_for(selector, exc, problem[0] if problem else 0) from None
-        return trimmed == item  # node-filter.md §4: an invalid regex is silently no match
+        return trimmed == item  # docs/node-filter.md §4: an invalid regex is silently no match
     return pattern.fullmatch(item) or trimmed == item
 
 
@@ -550,10 +550,10 @@ def match_value(selector: str, value: str | None) -> bool:
 
 def _match_value(selector: str, value: str | None) -> bool:
     if value is None or is_blank(value) or is_blank(selector):
-        return False  # node-filter.md §4 steps 1-2: even ".*" misses a blank value
+        return False  # docs/node-filter.md §4 steps 1-2: even ".*" misses a blank value
     if _regex_or_equals(selector, value):
         return True
-    # node-filter.md §4 step 4: comma items are compared exactly, untrimmed.
+    # docs/node-filter.md §4 step 4: comma items are compared exactly, untrimmed.
     return value in java_split(selector, ",")
 
 
@@ -569,7 +569,7 @@ def _match_tags(selector: str, tags: Set[str]) -> bool:
     if not tags or is_blank(selector):
         return False
     if "+" in selector or "," in selector:
-        # node-filter.md §5 step 2: "," is OR, "+" (binding tighter) is AND. A term is
+        # docs/node-filter.md §5 step 2: "," is OR, "+" (binding tighter) is AND. A term is
         # Java-trimmed for membership; regex_or_equals gets it raw, so " /x/" is no /…/.
         return any(
             all(
@@ -626,7 +626,7 @@ def _cmp_text(a: str, b: str) -> int:
 
 
 def _compare(a: Node, b: Node, attribute: str) -> int:
-    # node-filter.md §7: a port of Rundeck's INodeEntryComparator.
+    # docs/node-filter.md §7: a port of Rundeck's INodeEntryComparator.
     va, vb = a.get(attribute), b.get(attribute)
     if va is not None and vb is not None:
         # §7 step 1: numeric order only when both parse and differ ("01" vs "1": text).
@@ -649,7 +649,7 @@ def rank(
     """Nodes sorted by a rank attribute (§7); descending reverses the whole comparison."""
     if order not in ("ascending", "descending"):
         raise ValueError(f"order must be 'ascending' or 'descending', not {order!r}")
-    # node-filter.md §7 step 4: descending reverses the whole comparison, name ties too.
+    # docs/node-filter.md §7 step 4: descending reverses the whole comparison, name ties too.
     sign = 1 if order == "ascending" else -1
 
     def compare(a: Node, b: Node) -> int:

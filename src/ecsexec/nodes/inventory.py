@@ -1,4 +1,4 @@
-"""The node inventory: merge node sources, with a per-source cache (ecs-nodes.md §1, §4).
+"""The node inventory: merge node sources, with a per-source cache (docs/ecs-nodes.md §1, §4).
 
 Sources merge in order; a later node with the same name replaces the earlier one whole.
 Each source is discovered through its registered type (:mod:`ecsexec.nodes.sources`).

@@ -1,6 +1,6 @@
 """Translate Java ``java.util.regex`` patterns into equivalent Python ``re`` patterns.
 
-node-filter.md §4.1: Rundeck matches selectors with Java regexes, so ecsexec must accept
+docs/node-filter.md §4.1: Rundeck matches selectors with Java regexes, so ecsexec must accept
 exactly the patterns Java accepts and match them the same way. This module ports the
 parser of OpenJDK 17's ``java.util.regex.Pattern`` (``RemoveQEQuoting``, ``expr``,
 ``sequence``, ``atom``, ``escape``, ``clazz``, ``range``, ``group0``, ``closure`` ...)
@@ -104,7 +104,7 @@ def _chars(text: str) -> Ranges:
     return _norm((ord(c), ord(c)) for c in text)
 
 
-# node-filter.md §4.1: Java's \d \s \w are ASCII-only (no (?U)).
+# docs/node-filter.md §4.1: Java's \d \s \w are ASCII-only (no (?U)).
 _DIGIT: Final = ((0x30, 0x39),)
 _SPACE: Final = _chars(" \t\n\x0b\f\r")  # Java ASCII.SPACE, same as \s
 _WORD: Final = _norm(((0x30, 0x39), (0x41, 0x5A), (0x5F, 0x5F), (0x61, 0x7A)))
@@ -259,7 +259,7 @@ def _set_frag(ranges: Ranges) -> _Frag:
     return _Frag(_class_text(ranges), 1, 1, _Set(ranges))
 
 
-# Anchors (node-filter.md §4.1 table), written as zero-width Python assertions.
+# Anchors (docs/node-filter.md §4.1 table), written as zero-width Python assertions.
 _NL_ETC = "\\n\\x85\\u2028\\u2029"
 _BEGIN: Final = _Frag("\\A", 0, 0, _Assert("begin"))
 _CARET: Final = _Frag(f"(?!\\Z)(?:\\A|(?<=[{_NL_ETC}])|(?<=\\r)(?!\\n))", 0, 0, _Assert("caret"))
@@ -494,7 +494,7 @@ class _Translator:
                 self.next()
                 node = self.dollar(multiline="m" in self.flags)
             elif ch == _DOT:
-                # node-filter.md §4.1: "." excludes \n \r U+0085 U+2028 U+2029; (?s) takes
+                # docs/node-filter.md §4.1: "." excludes \n \r U+0085 U+2028 U+2029; (?s) takes
                 # anything, (?d) excludes only \n.
                 self.next()
                 if "s" in self.flags:
@@ -529,7 +529,7 @@ class _Translator:
         return _DOLLAR_M if multiline else _DOLLAR
 
     def literal(self, chars: list[int]) -> _Frag:
-        # node-filter.md §4.1: (?i) folds ASCII letters only (no (?u) in Java's default).
+        # docs/node-filter.md §4.1: (?i) folds ASCII letters only (no (?u) in Java's default).
         sets = [_fold_ascii(((c, c),)) if self.ci else ((c, c),) for c in chars]
         if self.ci:
             text = "".join(_class_text(ranges) for ranges in sets)
@@ -784,7 +784,7 @@ class _Translator:
         """Port of ``Pattern.clazz``, cursor on ``[`` (or before ``def`` in ``abc&&def``).
 
         Nested classes and ``&&`` are parsed for Java's syntax errors but deferred as
-        unsupported (node-filter.md §4.1 table).
+        unsupported (docs/node-filter.md §4.1 table).
         """
         open_at = self.cur
         ranges: list[tuple[int, int]] = []

@@ -1,6 +1,6 @@
 """The node model: one Rundeck-style node (an ECS container), immutable and hashable.
 
-A node has a name, string attributes and a tag set (ecs-nodes.md §5). The standard
+A node has a name, string attributes and a tag set (docs/ecs-nodes.md §5). The standard
 properties (``hostname``, ``username``, ``description``, ``osFamily``, ``osName``,
 ``osArch``, ``osVersion``) are ordinary attributes stored under their document names,
 as in Rundeck's ``NodeEntryImpl``, so ``node.attributes["osFamily"]`` and
@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final, NoReturn
 
-#: Standard properties, in the order the document writers emit them (ecs-nodes.md §5).
+#: Standard properties, in the order the document writers emit them (docs/ecs-nodes.md §5).
 STANDARD_PROPERTIES: Final = (
     "hostname",
     "username",
@@ -30,7 +30,7 @@ RESERVED_KEYS: Final = frozenset({"nodename", "tags"})
 
 def is_delimiter(char: str) -> bool:
     """True for the characters Java's ``String.trim`` strips and the filter tokenizer splits on."""
-    # node-filter.md (Definitions): every character <= U+0020, and nothing else.
+    # docs/node-filter.md (Definitions): every character <= U+0020, and nothing else.
     return char <= " "
 
 
@@ -50,7 +50,10 @@ def is_blank(text: str | None) -> bool:
 
 
 def tag_set(items: Iterable[str]) -> frozenset[str]:
-    """The tag set of ``items``: each item Java-trimmed, blank items dropped (node-filter.md §5)."""
+    """The tag set of ``items``: each item Java-trimmed, blank items dropped.
+
+    See docs/node-filter.md §5.
+    """
     result = set()
     for item in items:
         if not isinstance(item, str):
@@ -95,7 +98,7 @@ class Node:
     """One node: a name, string attributes (standard properties included) and a tag set.
 
     ``attributes`` must not contain ``nodename`` or ``tags``: the name and the tag set
-    are fields of their own. Tags are normalised to the tag set of node-filter.md §5
+    are fields of their own. Tags are normalised to the tag set of docs/node-filter.md §5
     (items Java-trimmed, blanks dropped). The name must not be blank.
     """
 

@@ -8,7 +8,7 @@ A source type is one :func:`register_source_type` call:
 - ``open``, which binds a configuration to a :class:`SourceContext` (API factory, resource
   file loader, shared task-definition cache) and returns a :class:`NodeSource`;
 - the table keys ``parse`` reads, and whether the type takes per-source AWS settings
-  (``aws=True``: the ``[aws]`` keys are allowed in its table and resolved as ecs-nodes.md
+  (``aws=True``: the ``[aws]`` keys are allowed in its table and resolved as docs/ecs-nodes.md
   §3 says, into :attr:`SourceTable.aws`).
 
 The built-in types are ``ecs`` (:mod:`ecsexec.nodes.ecs_source`) and ``file``
@@ -176,7 +176,7 @@ def register_source_type(
 ) -> SourceType[C]:
     """Make ``[[sources]] type = "<name>"`` parse into ``config_type`` and discover through
     ``open``. ``keys`` are the table keys ``parse`` reads (``type`` and ``name`` are
-    always allowed); ``aws`` allows the ``[aws]`` keys too, resolved per ecs-nodes.md §3.
+    always allowed); ``aws`` allows the ``[aws]`` keys too, resolved per docs/ecs-nodes.md §3.
     """
     if name in _TYPES:
         raise ValueError(f"source type {name!r} is already registered")

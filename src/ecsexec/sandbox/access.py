@@ -1,4 +1,7 @@
-"""Topology ``access:`` rules: explicit denies by action, principal and resource (sandbox.md §2)."""
+"""Topology ``access:`` rules: explicit denies by action, principal and resource.
+
+See docs/sandbox.md §2.
+"""
 
 from __future__ import annotations
 

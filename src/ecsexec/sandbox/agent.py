@@ -1,4 +1,6 @@
-"""The simulated SSM agent: the agent side of one ECS Exec data channel (sandbox.md §7, §7.1, §8).
+"""The simulated SSM agent: the agent side of one ECS Exec data channel.
+
+See docs/sandbox.md §7, §7.1, §8.
 
 It does what amazon-ssm-agent's InteractiveCommands plugin does in container mode: it
 reports Connected, runs the KMS handshake only when the cluster has a key, splits the
@@ -90,7 +92,7 @@ HANDSHAKE_TIMEOUT_TEXT: Final = (
 )
 HANDSHAKE_FAILED_PREFIX: Final = "Encountered error while initiating handshake. "
 
-# §7 retransmission constants (identical in the agent and the Go plugin, ssm README §6).
+# §7 retransmission constants (identical in the agent and the Go plugin, docs/ssm-protocol.md §6).
 SRTT_INITIAL: Final = 0.1
 RTTVAR_INITIAL: Final = 0.0
 RTO_INITIAL: Final = 0.2
@@ -349,7 +351,7 @@ class AgentChannel:
             return []
         frame = parse_frame_lenient(data)
         if frame is None:
-            return []  # ssm README §3: dropped without an ack; the sender resends
+            return []  # docs/ssm-protocol.md §3: dropped without an ack; the sender resends
         mtype = frame.message_type
         if mtype == PAUSE_PUBLICATION:
             self.paused = True
@@ -678,7 +680,7 @@ class SimulatedAgent:
 
     def _argv(self) -> list[str]:
         if not self.command.strip():
-            return ["sh"]  # ssm README §13: a blank command runs a bare sh
+            return ["sh"]  # docs/ssm-protocol.md §13: a blank command runs a bare sh
         argv = shlex_split(self.command)
         if not argv:
             raise CannotStart("exec: no command")

@@ -1,6 +1,6 @@
 """Reaching a running sandbox from outside its loop: the ``/_sandbox`` client and detached start.
 
-sandbox.md §1 and §12.
+docs/sandbox.md §1 and §12.
 
 Used by the ``ecsexec sandbox`` commands and by ``Sandbox(process=True)``. Requests go to
 127.0.0.1 only, bypass any proxy settings, and carry the control token as a bearer token.
@@ -22,7 +22,7 @@ from ecsexec.errors import SandboxError
 from ecsexec.sandbox.state import StateDir
 from ecsexec.sandbox.tls import client_context
 
-START_TIMEOUT = 10.0  # sandbox.md §1: --detach waits this long for /_sandbox/health
+START_TIMEOUT = 10.0  # docs/sandbox.md §1: --detach waits this long for /_sandbox/health
 _POLL = 0.05
 # What ``python -m`` runs for a detached sandbox: the ``ecsexec sandbox`` commands alone.
 CHILD_MODULE = "ecsexec.cli.sandbox"

@@ -1,4 +1,6 @@
-"""The access keys the sandbox issued, and the principal each one stands for (sandbox.md §2, §9).
+"""The access keys the sandbox issued, and the principal each one stands for.
+
+See docs/sandbox.md §2, §9.
 
 Keys are always random (``secrets``), never derived from ``--seed``, and never logged:
 ``Credential.__repr__`` hides the secret and the token.
@@ -50,7 +52,7 @@ class CredentialStore:
                 access_key=_key_id("AKIA"),
                 secret_key=secrets.token_urlsafe(30)[:40],
                 token=None,
-                # sandbox.md §2: the static key is arn:aws:iam::<acct>:user/sandbox.
+                # docs/sandbox.md §2: the static key is arn:aws:iam::<acct>:user/sandbox.
                 principal=f"arn:aws:iam::{account}:user/{SANDBOX_USER}",
                 user_id=_key_id("AIDA"),
             )

@@ -1,4 +1,6 @@
-"""The sandbox ECS API: the operations clients call, with AWS's fields and errors (sandbox.md §4).
+"""The sandbox ECS API: the operations clients call, with AWS's fields and errors.
+
+See docs/sandbox.md §4.
 
 Input has already passed throttling and botocore's ParamValidator (server.py); this module
 adds the checks the validator does not make (ranges, limits, filter combinations) and the
@@ -26,13 +28,13 @@ from ecsexec.sandbox.model import (
 )
 from ecsexec.sandbox.runtime import Call, Handler, Runtime
 
-# sandbox.md §4.2 step 8: the wording users report (2024), typographic apostrophe included.
+# docs/sandbox.md §4.2 step 8: the wording users report (2024), typographic apostrophe included.
 EXEC_NOT_ENABLED = (
     "The execute command failed because execute command was not enabled when the task was run "
     "or the execute command agent isn’t running. Wait and try again or run a new task with "
     "execute command enabled and try again."
 )
-# sandbox.md §4.2 step 9: the exact body AWS returns.
+# docs/sandbox.md §4.2 step 9: the exact body AWS returns.
 TARGET_NOT_CONNECTED = "The execute command failed due to an internal error. Try again later."
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CONTAINER_DEFAULTS: dict[str, Any] = {
@@ -92,7 +94,7 @@ class EcsApi:
         return cluster
 
     def _limit(self, requested: int) -> int:
-        # sandbox.md §12 short_pages: a page shorter than maxResults that still has a nextToken.
+        # short_pages (docs/sandbox.md §12): a page shorter than maxResults with a nextToken.
         if requested > 1 and self.rt.api_faults.fire("short_pages", self.rt.api_faults.short_pages):
             return max(1, int(self.rt.api_faults.draw("short_pages:size") * requested))
         return requested
@@ -114,7 +116,7 @@ class EcsApi:
             "pendingTasksCount": sum(1 for t in visible if t.last_status == "PENDING"),
             "activeServicesCount": len(c.services),
         }
-        # sandbox.md §4: configuration only with CONFIGURATIONS, tags only with TAGS.
+        # docs/sandbox.md §4: configuration only with CONFIGURATIONS, tags only with TAGS.
         if "CONFIGURATIONS" in include and c.configuration:
             out["configuration"] = c.configuration
         if "TAGS" in include:
@@ -195,7 +197,7 @@ class EcsApi:
                 {"attachmentId": t.eni.attachment_id, "privateIpv4Address": t.eni.ip}
             ]
         if t.enable_exec:
-            # sandbox.md §4: managedAgents only when enableExecuteCommand is true.
+            # docs/sandbox.md §4: managedAgents only when enableExecuteCommand is true.
             out["managedAgents"] = [
                 {
                     "lastStartedAt": _ts(c.agent_started_at),
@@ -336,7 +338,7 @@ class EcsApi:
     async def list_services(self, call: Call, p: dict[str, Any]) -> dict[str, Any]:
         cluster = self._cluster(call, p.get("cluster"))
         self.rt.authorize(call, cluster.arn)
-        # sandbox.md §4: ListServices defaults to 10 per page, unlike the other List calls.
+        # docs/sandbox.md §4: ListServices defaults to 10 per page, unlike the other List calls.
         limit = self._limit(_max_results(p, 10))
         launch, strategy = p.get("launchType"), p.get("schedulingStrategy")
         items, token = self.rt.pager.page(
@@ -599,7 +601,7 @@ class EcsApi:
             except ApiError:
                 raise
             except OSError as exc:
-                # sandbox.md §15: beyond capacity, ServerException naming the limit.
+                # docs/sandbox.md §15: beyond capacity, ServerException naming the limit.
                 raise ApiError(
                     "ServerException", f"sandbox capacity exhausted: {exc.strerror or exc}", 500
                 ) from None
@@ -619,7 +621,7 @@ class EcsApi:
         )
 
     def container_env(self, c: Container) -> dict[str, str]:
-        """The complete environment of a process in ``c`` (sandbox.md §8.3).
+        """The complete environment of a process in ``c`` (docs/sandbox.md §8.3).
 
         Built from the container definition only: nothing is inherited from the sandbox's
         own environment, so the developer's AWS credentials never reach a container.
@@ -639,7 +641,7 @@ class EcsApi:
         return env
 
     def container_cwd(self, c: Container) -> str:
-        # sandbox.md §8.3: workingDirectory if it exists on the host, else the scratch dir.
+        # docs/sandbox.md §8.3: workingDirectory if it exists on the host, else the scratch dir.
         # The scratch dir is also HOME (§8.3), so it exists either way.
         self.scratch_dir(c).mkdir(parents=True, exist_ok=True, mode=0o700)
         return self._cwd(c)

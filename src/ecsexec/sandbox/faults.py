@@ -1,4 +1,6 @@
-"""Parse fault-injection SPECs and draw deterministic per-frame fault decisions (sandbox.md §12).
+"""Parse fault-injection SPECs and draw deterministic per-frame fault decisions.
+
+See docs/sandbox.md §12.
 
 Pure: no I/O, no clock. The relay (``hub.py``) applies the frame decisions; the control
 plane reads ``throttle``, ``error``, ``tnc`` and ``short_pages`` and makes its own seeded

@@ -1,4 +1,6 @@
-"""The message-gateway (MGS) relay and session registry of the sandbox (sandbox.md §6, §11, §12).
+"""The message-gateway (MGS) relay and session registry of the sandbox.
+
+See docs/sandbox.md §6, §11, §12.
 
 ``SessionHub`` owns every exec session: it starts the simulated agent at ExecuteCommand
 time, validates the client's open frame and single-use token, relays binary frames byte
@@ -340,7 +342,7 @@ _HEADER_CACHE: dict[int, bytes] = {}  # lengths of agent frames repeat: ≤ 1024
 
 def _cached_header(length: int) -> bytes:
     """Header of one server→client binary frame: unmasked (RFC 6455 §5.1), and RSV1 clear
-    because this relay never negotiates permessage-deflate (sandbox.md §6)."""
+    because this relay never negotiates permessage-deflate (docs/sandbox.md §6)."""
     header = _HEADER_CACHE.get(length)
     if header is None:
         header = binary_frame_header(length, masked=False)
@@ -827,7 +829,7 @@ class SessionHub:
                 )
                 return
         payload = data[header_length + 4 :]
-        # ssm README §3: the digest is checked only when PayloadLength is non-zero.
+        # docs/ssm-protocol.md §3: the digest is checked only when PayloadLength is non-zero.
         if declared and sha256(payload).digest() != data[80:112]:
             seq = int.from_bytes(data[48:56], "big", signed=True)
             self.stats.warn(

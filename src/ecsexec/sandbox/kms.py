@@ -1,4 +1,6 @@
-"""The sandbox KMS: GenerateDataKey, Decrypt, DescribeKey; context bound as AAD (sandbox.md §9.1).
+"""The sandbox KMS: GenerateDataKey, Decrypt, DescribeKey; context bound as AAD.
+
+See docs/sandbox.md §9.1.
 
 Ciphertext blob *(sandbox)*: ``b"SBX1" ‖ key uuid (16 bytes) ‖ nonce (12) ‖
 AES-GCM(master, plaintext, aad=canonical JSON of the sorted context)``.

@@ -1,4 +1,4 @@
-"""The metadata listener: ECS container credentials and IMDSv2 on plain HTTP (sandbox.md §9.3).
+"""The metadata listener: ECS container credentials and IMDSv2 on plain HTTP (docs/sandbox.md §9.3).
 
 Both endpoints hand out role credentials from the sandbox's own CredentialStore; they
 work only against the sandbox.

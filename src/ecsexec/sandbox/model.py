@@ -3,8 +3,8 @@
 Everything here is plain data plus the few operations that mutate it: CreateCluster,
 RegisterTaskDefinition, CreateService, RunTask and the two halves of StopTask. The ECS API
 (``ecs_api``) and the topology loader (``topology``) both go through these, so a topology
-builds exactly what the API calls would build (sandbox.md §10). Nothing here does I/O, and
-reads never change state (sandbox.md §3).
+builds exactly what the API calls would build (docs/sandbox.md §10). Nothing here does I/O, and
+reads never change state (docs/sandbox.md §3).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_CIDR = "10.0.0.0/16"
 AZ_SUFFIXES = ("a", "b", "c")
 AGENT_STATUSES = ("PENDING", "RUNNING", "STOPPED")
-# sandbox.md §4: stopped tasks stay listable and describable for the retention period.
+# docs/sandbox.md §4: stopped tasks stay listable and describable for the retention period.
 DEFAULT_STOPPED_RETENTION = 3600.0
 
 
@@ -41,13 +41,13 @@ def invalid(message: str) -> ApiError:
 
 
 def cluster_not_found() -> ApiError:
-    # sandbox.md §4: wording is (model).
+    # docs/sandbox.md §4: wording is (model).
     return ApiError("ClusterNotFoundException", "Cluster not found.")
 
 
 @dataclass(slots=True)
 class ContainerSandbox:
-    """A container definition's ``sandbox:`` block (sandbox.md §10), after task overrides."""
+    """A container definition's ``sandbox:`` block (docs/sandbox.md §10), after task overrides."""
 
     main: list[str] | None = None
     agent: str = "RUNNING"
@@ -126,7 +126,7 @@ class Container:
 
     @property
     def target_id(self) -> str:
-        # sandbox.md §3: the SSM target, as the AWS CLI builds it.
+        # docs/sandbox.md §3: the SSM target, as the AWS CLI builds it.
         return f"ecs:{self.task.cluster.name}_{self.task.id}_{self.runtime_id}"
 
     @property
@@ -178,7 +178,7 @@ class Task:
         return None
 
     def visible(self, now: float, retention: float) -> bool:
-        """Stopped tasks vanish from reads after the retention period (sandbox.md §4)."""
+        """Stopped tasks vanish from reads after the retention period (docs/sandbox.md §4)."""
         return self.stopped_at is None or now - self.stopped_at <= retention
 
 
@@ -279,7 +279,7 @@ def arn(region: str, account: str, service: str, resource: str) -> str:
 
 
 def private_dns_name(region: str, ip: str) -> str:
-    # sandbox.md §3: us-east-1 uses ec2.internal, every other region <region>.compute.internal.
+    # docs/sandbox.md §3: us-east-1 uses ec2.internal, every other region <region>.compute.internal.
     host = "ip-" + ip.replace(".", "-")
     return f"{host}.ec2.internal" if region == "us-east-1" else f"{host}.{region}.compute.internal"
 
@@ -310,7 +310,7 @@ class World:
         retention: float = DEFAULT_STOPPED_RETENTION,
     ) -> None:
         self.account = account
-        # sandbox.md §3: IDs come from the seed when one is given, random otherwise.
+        # docs/sandbox.md §3: IDs come from the seed when one is given, random otherwise.
         self.rng = random.Random(
             seed if seed is not None else random.SystemRandom().getrandbits(64)
         )
@@ -488,7 +488,7 @@ class World:
             propagate_tags=params.get("propagateTags") or "NONE",
             tags=tags_from(params.get("tags")),
             created_at=self.now(),
-            # sandbox.md §4: deployment id ecs-svc/<19 digits>; tasks carry it as startedBy.
+            # docs/sandbox.md §4: deployment id ecs-svc/<19 digits>; tasks carry it as startedBy.
             deployment_id="ecs-svc/" + self.digits(19),
             scheduling_strategy=params.get("schedulingStrategy") or "REPLICA",
             network_configuration=params.get("networkConfiguration"),
@@ -653,7 +653,7 @@ class World:
             env.update({e["name"]: e.get("value", "") for e in override.get("environment") or []})
             runtime_id = (
                 f"{task_id}-{self.digits(10)}" if fargate else self.hex_id(64)
-            )  # sandbox.md §3: Fargate <taskId>-<10 digits>, EC2 64 hex characters
+            )  # docs/sandbox.md §3: Fargate <taskId>-<10 digits>, EC2 64 hex characters
             task.containers.append(
                 Container(
                     task=task,
@@ -712,7 +712,7 @@ class World:
         )
 
     def begin_stop(self, task: Task, reason: str, code: str) -> bool:
-        """First half of StopTask (sandbox.md §8.4): desired STOPPED, last STOPPING.
+        """First half of StopTask (docs/sandbox.md §8.4): desired STOPPED, last STOPPING.
 
         Returns False when the task was already stopping, so the caller starts no second stop.
         """

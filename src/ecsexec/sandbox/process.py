@@ -1,4 +1,6 @@
-"""Spawn one exec'd command under a real PTY, as the SSM agent does in a container (sandbox.md §8).
+"""Spawn one exec'd command under a real PTY, as the SSM agent does in a container.
+
+See docs/sandbox.md §8.
 
 The child is a session leader whose controlling terminal is the PTY slave (setsid +
 TIOCSCTTY, §8.2), so ``0x03`` becomes SIGINT and stdout/stderr are merged with ``\\r\\n``.

@@ -28,7 +28,10 @@ SESSION_LIMIT_MODES = ("channel", "api")
 
 @dataclass
 class SandboxConfig:
-    """Every setting of one sandbox; defaults are the documented ones (sandbox.md §1, §7, §11)."""
+    """Every setting of one sandbox; defaults are the documented ones.
+
+    See docs/sandbox.md §1, §7, §11.
+    """
 
     state_dir: Path
     topology: dict[str, Any] | None = None
@@ -87,7 +90,7 @@ Handler = Callable[[Call, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 class ApiFaults:
-    """The API-level part of a fault plan (sandbox.md §12): error, tnc, short_pages, throttle.
+    """The API-level part of a fault plan (docs/sandbox.md §12): error, tnc, short_pages, throttle.
 
     Draws come from ``faults.api_rng`` with one generator per decision stream, so enabling
     one fault never shifts another's decisions.
@@ -149,7 +152,7 @@ class Runtime:
         # Set by the server: stops a task's main processes and returns their exit code.
         self.stop_main: Callable[[Any, float], Awaitable[int | None]] | None = None
         self.background: set[Any] = set()
-        # Set by the server: starts a new task's main processes (sandbox.md §8.4).
+        # Set by the server: starts a new task's main processes (docs/sandbox.md §8.4).
         self.on_task_started: Callable[[Any], None] = lambda task: None
         # Set by the server: a container's namespaces (namespaces.ContainerNamespace) for
         # its exec sessions, or None when containers share the host's.

@@ -69,7 +69,7 @@ JSON_TARGETS = {
     "TrentService": "kms",
 }
 SERVICE_TITLES = {"ecs": "ECS", "ssm": "SSM", "kms": "KMS", "sts": "STS"}
-# sandbox.md §2: the validator's report becomes this service's validation error.
+# docs/sandbox.md §2: the validator's report becomes this service's validation error.
 VALIDATION_CODES = {
     "ecs": "InvalidParameterException",
     "ssm": "ValidationException",
@@ -127,7 +127,7 @@ SHARED_NOTICE = (
 def namespaces_notice(config: SandboxConfig) -> str | None:
     """None when every container gets its own PID, UTS and mount namespaces; else why not.
 
-    Probes the host once per process (sandbox.md §8.4, namespaces.probe).
+    Probes the host once per process (docs/sandbox.md §8.4, namespaces.probe).
     """
     if not config.namespaces:
         return SHARED_NOTICE.format(why="--no-namespaces")
@@ -162,7 +162,7 @@ def _bind(port: int, what: str) -> socket.socket:
 
 
 def _raise_nofile_limit() -> None:
-    # sandbox.md §15: about 3 fds per session; the hard limit is the real ceiling.
+    # docs/sandbox.md §15: about 3 fds per session; the hard limit is the real ceiling.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         with contextlib.suppress(ValueError, OSError):
@@ -334,7 +334,7 @@ class SandboxServer:
     def _main_exited(self, container: Container, code: int) -> None:
         container.exit_code = code
         task = container.task
-        # sandbox.md §8.4: an essential main process exiting stops the task.
+        # docs/sandbox.md §8.4: an essential main process exiting stops the task.
         if container.essential and task.desired_status == "RUNNING":
             self.ecs.stop(task, "Essential container in task exited", "EssentialContainerExited")
 
@@ -514,7 +514,7 @@ class SandboxServer:
         self._wire(self.rt)
 
     async def _lag_ticker(self) -> None:
-        # sandbox.md §12: loop lag of a 10 ms ticker.
+        # docs/sandbox.md §12: loop lag of a 10 ms ticker.
         loop = asyncio.get_running_loop()
         while True:
             t0 = loop.time()
@@ -602,7 +602,7 @@ class SandboxServer:
                 f"ecsexec sandbox does not implement {SERVICE_TITLES[service]} {action}",
             )
         call = Call(service, action, region, rt.world.account, cred, request_id)
-        # sandbox.md §4.2 step 1: the throttle bucket comes first.
+        # docs/sandbox.md §4.2 step 1: the throttle bucket comes first.
         if service in THROTTLED_SERVICES and not rt.throttle.take(rt.world.account, region, action):
             raise ApiError("ThrottlingException", "Rate exceeded")
         injected = rt.api_faults.error_for(action)
@@ -660,7 +660,7 @@ class SandboxServer:
                 content_type="text/xml",
                 headers={"x-amzn-RequestId": request_id},
             )
-        # sandbox.md §2: 400 with an unprefixed __type; ServerException is 500.
+        # docs/sandbox.md §2: 400 with an unprefixed __type; ServerException is 500.
         status = 500 if exc.code == "ServerException" else exc.status
         return web.Response(
             status=status,

@@ -1,4 +1,4 @@
-"""Split a command line exactly as github.com/google/shlex ``Split`` does (sandbox.md §8.1).
+"""Split a command line exactly as github.com/google/shlex ``Split`` does (docs/sandbox.md §8.1).
 
 Pure. The ECS agent in container mode splits ``command`` with google/shlex and execs the
 result without a shell, so the sandbox must reproduce its rules rather than Python's

@@ -1,4 +1,6 @@
-"""SigV4 verification: recompute the caller's signature with botocore's own signer (sandbox.md §2).
+"""SigV4 verification: recompute the caller's signature with botocore's own signer.
+
+See docs/sandbox.md §2.
 
 The credential scope also tells us the region, which is how one endpoint serves every
 region at once.

@@ -1,6 +1,6 @@
 """The state directory: lock, ``sandbox.json``, control token, AWS config files, ``env`` output.
 
-sandbox.md §1 and §9.4.
+docs/sandbox.md §1 and §9.4.
 
 Files holding keys or tokens are written 0600 and the directory is 0700. ``sandbox env``
 prints only paths and URLs, never a secret.
@@ -21,7 +21,7 @@ from ecsexec.sandbox.credentials import Credential
 
 PROFILE = "ecsexec-sandbox"
 ENV_FORMATS = ("sh", "fish", "json", "dotenv")
-# sandbox.md §9.4: variables that would otherwise win over the sandbox profile.
+# docs/sandbox.md §9.4: variables that would otherwise win over the sandbox profile.
 UNSET = (
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",

@@ -1,4 +1,4 @@
-"""Counters the sandbox keeps for ``GET /_sandbox/stats`` (sandbox.md §12).
+"""Counters the sandbox keeps for ``GET /_sandbox/stats`` (docs/sandbox.md §12).
 
 Every part of the sandbox increments these in place; nothing here does I/O. The event
 loop is single-threaded, so plain ints suffice.

@@ -1,4 +1,4 @@
-"""The sandbox STS: AssumeRole, AssumeRoleWithWebIdentity, GetCallerIdentity (sandbox.md §9.2).
+"""The sandbox STS: AssumeRole, AssumeRoleWithWebIdentity, GetCallerIdentity (docs/sandbox.md §9.2).
 
 Requests arrive as form fields; responses are the XML botocore's query parser expects.
 """

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-# sandbox.md §11: modest stand-ins, not AWS's published numbers.
+# docs/sandbox.md §11: modest stand-ins, not AWS's published numbers.
 DEFAULT_RATE = 20.0
 DEFAULT_BURST = 50.0
 

@@ -1,4 +1,4 @@
-"""Local CA and server certificate for ``--tls`` (sandbox.md §13), made with ``cryptography``.
+"""Local CA and server certificate for ``--tls`` (docs/sandbox.md §13), made with ``cryptography``.
 
 Files: ``<state>/ca.pem`` (what clients trust through ``AWS_CA_BUNDLE``), and under
 ``<state>/tls/`` the CA key, the leaf certificate and the leaf key (keys at 0600). They are
@@ -122,7 +122,7 @@ def ensure_certificates(state_dir: Path) -> TlsFiles:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=LEAF_DAYS))
-        # sandbox.md §13: SANs IP:127.0.0.1 and DNS:localhost, EKU serverAuth.
+        # docs/sandbox.md §13: SANs IP:127.0.0.1 and DNS:localhost, EKU serverAuth.
         .add_extension(
             x509.SubjectAlternativeName(
                 [x509.IPAddress(ipaddress.IPv4Address("127.0.0.1")), x509.DNSName("localhost")]

@@ -147,7 +147,7 @@ def default_topology() -> tuple[dict[str, Any], list[str]]:
     java = shutil.which("java")
     orders_main: dict[str, Any] = {}
     if java:
-        # sandbox.md §10: single-file source mode, so no build step and Java 11+ suffices.
+        # docs/sandbox.md §10: single-file source mode, so no build step and Java 11+ suffices.
         orders_main = {"main": [java, "-Xmx64m", "-XX:+UseSerialGC", str(demo_orders_path())]}
     else:
         notices.append(

@@ -6,7 +6,7 @@ collect what to put on the wire (:meth:`data_to_send`) and what happened
 (:meth:`events_received`). It never touches a socket or reads a clock: every method that
 depends on time takes ``now`` (seconds, any monotonic clock).
 
-Spec: ssm/README.md. Section numbers in comments refer to it.
+Spec: docs/ssm-protocol.md. Section numbers in comments refer to it.
 
 Nothing the peer sends can make it hold unbounded memory: a frame above
 :data:`~ecsexec.ssm.frames.MAX_FRAME_BYTES` fails the channel (a :class:`ChannelClosed`

@@ -1,4 +1,6 @@
-"""The KMS session cipher: AES-256-GCM with the 64-byte data key split in two (ssm/README.md §8).
+"""The KMS session cipher: AES-256-GCM with the 64-byte data key split in two.
+
+See docs/ssm-protocol.md §8.
 
 Pure apart from drawing random nonces. The data key itself is obtained elsewhere
 (kms:GenerateDataKey through the caller's own credentials); this module only uses it.

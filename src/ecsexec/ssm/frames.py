@@ -1,4 +1,6 @@
-"""Encode and decode data-channel frames (ssm/README.md §3), byte-exact with AWS's serializer.
+"""Encode and decode data-channel frames, byte-exact with AWS's serializer.
+
+See docs/ssm-protocol.md §3.
 
 Pure: no sockets, no clock. The caller passes ``created_ms``. A frame larger than
 :data:`MAX_FRAME_BYTES`, or one declaring a larger payload, is refused: the agent's

@@ -1,4 +1,4 @@
-"""Build and parse the JSON payloads of the data channel (ssm/README.md §2, §5-§11).
+"""Build and parse the JSON payloads of the data channel (docs/ssm-protocol.md §2, §5-§11).
 
 Pure. Builders produce the exact bytes the spec fixes (key order, compact JSON); parsers
 are lenient and raise :class:`ProtocolError` only for payloads they cannot use at all,

@@ -3,7 +3,7 @@
 One :class:`Session` owns one data channel. It opens the stream URL (frames reach the
 channel straight from the socket, see :mod:`ecsexec.ssm.transport`), runs the channel's
 timers (resends, input gate, close grace), keeps the socket
-alive with pings, reconnects through ``ssm:ResumeSession`` (ssm/README.md §10) and calls
+alive with pings, reconnects through ``ssm:ResumeSession`` (docs/ssm-protocol.md §10) and calls
 ``ssm:TerminateSession`` whenever the caller gives up, so a session is never left running;
 :attr:`Session.termination` says whether that call succeeded.
 Websocket and OS errors are translated into :mod:`ecsexec.errors` here and nowhere else.
@@ -121,7 +121,7 @@ DataKeyProvider = Callable[[DataKeyRequest], DataKey]
 
 @dataclass(frozen=True)
 class SessionOptions:
-    """Timing knobs; defaults follow ssm/README.md §6-§10."""
+    """Timing knobs; defaults follow docs/ssm-protocol.md §6-§10."""
 
     ping_interval: float | None = 60.0  # §9: ping every 60 s ...
     ping_timeout: float | None = 60.0  # ... and reconnect after 60 s without a pong

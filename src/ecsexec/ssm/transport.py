@@ -1,7 +1,7 @@
 """The websocket under a data channel: messages handed straight to a sink, batched writes.
 
 A streaming session receives one 1 KiB frame per agent PTY read and answers each with an
-ack (ssm/README.md §6), tens of thousands of each per second. Through websockets' own
+ack (docs/ssm-protocol.md §6), tens of thousands of each per second. Through websockets' own
 ``recv()`` and ``send()`` every message costs a queue hop, a task wake-up and a ``send``
 syscall. :class:`DataChannelConnection` keeps websockets' handshake, proxy, TLS,
 keepalive and closing handshake, and changes only the data path:
