@@ -331,7 +331,9 @@ def test_a_second_signal_during_cleanup_leaves_nothing_running(tmp_path: Path, s
 def test_a_closed_stdout_ends_the_run_cleanly(sandbox: Sandbox, tmp_path: Path) -> None:
     """`ecsexec run ... | head -2`: no traceback, sessions ended, the run recorded."""
     proc = subprocess.Popen(
-        [*ECSEXEC, "run", "-F", WEB, "--", "echo started; sleep 30"],
+        # Output keeps coming, so a write surely follows the reader's going away (a writer
+        # learns it only when it next writes, as with any Unix pipe).
+        [*ECSEXEC, "run", "-F", WEB, "--", "echo started; while :; do echo more; sleep 0.1; done"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env_for(sandbox, tmp_path),
