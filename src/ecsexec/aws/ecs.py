@@ -15,13 +15,13 @@ from typing import Any, Final
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, InvalidRegionError
 from botocore.utils import parse_timestamp
 
 from ecsexec.aws.clients import CONNECT_TIMEOUT, fail_fast, ssl_context
 from ecsexec.aws.errors import translate
 from ecsexec.aws.exec_async import AsyncExecuteCommand
-from ecsexec.errors import AwsError, EcsexecError
+from ecsexec.errors import AwsError, ConfigurationError, EcsexecError
 
 DESCRIBE_BATCH: Final = 100  # DescribeTasks takes at most 100 tasks
 EXEC_NOT_ENABLED: Final = "execute command was not enabled"
@@ -94,6 +94,25 @@ class EcsApi:
         exec_config: Config | None = None,
     ) -> None:
         use_fast_timestamps(session)
+        try:
+            self._make_clients(session, region, endpoint_url, discovery_config, exec_config)
+        except InvalidRegionError as exc:
+            raise ConfigurationError(
+                f"{exc.kwargs.get('region_name', region)!r} is not an AWS region name "
+                "(like us-east-1); check --region, [aws] region or AWS_REGION"
+            ) from None
+        self.region = self.client.meta.region_name
+        self._session = session
+        self._exec_async: AsyncExecuteCommand | None = None
+
+    def _make_clients(
+        self,
+        session: boto3.session.Session,
+        region: str | None,
+        endpoint_url: str | None,
+        discovery_config: Config | None,
+        exec_config: Config | None,
+    ) -> None:
         # docs/ecs-nodes.md §4: adaptive retries for discovery (backoff with a client-side rate).
         self.client = fail_fast(
             session.client(
@@ -119,9 +138,6 @@ class EcsApi:
                 connect_timeout=CONNECT_TIMEOUT, retries={"mode": "standard", "max_attempts": 1}
             ),
         )
-        self.region = self.client.meta.region_name
-        self._session = session
-        self._exec_async: AsyncExecuteCommand | None = None
 
     def _call(self, operation: str, method: Any, **kwargs: Any) -> dict[str, Any]:
         try:
