@@ -716,12 +716,8 @@ def test_cli_bad_region_in_the_environment_exits_2(tmp_path: Path) -> None:
 
 
 @pytest.mark.e2e
-@pytest.mark.xfail(
-    strict=True,
-    reason="the --region flag bypasses ecsexec.toml: the aws layer must turn botocore's "
-    "InvalidRegionError into a ConfigurationError (outside this change; see issue 13)",
-)
 def test_cli_bad_region_flag_exits_2(tmp_path: Path) -> None:
     code, stderr = run_cli(tmp_path, "nodes", "--region", "bad region")
     assert "Traceback" not in stderr, stderr
     assert code == EXIT_USAGE, stderr
+    assert "bad region" in stderr
