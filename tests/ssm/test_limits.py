@@ -18,7 +18,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
-from ecsexec.errors import FrameError, ProtocolError
+from ecsexec.errors import FrameError, ProtocolError, SessionError
 from ecsexec.ssm import payloads
 from ecsexec.ssm.channel import (
     DEFAULT_REORDER_BYTES,
@@ -29,6 +29,7 @@ from ecsexec.ssm.channel import (
 )
 from ecsexec.ssm.frames import MAX_FRAME_BYTES, decode_frame, encode_frame
 from ecsexec.ssm.payloads import MAX_JSON_DEPTH, json_depth
+from ecsexec.ssm.session import Session
 from ecsexec.ssm.transport import (
     MAX_MESSAGE_BYTES,
     DataChannelConnection,
@@ -329,3 +330,48 @@ def test_the_channel_never_raises_on_what_it_receives(payload: bytes, mtype: str
     ):
         ch.receive_frame(data, 0.0)
         ch.events_received()
+
+
+class _Control:
+    """A SessionControl that records what the session asked of SSM."""
+
+    def __init__(self) -> None:
+        self.resumed: list[str] = []
+        self.terminated: list[str] = []
+
+    def resume_session(self, session_id: str) -> tuple[str, str]:
+        self.resumed.append(session_id)
+        return "", ""
+
+    def terminate_session(self, session_id: str) -> None:
+        self.terminated.append(session_id)
+
+
+@pytest.mark.e2e
+def test_a_session_fed_an_oversized_frame_fails_with_the_cause_and_is_terminated() -> None:
+    """No resume (it would only fetch the same frame again), the real cause in the error,
+    and TerminateSession, since the agent may still be running the command."""
+    control = _Control()
+    failure: list[BaseException] = []
+
+    async def script(conn: ServerConnection) -> None:
+        await conn.recv()  # the open frame
+        conn.transport.write(bytes([0x82, 127]) + (2**40).to_bytes(8, "big"))
+        with contextlib.suppress(Exception):
+            await conn.wait_closed()
+
+    async def client(port: int) -> None:
+        session = Session("sid-1", f"ws://127.0.0.1:{port}/", "token", control=control)
+        try:
+            async with session:
+                async for _event in session:
+                    pass
+                await session.wait_closed()
+        except SessionError as exc:
+            failure.append(exc)
+
+    asyncio.run(_serve(script, client))
+    assert failure and "broke the data-channel protocol" in str(failure[0])
+    assert "1,099,511,627,776 bytes" in str(failure[0])
+    assert control.resumed == []
+    assert control.terminated == ["sid-1"]

@@ -626,6 +626,14 @@ class Session:
             if isinstance(event, ChannelClosed):
                 self._closed_event = event
                 self._ended_remotely = not self._aborting
+                if event.failure is not None:
+                    # The peer broke the protocol (a frame over the limits): the agent may
+                    # still run the command, so it is ended in aclose().
+                    self._failure = self._failure or TransportError(
+                        f"the gateway broke the data-channel protocol: {event.failure}",
+                        session_id=self.session_id,
+                    )
+                    self._unresumed = True
                 self._sent_acks.clear()
                 self._done.set()
                 self._writable.set()
@@ -694,6 +702,12 @@ class Session:
                 ws = self._ws
                 assert ws is not None
                 await ws.wait_closed()
+                if ws.protocol_error is not None:
+                    # Resuming would only fetch the same frame again.
+                    raise TransportError(
+                        f"the gateway broke the data-channel protocol: {ws.protocol_error}",
+                        session_id=self.session_id,
+                    )
                 channel = self._require_channel()
                 if channel.closed:
                     return
