@@ -22,7 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ecsexec.sandbox.model import Container, Task
-from ecsexec.sandbox.process import CannotStart, resolve_executable
+from ecsexec.sandbox.process import (
+    CannotStart,
+    resolve_executable,
+    start_time,
+    sweep_recorded,
+)
 from ecsexec.sandbox.stats import Stats
 
 log = logging.getLogger("ecsexec.sandbox")
@@ -37,31 +42,9 @@ class MainProcess:
     pidfd: int | None = None
 
 
-def _start_time(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # Field 22 (starttime) counted after the parenthesised command name.
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
 def sweep_leftovers(record: Path) -> int:
     """Kill process groups a previous sandbox recorded and that are still alive (§8.4)."""
-    try:
-        entries = json.loads(record.read_text())
-    except (OSError, ValueError):
-        return 0
-    killed = 0
-    for entry in entries if isinstance(entries, list) else []:
-        pid, started = entry.get("pid"), entry.get("start")
-        # The start time guards against a recycled pid.
-        if isinstance(pid, int) and started and _start_time(pid) == started:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-                killed += 1
-    record.unlink(missing_ok=True)
-    return killed
+    return sweep_recorded(record, os.killpg)
 
 
 class MainProcesses:
@@ -88,7 +71,7 @@ class MainProcesses:
 
     def _save(self) -> None:
         entries = [
-            {"pid": m.popen.pid, "start": _start_time(m.popen.pid)} for m in self.running.values()
+            {"pid": m.popen.pid, "start": start_time(m.popen.pid)} for m in self.running.values()
         ]
         tmp = self.record.with_suffix(".tmp")
         tmp.write_text(json.dumps(entries))

@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from ecsexec.sandbox.process import DEFAULT_PATH, CannotStart
+from ecsexec.sandbox.process import DEFAULT_PATH, CannotStart, start_time, sweep_recorded
 
 __all__ = ["PRIVATE_DIRS", "ContainerNamespace", "Namespaces", "probe", "sweep"]
 
@@ -191,14 +191,6 @@ def _reaper() -> list[str]:
         else:
             _REAPER = [cat]
         return _REAPER
-
-
-def _start_time(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
 
 
 class Namespaces:
@@ -418,7 +410,7 @@ class ContainerNamespace:
         try:
             self._await_ready(init)
             self._pid1 = _child_of(init.pid)
-            self.init_start = _start_time(init.pid)
+            self.init_start = start_time(init.pid)
             for kind, _ in _KINDS:
                 name = "pid_for_children" if kind == "pid" else kind
                 self._fds[kind] = os.open(f"/proc/{init.pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
@@ -566,21 +558,11 @@ def _reap(init: subprocess.Popen[bytes]) -> None:
 
 
 def sweep(record: Path) -> int:
-    """Kill the inits a previous sandbox recorded and that still run; how many."""
-    try:
-        entries = json.loads(record.read_text())
-    except (OSError, ValueError):
-        return 0
-    killed = 0
-    for entry in entries if isinstance(entries, list) else []:
-        pid, started = entry.get("pid"), entry.get("start")
-        # The start time guards against a recycled pid; --kill-child takes PID 1 along.
-        if isinstance(pid, int) and started and _start_time(pid) == started:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-                killed += 1
-    record.unlink(missing_ok=True)
-    return killed
+    """Kill the inits a previous sandbox recorded and that still run; how many.
+
+    ``--kill-child`` takes each init's PID 1, and the kernel the rest of its container.
+    """
+    return sweep_recorded(record, os.kill)
 
 
 def _child_of(pid: int) -> int | None:

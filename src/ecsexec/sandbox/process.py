@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -33,6 +34,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
@@ -403,3 +405,32 @@ class PtyProcess:
         self._close_pidfd()
         self._exit_waiters.clear()
         self.poll()
+
+
+def start_time(pid: int) -> str | None:
+    """A process's start time (field 22 of /proc/PID/stat): with its pid, an identity that a
+    recycled pid cannot fake. None when the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Fields are counted after the parenthesised command name, which may hold spaces.
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def sweep_recorded(record: Path, kill: Callable[[int, int], None]) -> int:
+    """Kill what a previous sandbox recorded in ``record`` (``[{"pid", "start"}]``) and
+    still runs, with ``kill(pid, SIGKILL)``; delete the record; return how many."""
+    try:
+        entries = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return 0
+    killed = 0
+    for entry in entries if isinstance(entries, list) else []:
+        pid, started = entry.get("pid"), entry.get("start")
+        if isinstance(pid, int) and started and start_time(pid) == started:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                kill(pid, signal.SIGKILL)
+                killed += 1
+    record.unlink(missing_ok=True)
+    return killed
