@@ -16,7 +16,7 @@ from ecsexec.config import (
     load_config,
 )
 from ecsexec.errors import ConfigurationError
-from ecsexec.exec.dispatcher import DEFAULT_RATE, DEFAULT_THREADS, DEFAULT_TIMEOUT
+from ecsexec.exec.dispatcher import DEFAULT_BURST, DEFAULT_RATE, DEFAULT_THREADS, DEFAULT_TIMEOUT
 from ecsexec.nodes.ecs_source import EcsSourceConfig
 from ecsexec.nodes.inventory import FileSourceConfig
 
@@ -57,7 +57,13 @@ def test_no_file_gives_defaults(tmp_path: Path) -> None:
     config = load_config(environ={}, cwd=tmp_path)
     assert config.path is None
     assert config.aws == AwsSettings()
-    assert config.dispatch == DispatchSettings(DEFAULT_THREADS, DEFAULT_RATE, DEFAULT_TIMEOUT, True)
+    assert config.dispatch == DispatchSettings(
+        threads=DEFAULT_THREADS,
+        rate=DEFAULT_RATE,
+        burst=DEFAULT_BURST,
+        timeout=DEFAULT_TIMEOUT,
+        keepgoing=True,
+    )
     assert config.sources == ()
 
 
@@ -131,20 +137,24 @@ def test_environment_and_flags_override_the_file(tmp_path: Path) -> None:
 
         [dispatch]
         threads = 4
+        burst = 12
         """,
     )
     assert load_config(path, environ={}).aws.credential_provider == "keys"  # implied by the pair
+    assert load_config(path, environ={}).dispatch.burst == 12
     env = {
         "ECSEXEC_REGION": "eu-west-1",
         "ECSEXEC_CREDENTIAL_PROVIDER": "instance",
         "ECSEXEC_THREADS": "9",
         "ECSEXEC_KEEPGOING": "no",
+        "ECSEXEC_BURST": "3",
     }
     config = load_config(path, environ=env)
     assert config.aws.region == "eu-west-1"
     # Choosing another provider drops the file's key pair instead of conflicting with it.
     assert config.aws.credential_provider == "instance" and not config.aws.access_key_id
     assert config.dispatch.threads == 9 and config.dispatch.keepgoing is False
+    assert config.dispatch.burst == 3 and config.origin("dispatch.burst") == "env ECSEXEC_BURST"
     assert config.origin("aws.region") == "env ECSEXEC_REGION"
     assert config.origin("dispatch.threads") == "env ECSEXEC_THREADS"
     flagged = load_config(path, environ=env, profile="ops")

@@ -31,7 +31,7 @@ from ecsexec.aws.settings import AwsSettings as AwsSettings  # noqa: PLC0414
 from ecsexec.aws.settings import CredentialProvider as CredentialProvider  # noqa: PLC0414
 from ecsexec.aws.settings import mask as mask  # noqa: PLC0414
 from ecsexec.errors import ConfigurationError, CredentialsError, KeyStoreError
-from ecsexec.exec.dispatcher import DEFAULT_RATE, DEFAULT_THREADS, DEFAULT_TIMEOUT
+from ecsexec.exec.dispatcher import DEFAULT_BURST, DEFAULT_RATE, DEFAULT_THREADS, DEFAULT_TIMEOUT
 from ecsexec.nodes.sources import SOURCE_TYPES, SourceConfig, SourceType
 from ecsexec.store.keys import (
     DIR_ENV,
@@ -82,7 +82,7 @@ def source_keys(source_type: SourceType[Any]) -> tuple[str, ...]:
 
 ECS_SOURCE_KEYS: Final = source_keys(SOURCE_TYPES["ecs"])
 FILE_SOURCE_KEYS: Final = source_keys(SOURCE_TYPES["file"])
-DISPATCH_KEYS: Final = ("threads", "rate", "timeout", "keepgoing")
+DISPATCH_KEYS: Final = ("threads", "rate", "burst", "timeout", "keepgoing")
 KEYSTORE_KEYS: Final = ("dir", "key_file")
 # Keys that would put a secret in the file. Their values are never echoed.
 FORBIDDEN_KEYS: Final = frozenset(
@@ -115,6 +115,7 @@ class DispatchSettings:
 
     threads: int = DEFAULT_THREADS
     rate: float = DEFAULT_RATE
+    burst: int = DEFAULT_BURST
     timeout: float = DEFAULT_TIMEOUT
     keepgoing: bool = True
 
@@ -823,6 +824,7 @@ _DISPATCH_LIMITS: Final[dict[str, tuple[float, float | None, bool]]] = {
     # the same ranges `ecsexec run` accepts on its command line
     "threads": (1, 10_000, True),
     "rate": (0.1, 10_000, False),
+    "burst": (1, 10_000, True),
     "timeout": (0.1, None, False),
 }
 
@@ -863,8 +865,9 @@ def _dispatch(
             origins["dispatch.keepgoing"] = f"env {ENV_PREFIX}KEEPGOING"
         else:
             reader.errors.append(f"{ENV_PREFIX}KEEPGOING: expected true or false, got {raw!r}")
-    if "threads" in values:
-        values["threads"] = int(values["threads"])
+    for name in ("threads", "burst"):
+        if name in values:
+            values[name] = int(values[name])
     return DispatchSettings(**values)
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from ecsexec.errors import AwsError, Status
 from ecsexec.exec.dispatcher import (
+    AdaptiveRateLimiter,
     DispatchOptions,
     NodeFinished,
     NodeOutput,
@@ -302,3 +303,15 @@ def test_each_session_id_is_reported_as_soon_as_execute_command_returns() -> Non
     assert mine[:3] == [NodeStarted, NodeSessionStarted, NodeOutput]
     assert set(mine[3:-1]) <= {NodeOutput} and mine[-1] is NodeFinished
     assert result["n1"].session_id == ""  # nothing started there
+
+
+def test_the_default_rate_limit_is_a_burst_then_a_sustained_rate() -> None:
+    """As ECS throttles (a token bucket): DEFAULT_BURST calls at once, then DEFAULT_RATE/s."""
+    options = DispatchOptions()
+    limiter = AdaptiveRateLimiter(options.rate, burst=options.burst)
+    delays = [limiter.reserve(0.0) for _ in range(options.burst + 3)]
+    assert delays[: options.burst] == [0.0] * options.burst
+    assert delays[options.burst :] == pytest.approx([i / options.rate for i in (1, 2, 3)])
+    limiter.throttled(0.0)  # throttling halves the rate; the next call waits at it
+    assert limiter.rate == options.rate / 2
+    assert limiter.reserve(0.0) == pytest.approx(4 / (options.rate / 2))

@@ -312,12 +312,14 @@ class Client:
         rate: float | None = None,
         timeout: float | None = None,
         keepgoing: bool | None = None,
+        burst: int | None = None,
     ) -> DispatchOptions:
         """Dispatch options: what is given, else ``[dispatch]`` of the configuration."""
         defaults = self.config.dispatch
         return DispatchOptions(
             threads=defaults.threads if threads is None else threads,
             rate=defaults.rate if rate is None else rate,
+            burst=defaults.burst if burst is None else burst,
             timeout=defaults.timeout if timeout is None else timeout,
             keepgoing=defaults.keepgoing if keepgoing is None else keepgoing,
         )
@@ -333,6 +335,7 @@ class Client:
         rate: float | None = None,
         timeout: float | None = None,
         keepgoing: bool | None = None,
+        burst: int | None = None,
         on_event: EventCallback | None = None,
         record: bool = True,
     ) -> Run:
@@ -353,7 +356,7 @@ class Client:
             targets = _targets(selection.nodes)
             wrapped = raw_command(command) if raw else wrap(command, stdin=stdin)
             options = self.dispatch_options(
-                threads=threads, rate=rate, timeout=timeout, keepgoing=keepgoing
+                threads=threads, rate=rate, timeout=timeout, keepgoing=keepgoing, burst=burst
             )
             pool = self._connectors(targets)
 

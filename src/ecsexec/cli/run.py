@@ -22,7 +22,7 @@ from ecsexec.cli.common import (
     stderr,
 )
 from ecsexec.cli.render import JsonLines, LiveText, render_result
-from ecsexec.exec.dispatcher import DEFAULT_RATE, DEFAULT_THREADS, DEFAULT_TIMEOUT
+from ecsexec.exec.dispatcher import DEFAULT_BURST, DEFAULT_RATE, DEFAULT_THREADS, DEFAULT_TIMEOUT
 from ecsexec.exec.results import RunResult
 
 
@@ -61,6 +61,13 @@ def read_input(source: BinaryIO | None, raw: bool) -> bytes | None:
     default=None,
     help="ExecuteCommand calls per second (halves on throttling, then recovers).  "
     f"[default: [dispatch] rate, else {DEFAULT_RATE:g}]",
+)
+@click.option(
+    "--burst",
+    type=click.IntRange(1, 10_000),
+    default=None,
+    help="ExecuteCommand calls that may start at once before --rate applies (a token "
+    f"bucket, as ECS throttles).  [default: [dispatch] burst, else {DEFAULT_BURST}]",
 )
 @click.option(
     "--timeout",
@@ -118,6 +125,7 @@ def run_command(
     include_precedence: bool,
     threads: int | None,
     rate: float | None,
+    burst: int | None,
     timeout: float | None,
     keepgoing: bool | None,
     rank_attribute: str,
@@ -175,6 +183,7 @@ def run_command(
                 stdin=input_data,
                 threads=threads,
                 rate=rate,
+                burst=burst,
                 timeout=timeout,
                 keepgoing=keepgoing,
                 on_event=on_event,

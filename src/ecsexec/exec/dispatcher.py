@@ -26,6 +26,9 @@ from ecsexec.exec.wrap import WrappedCommand
 # Defaults, each with its reason (documented in the README too).
 DEFAULT_THREADS: Final = 32  # sessions are cheap for us; the API rate is the real limit
 DEFAULT_RATE: Final = 10.0  # ExecuteCommand calls/s: well under ECS's per-account bucket
+# ECS throttles with token buckets (a burst, then a sustained rate): start up to this many
+# at once, as its bucket allows, then keep to the rate.
+DEFAULT_BURST: Final = 50
 DEFAULT_TIMEOUT: Final = 600.0  # a stuck command must not hold a session (20 min idle limit)
 MAX_THROTTLE_RETRIES: Final = 8
 MIN_RATE: Final = 0.5
@@ -35,6 +38,7 @@ MIN_RATE: Final = 0.5
 class DispatchOptions:
     threads: int = DEFAULT_THREADS
     rate: float = DEFAULT_RATE
+    burst: int = DEFAULT_BURST
     timeout: float | None = DEFAULT_TIMEOUT
     keepgoing: bool = True  # a failure on one container must not stop diagnostics on others
 
@@ -162,7 +166,7 @@ class NodeRunner:
         self.connectors = connectors
         self.options = options or DispatchOptions()
         self.emit: ProgressCallback = on_event or (lambda _event: None)
-        self.limiter = AdaptiveRateLimiter(self.options.rate)
+        self.limiter = AdaptiveRateLimiter(self.options.rate, burst=self.options.burst)
         self.cancelled: dict[str, CommandResult] = {}
 
     async def run(self, target: ContainerTarget, wrapped: WrappedCommand) -> CommandResult:
