@@ -19,13 +19,14 @@ import resource
 import socket
 import ssl
 import subprocess
+import sys
 import time
 import urllib.parse
 import uuid
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -195,6 +196,18 @@ def session_capacity() -> tuple[int, str]:
     return limits[name], name
 
 
+OWN_INSTALLATION: Final = tuple(
+    dict.fromkeys(
+        [
+            str(Path(__file__).resolve().parents[2]),  # the directory ecsexec is installed in
+            sys.prefix,
+            sys.base_prefix,
+            str(Path(sys.executable).resolve().parent),
+        ]
+    )
+)
+
+
 class SandboxServer:
     """One sandbox: ``await start()``, then ``await wait_stopped()`` or ``await stop()``."""
 
@@ -310,8 +323,10 @@ class SandboxServer:
             return None
         ns = self._container_ns.get(c)
         if ns is None:
-            # Visible inside although under a private /tmp: the container's HOME and cwd.
-            keep = [str(self.ecs.scratch_dir(c)), *self.config.share]
+            # Visible inside although under a private /tmp: the container's HOME and cwd,
+            # and the sandbox's own installation (its data, e.g. the orders JVM's source,
+            # and the interpreter), which a checkout or venv under /tmp would hide.
+            keep = [str(self.ecs.scratch_dir(c)), *self.config.share, *OWN_INSTALLATION]
             wd = c.definition.get("workingDirectory")
             if isinstance(wd, str) and os.path.isdir(wd):
                 keep.append(wd)
