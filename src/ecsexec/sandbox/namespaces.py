@@ -213,6 +213,7 @@ class Namespaces:
         )
         self._lock = threading.Lock()
         self._live: dict[ContainerNamespace, None] = {}
+        self._reaping: set[subprocess.Popen[bytes]] = set()  # killed inits not yet waited for
         self._closed = False
 
     @property
@@ -273,10 +274,18 @@ class Namespaces:
 
     def reap(self, init: subprocess.Popen[bytes]) -> None:
         """Wait for a killed init on a spawn thread (here once the threads are stopping)."""
-        try:
-            self._pool.submit(_reap, init)
-        except RuntimeError:
+        with self._lock:
+            self._reaping.add(init)
+
+        def reap_it() -> None:
             _reap(init)
+            with self._lock:
+                self._reaping.discard(init)
+
+        try:
+            self._pool.submit(reap_it)
+        except RuntimeError:
+            reap_it()
 
     def _save(self) -> None:
         if self.record is None:
@@ -299,6 +308,13 @@ class Namespaces:
         for ns in live:
             ns.kill(wait=True)
         self._pool.shutdown(wait=True, cancel_futures=True)
+        # Reaps still queued were cancelled with the pool: an init never waited for would
+        # stay a zombie (and warn "still running" when collected).
+        with self._lock:
+            pending, self._reaping = list(self._reaping), set()
+        for init in pending:
+            if init.returncode is None:
+                _reap(init)
         for fd in self._host.values():
             os.close(fd)
         self._host.clear()
