@@ -27,7 +27,7 @@ from botocore.utils import validate_region_name
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from ecsexec.config import SECTIONS, load_config
+from ecsexec.config import AWS_KEYS, DISPATCH_KEYS, KEYSTORE_KEYS, SECTIONS, load_config
 from ecsexec.errors import (
     EXIT_USAGE,
     ConfigurationError,
@@ -100,28 +100,16 @@ TOML_WORDS = [
     "é",
     "\x00",
 ]
+# The keys the loader knows (so the fuzzer reaches every check), plus a few others.
 KEYS = [
-    "region",
-    "credential_provider",
-    "profile",
-    "access_key_id",
-    "secret_key_path",
-    "assume_role_arn",
-    "external_id",
-    "role_session_name",
-    "endpoint_url",
-    "ca_bundle",
+    *AWS_KEYS,
+    *DISPATCH_KEYS,
+    *KEYSTORE_KEYS,
     "type",
     "name",
     "clusters",
     "tags",
     "path",
-    "threads",
-    "rate",
-    "timeout",
-    "keepgoing",
-    "dir",
-    "key_file",
     "keep_days",
     "keep_runs",
     "filter_behavior",
