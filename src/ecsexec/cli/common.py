@@ -237,8 +237,3 @@ async def interruptible(client: Client, run: Run) -> RunResult:
     finally:
         for signum in STOP_SIGNALS:
             loop.remove_signal_handler(signum)
-
-
-def fail(message: str, code: int = 2) -> None:
-    stderr.print(f"[red]error:[/] {escape(message)}")
-    sys.exit(code)
