@@ -360,7 +360,7 @@ class Client:
             )
             pool = self._connectors(targets)
 
-            async def execute(tee: EventCallback) -> RunResult:
+            async def execute(tee: EventCallback, run_id: int | None) -> RunResult:
                 return await dispatch(pool, targets, wrapped, options=options, on_event=tee)
 
             fields = {"command": command, "filter": selection.filter or ""}
@@ -454,7 +454,7 @@ class Client:
                 "options": masked_options(the_job, plan.options),
             }
 
-            async def execute(tee: EventCallback, run_id: int | None = None) -> RunResult:
+            async def execute(tee: EventCallback, run_id: int | None) -> RunResult:
                 executor = JobExecutor(
                     plan.loaded.library,
                     pool,
@@ -573,7 +573,7 @@ class Client:
         fields: Mapping[str, str | Mapping[str, str]],
         record: bool,
         emit: EventCallback,
-        execute: Callable[..., Awaitable[RunResult]],
+        execute: Callable[[EventCallback, int | None], Awaitable[RunResult]],
         *,
         selected: bool,
     ) -> RunResult:
@@ -618,10 +618,7 @@ class Client:
 
         emit(RunStarted(title, tuple(selection.names), recorder.run_id))
         try:
-            if kind == "job":
-                result = await execute(tee, recorder.run_id)
-            else:
-                result = await execute(tee)
+            result = await execute(tee, recorder.run_id)
         except EcsexecError as exc:
             recorder.finish(exc.exit_code)
             raise
