@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from hypothesis import given
-from hypothesis import strategies as st
-
 from ecsexec.nodes.filter import parse_filter, select
 from ecsexec.nodes.filter_hints import filter_hints
 from ecsexec.nodes.node import Node
@@ -45,14 +42,3 @@ def test_a_key_without_a_value_explains_why_nothing_is_selected() -> None:
 
 def test_nothing_to_hint_for_a_good_filter() -> None:
     assert hints("ECS:Service-Name: web") == []
-
-
-@given(st.text(alphabet="abcwepi-:!, .*ECSNamSrv", max_size=30))
-def test_hints_never_change_what_a_filter_selects(text: str) -> None:
-    try:
-        flt = parse_filter(text)
-    except Exception:  # invalid filters are the parser's business, tested elsewhere
-        return
-    before = select(NODES, flt)
-    filter_hints(flt, NODES, before)
-    assert select(NODES, flt) == before
