@@ -19,7 +19,6 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ecsexec.errors import FilterSyntaxError, JobFileError
-from ecsexec.exec.wrap import MAX_INPUT_BYTES
 from ecsexec.jobs.expand import (
     OPTION_NAME,
     REFERENCE,
@@ -536,11 +535,6 @@ class _Parser:
             fields["command"] = command
         elif kind == "script":
             script = self.string(keys["script"][1], "script", null=None)
-            if len(script.encode()) > MAX_INPUT_BYTES:
-                raise self.fail(
-                    keys["script"][1],
-                    f"script: {len(script.encode())} bytes; the limit is {MAX_INPUT_BYTES}",
-                )
             fields["script"] = script
             if "args" in keys:
                 fields["args"] = self.string(keys["args"][1], "args")
