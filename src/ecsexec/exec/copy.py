@@ -79,7 +79,10 @@ class LocalSource:
                 raise ConfigurationError(f"cannot read {path}: {exc}") from exc
             tar_path = Path(archive)
             return cls(tar_path, name, tar_path.stat().st_size, info.st_mode, True, [tar_path])
-        if not path.is_file() and not _is_readable_stream(path):
+        if not path.is_file():
+            if _is_readable_stream(path):  # read once, so spooled for every node
+                with path.open("rb") as stream:
+                    return cls.from_stream(stream, name)
             raise ConfigurationError(f"{path} is not a regular file")
         try:
             with path.open("rb"):
