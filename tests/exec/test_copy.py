@@ -4,10 +4,12 @@ real websockets and boto3, containers running real shells and tools."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import os
 import random
 import shutil
+import subprocess
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -18,11 +20,14 @@ from ecsexec.app import Client, SourceOverrides
 from ecsexec.aws.clients import session_from_env
 from ecsexec.config import load_config
 from ecsexec.errors import ConfigurationError, Status
-from ecsexec.exec.copy import LocalSource, upload_command
+from ecsexec.exec.copy import LocalDestination, LocalSource, download_command, upload_command
 from ecsexec.exec.dispatcher import dispatch
 from ecsexec.exec.results import RunResult
+from ecsexec.exec.runner import ContainerTarget
+from ecsexec.exec.transfer import CHUNK_BYTES
 from ecsexec.sandbox import Sandbox
 from tests.exec.sandbox_nodes import pool, targets
+from tests.exec.test_input import run_in_pty
 
 pytestmark = pytest.mark.e2e
 
@@ -357,3 +362,31 @@ def test_without_base64_uploads_are_refused_clearly_and_downloads_use_od(
     )
     assert down.ok, [(r.output, r.reason) for r in down]
     assert (tmp_path / "hostname").read_bytes() == Path("/etc/hostname").read_bytes()
+
+
+@pytest.mark.skipif(shutil.which("busybox") is None, reason="needs busybox (Alpine's tools)")
+def test_copies_work_with_busybox_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Alpine images: busybox's sh, stty, head (stdio-buffered), base64 (no final newline)
+    and od, on a real local PTY."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    subprocess.run(["busybox", "--install", "-s", str(tools)], check=True, timeout=30)
+    monkeypatch.setenv("PATH", str(tools))
+    data = random.Random(3).randbytes(CHUNK_BYTES + 1000) + ALL_BYTES
+    source = tmp_path / "source"
+    source.write_bytes(data)
+    target = ContainerTarget("node-1", "c", "t", "app")
+    up = upload_command(LocalSource.from_path(source, recursive=False), str(tmp_path) + "/")(target)
+    assert up.input_source is not None
+    sent = dataclasses.replace(up, input_payload=b"".join(up.input_source()), input_source=None)
+    out, code, _ = run_in_pty(sent, shell=str(tools / "sh"))
+    assert (code, out) == (0, f":P {tmp_path}/source\n".encode())
+    assert (tmp_path / "source").read_bytes() == data
+    back = tmp_path / "back"
+    down = download_command(str(source), LocalDestination(back))(target)
+    out, code, _ = run_in_pty(down, shell=str(tools / "sh"))
+    assert down.output_filter is not None
+    sink = down.output_filter()
+    assert sink.feed(out) == b""
+    assert sink.finish(code) == (b"", "")
+    assert back.read_bytes() == data
