@@ -31,6 +31,7 @@ from ecsexec.ssm.session import (
 )
 
 PTY_SIZE: Final = (300, 100)  # wide enough that tools formatting to the width don't wrap
+_INPUT_PIECE: Final = 1024 * 1024  # input handed to the channel at a time (whole frames)
 
 
 @dataclass(frozen=True)
@@ -359,7 +360,9 @@ async def _send_input(session: SessionLike, wrapped: WrappedCommand) -> None:
     channel's window of unacknowledged frames is full, so a stream of any size is held
     in memory only as far as that window."""
     if wrapped.input_source is None:
-        await session.send_input(wrapped.input_payload)
+        payload = wrapped.input_payload
+        for start in range(0, len(payload), _INPUT_PIECE):
+            await session.send_input(payload[start : start + _INPUT_PIECE])
         return
     for piece in wrapped.input_source():
         await session.send_input(piece)
