@@ -228,3 +228,29 @@ def test_a_nul_byte_in_a_command_is_refused_before_anything_runs(sandbox: Sandbo
     with pytest.raises(ConfigurationError, match="NUL byte at position 7"):
         asyncio.run(scenario())
     assert sandbox.stats()["sessions"]["opened"] == before
+
+
+def test_a_copy_is_a_run_events_history_and_all(sandbox: Sandbox, tmp_path: Path) -> None:
+    source = tmp_path / "payload.bin"
+    source.write_bytes(bytes(range(256)) * 10)
+    database = tmp_path / "history.sqlite3"
+
+    async def scenario() -> list[object]:
+        async with client_for(sandbox, history=database) as client:
+            run = client.copy("ECS:Service-Name: web ECS:Cluster-Name: demo", source, "/tmp/")
+            events = [event async for event in run]
+            await client.run(
+                "ECS:Service-Name: web ECS:Cluster-Name: demo", "rm -f /tmp/payload.bin"
+            )
+            return events
+
+    events = asyncio.run(scenario())
+    assert isinstance(events[0], RunStarted) and isinstance(events[-1], RunFinished)
+    result = events[-1].result
+    assert result.ok and len(result) >= 3 and result.run_id is not None
+    assert result.command == f"cp {source} :/tmp/"
+    with History(database) as history:
+        copy_run = history.run(result.run_id)
+        assert copy_run is not None
+        assert copy_run.command == f"cp {source} :/tmp/" and copy_run.exit_code == 0
+        assert {node.status for node in copy_run.nodes} == {Status.SUCCEEDED}

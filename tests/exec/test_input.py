@@ -29,9 +29,8 @@ from ecsexec.exec.connect import ConnectorPool
 from ecsexec.exec.dispatcher import dispatch
 from ecsexec.exec.results import CommandResult
 from ecsexec.exec.runner import ContainerTarget, run_on_container
+from ecsexec.exec.transfer import CHUNK_BYTES, LINE_CHARS
 from ecsexec.exec.wrap import (
-    INPUT_LINE,
-    MAX_INPUT_BYTES,
     OutputCleaner,
     ReadyScanner,
     WrappedCommand,
@@ -141,10 +140,11 @@ def test_input_arrives_in_a_container_with_busybox_tools(
 
 def test_a_corrupted_input_is_refused_before_the_command_runs() -> None:
     wrapped = wrap("echo ran", stdin=b"payload")
-    bad = re.sub(rb"^[0-9a-f]{64}", b"0" * 64, wrapped.input_payload)
+    bad = re.sub(rb"\n0 [0-9a-f]{64}", b"\n0 " + b"0" * 64, wrapped.input_payload)
+    assert bad != wrapped.input_payload
     out, code, _ = run_in_pty(dataclasses.replace(wrapped, input_payload=bad))
     assert code == 125
-    assert out == b"ecsexec: input delivery failed: checksum mismatch (7 bytes expected)\n"
+    assert out == b"ecsexec: input delivery failed: SHA-256 differs (7 bytes expected)\n"
 
 
 def test_without_a_terminal_nothing_is_sent_and_the_reason_is_given() -> None:
@@ -163,14 +163,20 @@ def test_without_a_terminal_nothing_is_sent_and_the_reason_is_given() -> None:
 
 
 def test_encoding_uses_only_inert_characters_in_short_lines() -> None:
-    payload = encode_input(ALL_BYTES * 50)
-    assert re.fullmatch(rb"[A-Za-z0-9+/=_ \n]+", payload)
-    assert max(len(line) for line in payload.split(b"\n")) <= INPUT_LINE < 4095
-    header, *lines = payload.removesuffix(b"\n").split(b"\n")
-    assert int(header.split()[3]) == len(lines)  # the wrapper reads that many, no end line
-    assert b"".join(lines) == base64.b64encode(ALL_BYTES * 50)
-    with pytest.raises(ValueError, match="exceeds"):
-        encode_input(b"x" * (MAX_INPUT_BYTES + 1))
+    data = ALL_BYTES * 4000  # more than one chunk
+    payload = encode_input(data)
+    assert re.fullmatch(rb"[A-Za-z0-9+/= \n]+", payload)
+    assert max(len(line) for line in payload.split(b"\n")) <= LINE_CHARS < 4095
+    lines = payload.removesuffix(b"\n").split(b"\n")
+    decoded, at = b"", 0
+    while lines[at].isdigit() and lines[at] != b"0":  # a count, then that many lines
+        count = int(lines[at])
+        decoded += base64.b64decode(b"".join(lines[at + 1 : at + 1 + count]))
+        at += 1 + count
+    assert decoded == data and len(data) > CHUNK_BYTES
+    assert lines[at:] == [
+        b"0 %s %d %d" % (hashlib.sha256(data).hexdigest().encode(), posix_cksum(data), len(data))
+    ]
     assert "__ECSEXEC_I_" not in wrap("true", stdin=b"").ecs_command  # printf builds it
 
 

@@ -341,3 +341,78 @@ def test_secure_values_never_leave_the_process(sandbox: Sandbox, tmp_path: Path)
     streamed = b"".join(e.data for e in events if isinstance(e, NodeOutput))
     assert streamed.decode() == output(result)
     assert len(COMMANDS) >= 2 and not any(secret in command for command in COMMANDS)
+
+
+def test_scriptfile_and_scripturl_steps_run_with_args_and_interpreter(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Rundeck's scriptfile (relative to the job file) and scripturl (fetched once by the
+    client, here from a loopback aiohttp server) steps, with their YAML keys."""
+    from aiohttp import web
+
+    (tmp_path / "scripts").mkdir()
+    big = "".join(f"# line {i:07d}\n" for i in range(800_000))  # ~12 MB: past the old 8 MiB
+    (tmp_path / "scripts" / "hello.sh").write_text(big + 'echo "file: $1 $2 @option.who@"\n')
+    served: list[str] = []
+
+    async def script(request: web.Request) -> web.Response:
+        served.append(request.path)
+        return web.Response(body=b'print("url:", __import__("sys").argv[1:])\n')
+
+    async def missing(request: web.Request) -> web.Response:
+        return web.Response(status=404)
+
+    async def main() -> tuple[JobResult, JobResult]:
+        app = web.Application()
+        app.router.add_get("/s.py", script)
+        app.router.add_get("/gone.sh", missing)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        try:
+            ok = await asyncio.to_thread(
+                run_job,
+                sandbox,
+                tmp_path,
+                f"""\
+                - name: files
+                  options: [{{name: who, value: me}}]
+                  nodefilters: {{filter: '{API}'}}
+                  sequence:
+                    commands:
+                    - scriptfile: scripts/hello.sh
+                      args: one two
+                      expandTokenInScriptFile: true
+                    - scripturl: http://127.0.0.1:{port}/s.py
+                      scriptInterpreter: python3
+                      fileExtension: .py
+                      args: a b
+                """,
+            )
+            gone = await asyncio.to_thread(
+                run_job,
+                sandbox,
+                tmp_path,
+                f"""\
+                - name: gone
+                  nodefilters: {{filter: '{LEGACY}'}}
+                  sequence:
+                    commands:
+                    - scripturl: http://127.0.0.1:{port}/gone.sh
+                """,
+            )
+        finally:
+            await runner.cleanup()
+        return ok[0], gone[0]
+
+    ok, gone = asyncio.run(main())
+    assert ok.exit_code() == 0, ok.steps
+    assert len(ok.nodes) == 2
+    for node in ok.nodes:
+        assert output(ok, node) == "file: one two me\nurl: ['a', 'b']\n"
+    assert served == ["/s.py"]  # fetched once for both nodes
+    assert gone.exit_code() != 0
+    failed = [r for r in gone.steps if not r.ok]
+    assert failed and "HTTP 404" in failed[0].detail

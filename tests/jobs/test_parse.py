@@ -118,7 +118,7 @@ def test_the_older_map_form_of_options_and_comma_values() -> None:
         ),
         (
             "- name: j\n  sequence:\n    commands:\n    - scriptfile: /x.sh\n",
-            "jobs.yaml:4: command: scriptfile is not supported",
+            "jobs.yaml:4: scriptfile: no such file: /x.sh",
         ),
         ("name: j\n", "jobs.yaml:1: a job file is a list of jobs"),
         ("- name: [unclosed\n", "jobs.yaml:2: invalid YAML"),
@@ -129,7 +129,7 @@ def test_the_older_map_form_of_options_and_comma_values() -> None:
         ),
         (
             "- name: j\n  sequence: {commands: [{exec: ls, script: x}]}\n",
-            "needs exactly one of exec, script, jobref (found exec, script)",
+            "needs exactly one of exec, script, scriptfile, scripturl, jobref (found exec, script)",
         ),
         (
             "- name: j\n  sequence: {strategy: sideways, commands: [{exec: ls}]}\n",
@@ -299,3 +299,50 @@ def test_an_option_default_is_checked_against_its_regex_within_bounds() -> None:
 )
 def test_yaml_nested_too_deeply_is_a_job_file_error(text: str) -> None:
     assert error_of(text) == "jobs.yaml:1: invalid YAML: nested too deeply"
+
+
+def test_script_file_and_url_steps_take_rundecks_keys(tmp_path: Path) -> None:
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "run.ps1").write_text("echo hi\n")
+    text = textwrap.dedent(
+        """\
+        - name: j
+          sequence:
+            commands:
+            - scriptfile: lib/run.ps1
+              fileExtension: .ps1
+              expandTokenInScriptFile: true
+              args: -x
+            - scripturl: https://example.invalid/s.sh
+              scriptInterpreter: bash
+        """
+    )
+    (job,) = parse_jobs(text, str(tmp_path / "jobs.yaml")).jobs
+    first, second = job.steps
+    assert (first.kind, first.script_file, first.file_extension) == (
+        "script",
+        str(tmp_path / "lib" / "run.ps1"),
+        "ps1",
+    )
+    assert first.expand_file_tokens and first.args == "-x"
+    assert first.label() == "script file run.ps1"
+    assert (second.script_url, second.interpreter, second.expand_file_tokens) == (
+        "https://example.invalid/s.sh",
+        "bash",
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [
+        ("{scriptfile: nowhere.sh}", "jobs.yaml:4: scriptfile: no such file: "),
+        ("{scripturl: 'file:///etc/passwd'}", "scripturl: 'file:///etc/passwd' is not an http"),
+        (
+            "{scripturl: 'http://x/s', script: 'ls'}",
+            "needs exactly one of exec, script, scriptfile",
+        ),
+    ],
+)
+def test_script_file_and_url_problems_name_file_and_line(step: str, expected: str) -> None:
+    assert expected in error_of(f"- name: j\n  sequence:\n    commands:\n    - {step}\n")

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 from ecsexec.app.events import Event, EventCallback, RunFinished, RunStarted
 from ecsexec.app.interactive import InteractiveSession
@@ -34,6 +34,14 @@ from ecsexec.errors import (
     Status,
 )
 from ecsexec.exec.connect import ConnectorPool
+from ecsexec.exec.copy import (
+    CopiedCallback,
+    LocalDestination,
+    LocalSource,
+    ProgressCallback,
+    download_command,
+    upload_command,
+)
 from ecsexec.exec.dispatcher import (
     DispatchOptions,
     NodeFinished,
@@ -377,6 +385,100 @@ class Client:
 
         return Run(body, on_event, self._tasks)
 
+    def copy(
+        self,
+        target: Target,
+        source: str | PathLike[str] | BinaryIO,
+        destination: str | PathLike[str] | BinaryIO,
+        *,
+        download: bool = False,
+        recursive: bool = False,
+        preserve: bool = False,
+        threads: int | None = None,
+        rate: float | None = None,
+        timeout: float | None = None,
+        keepgoing: bool | None = None,
+        burst: int | None = None,
+        on_event: EventCallback | None = None,
+        on_progress: ProgressCallback | None = None,
+        on_copied: CopiedCallback | None = None,
+        record: bool = True,
+    ) -> Run:
+        """Copy a file (a directory with ``recursive``) to every node of ``target``, or,
+        with ``download``, from the one node ``target`` selects.
+
+        An upload's ``source`` is a local path or a binary stream (spooled first, so every
+        node gets it whole); ``destination`` is the path on the nodes, where a trailing
+        ``/`` or an existing directory means "in that directory, under the source's
+        name". A download's ``source`` is the path on the node and ``destination`` a
+        local path or a binary stream. Every copy is checked end to end (SHA-256, or
+        ``cksum`` where the container lacks sha256sum) and put in place only then; the
+        result has the shape of :meth:`run`'s: one result per node, exit code 125 with
+        the reason as output when a copy was refused or did not check out.
+        ``on_progress`` gets (node, bytes so far, total); ``on_copied`` gets (node, path)
+        for each completed copy.
+        """
+
+        async def body(emit: EventCallback) -> RunResult:
+            selection = await self.select(target)
+            if not selection:
+                raise ConfigurationError(_no_nodes(selection))
+            if download and len(selection) != 1:
+                names = ", ".join(selection.names[:5]) + (", ..." if len(selection) > 5 else "")
+                raise ConfigurationError(
+                    f"a download needs exactly one node; {len(selection)} selected ({names})"
+                )
+            targets = _targets(selection.nodes)
+            local: LocalSource | None = None
+            if download:
+                destination_spec = _local_destination(destination, recursive, preserve)
+                build = download_command(
+                    str(source),
+                    destination_spec,
+                    on_progress=on_progress,
+                    on_copied=on_copied,
+                )
+                title = f"cp {selection.names[0]}:{source} {_show(destination)}"
+            else:
+                if not isinstance(destination, str):
+                    raise ConfigurationError("an upload's destination is a path on the nodes")
+                local = await asyncio.to_thread(_local_source, source, recursive)
+                build = upload_command(
+                    local,
+                    destination,
+                    preserve=preserve,
+                    on_progress=on_progress,
+                    on_copied=on_copied,
+                )
+                title = f"cp {_show(source)} :{destination}"
+            options = self.dispatch_options(
+                threads=threads, rate=rate, timeout=timeout, keepgoing=keepgoing, burst=burst
+            )
+            pool = self._connectors(targets)
+
+            async def execute(tee: EventCallback, run_id: int | None) -> RunResult:
+                return await dispatch(
+                    pool, targets, build, options=options, on_event=tee, command=title
+                )
+
+            fields = {"command": title, "filter": selection.filter or ""}
+            try:
+                return await self._recorded(
+                    "run",
+                    title,
+                    selection,
+                    fields,
+                    record,
+                    emit,
+                    execute,
+                    selected=isinstance(target, Selection),
+                )
+            finally:
+                if local is not None:
+                    local.close()
+
+        return Run(body, on_event, self._tasks)
+
     async def plan_job(
         self,
         job: Job | LoadedJob | str | PathLike[str],
@@ -659,6 +761,24 @@ def _refuse_nul(command: str) -> None:
         raise ConfigurationError(
             f"the command has a NUL byte at position {position + 1}; ECS Exec cannot carry it"
         )
+
+
+def _show(place: str | PathLike[str] | BinaryIO) -> str:
+    return str(place) if isinstance(place, str | PathLike) else "-"
+
+
+def _local_source(source: str | PathLike[str] | BinaryIO, recursive: bool) -> LocalSource:
+    if isinstance(source, str | PathLike):
+        return LocalSource.from_path(Path(source), recursive=recursive)
+    return LocalSource.from_stream(source, "stdin")
+
+
+def _local_destination(
+    destination: str | PathLike[str] | BinaryIO, recursive: bool, preserve: bool
+) -> LocalDestination:
+    if isinstance(destination, str | PathLike):
+        return LocalDestination(Path(destination), None, recursive, preserve)
+    return LocalDestination(None, destination, recursive, preserve)
 
 
 def _targets(nodes: Sequence[Node]) -> list[ContainerTarget]:

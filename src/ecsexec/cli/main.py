@@ -18,6 +18,11 @@ from ecsexec.cli.entry import run_click
 # name -> (module, attribute, the command's first help line as `--help` lists it)
 COMMANDS: Final[dict[str, tuple[str, str, str]]] = {
     "config": ("ecsexec.cli.config_cmd", "config_group", "Project configuration (ecsexec.toml)."),
+    "cp": (
+        "ecsexec.cli.cp",
+        "cp_command",
+        "Copy SOURCE to DESTINATION; one of them is in a container.",
+    ),
     "demo": (
         "ecsexec.cli.demo",
         "demo",

@@ -13,7 +13,7 @@ from typing import Final, Protocol
 from ecsexec.aws.ecs import EcsApi, ExecSession
 from ecsexec.errors import ConfigurationError, EcsexecError, Status
 from ecsexec.exec.results import CommandResult, command_status
-from ecsexec.exec.wrap import OutputCleaner, ReadyScanner, WrappedCommand
+from ecsexec.exec.wrap import INPUT_FAILED, OutputCleaner, ReadyScanner, WrappedCommand
 from ecsexec.nodes import ecs_attributes as attrs
 from ecsexec.ssm.channel import (
     ChannelClosed,
@@ -31,6 +31,7 @@ from ecsexec.ssm.session import (
 )
 
 PTY_SIZE: Final = (300, 100)  # wide enough that tools formatting to the width don't wrap
+_INPUT_PIECE: Final = 1024 * 1024  # input handed to the channel at a time (whole frames)
 
 
 @dataclass(frozen=True)
@@ -224,7 +225,8 @@ async def run_on_container(
     """
     started_at = datetime.now(UTC)
     cleaner = OutputCleaner(wrapped)
-    ready = ReadyScanner(wrapped) if wrapped.input_payload else None
+    ready = ReadyScanner(wrapped) if wrapped.has_input else None
+    output_filter = wrapped.output_filter() if wrapped.output_filter is not None else None
     sender: asyncio.Task[None] | None = None
     if output is None:
         output = []  # joined once at the end: no reallocation as output grows
@@ -234,6 +236,8 @@ async def run_on_container(
     session = backend.session(exec_session)
 
     def emit(chunk: bytes) -> None:
+        if output_filter is not None and chunk:
+            chunk = output_filter.feed(chunk)
         if chunk:
             output.append(chunk)
             if on_output is not None:
@@ -251,7 +255,7 @@ async def run_on_container(
                         # A task of its own: send_input waits for acks (backpressure)
                         # while this loop must keep reading output.
                         session.open_input_gate("ready marker")
-                        sender = asyncio.create_task(session.send_input(wrapped.input_payload))
+                        sender = asyncio.create_task(_send_input(session, wrapped))
                     gate_was_closed = not cleaner.begin_seen
                     emit(cleaner.feed(event.data))
                     if gate_was_closed and cleaner.begin_seen:
@@ -288,6 +292,13 @@ async def run_on_container(
     emit(rest)  # what the cleaner held back is output too, whatever ended the session
     if final:
         failure, timed_out, closed = None, False, None
+    problem = ""
+    if output_filter is not None:
+        tail, problem = output_filter.finish(clean.exit_code if final else None)
+        if tail:
+            output.append(tail)
+            if on_output is not None:
+                on_output(target.node, tail, False)
     if failure is not None:
         return CommandResult.failure(
             target.node,
@@ -300,6 +311,15 @@ async def run_on_container(
         )
     exit_code = clean.exit_code
     reason = clean.reason
+    if problem:
+        # Our own check failed (a download's checksum, a source that could not be read):
+        # the run fails even if the far end was content.
+        if exit_code == 0:
+            exit_code = INPUT_FAILED
+        notice = f"ecsexec: {problem}\n".encode()
+        output.append(notice)
+        if on_output is not None:
+            on_output(target.node, notice, False)
     truncated = bool(closed is not None and closed.truncated)
     if timed_out:
         exit_code, reason = None, f"timed out after {timeout:g} s; {how_it_ended(session)}"
@@ -333,3 +353,16 @@ async def run_on_container(
         reason=reason,
         truncated=truncated,
     )
+
+
+async def _send_input(session: SessionLike, wrapped: WrappedCommand) -> None:
+    """Send the command's input, a piece at a time: ``send_input`` waits while the
+    channel's window of unacknowledged frames is full, so a stream of any size is held
+    in memory only as far as that window."""
+    if wrapped.input_source is None:
+        payload = wrapped.input_payload
+        for start in range(0, len(payload), _INPUT_PIECE):
+            await session.send_input(payload[start : start + _INPUT_PIECE])
+        return
+    for piece in wrapped.input_source():
+        await session.send_input(piece)

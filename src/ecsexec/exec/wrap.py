@@ -10,13 +10,12 @@ PTY's ``\\r\\n`` becomes ``\\n``.
 A command may also get **input** (``wrap(..., stdin=data)``): a script, say, delivered
 through the exec channel itself, with no S3 bucket or file copier. The wrapper turns
 echo off, checks its tools, prints a *ready* marker (before the begin marker, so the
-cleaner drops it), and reads base64 lines from the PTY into a temporary file that has
+cleaner drops it), and reads the input, framed as :mod:`ecsexec.exec.transfer` describes
+(base64 lines in chunks, then its SHA-256 and ``cksum``), into a temporary file that has
 no name: it is opened and unlinked before the first byte arrives, so the input (secure
 option values, say) never rests on the container's disk, even when a timeout or Ctrl-C
-ends the session with SIGKILL and no cleanup runs. The client sends the lines once it
-sees the ready marker. Base64 because the PTY is in canonical mode: a line may hold at
-most 4095 bytes and control characters (``^C``, ``^D``, ``^Z``, ``^\\``) would be acted
-on. A header line carries the SHA-256 (and POSIX ``cksum``) of the data, checked
+ends the session with SIGKILL and no cleanup runs. The client sends the input once it
+sees the ready marker, as a stream: there is no size limit. The checksum is checked
 before the command runs with the data as its stdin and ``$ECSEXEC_INPUT`` naming it: a
 symlink to ``/dev/fd/9``, which the command and its children inherit (a program that
 closes inherited descriptors, such as ``sudo``, cannot open it; give it the data on
@@ -25,24 +24,34 @@ stdin). Pure: no I/O.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
 import secrets
 import shlex
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
+
+from ecsexec.exec.transfer import encode_input, input_check, input_reader, posix_cksum
+
+__all__ = ["encode_input", "posix_cksum"]  # re-exported: the input framing lives in transfer
 
 MARKER_PREFIX: Final = b"__ECSEXEC_"
 DEFAULT_ENV: Final = (("TERM", "dumb"), ("PAGER", "cat"))  # no colours, no pagers waiting
 
 INPUT_VARIABLE: Final = "ECSEXEC_INPUT"
-INPUT_LINE: Final = 1024  # base64 characters a line: far below the 4095-byte canonical limit
-# The input crosses the channel at a few MB/s at best and takes space in the container's
-# /tmp (unlinked) while the command runs; 8 MiB keeps a run well inside the session's
-# timeout and most containers' /tmp.
-MAX_INPUT_BYTES: Final = 8 * 1024 * 1024
 INPUT_FAILED: Final = 125  # the exit code when the input could not be delivered intact
+
+
+class OutputFilter(Protocol):
+    """Stands between the cleaned output and the user for one run (a download decodes
+    its data here): returns what the user should see."""
+
+    def feed(self, data: bytes) -> bytes: ...
+
+    def finish(self, exit_code: int | None) -> tuple[bytes, str]:
+        """The rest of the output, and what went wrong that the exit code does not say
+        ("" if nothing): the run then fails with exit code 125."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,14 @@ class WrappedCommand:
     ecs_command: str
     nonce: str  # empty in raw mode
     input_payload: bytes = b""  # sent when the ready marker arrives (see encode_input)
+    # Or a stream of it, for input too large to hold: a fresh iterator for each run.
+    input_source: Callable[[], Iterator[bytes]] | None = None
+    # A fresh filter for each run, between the cleaner and the user (ecsexec cp).
+    output_filter: Callable[[], OutputFilter] | None = None
+
+    @property
+    def has_input(self) -> bool:
+        return bool(self.input_payload) or self.input_source is not None
 
     @property
     def raw(self) -> bool:
@@ -73,13 +90,18 @@ class WrappedCommand:
         return b"__ECSEXEC_E_" + self.nonce.encode() + b"__:%d" % exit_code
 
 
+def make_nonce() -> str:
+    """16 fresh hex characters for a command's markers (§12)."""
+    return secrets.token_hex(8)
+
+
 def wrap(command: str, *, nonce: str | None = None, stdin: bytes | None = None) -> WrappedCommand:
     """Build the marker-wrapped command (§12). The literal markers never appear in argv.
 
     With ``stdin``, the data is delivered through the channel first (module docstring)
     and ``command`` runs with it as standard input; ``$ECSEXEC_INPUT`` names it too.
     """
-    nonce = nonce or secrets.token_hex(8)
+    nonce = nonce or make_nonce()
     if stdin is not None:
         return _wrap_with_input(command, nonce, stdin)
     exports = " ".join(f"{k}={v}" for k, v in DEFAULT_ENV)
@@ -99,51 +121,6 @@ def wrap(command: str, *, nonce: str | None = None, stdin: bytes | None = None) 
     )
     # §13: the agent splits this with Go shlex rules; shlex.join output round-trips exactly.
     return WrappedCommand(command, shlex.join(["/bin/sh", "-c", script]), nonce)
-
-
-def posix_cksum(data: bytes) -> int:
-    """The CRC that POSIX ``cksum`` prints: CRC-32 (0x04C11DB7, MSB first) over the data
-    and then its length (least significant byte first, no trailing zero bytes), inverted."""
-    crc = 0
-    length = len(data)
-    tail = bytearray()
-    while length:
-        tail.append(length & 0xFF)
-        length >>= 8
-    for byte in data + bytes(tail):
-        crc = _CKSUM_TABLE[((crc >> 24) ^ byte) & 0xFF] ^ ((crc << 8) & 0xFFFFFFFF)
-    return ~crc & 0xFFFFFFFF
-
-
-def _cksum_table() -> tuple[int, ...]:
-    table = []
-    for index in range(256):
-        crc = index << 24
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x04C11DB7) if crc & 0x80000000 else crc << 1
-        table.append(crc & 0xFFFFFFFF)
-    return tuple(table)
-
-
-_CKSUM_TABLE: Final = _cksum_table()
-
-
-def encode_input(data: bytes) -> bytes:
-    """The bytes sent for ``data``: a header line ``<sha256> <cksum> <size> <lines>``, then
-    that many base64 lines. Only ``[A-Za-z0-9+/= ]`` and line feeds: nothing a PTY acts on.
-
-    The wrapper reads exactly ``<lines>`` lines (``head -n``), never one more: with no end
-    line to look for, no tool reads ahead at a PTY where nothing more will come (busybox
-    sed does, and waited for ever)."""
-    if len(data) > MAX_INPUT_BYTES:
-        raise ValueError(
-            f"input of {len(data)} bytes exceeds the {MAX_INPUT_BYTES} byte limit "
-            "of delivery through the exec channel"
-        )
-    encoded = base64.b64encode(data)
-    lines = [encoded[i : i + INPUT_LINE] for i in range(0, len(encoded), INPUT_LINE)]
-    header = f"{hashlib.sha256(data).hexdigest()} {posix_cksum(data)} {len(data)} {len(lines)}"
-    return b"\n".join([header.encode(), *lines]) + b"\n"
 
 
 def _wrap_with_input(command: str, nonce: str, data: bytes) -> WrappedCommand:
@@ -189,22 +166,9 @@ def _wrap_with_input(command: str, nonce: str, data: bytes) -> WrappedCommand:
             '{ ln -s /dev/fd/9 "$__ecsexec_f" && [ -r "$__ecsexec_f" ]; } 2>/dev/null ||'
             " __ecsexec_fail 'cannot read the input through /dev/fd/9 (is /proc mounted?)'",
             f"printf '\\n__ECSEXEC_%s_%s__\\n' I {nonce}",
-            "IFS=' ' read -r __ecsexec_sha __ecsexec_crc __ecsexec_size __ecsexec_n ||"
-            " __ecsexec_fail 'no header line'",
-            "head -n \"$__ecsexec_n\" | base64 -d >&8 || __ecsexec_fail 'base64 -d failed'",
+            *input_reader(8, "__ecsexec_fail"),
             "exec 8>&-",
-            "__ecsexec_ok=",
-            "if command -v sha256sum >/dev/null 2>&1; then",
-            '  set -- $(sha256sum < "$__ecsexec_f")',
-            '  [ "$1" = "$__ecsexec_sha" ] && __ecsexec_ok=1',
-            "elif command -v cksum >/dev/null 2>&1; then",
-            '  set -- $(cksum < "$__ecsexec_f")',
-            '  [ "$1 $2" = "$__ecsexec_crc $__ecsexec_size" ] && __ecsexec_ok=1',
-            "else",
-            "  __ecsexec_fail 'neither sha256sum nor cksum is installed to check the input'",
-            "fi",
-            '[ -n "$__ecsexec_ok" ] || __ecsexec_fail'
-            ' "checksum mismatch ($__ecsexec_size bytes expected)"',
+            *input_check('"$__ecsexec_f"', "__ecsexec_fail"),
             begin,
             # 9< again: a shell that closes fds opened by exec (ksh) still passes it on.
             f'{INPUT_VARIABLE}="$__ecsexec_f" /bin/sh -c {shlex.quote(command)}'

@@ -43,6 +43,7 @@ from ecsexec.jobs.expand import (
 )
 from ecsexec.jobs.library import MAX_DEPTH, JobLibrary
 from ecsexec.jobs.model import Dispatch, Job, Step
+from ecsexec.jobs.script_source import fetch_script_url, read_script_file
 from ecsexec.jobs.steps import step_command
 from ecsexec.nodes.filter import parse_filter, rank, select
 from ecsexec.nodes.node import Node
@@ -245,6 +246,8 @@ class JobExecutor:
         self._states: dict[str, _NodeState] = {}
         self._results: list[StepResult] = []
         self._data: dict[str, dict[str, str]] = {}
+        # scriptfile/scripturl texts, fetched once per run whatever the number of nodes.
+        self._scripts: dict[str, asyncio.Future[bytes]] = {}
 
     # --- public -------------------------------------------------------------------------------
 
@@ -441,6 +444,21 @@ class JobExecutor:
 
     # --- steps --------------------------------------------------------------------------------
 
+    async def _script_text(self, step: Step) -> bytes | None:
+        """The text of a scriptfile or scripturl step (None for other steps), read once
+        per run: the nodes share one read, and get the same bytes."""
+        key = step.script_file or step.script_url
+        if not key:
+            return None
+        fetch = self._scripts.get(key)
+        if fetch is None:
+            if step.script_file:
+                fetch = asyncio.ensure_future(asyncio.to_thread(read_script_file, key))
+            else:
+                fetch = asyncio.ensure_future(fetch_script_url(key))
+            self._scripts[key] = fetch
+        return await asyncio.shield(fetch)
+
     async def _node_step(
         self,
         scope: _Scope,
@@ -472,7 +490,8 @@ class JobExecutor:
                 result_context or {},
             )
             try:
-                built = step_command(step, ctx, self._redaction.secrets)
+                fetched = await self._script_text(step)
+                built = step_command(step, ctx, self._redaction.secrets, fetched)
                 wrapped = wrap(built.command, stdin=built.stdin)
                 wrapped = replace(wrapped, user_command=built.display)
                 target = ContainerTarget.from_attributes(node.name, node.attributes)

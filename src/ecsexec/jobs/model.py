@@ -82,11 +82,18 @@ StepKind = Literal["exec", "script", "jobref"]
 
 @dataclass(frozen=True)
 class Step:
-    """One workflow command: ``exec``, inline ``script``, or ``jobref``."""
+    """One workflow command: ``exec``, ``script`` (inline, a file or a URL), or ``jobref``."""
 
     kind: StepKind
     command: str = ""  # exec
     script: str = ""
+    # A script step's text may instead come, when the step runs, from a file (an absolute
+    # path, resolved against the job file) or an http(s) URL, as Rundeck's scriptfile
+    # and scripturl steps do; tokens are expanded in them only with expand_file_tokens.
+    script_file: str = ""
+    script_url: str = ""
+    expand_file_tokens: bool = False
+    file_extension: str = ""
     args: str = ""
     interpreter: str = ""
     interpreter_args_quoted: bool = False
@@ -108,6 +115,10 @@ class Step:
         if self.kind == "exec":
             return self.command.splitlines()[0] if self.command else "exec"
         if self.kind == "script":
+            if self.script_file:
+                return f"script file {self.script_file.rsplit('/', 1)[-1]}"
+            if self.script_url:
+                return f"script {self.script_url}"
             return "inline script"
         assert self.jobref is not None
         return f"job {job_path(self.jobref.group, self.jobref.name)}"

@@ -13,13 +13,13 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Final, TypeVar
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ecsexec.errors import FilterSyntaxError, JobFileError
-from ecsexec.exec.wrap import MAX_INPUT_BYTES
 from ecsexec.jobs.expand import (
     OPTION_NAME,
     REFERENCE,
@@ -83,8 +83,6 @@ _UNSUPPORTED: Final = {
     "loglimitAction": "log limits are not supported",
     "loglimitStatus": "log limits are not supported",
     "orchestrator": "orchestrators are not supported",
-    "scriptfile": "only inline scripts are supported (script:)",
-    "scripturl": "only inline scripts are supported (script:)",
     "type": "plugin steps are not supported (exec, script and jobref are)",
     "nodeStep": "plugin steps are not supported (exec, script and jobref are)",
     "configuration": "plugin steps are not supported (exec, script and jobref are)",
@@ -501,10 +499,30 @@ class _Parser:
             return self.log_filters(keys["LogFilter"][1])
         return ()
 
+    def script_file(self, node: Node) -> str:
+        """A scriptfile path, relative to the job file; it must exist now (it is read
+        when the step runs)."""
+        text = self.string(node, "scriptfile", null=None)
+        if not text.strip():
+            raise self.fail(node, "scriptfile: the path is empty")
+        path = Path(self.file).parent / Path(text).expanduser()
+        if not path.is_file():
+            raise self.fail(node, f"scriptfile: no such file: {path}")
+        return str(path.resolve())
+
+    def script_url(self, node: Node) -> str:
+        text = self.string(node, "scripturl", null=None).strip()
+        scheme, _, rest = text.partition("://")
+        if scheme.lower() not in ("http", "https") or not rest:
+            raise self.fail(node, f"scripturl: {text!r} is not an http or https URL")
+        return text
+
     def step(self, node: Node, *, handler: bool) -> Step:
         allowed = {
             "exec",
             "script",
+            "scriptfile",
+            "scripturl",
             "args",
             "scriptInterpreter",
             "interpreterArgsQuoted",
@@ -517,14 +535,16 @@ class _Parser:
         allowed.add("keepgoingOnSuccess" if handler else "errorhandler")
         what = "errorhandler" if handler else "command"
         keys = self.mapping(node, what, frozenset(allowed))
-        kinds = [k for k in ("exec", "script", "jobref") if k in keys]
+        kinds = [k for k in ("exec", "script", "scriptfile", "scripturl", "jobref") if k in keys]
         if len(kinds) != 1:
             found = ", ".join(kinds) or "none"
             raise self.fail(
-                node, f"{what}: needs exactly one of exec, script, jobref (found {found})"
+                node,
+                f"{what}: needs exactly one of exec, script, scriptfile, scripturl, jobref "
+                f"(found {found})",
             )
         kind = kinds[0]
-        if kind != "script":
+        if kind not in ("script", "scriptfile", "scripturl"):
             for key in ("args", "scriptInterpreter", "interpreterArgsQuoted"):
                 if key in keys and not (kind == "jobref" and key == "args"):
                     raise self.fail(keys[key][0], f"{what}: {key} belongs to script steps")
@@ -534,14 +554,24 @@ class _Parser:
             if not command.strip():
                 raise self.fail(keys["exec"][1], "exec: the command is empty")
             fields["command"] = command
-        elif kind == "script":
-            script = self.string(keys["script"][1], "script", null=None)
-            if len(script.encode()) > MAX_INPUT_BYTES:
-                raise self.fail(
-                    keys["script"][1],
-                    f"script: {len(script.encode())} bytes; the limit is {MAX_INPUT_BYTES}",
-                )
-            fields["script"] = script
+        elif kind in ("script", "scriptfile", "scripturl"):
+            fields["kind"] = "script"
+            if kind == "script":
+                fields["script"] = self.string(keys["script"][1], "script", null=None)
+            elif kind == "scriptfile":
+                fields["script_file"] = self.script_file(keys["scriptfile"][1])
+            else:
+                fields["script_url"] = self.script_url(keys["scripturl"][1])
+            if "expandTokenInScriptFile" in keys:
+                value = self.boolean(keys["expandTokenInScriptFile"][1], "expandTokenInScriptFile")
+                fields["expand_file_tokens"] = value
+            if "fileExtension" in keys:
+                extension = self.string(keys["fileExtension"][1], "fileExtension")
+                if "/" in extension or extension.strip(". ") == "":
+                    raise self.fail(
+                        keys["fileExtension"][1], f"fileExtension: {extension!r} is not one"
+                    )
+                fields["file_extension"] = extension.lstrip(".")
             if "args" in keys:
                 fields["args"] = self.string(keys["args"][1], "args")
             if "scriptInterpreter" in keys:

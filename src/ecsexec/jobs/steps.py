@@ -35,8 +35,13 @@ class StepCommand:
     display: str  # for output and history: never holds a secure value
 
 
-def step_command(step: Step, ctx: Context, secrets: Collection[str]) -> StepCommand:
-    """The command for an ``exec`` or ``script`` step on the node in ``ctx``."""
+def step_command(
+    step: Step, ctx: Context, secrets: Collection[str], fetched: bytes | None = None
+) -> StepCommand:
+    """The command for an ``exec`` or ``script`` step on the node in ``ctx``.
+
+    ``fetched`` is the text of a ``scriptfile`` or ``scripturl`` step, read by the caller;
+    its tokens are expanded only when the step asks (``expandTokenInScriptFile``)."""
     if step.kind == "exec":
         text = expand_shell(step.command, ctx)
         if any(secret and secret in text for secret in secrets):
@@ -44,10 +49,19 @@ def step_command(step: Step, ctx: Context, secrets: Collection[str]) -> StepComm
         return StepCommand(text, None, step.command)
     if step.kind != "script":
         raise ValueError(f"a {step.kind} step has no command")
-    body = expand_tokens(step.script, ctx).encode()
+    if step.script_file or step.script_url:
+        if fetched is None:
+            raise ValueError("the script's text was not fetched")
+        body = fetched
+        if step.expand_file_tokens:
+            body = expand_tokens(fetched.decode("utf-8", "surrogateescape"), ctx).encode(
+                "utf-8", "surrogateescape"
+            )
+    else:
+        body = expand_tokens(step.script, ctx).encode()
     args = expand_shell(step.args, ctx).strip()
     invocation = _invocation(step, ctx, body, args)
-    launcher = _launcher(invocation)
+    launcher = _launcher(invocation, step.file_extension or "script")
     display = f"script: {step.label()}" + (f" {step.args}" if step.args else "")
     return StepCommand(f"/bin/sh {INPUT} </dev/null", launcher + body, display)
 
@@ -75,7 +89,7 @@ def _shebang(body: bytes) -> str:
     return shell_quote(path) + (f" {shell_quote(argument)}" if argument else "")
 
 
-def _launcher(invocation: str) -> bytes:
+def _launcher(invocation: str, extension: str) -> bytes:
     """A shell prelude that extracts the script appended after it, then runs it.
 
     The script may hold secure option values (``@option.x@``), and the session may be
@@ -87,7 +101,7 @@ def _launcher(invocation: str) -> bytes:
 
     def text(offset: int) -> bytes:
         return (
-            f'__ecsexec_script="${INPUT_VARIABLE}.script"\n'
+            f'__ecsexec_script="${INPUT_VARIABLE}".{shell_quote(extension)}\n'
             f'exec 4>"$__ecsexec_script" 3<"$__ecsexec_script" || exit {INPUT_FAILED}\n'
             'rm -f "$__ecsexec_script"\n'
             f'ln -s /dev/fd/3 "$__ecsexec_script" || exit {INPUT_FAILED}\n'

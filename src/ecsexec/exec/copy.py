@@ -1,0 +1,354 @@
+"""Copy files to and from containers: the local I/O around :mod:`ecsexec.exec.transfer`.
+
+Each copy is an ordinary wrapped command (so dispatch, timeouts, results and history treat
+it like ``run``) whose input is read from a local file as it is sent, and whose output
+goes through a filter: an upload's filter picks up the path it wrote, a download's
+decodes the data into a local temporary file that is renamed into place only once the
+checksums match.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import shutil
+import stat
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from ecsexec.errors import ConfigurationError
+from ecsexec.exec.runner import ContainerTarget
+from ecsexec.exec.transfer import (
+    CHUNK_BYTES,
+    Digests,
+    Download,
+    DownloadDecoder,
+    Upload,
+    download_script,
+    frame_chunk,
+    frame_end,
+    upload_script,
+)
+from ecsexec.exec.wrap import OutputFilter, WrappedCommand, make_nonce
+
+ProgressCallback = Callable[[str, int, int | None], None]
+"""Called with (node, bytes so far, total bytes or None) as a copy moves on."""
+
+CopiedCallback = Callable[[str, str], None]
+"""Called with (node, path) for each file or directory a copy completed there or here."""
+
+ABORT = b"abort\n"  # not a count: the far end stops reading, fails and cleans up
+
+
+@dataclass
+class LocalSource:
+    """What an upload sends: a regular file, or a directory packed into a tar file.
+
+    Built once and shared by every node; :meth:`close` removes what it created.
+    """
+
+    path: Path
+    name: str  # the name a copy into a directory gets
+    size: int
+    mode: int
+    archive: bool = False
+    _owned: list[Path] = field(default_factory=list)
+
+    @classmethod
+    def from_path(cls, path: Path, *, recursive: bool) -> LocalSource:
+        try:
+            info = path.stat()
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read {path}: {exc.strerror}") from exc
+        name = path.resolve().name or "root"
+        if path.is_dir():
+            if not recursive:
+                raise ConfigurationError(f"{path} is a directory (copy it with -r)")
+            handle, archive = tempfile.mkstemp(prefix="ecsexec-cp-", suffix=".tar")
+            os.close(handle)
+            try:
+                with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT) as tar:
+                    tar.add(path, arcname=".")
+            except OSError as exc:
+                os.unlink(archive)
+                raise ConfigurationError(f"cannot read {path}: {exc}") from exc
+            tar_path = Path(archive)
+            return cls(tar_path, name, tar_path.stat().st_size, info.st_mode, True, [tar_path])
+        if not path.is_file():
+            if _is_readable_stream(path):  # read once, so spooled for every node
+                with path.open("rb") as stream:
+                    return cls.from_stream(stream, name)
+            raise ConfigurationError(f"{path} is not a regular file")
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read {path}: {exc.strerror}") from exc
+        return cls(path, name, info.st_size, info.st_mode)
+
+    @classmethod
+    def from_stream(cls, stream: BinaryIO, name: str) -> LocalSource:
+        """Standard input: spooled to a temporary file, so each node can read it whole."""
+        handle, spool = tempfile.mkstemp(prefix="ecsexec-cp-")
+        with os.fdopen(handle, "wb") as out:
+            shutil.copyfileobj(stream, out, CHUNK_BYTES)
+        path = Path(spool)
+        return cls(path, name, path.stat().st_size, 0o644, False, [path])
+
+    def close(self) -> None:
+        for path in self._owned:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        self._owned.clear()
+
+
+def _is_readable_stream(path: Path) -> bool:
+    """A FIFO or character device (``<(cmd)``, ``/dev/stdin``) is read as a stream."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+
+
+def remote_destination(destination: str, name: str) -> str:
+    """A destination ending in ``/`` means that directory and the source's name."""
+    if not destination:
+        raise ConfigurationError("the remote path is empty")
+    return destination + name if destination.endswith("/") else destination
+
+
+def upload_command(
+    source: LocalSource,
+    destination: str,
+    *,
+    preserve: bool = False,
+    on_progress: ProgressCallback | None = None,
+    on_copied: CopiedCallback | None = None,
+    nonce: str | None = None,
+) -> Callable[[ContainerTarget], WrappedCommand]:
+    """The command that uploads ``source`` to ``destination`` on a target."""
+    final = remote_destination(destination, source.name)
+    upload = Upload(
+        final, source.name, (source.mode & 0o7777) if preserve else None, source.archive
+    )
+
+    def build(target: ContainerTarget) -> WrappedCommand:
+        tag = nonce or make_nonce()
+        script = upload_script(upload, tag)
+        state = _UploadState(target.node, source, on_progress, on_copied)
+        return WrappedCommand(
+            user_command=f"cp {source.name} {target.node}:{final}",
+            ecs_command=shlex.join(["/bin/sh", "-c", script]),
+            nonce=tag,
+            input_source=state.frames,
+            output_filter=state.output,
+        )
+
+    return build
+
+
+class _UploadState:
+    """One node's upload: reads the source as it is sent, reports where it landed."""
+
+    def __init__(
+        self,
+        node: str,
+        source: LocalSource,
+        on_progress: ProgressCallback | None,
+        on_copied: CopiedCallback | None,
+    ) -> None:
+        self.node = node
+        self.source = source
+        self.on_progress = on_progress
+        self.on_copied = on_copied
+        self.read_error = ""
+
+    def frames(self) -> Iterator[bytes]:
+        digests = Digests()
+        done = 0
+        try:
+            with self.source.path.open("rb") as stream:
+                while chunk := stream.read(CHUNK_BYTES):
+                    digests.update(chunk)
+                    done += len(chunk)
+                    yield frame_chunk(chunk)
+                    if self.on_progress is not None:
+                        self.on_progress(self.node, done, self.source.size)
+        except OSError as exc:
+            self.read_error = f"cannot read {self.source.path}: {exc.strerror or exc}"
+            yield ABORT
+            return
+        yield frame_end(digests)
+
+    def output(self) -> OutputFilter:
+        return _UploadOutput(self)
+
+
+class _UploadOutput:
+    def __init__(self, state: _UploadState) -> None:
+        self._state = state
+        self._line = b""
+
+    def feed(self, data: bytes) -> bytes:
+        text = self._line + data
+        lines = text.split(b"\n")
+        self._line = lines.pop()
+        return b"".join(self._take(line) for line in lines)
+
+    def _take(self, line: bytes) -> bytes:
+        if line.startswith(b":P "):
+            if self._state.on_copied is not None:
+                self._state.on_copied(self._state.node, line[3:].decode("utf-8", "replace"))
+            return b""
+        return line + b"\n"
+
+    def finish(self, exit_code: int | None) -> tuple[bytes, str]:
+        rest, self._line = self._line, b""
+        return (self._take(rest).removesuffix(b"\n") if rest else b""), self._state.read_error
+
+
+@dataclass(frozen=True)
+class LocalDestination:
+    """Where a download goes: a path (a directory with ``recursive``), or a stream."""
+
+    path: Path | None
+    stream: BinaryIO | None = None
+    recursive: bool = False
+    preserve: bool = False
+
+
+def download_command(
+    source: str,
+    destination: LocalDestination,
+    *,
+    on_progress: ProgressCallback | None = None,
+    on_copied: CopiedCallback | None = None,
+    nonce: str | None = None,
+) -> Callable[[ContainerTarget], WrappedCommand]:
+    """The command that downloads ``source`` from a target into ``destination``."""
+    if not source:
+        raise ConfigurationError("the remote path is empty")
+    if destination.stream is not None and destination.recursive:
+        raise ConfigurationError("a directory (-r) cannot be copied to standard output")
+    name = source.rstrip("/").rsplit("/", 1)[-1] or "root"
+    final: Path | None = None
+    if destination.path is not None:
+        final = destination.path
+        if final.is_dir():  # into it, under the source's name, as cp does
+            final = final / name
+        parent = final.parent
+        if not parent.is_dir():
+            raise ConfigurationError(f"cannot write {final}: {parent} is not a directory")
+        if not os.access(parent, os.W_OK):
+            raise ConfigurationError(f"cannot write {final}: {parent} is not writable")
+
+    def build(target: ContainerTarget) -> WrappedCommand:
+        tag = nonce or make_nonce()
+        script = download_script(Download(source, destination.recursive), tag)
+        where = str(final) if final is not None else "-"
+        return WrappedCommand(
+            user_command=f"cp {target.node}:{source} {where}",
+            ecs_command=shlex.join(["/bin/sh", "-c", script]),
+            nonce=tag,
+            output_filter=lambda: _DownloadSink(
+                target.node, destination, final, tag, on_progress, on_copied
+            ),
+        )
+
+    return build
+
+
+class _DownloadSink:
+    """Decodes one download into a temporary file beside its destination (or a stream),
+    and puts it in place once it is complete and checked."""
+
+    def __init__(
+        self,
+        node: str,
+        destination: LocalDestination,
+        final: Path | None,
+        nonce: str,
+        on_progress: ProgressCallback | None,
+        on_copied: CopiedCallback | None,
+    ) -> None:
+        self.node = node
+        self.destination = destination
+        self.final = final
+        self.decoder = DownloadDecoder()
+        self.on_progress = on_progress
+        self.on_copied = on_copied
+        self.error = ""
+        self.done = 0
+        self.partial: Path | None = None
+        self.out: BinaryIO | None = destination.stream
+        if final is not None:
+            self.partial = final.parent / f".{final.name}.ecsexec-{nonce}.part"
+
+    def feed(self, data: bytes) -> bytes:
+        decoded, text = self.decoder.feed(data)
+        if decoded and not self.error:
+            try:
+                if self.out is None:
+                    assert self.partial is not None
+                    self.out = self.partial.open("xb")
+                self.out.write(decoded)
+            except OSError as exc:
+                self.error = f"cannot write {self.partial or '-'}: {exc.strerror or exc}"
+            self.done += len(decoded)
+            if self.on_progress is not None:
+                self.on_progress(self.node, self.done, self.decoder.size)
+        return text
+
+    def finish(self, exit_code: int | None) -> tuple[bytes, str]:
+        problem = self.error or (self.decoder.finish() if exit_code == 0 else "")
+        try:
+            if self.partial is None:
+                if self.out is not None:
+                    self.out.flush()
+                if not problem and exit_code == 0 and self.on_copied is not None:
+                    self.on_copied(self.node, "-")
+                return b"", problem
+            if self.out is None and not problem and exit_code == 0:
+                self.out = self.partial.open("xb")  # an empty file
+            if self.out is not None:
+                self.out.close()
+            if problem or exit_code != 0:
+                return b"", problem
+            problem = self._put_in_place()
+            if not problem and self.on_copied is not None:
+                assert self.final is not None
+                self.on_copied(self.node, str(self.final))
+            return b"", problem
+        except OSError as exc:
+            return b"", f"cannot write {self.final}: {exc.strerror or exc}"
+        finally:
+            if self.partial is not None:
+                with contextlib.suppress(OSError):
+                    self.partial.unlink()
+
+    def _put_in_place(self) -> str:
+        assert self.partial is not None and self.final is not None
+        if self.destination.recursive:
+            self.final.mkdir(exist_ok=True)
+            with tarfile.open(self.partial) as tar:
+                tar.extractall(self.final, filter="tar" if self.destination.preserve else "data")
+            return ""
+        mode = self.decoder.mode
+        if self.destination.preserve and mode is not None:
+            os.chmod(self.partial, mode)
+        else:
+            os.chmod(self.partial, 0o666 & ~_umask())
+        os.replace(self.partial, self.final)
+        return ""
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

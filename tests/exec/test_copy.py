@@ -1,0 +1,392 @@
+"""File copies end to end: ``Client.copy`` (exec/copy.py under it) against the sandbox, with
+real websockets and boto3, containers running real shells and tools."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import io
+import os
+import random
+import shutil
+import subprocess
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from ecsexec.app import Client, SourceOverrides
+from ecsexec.aws.clients import session_from_env
+from ecsexec.config import load_config
+from ecsexec.errors import ConfigurationError, Status
+from ecsexec.exec.copy import LocalDestination, LocalSource, download_command, upload_command
+from ecsexec.exec.dispatcher import dispatch
+from ecsexec.exec.results import RunResult
+from ecsexec.exec.runner import ContainerTarget
+from ecsexec.exec.transfer import CHUNK_BYTES
+from ecsexec.sandbox import Sandbox
+from tests.exec.sandbox_nodes import pool, targets
+from tests.exec.test_input import run_in_pty
+
+pytestmark = pytest.mark.e2e
+
+T = TypeVar("T")
+WEB = "ECS:Service-Name: web ECS:Cluster-Name: demo"
+LEGACY = "ECS:Service-Name: legacy"
+ALL_BYTES = bytes(range(256))
+
+
+def client_for(sb: Sandbox) -> Client:
+    return Client(
+        load_config(search=False, environ={}),
+        sources=SourceOverrides(regions=("us-east-1",)),
+        history=False,
+        session_factory=lambda region: session_from_env(sb.env, region),
+    )
+
+
+def engine(sb: Sandbox, body: Callable[[Client], Awaitable[T]]) -> T:
+    async def main() -> T:
+        async with client_for(sb) as client:
+            return await body(client)
+
+    return asyncio.run(main())
+
+
+async def one_node(client: Client, node_filter: str = LEGACY) -> str:
+    return (await client.nodes(node_filter)).names[0]
+
+
+async def remote(client: Client, node: str, command: str) -> bytes:
+    result = await client.run([node], command, record=False)
+    (outcome,) = result
+    assert outcome.ok, (outcome.output, outcome.reason)
+    return outcome.output
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        random.Random(16).randbytes(300_000) + ALL_BYTES * 40,
+        b"",
+        b"no trailing newline",
+        b"\r\n\x03\x04\x1a\x1c\x7f\x00" * 100,
+    ],
+    ids=["binary", "empty", "no-newline", "terminal-control-bytes"],
+)
+def test_a_file_goes_up_and_comes_back_byte_exact(
+    sandbox: Sandbox, tmp_path: Path, data: bytes
+) -> None:
+    source = tmp_path / "a file with spaces.bin"
+    source.write_bytes(data)
+    back = tmp_path / "back" / "copy with spaces"
+    back.parent.mkdir()
+    copied: list[tuple[str, str]] = []
+
+    async def scenario(client: Client) -> tuple[RunResult, RunResult, bytes]:
+        node = await one_node(client)
+        missing = await client.copy([node], source, "/tmp/dir with spaces/")
+        assert [r.exit_code for r in missing] == [125]  # the directory does not exist yet
+        await remote(client, node, "mkdir -p '/tmp/dir with spaces'")
+        up = await client.copy(
+            [node], source, "/tmp/dir with spaces/", on_copied=lambda n, p: copied.append((n, p))
+        )
+        size = await remote(client, node, "wc -c < '/tmp/dir with spaces/a file with spaces.bin'")
+        down = await client.copy(
+            [node], "/tmp/dir with spaces/a file with spaces.bin", back, download=True
+        )
+        await remote(client, node, "rm -rf '/tmp/dir with spaces'")
+        return up, down, size
+
+    up, down, size = engine(sandbox, scenario)
+    assert up.ok and down.ok, [(r.output, r.reason) for r in (*up, *down)]
+    assert int(size) == len(data)
+    assert back.read_bytes() == data
+    assert [path for _, path in copied] == ["/tmp/dir with spaces/a file with spaces.bin"]
+    assert not [p for p in back.parent.iterdir() if p.name != back.name]  # no temporary left
+
+
+def test_an_unwritable_destination_is_a_clear_failure_naming_the_path(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    source = tmp_path / "f"
+    source.write_bytes(b"data")
+
+    async def scenario(client: Client) -> RunResult:
+        return await client.copy([await one_node(client)], source, "/proc/no-such-dir/f")
+
+    (outcome,) = engine(sandbox, scenario)
+    assert outcome.status is Status.FAILED and outcome.exit_code == 125
+    assert outcome.output == (
+        b"ecsexec: cannot copy to /proc/no-such-dir/f: cannot write in /proc/no-such-dir:"
+        b" Directory nonexistent\n"
+    )
+
+
+def test_a_missing_remote_file_is_a_clear_failure_and_nothing_is_written(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    async def scenario(client: Client) -> RunResult:
+        node = await one_node(client)
+        return await client.copy([node], "/tmp/nothing-here", tmp_path / "x", download=True)
+
+    (outcome,) = engine(sandbox, scenario)
+    assert outcome.exit_code == 125
+    assert outcome.output == b"ecsexec: cannot copy /tmp/nothing-here: no such file or directory\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_modes_are_kept_with_preserve_only(sandbox: Sandbox, tmp_path: Path) -> None:
+    source = tmp_path / "tool"
+    source.write_bytes(b"#!/bin/sh\necho hi\n")
+    source.chmod(0o751)
+
+    async def scenario(client: Client) -> tuple[bytes, bytes]:
+        node = await one_node(client)
+        assert (await client.copy([node], source, "/tmp/kept", preserve=True)).ok
+        assert (await client.copy([node], source, "/tmp/plain")).ok
+        modes = await remote(client, node, "stat -c %a /tmp/kept /tmp/plain; umask")
+        assert (await client.copy([node], "/tmp/kept", tmp_path / "down", download=True)).ok
+        kept = tmp_path / "down-kept"
+        assert (await client.copy([node], "/tmp/kept", kept, download=True, preserve=True)).ok
+        await remote(client, node, "rm -f /tmp/kept /tmp/plain")
+        return modes, b""
+
+    modes, _ = engine(sandbox, scenario)
+    kept, plain, umask = modes.split()
+    assert kept == b"751"
+    assert int(plain, 8) == 0o666 & ~int(umask, 8)
+    assert (tmp_path / "down-kept").stat().st_mode & 0o7777 == 0o751
+    assert (tmp_path / "down").stat().st_mode & 0o111 == 0  # a new file's default mode
+
+
+def test_a_directory_goes_up_and_comes_back_with_r(sandbox: Sandbox, tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "sub dir").mkdir(parents=True)
+    (tree / "empty").mkdir()
+    (tree / "top.txt").write_bytes(b"top")
+    (tree / "sub dir" / "data.bin").write_bytes(ALL_BYTES * 100)
+    (tree / "run.sh").write_bytes(b"#!/bin/sh\n")
+    (tree / "run.sh").chmod(0o755)
+    back = tmp_path / "back"
+
+    async def scenario(client: Client) -> tuple[RunResult, RunResult, RunResult]:
+        node = await one_node(client)
+        refused = await client.copy([node], tree, "/tmp/tree-copy")
+        up = await client.copy([node], tree, "/tmp/tree-copy", recursive=True)
+        down = await client.copy([node], "/tmp/tree-copy", back, download=True, recursive=True)
+        await remote(client, node, "rm -rf /tmp/tree-copy")
+        return refused, up, down
+
+    with pytest.raises(ConfigurationError, match="is a directory"):
+        engine(sandbox, scenario)
+
+    async def scenario_r(client: Client) -> tuple[RunResult, RunResult]:
+        node = await one_node(client)
+        up = await client.copy([node], tree, "/tmp/tree-copy", recursive=True)
+        down = await client.copy([node], "/tmp/tree-copy", back, download=True, recursive=True)
+        await remote(client, node, "rm -rf /tmp/tree-copy")
+        return up, down
+
+    up, down = engine(sandbox, scenario_r)
+    assert up.ok and down.ok, [(r.output, r.reason) for r in (*up, *down)]
+    assert sorted(str(p.relative_to(back)) for p in back.rglob("*")) == [
+        "empty",
+        "run.sh",
+        "sub dir",
+        "sub dir/data.bin",
+        "top.txt",
+    ]
+    assert (back / "sub dir" / "data.bin").read_bytes() == ALL_BYTES * 100
+    assert (back / "run.sh").stat().st_mode & 0o111
+
+
+def test_streams_stand_for_stdin_and_stdout(sandbox: Sandbox) -> None:
+    data = ALL_BYTES * 500 + b"end"
+    out = io.BytesIO()
+
+    async def scenario(client: Client) -> tuple[RunResult, RunResult]:
+        node = await one_node(client)
+        up = await client.copy([node], io.BytesIO(data), "/tmp/from-stdin")
+        down = await client.copy([node], "/tmp/from-stdin", out, download=True)
+        await remote(client, node, "rm -f /tmp/from-stdin")
+        return up, down
+
+    up, down = engine(sandbox, scenario)
+    assert up.ok and down.ok
+    assert out.getvalue() == data
+
+
+def test_many_nodes_get_the_file_and_failures_give_run_exit_statuses(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    source = tmp_path / "conf"
+    source.write_bytes(b"setting=1\n")
+
+    async def scenario(client: Client) -> tuple[RunResult, RunResult, RunResult]:
+        good = await client.copy(WEB, source, "/tmp/conf")
+        check = await client.run(WEB, "cat /tmp/conf; rm -f /tmp/conf", record=False)
+        bad = await client.copy(WEB, source, "/proc/nope/conf")
+        return good, check, bad
+
+    good, check, bad = engine(sandbox, scenario)
+    assert len(good) >= 3 and good.exit_status == 0
+    assert {r.output for r in check} == {b"setting=1\n"}
+    assert bad.exit_status == 1 and {r.exit_code for r in bad} == {125}
+
+
+def test_a_download_needs_exactly_one_node(sandbox: Sandbox, tmp_path: Path) -> None:
+    async def scenario(client: Client) -> RunResult:
+        return await client.copy(WEB, "/etc/hostname", tmp_path / "h", download=True)
+
+    with pytest.raises(ConfigurationError, match="needs exactly one node"):
+        engine(sandbox, scenario)
+
+
+def test_a_source_that_fails_mid_transfer_leaves_nothing_at_the_destination(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """The source cannot be read once the copy has started: the far end is told to stop,
+    removes its temporary file, and the destination keeps what it had."""
+    source = tmp_path / "vanishing"
+    source.write_bytes(ALL_BYTES * 10_000)
+    local = LocalSource.from_path(source, recursive=False)
+    source.unlink()  # read when the far end is ready: too late
+    target = targets(sandbox, LEGACY)[0]
+
+    async def scenario(client: Client) -> tuple[RunResult, bytes]:
+        await remote(client, target.node, "mkdir -p /tmp/dest && echo old > /tmp/dest/file")
+        async with pool(sandbox) as connectors:
+            result = await dispatch(connectors, [target], upload_command(local, "/tmp/dest/file"))
+        listing = await remote(client, target.node, "ls -A /tmp/dest; cat /tmp/dest/file")
+        await remote(client, target.node, "rm -rf /tmp/dest")
+        return result, listing
+
+    result, listing = engine(sandbox, scenario)
+    (outcome,) = result
+    assert outcome.exit_code == 125
+    assert b"cannot read" in outcome.output and b"the data stream ended early" in outcome.output
+    assert listing == b"file\nold\n"  # no temporary file, the old content
+
+
+def test_a_timeout_mid_transfer_leaves_the_destination_as_it_was(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    source = tmp_path / "big"
+    source.write_bytes(os.urandom(40_000_000))  # far more than 0.5 s of transfer
+
+    async def scenario(client: Client) -> tuple[RunResult, bytes]:
+        node = await one_node(client)
+        await remote(client, node, "mkdir -p /tmp/slow && echo old > /tmp/slow/file")
+        result = await client.copy([node], source, "/tmp/slow/file", timeout=0.5)
+        content = await remote(client, node, "cat /tmp/slow/file; rm -rf /tmp/slow")
+        return result, content
+
+    result, content = engine(sandbox, scenario)
+    (outcome,) = result
+    assert outcome.status is Status.TIMEOUT
+    assert content == b"old\n"
+
+
+@pytest.fixture(scope="module")
+def bare_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """A sandbox whose one container has sh and coreutils but no base64 on its PATH."""
+    home = tmp_path_factory.mktemp("bare")
+    bin_dir = home / "bin"
+    bin_dir.mkdir()
+    for tool in ("sh", "stty", "head", "cat", "mv", "rm", "chmod", "ls", "wc", "od", "mkdir"):
+        found = shutil.which(tool)
+        assert found, tool
+        (bin_dir / tool).symlink_to(found)
+    (bin_dir / "sha256sum").symlink_to(shutil.which("sha256sum") or "/usr/bin/sha256sum")
+    topology = {
+        "version": 1,
+        "regions": {
+            "us-east-1": {
+                "clusters": [
+                    {
+                        "clusterName": "bare",
+                        "services": [
+                            {
+                                "serviceName": "s",
+                                "taskDefinition": "bare",
+                                "desiredCount": 1,
+                                "launchType": "FARGATE",
+                                "enableExecuteCommand": True,
+                            }
+                        ],
+                    }
+                ]
+            }
+        },
+        "taskDefinitions": [
+            {
+                "family": "bare",
+                "networkMode": "awsvpc",
+                "cpu": "256",
+                "memory": "512",
+                "requiresCompatibilities": ["FARGATE"],
+                "containerDefinitions": [
+                    {
+                        "name": "app",
+                        "image": "bare:1",
+                        "workingDirectory": str(home),
+                        "environment": [{"name": "PATH", "value": str(bin_dir)}],
+                    }
+                ],
+            }
+        ],
+    }
+    with Sandbox(topology=topology, initial_wait=0.05) as sb:
+        yield sb
+
+
+def test_without_base64_uploads_are_refused_clearly_and_downloads_use_od(
+    bare_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    source = tmp_path / "f"
+    source.write_bytes(ALL_BYTES * 30)
+
+    async def scenario(client: Client) -> tuple[RunResult, RunResult]:
+        node = await one_node(client, "ECS:Cluster-Name: bare")
+        up = await client.copy([node], source, "/tmp/f")
+        down = await client.copy([node], "/etc/hostname", tmp_path / "hostname", download=True)
+        return up, down
+
+    up, down = engine(bare_sandbox, scenario)
+    (refused,) = up
+    assert refused.exit_code == 125
+    assert refused.output == (
+        b"ecsexec: cannot copy to /tmp/f: base64 is not installed in the container\n"
+    )
+    assert down.ok, [(r.output, r.reason) for r in down]
+    assert (tmp_path / "hostname").read_bytes() == Path("/etc/hostname").read_bytes()
+
+
+@pytest.mark.skipif(shutil.which("busybox") is None, reason="needs busybox (Alpine's tools)")
+def test_copies_work_with_busybox_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Alpine images: busybox's sh, stty, head (stdio-buffered), base64 (no final newline)
+    and od, on a real local PTY."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    subprocess.run(["busybox", "--install", "-s", str(tools)], check=True, timeout=30)
+    monkeypatch.setenv("PATH", str(tools))
+    data = random.Random(3).randbytes(CHUNK_BYTES + 1000) + ALL_BYTES
+    source = tmp_path / "source"
+    source.write_bytes(data)
+    target = ContainerTarget("node-1", "c", "t", "app")
+    up = upload_command(LocalSource.from_path(source, recursive=False), str(tmp_path) + "/")(target)
+    assert up.input_source is not None
+    sent = dataclasses.replace(up, input_payload=b"".join(up.input_source()), input_source=None)
+    out, code, _ = run_in_pty(sent, shell=str(tools / "sh"))
+    assert (code, out) == (0, f":P {tmp_path}/source\n".encode())
+    assert (tmp_path / "source").read_bytes() == data
+    back = tmp_path / "back"
+    down = download_command(str(source), LocalDestination(back))(target)
+    out, code, _ = run_in_pty(down, shell=str(tools / "sh"))
+    assert down.output_filter is not None
+    sink = down.output_filter()
+    assert sink.feed(out) == b""
+    assert sink.finish(code) == (b"", "")
+    assert back.read_bytes() == data
