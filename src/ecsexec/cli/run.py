@@ -138,6 +138,12 @@ def read_input(source: BinaryIO | None, raw: bool) -> bytes | None:
     "does; a node that could not run still exits 2, 3 or 130.",
 )
 @click.option(
+    "--line-buffered",
+    is_flag=True,
+    help="With one node, show each line as soon as its line break arrives (output that "
+    "does not end with a line break then gains one).",
+)
+@click.option(
     "--quiet",
     "-q",
     is_flag=True,
@@ -171,6 +177,7 @@ def run_command(
     use_raw: bool,
     command_env: str | None,
     pass_exit_code: bool,
+    line_buffered: bool,
     quiet: bool,
     stdin_file: BinaryIO | None,
     nodes_files: tuple[str, ...],
@@ -242,7 +249,9 @@ def run_command(
         if fmt == "text":
             several = len(selection) > 1
             out = sys.stdout.buffer
-            with LiveText(out, prefix=several, group=group, total=len(selection)) as live:
+            with LiveText(
+                out, prefix=several, group=group, total=len(selection), line_buffered=line_buffered
+            ) as live:
                 return await interruptible(client, start(live))
         return await interruptible(client, start(JsonLines(sys.stdout) if fmt == "jsonl" else None))
 
