@@ -11,14 +11,17 @@ from __future__ import annotations
 import configparser
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
+import yaml
 
 from ecsexec.nodes.formats import parse_resourcejson
 from ecsexec.rundeck.plugin import FILE_COPIER, NODE_EXECUTOR, RESOURCE_SOURCE, build_zip
@@ -29,6 +32,7 @@ from tests.rundeck.harness import (
     Plugin,
     Project,
     copied_path,
+    expand,
     remote_script_path,
 )
 
@@ -37,7 +41,7 @@ pytestmark = pytest.mark.e2e
 ACCOUNT = "123456789012"
 OPERATOR = f"arn:aws:iam::{ACCOUNT}:role/ecsexec-operator"
 EXECUTOR_KEY = f"project.plugin.NodeExecutor.{NODE_EXECUTOR}"
-COPIER_KEY = f"project.plugin.FileCopier.{FILE_COPIER}"
+README = Path(__file__).parents[2] / "README.md"
 
 
 @dataclass
@@ -279,21 +283,46 @@ def _assume_role_calls(sb: Sandbox) -> int:
     return int(api.get("sts", {}).get("AssumeRole", {}).get("calls", 0))
 
 
-def test_the_java_thread_dump_job_runs_through_the_executor(rundeck: Rundeck) -> None:
-    """The commercial product's job "Java Thread Dump from Container": pgrep java, then
-    jstack <pid>, on every orders container."""
+def readme_job() -> dict[str, Any]:
+    """The job of the README's "Use it from Rundeck" section."""
+    text = README.read_text()
+    section = text[text.index("## Use it from Rundeck") :]
+    found = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert found, "the Rundeck section has no job"
+    [job] = yaml.safe_load(found.group(1))
+    return dict(job)
+
+
+def test_the_readmes_thread_dump_job_runs_through_the_executor(rundeck: Rundeck) -> None:
+    """The commercial product's job "Java Thread Dump from Container" (pgrep java, then
+    jstack <pid>), as the README gives it, step by step on every node its filter selects,
+    each exec step through the plugin's node executor; the key-value-data log filter's
+    capture feeds ${data.pid}, as Rundeck's does."""
+    job = readme_job()
+    assert job["nodefilters"]["filter"] == "ECS:Service-Name: orders"
     orders = [n for n in rundeck.nodes(region="us-east-1", clusters="demo") if _svc(n) == "orders"]
     assert len(orders) == 2
     if any("java" in notice for notice in rundeck.sandbox.notices):
         pytest.skip("no java on PATH: the sandbox's orders containers idle without a JVM")
     for node in orders:
-        found = rundeck.execute(node, "pgrep java")
-        assert found.returncode == 0, found.stdout
-        pid = found.stdout.split()[0].decode()
-        dump = rundeck.execute(node, f"jstack {pid}")
-        assert dump.returncode == 0, dump.stdout[-2000:]
-        assert b"Full thread dump" in dump.stdout
-        assert b"Found one Java-level deadlock" in dump.stdout
+        data: dict[str, str] = {}
+        outputs = []
+        for step in job["sequence"]["commands"]:
+            command = expand(step["exec"], {"data": data})
+            assert "${" not in command, command
+            done = rundeck.execute(node, command)
+            assert done.returncode == 0, done.stdout[-2000:]
+            outputs.append(done.stdout)
+            for log_filter in step.get("plugins", {}).get("LogFilter", []):
+                config = log_filter["config"]
+                assert log_filter["type"] == "key-value-data"
+                for line in done.stdout.decode().splitlines():
+                    match = re.match(config["regex"], line)
+                    if match:
+                        data[config["name"]] = match.group(1)
+        assert data["pid"].isdigit()
+        assert b"Full thread dump" in outputs[-1]
+        assert b"Found one Java-level deadlock" in outputs[-1]
 
 
 # -- FileCopier (§6) and script steps (§5) --------------------------------------------------------
