@@ -218,7 +218,7 @@ def test_one_container_by_its_task_with_one_describe_tasks(sandbox: Sandbox) -> 
             region="us-east-1",
         )
     gone = attrs["ECS:Task-ARN"].rsplit("/", 1)[0] + "/" + "0" * 32
-    with pytest.raises(DiscoveryError, match="is not in cluster 'demo' .* MISSING"):
+    with pytest.raises(DiscoveryError, match=r"is not in cluster 'demo' .* MISSING"):
         describe_container(
             api(sandbox), cluster="demo", task=gone, container="api", region="us-east-1"
         )
