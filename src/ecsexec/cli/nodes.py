@@ -148,6 +148,11 @@ def nodes_command(
     they replace the configured [[sources]] like --region and --cluster.
     """
     filters = container_filters(behavior, services, task_definitions, containers, tags)
+    if filters and nodes_files:
+        raise click.UsageError(
+            "the source filters (--service-name, --tag, ...) act in ECS discovery, which "
+            "--nodes-file replaces; select from a file with -F"
+        )
     query = NodeQuery(nodes_files, regions, clusters, refresh, profile, filters=filters)
 
     async def main(client: Client) -> Selection:
