@@ -12,6 +12,7 @@ import configparser
 import hashlib
 import os
 import re
+import signal
 import subprocess
 import sys
 import uuid
@@ -197,6 +198,19 @@ def test_output_streams_before_the_command_ends(rundeck: Rundeck) -> None:
             if waiting.poll() is None:
                 waiting.kill()
     rundeck.execute(node, f"rm -f {gate}")
+
+
+def test_an_aborted_execution_ends_the_remote_command(rundeck: Rundeck) -> None:
+    """Rundeck aborts by ending the script's process; the script is ecsexec itself (exec),
+    so the session is terminated and nothing keeps running (the sandbox's leak check)."""
+    node = rundeck.node("web")
+    with rundeck.start(node, "echo started; sleep 600") as running:
+        assert running.stdout is not None
+        assert running.stdout.readline() == b"started\n"
+        running.send_signal(signal.SIGTERM)
+        assert running.wait(timeout=60) == 130
+        assert running.stderr is not None
+        assert b"SIGTERM: interrupted" in running.stderr.read()
 
 
 def test_a_node_without_ecs_attributes_is_a_clear_error(rundeck: Rundeck) -> None:
