@@ -71,3 +71,11 @@ def test_filter_mistakes_get_did_you_mean_hints(tmp_path: Path) -> None:
     assert 'did you mean "ECS:Service-Name: web"?' in case.stderr
     silenced = nodes(tmp_path, "-F", "web", "--format", "json", ECSEXEC_FILTER_WARNINGS="off")
     assert silenced.stderr == ""
+
+
+def test_source_filters_are_for_discovery_and_tags_need_key_value(tmp_path: Path) -> None:
+    with_file = nodes(tmp_path, "--service-name", "web")
+    assert with_file.returncode == 2
+    assert "act in ECS discovery, which --nodes-file replaces" in with_file.stderr
+    bad_tag = nodes(tmp_path, "--tag", "team=web,oops")
+    assert bad_tag.returncode == 2 and "'oops' needs the form key=value" in bad_tag.stderr

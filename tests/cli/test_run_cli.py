@@ -480,3 +480,44 @@ def test_a_timeout_never_claims_a_termination_that_failed(sandbox: Sandbox, tmp_
     assert record["error"] == (
         "timed out after 1 s; the session may still be running (AccessDeniedException)"
     )
+
+
+def test_one_container_named_directly(sandbox: Sandbox, tmp_path: Path) -> None:
+    """--task/--container: no listing; --pass-exit-code and --quiet: what the Rundeck
+    plugin's node executor needs (exit code and output as they are, nothing else)."""
+    listed = ecsexec(sandbox, tmp_path, "nodes", "--format", "json", "--cluster", "demo")
+    node = next(n for n in json.loads(listed.stdout).values() if n["ECS:Service-Name"] == "web")
+    direct = ("--cluster", "demo", "--task", node["ECS:Task-ARN"])
+    sandbox.reset_stats()
+    done = ecsexec(
+        sandbox, tmp_path, "run", *direct, "--container", "app", "--quiet", "--pass-exit-code",
+        "--", "echo $HOSTNAME-ok; exit 42",
+    )  # fmt: skip
+    assert done.returncode == 42 and done.stderr == ""
+    assert done.stdout.endswith("-ok\n")
+    ecs_calls = {k: v["calls"] for k, v in sandbox.stats()["api"]["ecs"].items()}
+    assert ecs_calls == {"DescribeTasks": 1, "ExecuteCommand": 1}
+    plain = ecsexec(sandbox, tmp_path, "run", *direct, "--container", "app", "--", "exit 42")
+    assert plain.returncode == 1 and "1 failed" in plain.stderr
+    wrong = ecsexec(sandbox, tmp_path, "run", *direct, "--container", "nope", "--", "true")
+    assert wrong.returncode == 3 and "has no container 'nope'" in wrong.stderr
+    usage = ecsexec(sandbox, tmp_path, "run", "--task", node["ECS:Task-ARN"], "--", "true")
+    assert usage.returncode == 2
+    assert "--task needs --container NAME, exactly one --cluster" in usage.stderr
+    both = ecsexec(
+        sandbox, tmp_path, "run", "-F", "web", *direct, "--container", "app", "--", "true"
+    )
+    assert both.returncode == 2 and "either a node filter (-F) or --task" in both.stderr
+
+
+def test_the_command_can_come_from_the_environment(sandbox: Sandbox, tmp_path: Path) -> None:
+    env = {**env_for(sandbox, tmp_path), "THE_COMMAND": "echo from-env"}
+    done = subprocess.run(
+        [*ECSEXEC, "run", "-F", WEB, "--command-env", "THE_COMMAND", "--format", "json"],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert {r["output"] for r in json.loads(done.stdout)} == {"from-env\n"}
+    unset = ecsexec(sandbox, tmp_path, "run", "-F", WEB, "--command-env", "NOPE_UNSET")
+    assert unset.returncode == 2 and "NOPE_UNSET: that variable is empty or unset" in unset.stderr

@@ -69,6 +69,26 @@ def test_run_exit_status(outcomes: list[CommandResult], interrupted: bool, expec
     assert run.ok == (expected == 0 and not run.not_started)
 
 
+@pytest.mark.parametrize(
+    ("outcomes", "interrupted", "expected"),
+    [
+        ([result("a", 0)], False, 0),
+        ([result("a", 3)], False, 3),
+        ([result("a", 127), result("b", 0), result("c", 42)], False, 127),
+        # A node with no exit code of its own: ecsexec's own status, as without the option.
+        ([result("a", 0), result("b", None, status=Status.TIMEOUT)], False, 3),
+        ([result("a", 5), failure("b", CredentialsError("no keys"))], False, 2),
+        ([result("a", 1), result("b", None, status=Status.NOT_STARTED)], False, 1),
+        ([result("a", 7)], True, 130),
+    ],
+)
+def test_command_exit_status_passes_the_commands_own_code_on(
+    outcomes: list[CommandResult], interrupted: bool, expected: int
+) -> None:
+    run = RunResult("cmd", {o.node: o for o in outcomes}, interrupted)
+    assert run.command_exit_status == expected
+
+
 def test_run_iterates_in_rank_order_and_indexes_by_node() -> None:
     outcomes = [result("b", 0), result("a", 1), result("c", None, status=Status.NOT_STARTED)]
     run = RunResult("cmd", {o.node: o for o in outcomes})

@@ -106,4 +106,5 @@ def test_every_attribute_name_is_a_constant_in_spec_order() -> None:
     assert attr.tags_of(node.attributes) == {"team": "web", "Rundeck-Tags": "a, b,,c "}
     assert attr.tag_attribute("team") == "ECS:Tag:team"
     assert node.attributes[attr.ASSUME_ROLE_ARN] == "arn:role"
-    assert node.attributes[attr.NODE_EXECUTOR] == node.attributes[attr.FILE_COPIER] == "ecsexec"
+    assert node.attributes[attr.NODE_EXECUTOR] == "ecsexec-node-executor"
+    assert node.attributes[attr.FILE_COPIER] == "ecsexec-file-copier"

@@ -10,7 +10,7 @@ import pytest
 from ecsexec.aws.clients import session_from_env
 from ecsexec.aws.ecs import EcsApi
 from ecsexec.errors import DiscoveryError
-from ecsexec.nodes.ecs_source import EcsNodeSource, EcsSourceConfig
+from ecsexec.nodes.ecs_source import EcsNodeSource, EcsSourceConfig, describe_container
 from ecsexec.nodes.filter import select
 from ecsexec.nodes.formats import load_nodes
 from ecsexec.nodes.inventory import FileSourceConfig, Inventory, NodeCache
@@ -187,3 +187,38 @@ def test_later_file_source_replaces_nodes_whole(tmp_path: Path) -> None:
     ).nodes()
     by_name = {n.name: n for n in nodes}
     assert by_name["n1"].hostname == "c" and by_name["n1"].get("x") is None
+
+
+def test_one_container_by_its_task_with_one_describe_tasks(sandbox: Sandbox) -> None:
+    nodes, _ = EcsNodeSource(
+        EcsSourceConfig(region="us-east-1", clusters=("demo",)), api(sandbox)
+    ).discover()
+    wanted = select(nodes, "ECS:Service-Name: api ECS:Container-Name: log-router")[0]
+    attrs = wanted.attributes
+    sandbox.reset_stats()
+    node = describe_container(
+        api(sandbox),
+        cluster=attrs["ECS:Cluster-ARN"],
+        task=attrs["ECS:Task-ARN"],
+        container="log-router",
+        region="us-east-1",
+    )
+    assert calls(sandbox) == {"DescribeTasks": 1}  # no listing, no task definition
+    assert node.name == wanted.name
+    # Every attribute discovery gives, except the os fields a task definition would give.
+    assert {k: v for k, v in node.attributes.items() if k.startswith("ECS:")} == {
+        k: v for k, v in attrs.items() if k.startswith("ECS:")
+    }
+    with pytest.raises(DiscoveryError, match=r"has no container 'nope' \(it has api, log-router"):
+        describe_container(
+            api(sandbox),
+            cluster="demo",
+            task=attrs["ECS:Task-ARN"],
+            container="nope",
+            region="us-east-1",
+        )
+    gone = attrs["ECS:Task-ARN"].rsplit("/", 1)[0] + "/" + "0" * 32
+    with pytest.raises(DiscoveryError, match=r"is not in cluster 'demo' .* MISSING"):
+        describe_container(
+            api(sandbox), cluster="demo", task=gone, container="api", region="us-east-1"
+        )

@@ -24,6 +24,7 @@ from ecsexec.app.interactive import InteractiveSession
 from ecsexec.app.selection import Discovery, Selection, SourceOverrides, apply_filter
 from ecsexec.aws.clients import SessionFactory
 from ecsexec.aws.credentials import SessionFactories
+from ecsexec.aws.ecs import EcsApi
 from ecsexec.aws.ssm import SsmSessionControl
 from ecsexec.config import Config, load_config
 from ecsexec.errors import (
@@ -59,7 +60,7 @@ from ecsexec.jobs.expand import Context, expand_raw, masked_options, resolve_opt
 from ecsexec.jobs.library import LoadedJob, load_job
 from ecsexec.jobs.model import Job
 from ecsexec.nodes.ecs_attributes import REGION, TASK_ID
-from ecsexec.nodes.ecs_source import ProgressFn
+from ecsexec.nodes.ecs_source import ProgressFn, describe_container
 from ecsexec.nodes.node import Node
 from ecsexec.ssm.session import SessionOptions
 from ecsexec.store.history import History, NodeRecord, RunRecorder, local_user, outcome_fields
@@ -293,12 +294,33 @@ class Client:
         names = ", ".join(n.name for n in prefixed[:5]) + (", ..." if len(prefixed) > 5 else "")
         raise ConfigurationError(f"{wanted!r} matches {len(prefixed)} nodes ({names}); pick one")
 
+    async def container(
+        self, task: str, container: str, *, cluster: str, region: str | None = None
+    ) -> Node:
+        """The node of one container named directly, with one DescribeTasks and no listing
+        (what a Rundeck node's attributes name: cluster, task ARN, container, region).
+
+        ``region`` defaults as for discovery (``--region``, ``[aws] region``, AWS_REGION).
+        """
+        where = region or self.discovery.default_region()
+        if not where:
+            raise ConfigurationError(
+                "no AWS region for the task: pass --region or set AWS_REGION / AWS_DEFAULT_REGION"
+            )
+        api = EcsApi(self.discovery.session_factory()(where), region=where)
+        return await asyncio.to_thread(
+            describe_container, api, cluster=cluster, task=task, container=container, region=where
+        )
+
     async def select(self, target: Target) -> Selection:
         """A :class:`Selection` for any :data:`Target`."""
         if isinstance(target, Selection):
             return target
         if isinstance(target, str):
             return await self.nodes(target)
+        if all(isinstance(item, Node) for item in target):
+            # Nodes in hand need no discovery (a container named directly, say).
+            return Selection(tuple(item for item in target if isinstance(item, Node)))
         inventory, warnings = await self.inventory()
         by_name = {node.name: node for node in inventory}
         chosen: list[Node] = []

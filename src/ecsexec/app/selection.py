@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ecsexec.aws.clients import SessionFactory
@@ -22,7 +22,12 @@ from ecsexec.aws.credentials import AwsSessionFactory, SessionFactories
 from ecsexec.aws.ecs import EcsApi
 from ecsexec.config import AwsSettings, Config, ConfiguredSource
 from ecsexec.errors import DiscoveryError
-from ecsexec.nodes.ecs_source import EcsSourceConfig, ProgressFn, TaskDefinitionCache
+from ecsexec.nodes.ecs_source import (
+    ContainerFilters,
+    EcsSourceConfig,
+    ProgressFn,
+    TaskDefinitionCache,
+)
 from ecsexec.nodes.filter import parse_filter, rank, select, unmatched_key_warnings
 from ecsexec.nodes.filter_hints import filter_hints
 from ecsexec.nodes.formats import load_nodes
@@ -43,9 +48,10 @@ class SourceOverrides:
     nodes_files: tuple[str, ...] = ()
     regions: tuple[str, ...] = ()
     clusters: tuple[str, ...] = ()
+    filters: ContainerFilters = field(default_factory=ContainerFilters)
 
     def __bool__(self) -> bool:
-        return bool(self.nodes_files or self.regions or self.clusters)
+        return bool(self.nodes_files or self.regions or self.clusters or self.filters)
 
 
 @dataclass(frozen=True)
@@ -190,6 +196,8 @@ class Discovery:
             clusters=overrides.clusters,
             nodes_files=overrides.nodes_files,
             default_region=None if overrides.nodes_files else self.default_region(),
+            filters=overrides.filters,
+            assume_role_arn=self.config.aws.assume_role_arn,
         )
         factory = self.session_factory()
         cache = node_cache(self.config.aws)

@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
 import click
@@ -17,6 +17,8 @@ from rich.markup import escape
 from ecsexec.app import Client, Run, Selection, SourceOverrides
 from ecsexec.errors import EXIT_FAILED, EXIT_INTERRUPTED, exit_broken_pipe
 from ecsexec.exec.results import RunResult
+from ecsexec.nodes.ecs_source import ContainerFilters
+from ecsexec.nodes.node import Node
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -77,22 +79,81 @@ def node_options(func: F) -> F:
     return func
 
 
+def container_options(func: F) -> F:
+    """``--task`` and ``--container``: one container named directly, with no discovery."""
+    for option in reversed(
+        [
+            click.option(
+                "--task",
+                default=None,
+                metavar="TASK",
+                help="Run in this task (ARN or ID; with --cluster and --container) instead of "
+                "the nodes a filter selects: one DescribeTasks, no listing.",
+            ),
+            click.option(
+                "--container",
+                default=None,
+                metavar="NAME",
+                help="The container of --task.",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
 @dataclass(frozen=True)
 class NodeQuery:
-    """The node options of one command line: where nodes come from, and the cache rule."""
+    """The node options of one command line: where nodes come from, and the cache rule.
+
+    ``task`` and ``container`` (``--task``/``--container``) name one container directly;
+    its cluster is the one ``--cluster`` and its region the ``--region`` (or the default).
+    """
 
     nodes_files: tuple[str, ...]
     regions: tuple[str, ...]
     clusters: tuple[str, ...]
     refresh: bool
     profile: str | None
+    task: str | None = None
+    container: str | None = None
+    filters: ContainerFilters = field(default_factory=ContainerFilters)
+
+    def check_direct(self) -> None:
+        """``--task`` needs ``--container`` and one ``--cluster``, at most one ``--region``."""
+        if self.container and not self.task:
+            raise click.UsageError("--container goes with --task")
+        if not self.task:
+            return
+        problems = []
+        if not self.container:
+            problems.append("--container NAME")
+        if len(self.clusters) != 1:
+            problems.append("exactly one --cluster")
+        if len(self.regions) > 1:
+            problems.append("at most one --region")
+        if self.nodes_files:
+            problems.append("no --nodes-file")
+        if problems:
+            raise click.UsageError(f"--task needs {', '.join(problems)}")
+
+    async def direct_node(self, client: Client) -> Node | None:
+        """The container ``--task``/``--container`` name, or None without ``--task``."""
+        if not self.task or not self.container:
+            return None
+        return await client.container(
+            self.task,
+            self.container,
+            cluster=self.clusters[0],
+            region=self.regions[0] if self.regions else None,
+        )
 
     def client(self) -> Client:
         """The engine for this command line (``--config``, ``--profile`` and the sources)."""
         return Client(
             config_path=context_config_path(),
             profile=self.profile,
-            sources=SourceOverrides(self.nodes_files, self.regions, self.clusters),
+            sources=SourceOverrides(self.nodes_files, self.regions, self.clusters, self.filters),
         )
 
 

@@ -44,6 +44,11 @@ COMMANDS: Final[dict[str, tuple[str, str, str]]] = {
         "Key storage: secrets kept encrypted (AES-GCM) under paths like keys/project/p/aws-secret.",
     ),
     "nodes": ("ecsexec.cli.nodes", "nodes_command", "List nodes (ECS containers)."),
+    "rundeck": (
+        "ecsexec.cli.rundeck",
+        "rundeck_group",
+        "Use ecsexec from Rundeck: a node executor, file copier and ECS node source.",
+    ),
     "run": (
         "ecsexec.cli.run",
         "run_command",

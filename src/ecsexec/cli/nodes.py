@@ -11,6 +11,7 @@ from rich.markup import escape
 from ecsexec.app import Client, Selection
 from ecsexec.cli.common import NodeQuery, node_options, run_engine, select_nodes
 from ecsexec.cli.tables import new_table, print_table
+from ecsexec.errors import ConfigurationError
 from ecsexec.nodes.ecs_attributes import (
     CLUSTER_NAME,
     CONTAINER_IMAGE,
@@ -21,8 +22,36 @@ from ecsexec.nodes.ecs_attributes import (
     TASK_ID,
     TASK_STATUS,
 )
+from ecsexec.nodes.ecs_source import ContainerFilters, EcsSourceConfig
 from ecsexec.nodes.formats import dump_nodes
 from ecsexec.nodes.node import Node
+
+
+def listed(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Repeated options whose values may be comma lists: items trimmed, blanks dropped
+    (docs/ecs-nodes.md §3 list values)."""
+    return tuple(item.strip() for value in values for item in value.split(",") if item.strip())
+
+
+def container_filters(
+    behavior: str,
+    services: tuple[str, ...],
+    task_definitions: tuple[str, ...],
+    containers: tuple[str, ...],
+    tags: tuple[str, ...],
+) -> ContainerFilters:
+    """The ECS source filters of the command line (docs/ecs-nodes.md §3)."""
+    try:
+        pairs = EcsSourceConfig.parse_tags(listed(tags))
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc), param_hint="--tag") from None
+    return ContainerFilters(
+        filter_behavior="exclude" if behavior == "exclude" else "include",
+        service_names=listed(services),
+        task_definition_names=listed(task_definitions),
+        container_names=listed(containers),
+        tags=pairs,
+    )
 
 
 def exec_readiness(node: Node) -> str:
@@ -74,19 +103,57 @@ def render_table(nodes: list[Node] | tuple[Node, ...], file: IO[str]) -> None:
     show_default=True,
     help="json/yaml/xml are resourcejson/resourceyaml/resourcexml (feed back with --nodes-file).",
 )
+@click.option(
+    "--filter-behavior",
+    "behavior",
+    type=click.Choice(["include", "exclude"]),
+    default="include",
+    show_default=True,
+    help="What the source filters below do: keep only the containers that pass them all, "
+    "or drop those that pass any (as a [[sources]] table's filter_behavior).",
+)
+@click.option(
+    "--service-name", "services", multiple=True, help="Source filter: ECS services (a,b)."
+)
+@click.option(
+    "--task-definition-name",
+    "task_definitions",
+    multiple=True,
+    help="Source filter: task definition families, or family:revision.",
+)
+@click.option(
+    "--container-name", "containers", multiple=True, help="Source filter: container names."
+)
+@click.option("--tag", "tags", multiple=True, help="Source filter: task tags k=v (k=v,k2=v2).")
 @node_options
 def nodes_command(
     filter_text: str | None,
     include_precedence: bool,
     fmt: str,
+    behavior: str,
+    services: tuple[str, ...],
+    task_definitions: tuple[str, ...],
+    containers: tuple[str, ...],
+    tags: tuple[str, ...],
     nodes_files: tuple[str, ...],
     regions: tuple[str, ...],
     clusters: tuple[str, ...],
     refresh: bool,
     profile: str | None,
 ) -> None:
-    """List nodes (ECS containers). With no filter, every node is listed."""
-    query = NodeQuery(nodes_files, regions, clusters, refresh, profile)
+    """List nodes (ECS containers). With no filter, every node is listed.
+
+    The source filters (--service-name, --task-definition-name, --container-name, --tag,
+    --filter-behavior) act in discovery, as an ECS source's do (docs/ecs-nodes.md §3);
+    they replace the configured [[sources]] like --region and --cluster.
+    """
+    filters = container_filters(behavior, services, task_definitions, containers, tags)
+    if filters and nodes_files:
+        raise click.UsageError(
+            "the source filters (--service-name, --tag, ...) act in ECS discovery, which "
+            "--nodes-file replaces; select from a file with -F"
+        )
+    query = NodeQuery(nodes_files, regions, clusters, refresh, profile, filters=filters)
 
     async def main(client: Client) -> Selection:
         return await select_nodes(client, query, filter_text, include_precedence=include_precedence)

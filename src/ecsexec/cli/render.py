@@ -87,9 +87,14 @@ class LiveText:
         group: bool = False,
         total: int = 0,
         job: bool = False,
+        line_buffered: bool = False,
     ) -> None:
         self.out = out
         self.prefix = prefix
+        # One node: a line is shown when its line break arrives, even while that break is
+        # held back as the possible start of the end marker; if it was the marker's, the
+        # output gains a final line break (what a line-based log such as Rundeck's wants).
+        self.line_buffered = line_buffered
         self.group = group
         self.job = job
         self._partial: dict[str, bytes] = {}
@@ -143,6 +148,16 @@ class LiveText:
             label = node.encode() + b": "
             self._write(b"".join(label + shown(line) + b"\n" for line in lines))
 
+    def _one_node(self, event: NodeOutput) -> bytes:
+        """One node: exactly what the command printed (see ``line_buffered``)."""
+        data = event.data
+        if self._owed.pop(event.node, False) and data.startswith(b"\n"):
+            data = data[1:]  # this line break was shown already
+        if self.line_buffered and event.line_break_held:
+            data += b"\n"
+            self._owed[event.node] = True
+        return data
+
     def _note(self, markup: str) -> None:
         stderr.print(markup, highlight=False)
 
@@ -153,7 +168,7 @@ class LiveText:
             if self.prefix:
                 self._lines(event.node, event.data, final=False, break_held=event.line_break_held)
             else:
-                self._write(event.data)  # one node: exactly what the command printed
+                self._write(self._one_node(event))
         elif isinstance(event, NodeNotice):
             self._note(f"[dim]{event.node}: {event.text.decode('utf-8', 'replace')}[/]")
         elif isinstance(event, NodeThrottled):

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from typing import BinaryIO
 
 import click
+from rich.markup import escape
 
-from ecsexec.app import Client, Run
+from ecsexec.app import Client, Run, Selection
 from ecsexec.app.events import EventCallback
 from ecsexec.cli.common import (
     CONFIRM_OVER,
     NodeQuery,
     confirm_many,
+    container_options,
     interruptible,
     node_options,
     run_engine,
@@ -26,8 +29,19 @@ from ecsexec.exec.dispatcher import DEFAULT_BURST, DEFAULT_RATE, DEFAULT_THREADS
 from ecsexec.exec.results import RunResult
 
 
-def command_string(args: tuple[str, ...]) -> str:
-    """One argument is a shell command line; several are an argv, quoted for the shell."""
+def command_string(args: tuple[str, ...], command_env: str | None = None) -> str:
+    """One argument is a shell command line; several are an argv, quoted for the shell.
+
+    ``--command-env VAR`` takes the command line from that environment variable instead,
+    so that it never shows in the process list (the Rundeck plugin's node executor).
+    """
+    if command_env is not None:
+        if args:
+            raise click.UsageError("give the command either as arguments or --command-env")
+        text = os.environ.get(command_env)
+        if text is None or not text.strip():
+            raise click.UsageError(f"--command-env {command_env}: that variable is empty or unset")
+        return text
     if not args:
         raise click.UsageError("no command given: ecsexec run -F FILTER -- COMMAND [ARGS...]")
     return args[0] if len(args) == 1 else shlex.join(args)
@@ -111,6 +125,31 @@ def read_input(source: BinaryIO | None, raw: bool) -> bytes | None:
     "--raw", "use_raw", is_flag=True, help="No /bin/sh wrapper (distroless); exit code unknown."
 )
 @click.option(
+    "--command-env",
+    metavar="VAR",
+    default=None,
+    help="Take the command line from environment variable VAR instead of the arguments: "
+    "it stays out of the process list.",
+)
+@click.option(
+    "--pass-exit-code",
+    is_flag=True,
+    help="Exit with the command's own exit code (the highest over the nodes), as ssh "
+    "does; a node that could not run still exits 2, 3 or 130.",
+)
+@click.option(
+    "--line-buffered",
+    is_flag=True,
+    help="With one node, show each line as soon as its line break arrives (output that "
+    "does not end with a line break then gains one).",
+)
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="Only the command's output: no summary or warnings on stderr (a node's error still is).",
+)
+@click.option(
     "--stdin",
     "stdin_file",
     type=click.File("rb"),
@@ -119,6 +158,7 @@ def read_input(source: BinaryIO | None, raw: bool) -> bytes | None:
     "it is not a terminal; with a terminal, commands read end of file).",
 )
 @node_options
+@container_options
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def run_command(
     filter_text: str | None,
@@ -135,37 +175,54 @@ def run_command(
     dry_run: bool,
     yes: bool,
     use_raw: bool,
+    command_env: str | None,
+    pass_exit_code: bool,
+    line_buffered: bool,
+    quiet: bool,
     stdin_file: BinaryIO | None,
     nodes_files: tuple[str, ...],
     regions: tuple[str, ...],
     clusters: tuple[str, ...],
     refresh: bool,
     profile: str | None,
+    task: str | None,
+    container: str | None,
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND on every container the filter selects, with real exit codes.
 
     Exit status: 0 all succeeded, 1 a command exited non-zero, 2 usage or configuration
     error, 3 a node could not be run (API or session error, timeout, truncated output),
-    130 interrupted (every open session is terminated first).
+    130 interrupted (every open session is terminated first). With --pass-exit-code, the
+    command's own exit code instead of 0 and 1.
+
+    --task ARN --container NAME --cluster C runs in that one container without listing
+    the cluster (one DescribeTasks), as the Rundeck plugin's node executor does.
     """
-    if filter_text is None or not filter_text.strip():
+    query = NodeQuery(nodes_files, regions, clusters, refresh, profile, task, container)
+    query.check_direct()
+    if task and filter_text:
+        raise click.UsageError("give either a node filter (-F) or --task, not both")
+    if not task and (filter_text is None or not filter_text.strip()):
         raise click.UsageError(
             "a node filter is required (-F FILTER); to run on every node use -F '.*'"
         )
-    text = command_string(command)
-    query = NodeQuery(nodes_files, regions, clusters, refresh, profile)
+    text = command_string(command, command_env)
     input_data = read_input(stdin_file, use_raw)
 
     async def main(client: Client) -> RunResult | None:
-        selection = await select_nodes(
-            client,
-            query,
-            filter_text,
-            include_precedence=include_precedence,
-            rank_attribute=rank_attribute,
-            rank_order=rank_order,
-        )
+        direct = await query.direct_node(client)
+        if direct is not None:
+            selection = Selection((direct,))
+        else:
+            selection = await select_nodes(
+                client,
+                query,
+                filter_text,
+                include_precedence=include_precedence,
+                rank_attribute=rank_attribute,
+                rank_order=rank_order,
+            )
         if not selection:
             raise click.UsageError(f"no nodes match the filter {filter_text!r}")
         if dry_run:
@@ -192,13 +249,20 @@ def run_command(
         if fmt == "text":
             several = len(selection) > 1
             out = sys.stdout.buffer
-            with LiveText(out, prefix=several, group=group, total=len(selection)) as live:
+            with LiveText(
+                out, prefix=several, group=group, total=len(selection), line_buffered=line_buffered
+            ) as live:
                 return await interruptible(client, start(live))
         return await interruptible(client, start(JsonLines(sys.stdout) if fmt == "jsonl" else None))
 
     result = run_engine(query, main)
     if result is None:
         return
-    render_result(result, fmt, group=group)
-    show_warnings(result.warnings)
-    sys.exit(result.exit_status)
+    if quiet:
+        for node in result:
+            if node.exit_code is None and node.reason:
+                stderr.print(f"[red]{escape(node.node)}: {node.status}: {escape(node.reason)}[/]")
+    else:
+        render_result(result, fmt, group=group)
+        show_warnings(result.warnings)
+    sys.exit(result.command_exit_status if pass_exit_code else result.exit_status)

@@ -145,6 +145,20 @@ class RunResult:
         codes += [status.exit_code for status in self.workflow]
         return exit_status(codes, interrupted=self.interrupted)
 
+    @property
+    def command_exit_status(self) -> int:
+        """The commands' own exit code, as ``ssh`` passes it on: the highest over the nodes
+        (as ``clush -S`` does) when every node ran to an exit code; otherwise, and when
+        interrupted, :attr:`exit_status` (a node that could not run gives 3, as always)."""
+        codes = [
+            r.exit_code
+            for r in self.results.values()
+            if r.status in (Status.SUCCEEDED, Status.FAILED) and r.exit_code is not None
+        ]
+        if self.interrupted or self.workflow or not codes or len(codes) != len(self.results):
+            return self.exit_status
+        return max(codes)
+
     def check(self) -> RunResult:
         """Return self if every node succeeded, else raise :class:`CommandFailedError`."""
         if not self.ok:

@@ -92,7 +92,10 @@ def tags_of(attributes: Mapping[str, str]) -> dict[str, str]:
 
 AWS_TAG_PREFIX: Final = "aws:"
 RUNDECK_TAGS_KEY: Final = "Rundeck-Tags"
-PROVIDER: Final = "ecsexec"  # node-executor / file-copier placeholder ids (docs/ecs-nodes.md §2)
+# docs/ecs-nodes.md §2: the Rundeck plugin's provider ids (docs/rundeck-plugin.md §2), so a
+# node reads through ecsexec in Rundeck whatever the project's default executor is.
+NODE_EXECUTOR_PROVIDER: Final = "ecsexec-node-executor"
+FILE_COPIER_PROVIDER: Final = "ecsexec-file-copier"
 
 
 def node_name(container: Mapping[str, Any]) -> str:
@@ -204,8 +207,8 @@ def container_node(
         EXEC_AGENT_STATUS: _agent_status(container),
         ACCOUNT_ID: task_arn.split(":")[4] if task_arn.count(":") >= 5 else "",
         STARTED_AT: _utc_millis(task.get("startedAt")),
-        NODE_EXECUTOR: PROVIDER,
-        FILE_COPIER: PROVIDER,
+        NODE_EXECUTOR: NODE_EXECUTOR_PROVIDER,
+        FILE_COPIER: FILE_COPIER_PROVIDER,
     }
     for key, value in tags.items():
         attributes[tag_attribute(key)] = value

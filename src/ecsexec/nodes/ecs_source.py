@@ -83,6 +83,21 @@ class EcsSourceConfig:
         )
 
 
+@dataclass(frozen=True)
+class ContainerFilters:
+    """An ECS source's filters (docs/ecs-nodes.md §3) given on a command line rather than in
+    a ``[[sources]]`` table: they apply to every source the flags describe."""
+
+    filter_behavior: Literal["include", "exclude"] = "include"
+    service_names: tuple[str, ...] = ()
+    task_definition_names: tuple[str, ...] = ()
+    container_names: tuple[str, ...] = ()
+    tags: tuple[tuple[str, str], ...] = ()
+
+    def __bool__(self) -> bool:
+        return self != ContainerFilters()
+
+
 @dataclass
 class DiscoveryReport:
     """What a discovery did, for progress and for tests."""
@@ -320,6 +335,40 @@ class EcsNodeSource:
             }
             for s in services
         }
+
+
+def describe_container(
+    api: EcsApi, *, cluster: str, task: str, container: str, region: str
+) -> Node:
+    """One container as a node through a single DescribeTasks, listing nothing.
+
+    For callers that already know the container (a Rundeck node's ``ECS:Cluster-ARN``,
+    ``ECS:Task-ARN`` and ``ECS:Container-Name``). The node has every attribute of
+    docs/ecs-nodes.md §2 except the os fields, which would cost a DescribeTaskDefinition:
+    ``unix``/``Linux`` as when that call is denied. A task that is gone or not running,
+    or a container it lacks, is a :class:`DiscoveryError` naming it.
+    """
+    tasks, failures = api.describe_tasks(cluster, [task], tags=True)
+    where = f"cluster {cluster!r} ({region})"
+    if not tasks:
+        reason = str(failures[0].get("reason", "")) if failures else ""
+        raise DiscoveryError(
+            f"task {task!r} is not in {where}"
+            + (f": DescribeTasks says {reason}" if reason else "")
+        )
+    described = tasks[0]
+    status = (str(described.get("desiredStatus", "")), str(described.get("lastStatus", "")))
+    if status != ("RUNNING", "RUNNING"):
+        raise DiscoveryError(
+            f"task {task!r} in {where} is not running (desired {status[0]}, last {status[1]})"
+        )
+    names = [str(c.get("name", "")) for c in described.get("containers", [])]
+    for item in described.get("containers", []):
+        if item.get("name") == container:
+            return container_node(described, item, region=region)
+    raise DiscoveryError(
+        f"task {task!r} in {where} has no container {container!r} (it has {', '.join(names)})"
+    )
 
 
 def open_ecs_source(config: EcsSourceConfig, context: SourceContext) -> EcsNodeSource:

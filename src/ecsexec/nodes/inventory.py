@@ -17,6 +17,7 @@ from pathlib import Path
 from ecsexec.errors import DiscoveryError, EcsexecError
 from ecsexec.nodes.cache import CACHE_VERSION, NodeCache, config_cache_key, default_cache_dir
 from ecsexec.nodes.ecs_source import (
+    ContainerFilters,
     DiscoveryReport,
     EcsSourceConfig,
     ProgressFn,
@@ -127,15 +128,32 @@ def sources_from_flags(
     nodes_files: Iterable[str],
     default_region: str | None,
     refresh_interval: float = 30.0,
+    filters: ContainerFilters | None = None,
+    assume_role_arn: str = "",
 ) -> list[SourceConfig]:
-    """The sources the ``--region/--cluster/--nodes-file`` flags describe."""
+    """The sources the ``--region/--cluster/--nodes-file`` flags describe.
+
+    ``filters`` are the ECS source's container filters; ``assume_role_arn``, the role the
+    credentials assume, becomes the nodes' ``assume-role-arn`` (docs/ecs-nodes.md §2).
+    """
     files: list[SourceConfig] = [FileSourceConfig(Path(p)) for p in nodes_files]
     if files:
         return files  # --nodes-file replaces ECS discovery
     region_list = list(dict.fromkeys(regions)) or ([default_region] if default_region else [])
     if not region_list:
         raise DiscoveryError("no AWS region: pass --region or set AWS_REGION / AWS_DEFAULT_REGION")
+    chosen = filters or ContainerFilters()
     return [
-        EcsSourceConfig(region=r, clusters=tuple(clusters), refresh_interval=refresh_interval)
+        EcsSourceConfig(
+            region=r,
+            clusters=tuple(clusters),
+            refresh_interval=refresh_interval,
+            filter_behavior=chosen.filter_behavior,
+            service_names=chosen.service_names,
+            task_definition_names=chosen.task_definition_names,
+            container_names=chosen.container_names,
+            tags=chosen.tags,
+            assume_role_arn=assume_role_arn,
+        )
         for r in region_list
     ]
