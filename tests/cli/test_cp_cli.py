@@ -64,6 +64,31 @@ def test_rundeck_style_upload_prints_the_path_and_nothing_else(
 
 
 @pytest.mark.e2e
+def test_one_container_named_directly_is_copied_to_without_listing(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """--task/--container, as the Rundeck file copier calls it: one DescribeTasks."""
+    listed = ecsexec(sandbox, tmp_path, "nodes", "--format", "json", "--cluster", "demo")
+    node = next(n for n in json.loads(listed.stdout).values() if n["ECS:Service-Name"] == "web")
+    direct = ("--cluster", "demo", "--task", node["ECS:Task-ARN"], "--container", "app")
+    source = tmp_path / "blob"
+    source.write_bytes(ALL_BYTES * 3)
+    sandbox.reset_stats()
+    done = ecsexec(sandbox, tmp_path, "cp", *direct, "--print-path", str(source), ":/tmp/")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "/tmp/blob\n", "")
+    ecs_calls = {k: v["calls"] for k, v in sandbox.stats()["api"]["ecs"].items()}
+    assert ecs_calls == {"DescribeTasks": 1, "ExecuteCommand": 1}
+    back = tmp_path / "back"
+    fetched = ecsexec(sandbox, tmp_path, "cp", *direct, ":/tmp/blob", str(back))
+    assert fetched.returncode == 0, fetched.stderr
+    assert back.read_bytes() == ALL_BYTES * 3
+    both = ecsexec(sandbox, tmp_path, "cp", "-F", "web", *direct, str(source), ":/tmp/")
+    assert both.returncode == 2 and "either a node filter (-F) or --task" in both.stderr
+    named = ecsexec(sandbox, tmp_path, "cp", *direct, str(source), "web-1:/tmp/")
+    assert named.returncode == 2 and "write the container side :PATH" in named.stderr
+
+
+@pytest.mark.e2e
 def test_node_path_upload_from_stdin_and_download_to_stdout(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:

@@ -76,12 +76,14 @@ def test_the_file_copier_calls_ecsexec_cp_as_agreed(
     argv = recorded(record)["argv"]
     assert argv == [
         "cp",
-        "-F",
-        "ECS:Task-ID: 0123abcd ECS:Container-Name: app",
-        "--cluster",
-        "arn:aws:ecs:eu-west-1:123456789012:cluster/shop",
         "--yes",
         "--print-path",
+        "--cluster",
+        "arn:aws:ecs:eu-west-1:123456789012:cluster/shop",
+        "--task",
+        NODE.attributes["ECS:Task-ARN"],
+        "--container",
+        "app",
         "--region",
         "eu-west-1",
         str(local),

@@ -23,6 +23,7 @@ from ecsexec.app.events import Event, EventCallback, NodeFinished, NodeNotice
 from ecsexec.cli.common import (
     NodeQuery,
     confirm_many,
+    container_options,
     interruptible,
     node_options,
     run_engine,
@@ -181,6 +182,7 @@ class CopyDisplay:
 )
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before copying to many nodes.")
 @node_options
+@container_options
 @click.argument("source")
 @click.argument("destination")
 def cp_command(
@@ -201,6 +203,8 @@ def cp_command(
     clusters: tuple[str, ...],
     refresh: bool,
     profile: str | None,
+    task: str | None,
+    container: str | None,
     source: str,
     destination: str,
 ) -> None:
@@ -216,17 +220,24 @@ def cp_command(
     is checked end to end (SHA-256) and put in place only then. Needs sh, stty, head and
     base64 (od suffices for downloads) in the container.
 
+    --task ARN --container NAME --cluster C names the container directly (one
+    DescribeTasks, no listing; the remote side is then :PATH), as the Rundeck plugin's
+    file copier does.
+
     Exit status: 0 all copied, 1 a copy failed or was refused (exit code 125 on the node),
     2 usage or configuration error, 3 a node could not be reached, 130 interrupted.
     """
-    spec = parse_sides(source, destination, with_filter=filter_text is not None)
+    query = NodeQuery(nodes_files, regions, clusters, refresh, profile, task, container)
+    query.check_direct()
+    if task and filter_text is not None:
+        raise click.UsageError("give either a node filter (-F) or --task, not both")
+    spec = parse_sides(source, destination, with_filter=filter_text is not None or bool(task))
     if filter_text is not None and not filter_text.strip():
         raise click.UsageError("the node filter is empty")
     if spec.download and spec.local == "-" and (fmt != "text" or print_path):
         raise click.UsageError("copying to stdout (-) leaves no room for --format or --print-path")
     if spec.local == "-" and recursive:
         raise click.UsageError("a directory (-r) cannot come from stdin or go to stdout")
-    query = NodeQuery(nodes_files, regions, clusters, refresh, profile)
     paths: list[str] = []
 
     def on_copied(_node: str, path: str) -> None:
@@ -236,7 +247,10 @@ def cp_command(
 
     async def main(client: Client) -> RunResult:
         target: Target
-        if filter_text is not None:
+        direct = await query.direct_node(client)
+        if direct is not None:
+            target = [direct]
+        elif filter_text is not None:
             selection = await select_nodes(
                 client, query, filter_text, include_precedence=include_precedence
             )

@@ -5,16 +5,12 @@
 . "$(dirname "$0")/ecsexec-env.sh"
 
 cluster=$(ecsexec_node_value ECS:Cluster-ARN "${RD_NODE_ECS_CLUSTER_ARN:-}") || exit
-task_id=$(ecsexec_node_value ECS:Task-ID "${RD_NODE_ECS_TASK_ID:-}") || exit
+task=$(ecsexec_node_value ECS:Task-ARN "${RD_NODE_ECS_TASK_ARN:-}") || exit
 container=$(ecsexec_node_value ECS:Container-Name "${RD_NODE_ECS_CONTAINER_NAME:-}") || exit
-# Both go into a node filter as regexes: only the characters ECS allows in them.
-case $task_id$container in
-*[!A-Za-z0-9_-]*) ecsexec_fail "unexpected characters in ECS:Task-ID or ECS:Container-Name" ;;
-esac
 [ -n "${RD_FILE_COPY_FILE:-}" ] || ecsexec_fail "RD_FILE_COPY_FILE is not set"
 [ -n "${RD_FILE_COPY_DESTINATION:-}" ] || ecsexec_fail "RD_FILE_COPY_DESTINATION is not set"
-set -- cp -F "ECS:Task-ID: $task_id ECS:Container-Name: $container" --cluster "$cluster" \
-    --yes --print-path
+# --task/--container: one DescribeTasks, no listing of the cluster on every copy.
+set -- cp --yes --print-path --cluster "$cluster" --task "$task" --container "$container"
 if [ -n "${RD_NODE_ECS_REGION:-}" ]; then
     set -- "$@" --region "$RD_NODE_ECS_REGION"
 fi
