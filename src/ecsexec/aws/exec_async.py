@@ -24,6 +24,7 @@ import ssl
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -55,7 +56,10 @@ class AsyncExecuteCommand:
     """
 
     def __init__(
-        self, session: boto3.session.Session, client: Any, ssl_context: ssl.SSLContext
+        self,
+        session: boto3.session.Session,
+        client: Any,
+        ssl_context: Callable[[], ssl.SSLContext],
     ) -> None:
         self._session = session
         self._endpoint_url: str = client.meta.endpoint_url
@@ -130,8 +134,10 @@ class AsyncExecuteCommand:
             # is reported as unclosed and its loop is freed.
             for dead in [other for other in self._http if other.is_closed()]:
                 del self._http[dead]
+            # The TLS context only for https: building one costs 20-45 ms of CPU.
+            tls = self._ssl() if self._endpoint_url.startswith("https:") else True
             http = self._http[loop] = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=100),
+                connector=aiohttp.TCPConnector(ssl=tls, limit=100),
                 timeout=TIMEOUT,
                 auto_decompress=False,
                 # trust_env would read ~/.netrc in a worker thread for every request; the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 
 from ecsexec.aws.clients import SessionFactory, ssl_context
@@ -37,14 +38,12 @@ class ConnectorPool:
             connector = self._connectors.get(region)
             if connector is None:
                 session = self._factory(region)
-                options = SessionOptions(
-                    **{**self._options.__dict__, "ssl_context": ssl_context(session)}
-                )
                 connector = Connector(
                     ecs=EcsApi(session, region=region),
                     control=SsmSessionControl(session),
                     data_key_provider=KmsDataKeyProvider(session),
-                    session_options=options,
+                    session_options=self._options,
+                    tls_context=functools.partial(ssl_context, session),
                 )
                 self._connectors[region] = connector
             return connector
