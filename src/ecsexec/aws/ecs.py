@@ -21,7 +21,7 @@ from botocore.utils import parse_timestamp
 
 from ecsexec.aws.clients import CONNECT_TIMEOUT, fail_fast, ssl_context
 from ecsexec.aws.errors import translate
-from ecsexec.aws.exec_async import AsyncExecuteCommand
+from ecsexec.aws.exec_async import AsyncExecuteCommand, preload
 from ecsexec.errors import AwsError, ConfigurationError, EcsexecError
 
 DESCRIBE_BATCH: Final = 100  # DescribeTasks takes at most 100 tasks
@@ -125,6 +125,12 @@ class EcsApi:
                     )
                 )
             return self._client
+
+    def prepare_exec(self) -> None:
+        """Build what ExecuteCommand needs (its client, hence the credentials, and the HTTP
+        library) now, e.g. in a worker thread while the caller selects nodes."""
+        preload()
+        self.exec_client  # noqa: B018 - built on first access
 
     @property
     def exec_client(self) -> Any:
