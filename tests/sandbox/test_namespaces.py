@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import resource
 import socket
 import subprocess
 import sys
@@ -301,3 +302,23 @@ def test_the_cli_option_and_its_notice(tmp_path: Path) -> None:
         [*up, "--help"], capture_output=True, text=True, timeout=60, check=False
     )
     assert "--namespaces / --no-namespaces" in helped.stdout
+
+
+def test_waiting_for_an_init_works_on_descriptors_past_1024() -> None:
+    # A sandbox with a few hundred sessions open hands out descriptor numbers from 1024
+    # up, where select() refuses to wait (ValueError): the spawn then died and its session
+    # never ran its command.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard <= 1500:
+        pytest.skip("the descriptor limit is too low to open descriptor 1500")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1501), hard))
+    read_end, write_end = os.pipe()
+    high = os.dup2(read_end, 1500)
+    try:
+        assert not namespaces._readable(high, 0)
+        os.write(write_end, b"ready\n")
+        assert namespaces._readable(high, 0)
+    finally:
+        for fd in (high, read_end, write_end):
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

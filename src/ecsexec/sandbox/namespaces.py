@@ -446,7 +446,7 @@ class ContainerNamespace:
         try:
             with contextlib.suppress(BrokenPipeError):
                 init.stdin.write(READY)  # the pipe holds it until PID 1 reads it
-            ready, _, _ = select.select([init.stdout], [], [], START_TIMEOUT)
+            ready = _readable(init.stdout.fileno(), START_TIMEOUT)
             out = os.read(init.stdout.fileno(), 4096) if ready else b""
             if out != READY:
                 with contextlib.suppress(subprocess.TimeoutExpired):
@@ -553,6 +553,18 @@ class ContainerNamespace:
         self.owner.ended(self)
 
 
+def _readable(fd: int, timeout: float) -> bool:
+    """Whether ``fd`` becomes readable within ``timeout`` seconds.
+
+    poll, not select: select refuses descriptors from 1024 up, and a sandbox with a few
+    hundred sessions open (a PTY and a socket each) hands out such numbers; the
+    ValueError then killed the session's agent, which never started its command.
+    """
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(timeout * 1000))
+
+
 def _reap(init: subprocess.Popen[bytes]) -> None:
     """Wait for a killed init; unshare gets SIGKILL too if the namespace takes too long.
 
@@ -564,7 +576,7 @@ def _reap(init: subprocess.Popen[bytes]) -> None:
         init.wait()
         return
     try:
-        exited, _, _ = select.select([pidfd], [], [], START_TIMEOUT)
+        exited = _readable(pidfd, START_TIMEOUT)
     finally:
         os.close(pidfd)
     if not exited:
