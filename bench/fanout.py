@@ -16,6 +16,7 @@ import json
 import os
 import resource
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -83,6 +84,11 @@ def main() -> None:
         # Sessions end when their process exits, so by now the sandbox has reaped them all.
         processes_cpu = children_cpu_seconds(sandbox_pid) - children0
     ok = sum(1 for r in result.results.values() if r.ok)
+    failures = Counter(
+        f"{r.status.value}: {r.reason}" for r in result.results.values() if not r.ok
+    ).most_common(3)
+    for reason, count in failures:  # a failed node is no figure: say why
+        print(f"{count} node(s) failed: {reason}")
     floor = args.initial_wait + len(targets) / args.rate
     figures = {
         "nodes": len(targets),
