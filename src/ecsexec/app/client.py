@@ -230,7 +230,7 @@ class Client:
         with contextlib.suppress(Exception):
             region = self.discovery.default_region()
             if region:
-                self._connectors([], region).for_region(region).ecs.prepare_exec()
+                self._connectors([], region).prepare(region)
 
     def open_sessions(self) -> list[tuple[str, str]]:
         """(node, session id) of every session a run of this client has open right now;

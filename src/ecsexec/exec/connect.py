@@ -7,6 +7,7 @@ import threading
 
 from ecsexec.aws.clients import SessionFactory, ssl_context
 from ecsexec.aws.ecs import EcsApi
+from ecsexec.aws.exec_async import preload
 from ecsexec.aws.ssm import KmsDataKeyProvider, SsmSessionControl
 from ecsexec.exec.runner import Connector, ContainerTarget
 from ecsexec.ssm.session import SessionOptions
@@ -47,6 +48,12 @@ class ConnectorPool:
                 )
                 self._connectors[region] = connector
             return connector
+
+    def prepare(self, region: str) -> None:
+        """Build ``region``'s connector and its ExecuteCommand client now (blocking: for a
+        worker thread), with the HTTP library importing beside it in a thread of its own."""
+        preload()
+        self.for_region(region).ecs.prepare_exec()
 
     def __call__(self, target: ContainerTarget) -> Connector:
         return self.for_region(target.region or self._default_region)
