@@ -16,6 +16,7 @@ import json
 import os
 import resource
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -60,7 +61,8 @@ def main() -> None:
         nodes, _ = EcsNodeSource(EcsSourceConfig(region="us-east-1"), api).discover()
         targets = [ContainerTarget.from_attributes(n.name, n.attributes) for n in nodes]
         pool = ConnectorPool(lambda r: session_from_env(env, r), default_region="us-east-1")
-        pool(targets[0])  # clients built before timing, as in a warm CLI process
+        # Clients built before timing, as in a warm CLI process (they are built on first use).
+        pool(targets[0]).ecs.exec_client  # noqa: B018
         sb.reset_stats()
         sandbox_pid = int(sb.info["pid"])
         children0 = children_cpu_seconds(sandbox_pid)
@@ -82,6 +84,11 @@ def main() -> None:
         # Sessions end when their process exits, so by now the sandbox has reaped them all.
         processes_cpu = children_cpu_seconds(sandbox_pid) - children0
     ok = sum(1 for r in result.results.values() if r.ok)
+    failures = Counter(
+        f"{r.status.value}: {r.reason}" for r in result.results.values() if not r.ok
+    ).most_common(3)
+    for reason, count in failures:  # a failed node is no figure: say why
+        print(f"{count} node(s) failed: {reason}")
     floor = args.initial_wait + len(targets) / args.rate
     figures = {
         "nodes": len(targets),

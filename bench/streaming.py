@@ -9,7 +9,10 @@ bound by the kernel, not by ecsexec: the PTY's ONLCR output processing costs per
 bench/pty_ceiling.py measures what a PTY alone carries of each producer.
 
 The client checks the cleaned output's SHA-256 against the same command run locally
-without a PTY. The sandbox runs as a child process with agent initial wait 0.
+without a PTY (after the clock stops: the check is the benchmark's, not the client's
+work). The sandbox runs as a child process with agent initial wait 0. Client CPU covers
+ExecuteCommand, the session and the output cleaner, split into user and system time,
+with its ratio to issue 15's target (10 ms per MB).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import resource
 import subprocess
 import time
 
@@ -30,6 +34,7 @@ from ecsexec.exec.wrap import wrap
 from ecsexec.nodes.ecs_source import EcsNodeSource, EcsSourceConfig
 from ecsexec.sandbox import Sandbox
 
+CPU_TARGET_MS_PER_MB = 10.0  # issue 15: client CPU per MB of the log-line producer
 LOG_LINE = (
     "2026-11-30T05:33:00.123Z INFO [orders-3] request handled in 12 ms "
     "path=/api/v1/orders/123456789 status=200"
@@ -61,15 +66,17 @@ def main() -> None:
         target = ContainerTarget.from_attributes(nodes[0].name, nodes[0].attributes)
         pool = ConnectorPool(lambda r: session_from_env(env, r), default_region="us-east-1")
         connector = pool(target)
-        digest = hashlib.sha256()
+        connector.ecs.exec_client  # noqa: B018 - built on first use: once per run, not per MB
         size = 0
 
         def on_output(_node: str, data: bytes, _held: bool) -> None:
+            # What a consumer gets live; the checksum is taken after the clock stops (it
+            # is the benchmark's check, not the client's work).
             nonlocal size
-            digest.update(data)
             size += len(data)
 
         sandbox_cpu0 = sb.stats()["cpu_seconds"]
+        usage0 = resource.getrusage(resource.RUSAGE_SELF)
         cpu0, wall0 = time.process_time(), time.perf_counter()
 
         async def run() -> CommandResult:
@@ -81,16 +88,23 @@ def main() -> None:
         result = asyncio.run(run())
         wall = time.perf_counter() - wall0
         cpu = time.process_time() - cpu0
+        usage = resource.getrusage(resource.RUSAGE_SELF)
         stats = sb.stats()
     megabytes = size / 1e6
     sandbox_cpu = stats["cpu_seconds"] - sandbox_cpu0
-    verified = digest.hexdigest() == expected and result.exit_code == 0
+    user_ms = (usage.ru_utime - usage0.ru_utime) / megabytes * 1000
+    system_ms = (usage.ru_stime - usage0.ru_stime) / megabytes * 1000
+    received = hashlib.sha256(result.output).hexdigest()
+    verified = received == expected and len(result.output) == size and result.exit_code == 0
     figures = {
         "command": command,
         "megabytes": round(megabytes, 1),
         "wall_seconds": round(wall, 2),
         "client_mb_per_s": round(megabytes / wall, 1),
         "client_cpu_ms_per_mb": round(cpu / megabytes * 1000, 1),
+        "client_user_ms_per_mb": round(user_ms, 1),
+        "client_system_ms_per_mb": round(system_ms, 1),
+        "cpu_ratio": round(cpu / megabytes * 1000 / CPU_TARGET_MS_PER_MB, 2),
         "sandbox_cpu_ms_per_mb": round(sandbox_cpu / megabytes * 1000, 1),
         "verified": verified,
         "agent_retransmissions": stats["agent"]["retransmissions"],
@@ -100,6 +114,11 @@ def main() -> None:
         f"{figures['megabytes']} MB in {figures['wall_seconds']} s: "
         f"{figures['client_mb_per_s']} MB/s, {figures['client_cpu_ms_per_mb']} ms client CPU "
         f"per MB; checksum {'verified' if verified else 'MISMATCH'}"
+    )
+    print(
+        f"client CPU: {figures['client_user_ms_per_mb']} ms/MB user + "
+        f"{figures['client_system_ms_per_mb']} ms/MB system; {figures['cpu_ratio']}x the "
+        f"target of {CPU_TARGET_MS_PER_MB} ms per MB"
     )
     print(
         f"sandbox: {figures['sandbox_cpu_ms_per_mb']} ms CPU per MB, "

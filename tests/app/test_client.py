@@ -108,6 +108,21 @@ def test_events_arrive_by_callback_and_by_iteration(sandbox: Sandbox) -> None:
     assert any(isinstance(e, NodeOutput) for e in iterated)
 
 
+def test_a_warmed_up_client_runs_as_any_other(sandbox: Sandbox) -> None:
+    # warm_up builds the default region's ExecuteCommand client in a thread while nodes
+    # are selected; the run must find and use it, whichever finishes first.
+    async def scenario() -> list[bytes]:
+        async with client_for(sandbox) as client:
+            client.warm_up()
+            client.warm_up()  # a second call starts nothing more
+            selection = await client.nodes("ECS:Service-Name: api ECS:Container-Name: api")
+            result = await client.run(selection, "printf 'x\\n'")
+            assert result.exit_status == 0
+            return [r.output for r in result]
+
+    assert asyncio.run(scenario()) == [b"x\n", b"x\n"]
+
+
 def test_node_names_that_do_not_exist_are_refused_before_anything_runs(sandbox: Sandbox) -> None:
     async def scenario() -> None:
         async with client_for(sandbox) as client:

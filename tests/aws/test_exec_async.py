@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import subprocess
 import sys
 import warnings
 from datetime import UTC, datetime
@@ -201,3 +202,20 @@ def test_sigv4_signer_matches_botocore_header_for_header(
     ours = SigV4Signer(endpoint, "eu-west-3", "ecs").sign(credentials, dict(base), body, when)
     assert ours["Authorization"] == request.headers["Authorization"]
     assert ours.get("X-Amz-Security-Token") == request.headers.get("X-Amz-Security-Token")
+
+
+@pytest.mark.e2e
+def test_aiohttp_is_imported_only_when_needed() -> None:
+    # Its import costs ~0.1 s of CPU: the engine imports it for the first ExecuteCommand
+    # (or preload() in a thread), never just by being imported.
+    code = (
+        "import sys\nimport ecsexec.app, ecsexec.exec.connect\n"
+        "print('BEFORE', 'aiohttp' in sys.modules)\n"
+        "import ecsexec.aws.exec_async as e\n"
+        "e.preload()\ne._preloading.join(60)\n"
+        "print('AFTER', 'aiohttp' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "BEFORE False" in done.stdout and "AFTER True" in done.stdout, done.stdout

@@ -8,6 +8,8 @@ import pytest
 
 from ecsexec.errors import Status
 from ecsexec.exec.dispatcher import (
+    DEFAULT_BURST,
+    DEFAULT_THREADS,
     AdaptiveRateLimiter,
     DispatchOptions,
     NodeFinished,
@@ -144,6 +146,13 @@ def test_rate_limiter_spaces_calls_halves_on_throttling_and_recovers() -> None:
     for _ in range(100):
         limiter.succeeded()
     assert limiter.rate == 8.0
+
+
+def test_default_sessions_at_once_leave_room_for_the_whole_burst() -> None:
+    # Fewer sessions at once than the burst would start the nodes past them a whole
+    # session later, though the rate limit would let them start now.
+    assert DEFAULT_THREADS >= DEFAULT_BURST
+    assert DispatchOptions().threads == DEFAULT_THREADS
 
 
 def test_two_hundred_nodes_with_fifty_threads() -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ecsexec.exec.wrap import OutputCleaner, raw, wrap
+from ecsexec.exec.wrap import OutputCleaner, crlf_to_lf, raw, wrap
 
 NONCE = "0123456789abcdef"
 
@@ -178,3 +178,15 @@ def test_end_seen_exactly_when_the_whole_end_marker_has_arrived(
         assert cleaner.end_seen == (fed == len(data)), fed
     _, result = cleaner.finish()
     assert result.exit_code == rc and not cleaner.end_seen
+
+
+@given(
+    st.lists(
+        st.tuples(st.binary(max_size=200), st.sampled_from([b"\r\n", b"\n", b"\r", b"\r\r\n"])),
+        max_size=30,
+    )
+)
+def test_crlf_to_lf_is_exact_for_short_and_long_lines(pieces: list[tuple[bytes, bytes]]) -> None:
+    # Short and long first lines take different paths; both must equal the plain replace.
+    data = b"".join(text + end for text, end in pieces)
+    assert crlf_to_lf(data) == data.replace(b"\r\n", b"\n")

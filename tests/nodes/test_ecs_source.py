@@ -175,6 +175,28 @@ def test_inventory_cache_and_refresh(sandbox: Sandbox, tmp_path: Path) -> None:
     assert cache_file.stat().st_mode & 0o777 == 0o600
 
 
+def test_a_cache_hit_builds_no_client(sandbox: Sandbox, tmp_path: Path) -> None:
+    # The cache key names the endpoint without a client: a warm run resolves no
+    # credentials and loads no service model before its first ExecuteCommand.
+    config = EcsSourceConfig(region="us-east-1", clusters=("demo",))
+    built: list[str] = []
+
+    def counting_api(source: EcsSourceConfig) -> EcsApi:
+        built.append(source.region)
+        return api(sandbox)
+
+    def inventory() -> Inventory:
+        return Inventory(
+            [config], api_factory=counting_api, file_loader=load_nodes, cache=NodeCache(tmp_path)
+        )
+
+    nodes, _ = inventory().nodes()
+    assert built == ["us-east-1"]
+    again, report = inventory().nodes()
+    assert report.from_cache == 1 and again == nodes
+    assert built == ["us-east-1"]  # no second API object: the cache answered alone
+
+
 def test_later_file_source_replaces_nodes_whole(tmp_path: Path) -> None:
     first = tmp_path / "a.json"
     second = tmp_path / "b.yaml"

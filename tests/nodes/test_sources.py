@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ecsexec.config import CONFIG_NAME, load_config
-from ecsexec.errors import ConfigurationError, DiscoveryError
+from ecsexec.errors import ConfigurationError, CredentialsError, DiscoveryError, EcsexecError
 from ecsexec.nodes.ecs_source import DiscoveryReport, EcsSourceConfig, ProgressFn
 from ecsexec.nodes.file_source import FileSourceConfig
 from ecsexec.nodes.inventory import Inventory, NodeCache
@@ -42,6 +42,7 @@ class StaticSource:
 
     discoveries = 0
     failing = False
+    error: type[EcsexecError] = DiscoveryError
 
     def __init__(self, config: StaticSourceConfig, context: SourceContext) -> None:
         self.config = config
@@ -62,7 +63,7 @@ class StaticSource:
         self, progress: ProgressFn | None = None
     ) -> tuple[list[Node], DiscoveryReport | None]:
         if StaticSource.failing:
-            raise DiscoveryError("static source unavailable")
+            raise StaticSource.error("static source unavailable")
         StaticSource.discoveries += 1
         nodes = [Node(n, {"hostname": n, "role": self.config.role}) for n in self.config.names]
         return nodes, DiscoveryReport(containers=len(nodes), warnings=["static nodes"])
@@ -89,6 +90,7 @@ def static_type() -> Iterator[None]:
     )
     StaticSource.discoveries = 0
     StaticSource.failing = False
+    StaticSource.error = DiscoveryError
     try:
         yield
     finally:
@@ -227,3 +229,17 @@ def test_inventory_caches_a_third_type(static_type: None, tmp_path: Path) -> Non
         # cached by the forced refresh, 60 s before
         "static a: refresh failed (static source unavailable); using nodes cached 60 s ago"
     ]
+
+
+def test_a_credentials_error_is_never_hidden_by_the_cache(
+    static_type: None, tmp_path: Path
+) -> None:
+    # Sources build their API clients (and resolve credentials) only when they discover:
+    # a failure there is the user's to fix, not a refresh to paper over with stale nodes.
+    config = StaticSourceConfig(("a",), refresh_interval=30.0)
+    clock = [1000.0]
+    inventory([config], tmp_path, clock=lambda: clock[0]).nodes()
+    StaticSource.failing, StaticSource.error = True, CredentialsError
+    clock[0] += 60
+    with pytest.raises(CredentialsError):
+        inventory([config], tmp_path, clock=lambda: clock[0]).nodes()

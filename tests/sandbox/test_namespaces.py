@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import resource
 import socket
 import subprocess
 import sys
@@ -301,3 +302,58 @@ def test_the_cli_option_and_its_notice(tmp_path: Path) -> None:
         [*up, "--help"], capture_output=True, text=True, timeout=60, check=False
     )
     assert "--namespaces / --no-namespaces" in helped.stdout
+
+
+def test_waiting_for_an_init_works_on_descriptors_past_1024() -> None:
+    # A sandbox with a few hundred sessions open hands out descriptor numbers from 1024
+    # up, where select() refuses to wait (ValueError): the spawn then died and its session
+    # never ran its command.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard <= 1500:
+        pytest.skip("the descriptor limit is too low to open descriptor 1500")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1501), hard))
+    read_end, write_end = os.pipe()
+    high = os.dup2(read_end, 1500)
+    try:
+        assert not namespaces._readable(high, 0)
+        os.write(write_end, b"ready\n")
+        assert namespaces._readable(high, 0)
+    finally:
+        for fd in (high, read_end, write_end):
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+class _RecordedInit:
+    """What Namespaces records of a container: its init's PID and start time."""
+
+    def __init__(self, pid: int) -> None:
+        self.init_pid = pid
+        self.init_start = f"start-{pid}"
+
+
+def test_the_record_names_the_live_inits_and_stays_small(tmp_path: Path) -> None:
+    # One line per start and end, compacted as ends pile up: starting N containers must
+    # not rewrite an N-entry list each time (O(N²) under the lock).
+    record = tmp_path / "namespaces.json"
+    owner = namespaces.Namespaces(record=record)
+    inits = [_RecordedInit(4_000_000 + i) for i in range(600)]
+    try:
+        for init in inits:
+            assert owner.started(init)  # type: ignore[arg-type]
+        assert len(record.read_text().splitlines()) == 600
+        for init in inits[:590]:
+            owner.ended(init)  # type: ignore[arg-type]
+        entries = namespaces._live_entries(record.read_text())
+        assert entries == [{"pid": i.init_pid, "start": i.init_start} for i in inits[590:]]
+        assert len(record.read_text().splitlines()) < 600
+    finally:
+        for init in inits[590:]:
+            owner.ended(init)  # type: ignore[arg-type]
+        owner.close()
+    assert not record.exists()
+
+
+def test_a_record_cut_short_by_a_crash_still_names_what_ran() -> None:
+    text = '{"pid": 7, "start": "a"}\n{"pid": 8, "start": "b"}\n{"end": 7}\n{"pid": 9, "st'
+    assert namespaces._live_entries(text) == [{"pid": 8, "start": "b"}]

@@ -10,8 +10,10 @@ events (:mod:`ecsexec.app.events`). It never prints and never touches the termin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import secrets
+import threading
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from datetime import UTC, datetime
 from os import PathLike
@@ -194,6 +196,8 @@ class Client:
         self._history = history
         self._session_options = session_options
         self._pool: ConnectorPool | None = None
+        self._pool_lock = threading.Lock()  # warm_up() builds it from a worker thread
+        self._warming: threading.Thread | None = None
         self._inventory: tuple[list[Node], list[str]] | None = None
         self._tasks: set[asyncio.Task[RunResult]] = set()
         self._open: dict[str, str] = {}  # node -> session id ("" until known), while running
@@ -221,6 +225,21 @@ class Client:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.aclose()
+
+    def warm_up(self) -> None:
+        """Start building what running a command needs (credentials, the default region's
+        ExecuteCommand client, the HTTP library) in a background thread, so the first
+        ExecuteCommand does not wait for it after node selection. For front ends that know
+        a run follows; failures are left for the run itself to report."""
+        if self._warming is None:
+            self._warming = threading.Thread(target=self._warm, name="ecsexec-warm-up", daemon=True)
+            self._warming.start()
+
+    def _warm(self) -> None:
+        with contextlib.suppress(Exception):
+            region = self.discovery.default_region()
+            if region:
+                self._connectors([], region).prepare(region)
 
     def open_sessions(self) -> list[tuple[str, str]]:
         """(node, session id) of every session a run of this client has open right now;
@@ -678,16 +697,20 @@ class Client:
 
     # --- internals -----------------------------------------------------------------------
 
-    def _connectors(self, targets: Sequence[ContainerTarget]) -> ConnectorPool:
-        if self._pool is None:
-            region = self.discovery.default_region() if targets else None
-            region = region or (targets[0].region if targets else "")
-            self._pool = ConnectorPool(
-                self.discovery.session_factory(),
-                default_region=region or "",
-                options=self._session_options,
-            )
-        return self._pool
+    def _connectors(
+        self, targets: Sequence[ContainerTarget], region: str | None = None
+    ) -> ConnectorPool:
+        with self._pool_lock:
+            if self._pool is None:
+                if region is None:
+                    region = self.discovery.default_region() if targets else None
+                    region = region or (targets[0].region if targets else "")
+                self._pool = ConnectorPool(
+                    self.discovery.session_factory(),
+                    default_region=region or "",
+                    options=self._session_options,
+                )
+            return self._pool
 
     async def _recorded(
         self,

@@ -88,11 +88,15 @@ class EndpointSession(boto3.session.Session):  # type: ignore[misc]
     def __init__(self, *, botocore_session: Any, endpoint_url: str | None) -> None:
         super().__init__(botocore_session=botocore_session)
         self.default_endpoint_url = endpoint_url
+        # Clients may be built from two threads at once (a warm-up beside discovery), and
+        # botocore does not promise that creating them concurrently from one session works.
+        self._client_lock = threading.Lock()
 
     def client(self, *args: Any, **kwargs: Any) -> Any:
         if self.default_endpoint_url and kwargs.get("endpoint_url") is None:
             kwargs["endpoint_url"] = self.default_endpoint_url
-        return super().client(*args, **kwargs)
+        with self._client_lock:
+            return super().client(*args, **kwargs)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ Errors leave as :class:`ecsexec.errors.AwsError` with an actionable hint.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from botocore.utils import parse_timestamp
 
 from ecsexec.aws.clients import CONNECT_TIMEOUT, fail_fast, ssl_context
 from ecsexec.aws.errors import translate
-from ecsexec.aws.exec_async import AsyncExecuteCommand
+from ecsexec.aws.exec_async import AsyncExecuteCommand, preload
 from ecsexec.errors import AwsError, ConfigurationError, EcsexecError
 
 DESCRIBE_BATCH: Final = 100  # DescribeTasks takes at most 100 tasks
@@ -93,51 +94,74 @@ class EcsApi:
         discovery_config: Config | None = None,
         exec_config: Config | None = None,
     ) -> None:
-        use_fast_timestamps(session)
-        try:
-            self._make_clients(session, region, endpoint_url, discovery_config, exec_config)
-        except InvalidRegionError as exc:
-            raise ConfigurationError(
-                f"{exc.kwargs.get('region_name', region)!r} is not an AWS region name "
-                "(like us-east-1); check --region, [aws] region or AWS_REGION"
-            ) from None
-        self.region = self.client.meta.region_name
+        # The clients are built on first use: a run served from the node cache needs only
+        # ExecuteCommand's, and each costs ~50 ms of CPU (service model, endpoint rules).
         self._session = session
+        self._region = region
+        self._endpoint_url = endpoint_url
+        self._discovery_config = discovery_config
+        self._exec_config = exec_config
+        self._client: Any = None
+        self._exec_client: Any = None
+        self._lock = threading.Lock()  # discovery calls come from worker threads
         self._exec_async: AsyncExecuteCommand | None = None
 
-    def _make_clients(
-        self,
-        session: boto3.session.Session,
-        region: str | None,
-        endpoint_url: str | None,
-        discovery_config: Config | None,
-        exec_config: Config | None,
-    ) -> None:
-        # docs/ecs-nodes.md §4: adaptive retries for discovery (backoff with a client-side rate).
-        self.client = fail_fast(
-            session.client(
-                "ecs",
-                region_name=region,
-                endpoint_url=endpoint_url,
-                config=discovery_config
-                or Config(
-                    connect_timeout=CONNECT_TIMEOUT,
-                    retries={"mode": "adaptive", "max_attempts": 10},
-                ),
+    @property
+    def region(self) -> str:
+        return str(self._region or self._session.region_name or "")
+
+    @property
+    def client(self) -> Any:
+        """The ECS client for discovery: adaptive retries (docs/ecs-nodes.md §4)."""
+        with self._lock:
+            if self._client is None:
+                self._client = fail_fast(
+                    self._new_client(
+                        self._discovery_config
+                        or Config(
+                            connect_timeout=CONNECT_TIMEOUT,
+                            retries={"mode": "adaptive", "max_attempts": 10},
+                        )
+                    )
+                )
+            return self._client
+
+    def prepare_exec(self) -> None:
+        """Build what ExecuteCommand needs (its client, hence the credentials, and the HTTP
+        library) now, e.g. in a worker thread while the caller selects nodes."""
+        preload()
+        self.exec_client  # noqa: B018 - built on first access
+
+    @property
+    def exec_client(self) -> Any:
+        """The ECS client for ExecuteCommand, which botocore must never retry on its own.
+
+        ExecuteCommand starts the command on the agent at once (docs/ssm-protocol.md §1):
+        only the dispatcher retries, and only when the call certainly started nothing
+        (throttling).
+        """
+        with self._lock:
+            if self._exec_client is None:
+                self._exec_client = self._new_client(
+                    self._exec_config
+                    or Config(
+                        connect_timeout=CONNECT_TIMEOUT,
+                        retries={"mode": "standard", "max_attempts": 1},
+                    )
+                )
+            return self._exec_client
+
+    def _new_client(self, config: Config) -> Any:
+        use_fast_timestamps(self._session)
+        try:
+            return self._session.client(
+                "ecs", region_name=self._region, endpoint_url=self._endpoint_url, config=config
             )
-        )
-        # ExecuteCommand starts the command on the agent at once (docs/ssm-protocol.md §1), so
-        # botocore must never retry it on its own: only the dispatcher retries, and only
-        # when the call certainly started nothing (throttling).
-        self.exec_client = session.client(
-            "ecs",
-            region_name=region,
-            endpoint_url=endpoint_url,
-            config=exec_config
-            or Config(
-                connect_timeout=CONNECT_TIMEOUT, retries={"mode": "standard", "max_attempts": 1}
-            ),
-        )
+        except InvalidRegionError as exc:
+            raise ConfigurationError(
+                f"{exc.kwargs.get('region_name', self._region)!r} is not an AWS region name "
+                "(like us-east-1); check --region, [aws] region or AWS_REGION"
+            ) from None
 
     def _call(self, operation: str, method: Any, **kwargs: Any) -> dict[str, Any]:
         try:
@@ -284,7 +308,7 @@ class EcsApi:
         """:meth:`execute_command` on the running event loop, without a worker thread."""
         if self._exec_async is None:
             self._exec_async = AsyncExecuteCommand(
-                self._session, self.exec_client, ssl_context(self._session)
+                self._session, self.exec_client, lambda: ssl_context(self._session)
             )
         try:
             response = await self._exec_async(

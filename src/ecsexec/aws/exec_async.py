@@ -21,13 +21,15 @@ import hashlib
 import hmac
 import json
 import ssl
+import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import aiohttp
 import boto3
 from botocore.credentials import ReadOnlyCredentials
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
@@ -35,12 +37,15 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoCredenti
 from ecsexec.aws.errors import translate
 from ecsexec.errors import AwsError, EcsexecError
 
+if TYPE_CHECKING:
+    import aiohttp
+
 __all__ = ["AsyncExecuteCommand"]
 
 TARGET: Final = "AmazonEC2ContainerServiceV20141113.ExecuteCommand"
 CONTENT_TYPE: Final = "application/x-amz-json-1.1"
 CREDENTIALS_TTL: Final = 30.0  # reuse a frozen copy this long; botocore refreshes far earlier
-TIMEOUT: Final = aiohttp.ClientTimeout(total=None, sock_connect=60, sock_read=60)  # botocore's
+TIMEOUTS: Final = {"total": None, "sock_connect": 60, "sock_read": 60}  # botocore's
 
 
 class AsyncExecuteCommand:
@@ -55,7 +60,10 @@ class AsyncExecuteCommand:
     """
 
     def __init__(
-        self, session: boto3.session.Session, client: Any, ssl_context: ssl.SSLContext
+        self,
+        session: boto3.session.Session,
+        client: Any,
+        ssl_context: Callable[[], ssl.SSLContext],
     ) -> None:
         self._session = session
         self._endpoint_url: str = client.meta.endpoint_url
@@ -89,7 +97,7 @@ class AsyncExecuteCommand:
                 status = response.status
                 error_type = response.headers.get("x-amzn-ErrorType", "")
                 request_id = response.headers.get("x-amzn-RequestId", "")
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except (_aiohttp().ClientError, OSError, TimeoutError) as exc:
             raise _with_cause(
                 translate(
                     EndpointConnectionError(endpoint_url=self._endpoint_url), "ExecuteCommand"
@@ -130,14 +138,39 @@ class AsyncExecuteCommand:
             # is reported as unclosed and its loop is freed.
             for dead in [other for other in self._http if other.is_closed()]:
                 del self._http[dead]
+            # The TLS context only for https: building one costs 20-45 ms of CPU.
+            tls = self._ssl() if self._endpoint_url.startswith("https:") else True
+            aiohttp = _aiohttp()
             http = self._http[loop] = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=100),
-                timeout=TIMEOUT,
+                connector=aiohttp.TCPConnector(ssl=tls, limit=100),
+                timeout=aiohttp.ClientTimeout(**TIMEOUTS),
                 auto_decompress=False,
                 # trust_env would read ~/.netrc in a worker thread for every request; the
                 # proxy is looked up once instead (_proxy_for).
             )
         return http
+
+
+def _aiohttp() -> Any:
+    """aiohttp, imported on first use: its import costs ~0.1 s of CPU (a TLS context
+    among it), which ``ecsexec --help`` or a run served by its caches should not wait
+    for before it needs to. :func:`preload` starts it in the background."""
+    import aiohttp
+
+    return aiohttp
+
+
+_preloading: threading.Thread | None = None
+
+
+def preload() -> None:
+    """Import aiohttp in a background thread, once, so the first ExecuteCommand finds it
+    imported. Its TLS trust store loads without holding the GIL, so part of the import
+    runs beside whatever the caller does meanwhile."""
+    global _preloading
+    if _preloading is None and "aiohttp" not in sys.modules:
+        _preloading = threading.Thread(target=_aiohttp, name="ecsexec-preload", daemon=True)
+        _preloading.start()
 
 
 class SigV4Signer:

@@ -211,6 +211,8 @@ def run_command(
     input_data = read_input(stdin_file, use_raw)
 
     async def main(client: Client) -> RunResult | None:
+        if not dry_run:
+            client.warm_up()  # the ExecuteCommand client is built while nodes are selected
         direct = await query.direct_node(client)
         if direct is not None:
             selection = Selection((direct,))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 
 from ecsexec.aws.clients import SessionFactory, ssl_context
 from ecsexec.aws.ecs import EcsApi
+from ecsexec.aws.exec_async import preload
 from ecsexec.aws.ssm import KmsDataKeyProvider, SsmSessionControl
 from ecsexec.exec.runner import Connector, ContainerTarget
 from ecsexec.ssm.session import SessionOptions
@@ -37,17 +39,21 @@ class ConnectorPool:
             connector = self._connectors.get(region)
             if connector is None:
                 session = self._factory(region)
-                options = SessionOptions(
-                    **{**self._options.__dict__, "ssl_context": ssl_context(session)}
-                )
                 connector = Connector(
                     ecs=EcsApi(session, region=region),
                     control=SsmSessionControl(session),
                     data_key_provider=KmsDataKeyProvider(session),
-                    session_options=options,
+                    session_options=self._options,
+                    tls_context=functools.partial(ssl_context, session),
                 )
                 self._connectors[region] = connector
             return connector
+
+    def prepare(self, region: str) -> None:
+        """Build ``region``'s connector and its ExecuteCommand client now (blocking: for a
+        worker thread), with the HTTP library importing beside it in a thread of its own."""
+        preload()
+        self.for_region(region).ecs.prepare_exec()
 
     def __call__(self, target: ContainerTarget) -> Connector:
         return self.for_region(target.region or self._default_region)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Final, Protocol
@@ -132,6 +133,9 @@ class Connector:
     control: SessionControl
     data_key_provider: DataKeyProvider | None = None
     session_options: SessionOptions = field(default_factory=SessionOptions)
+    # The TLS context for wss:// stream URLs, built when the first one is met (a plain
+    # ws:// endpoint, like the sandbox's, never needs one; each costs 20-45 ms of CPU).
+    tls_context: Callable[[], ssl.SSLContext] | None = None
 
     async def start(self, target: ContainerTarget, wrapped: WrappedCommand) -> ExecSession:
         """ExecuteCommand for ``wrapped`` in ``target`` (on the event loop, no thread)."""
@@ -147,6 +151,13 @@ class Connector:
 
     def session(self, started: ExecSession) -> Session:
         """The data-channel session for what ExecuteCommand started, on these credentials."""
+        options = self.session_options
+        if (
+            self.tls_context is not None
+            and options.ssl_context is None
+            and started.stream_url.startswith("wss:")
+        ):
+            options = self.session_options = replace(options, ssl_context=self.tls_context())
         return Session(
             started.session_id,
             started.stream_url,
@@ -154,7 +165,7 @@ class Connector:
             target=started.target,
             control=self.control,
             data_key_provider=self.data_key_provider,
-            options=self.session_options,
+            options=options,
         )
 
     async def terminate(self, session_id: str) -> None:

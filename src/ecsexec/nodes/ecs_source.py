@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 from ecsexec.aws.ecs import EcsApi
+from ecsexec.aws.endpoints import endpoint_identity
 from ecsexec.errors import AwsError, ConfigurationError, DiscoveryError
 from ecsexec.nodes.cache import config_cache_key
 from ecsexec.nodes.ecs_attributes import (
@@ -175,13 +176,25 @@ class EcsNodeSource:
     def __init__(
         self,
         config: EcsSourceConfig,
-        api: EcsApi,
+        api: EcsApi | None = None,
         *,
+        api_factory: Callable[[], EcsApi] | None = None,
         task_definitions: TaskDefinitionCache | None = None,
     ) -> None:
+        if (api is None) == (api_factory is None):
+            raise TypeError("give either api or api_factory")
         self.config = config
-        self.api = api
+        self._api = api
+        # Built only when discovery runs: a cache hit needs no client and no credentials.
+        self._api_factory = api_factory
         self.task_definitions = task_definitions or TaskDefinitionCache()
+
+    @property
+    def api(self) -> EcsApi:
+        if self._api is None:
+            assert self._api_factory is not None
+            self._api = self._api_factory()
+        return self._api
 
     @property
     def label(self) -> str:
@@ -192,11 +205,13 @@ class EcsNodeSource:
         return self.config.refresh_interval
 
     def cache_key(self) -> str | None:
-        return config_cache_key(self.config, endpoint=str(self.api.client.meta.endpoint_url))
+        """The configuration and what decides the ECS endpoint, built without a client."""
+        return config_cache_key(self.config, endpoint=endpoint_identity("ECS", self.config.region))
 
     def discover(self, progress: ProgressFn | None = None) -> tuple[list[Node], DiscoveryReport]:
         report = DiscoveryReport()
-        clusters: Sequence[str] = self.config.clusters or self.api.list_clusters()
+        api = self.api  # built here, before the cluster threads share it
+        clusters: Sequence[str] = self.config.clusters or api.list_clusters()
         report.clusters = len(clusters)
         results: dict[str, list[Node]] = {}
         errors: dict[str, AwsError] = {}
@@ -373,7 +388,9 @@ def describe_container(
 
 def open_ecs_source(config: EcsSourceConfig, context: SourceContext) -> EcsNodeSource:
     return EcsNodeSource(
-        config, context.api_factory(config), task_definitions=context.task_definitions
+        config,
+        api_factory=lambda: context.api_factory(config),
+        task_definitions=context.task_definitions,
     )
 
 

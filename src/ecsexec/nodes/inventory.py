@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ecsexec.errors import DiscoveryError, EcsexecError
+from ecsexec.errors import ConfigurationError, DiscoveryError, EcsexecError
 from ecsexec.nodes.cache import CACHE_VERSION, NodeCache, config_cache_key, default_cache_dir
 from ecsexec.nodes.ecs_source import (
     ContainerFilters,
@@ -106,8 +106,10 @@ class Inventory:
         try:
             nodes, discovery = source.discover(progress)
         except EcsexecError as exc:
-            if cached is None or self.refresh:
-                raise  # --refresh promises fresh nodes: never the cache in their place
+            # --refresh promises fresh nodes: never the cache in their place. Bad
+            # configuration or credentials are the user's to fix: never hidden by it either.
+            if cached is None or self.refresh or isinstance(exc, ConfigurationError):
+                raise
             report.warnings.append(
                 f"{source.label}: refresh failed ({exc}); using nodes cached "
                 f"{now - cached[0]:.0f} s ago"

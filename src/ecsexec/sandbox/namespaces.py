@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from ecsexec.sandbox.process import DEFAULT_PATH, CannotStart, start_time, sweep_recorded
+from ecsexec.sandbox.process import DEFAULT_PATH, CannotStart, kill_recorded, start_time
 
 __all__ = ["PRIVATE_DIRS", "ContainerNamespace", "Namespaces", "probe", "sweep"]
 
@@ -196,8 +196,11 @@ def _reaper() -> list[str]:
 class Namespaces:
     """The namespaced containers of one sandbox runtime, and the threads that spawn into them.
 
-    ``record`` (``namespaces.json``) lists every live init (unshare) for :func:`sweep` at
-    the next start. :meth:`close` kills them all and stops the threads.
+    ``record`` (``namespaces.json``) names every live init (unshare) for :func:`sweep` at
+    the next start: one JSON line appended per start (``{"pid", "start"}``) and per end
+    (``{"end": pid}``), compacted now and then. Rewriting the whole list at each start,
+    under the lock, made a 1,000-container fan-out's starts O(N²) and one at a time.
+    :meth:`close` kills them all and stops the threads.
     """
 
     def __init__(self, record: Path | None = None) -> None:
@@ -215,6 +218,8 @@ class Namespaces:
         self._live: dict[ContainerNamespace, None] = {}
         self._reaping: set[subprocess.Popen[bytes]] = set()  # killed inits not yet waited for
         self._closed = False
+        self._record_fd: int | None = None  # the record, open for appending
+        self._record_lines = 0
 
     @property
     def closing(self) -> bool:
@@ -263,14 +268,16 @@ class Namespaces:
             if self._closed:
                 return False
             self._live[ns] = None
-            self._save()
+            if ns.init_pid is not None:
+                self._append({"pid": ns.init_pid, "start": ns.init_start})
             return True
 
     def ended(self, ns: ContainerNamespace) -> None:
         with self._lock:
             if ns in self._live:
                 del self._live[ns]
-                self._save()
+                if ns.init_pid is not None:
+                    self._append({"end": ns.init_pid})
 
     def reap(self, init: subprocess.Popen[bytes]) -> None:
         """Wait for a killed init on a spawn thread (here once the threads are stopping)."""
@@ -287,18 +294,35 @@ class Namespaces:
         except RuntimeError:
             reap_it()
 
-    def _save(self) -> None:
+    def _append(self, entry: dict[str, object]) -> None:
+        """Add one line to the record (under the lock); compact it once mostly ends."""
         if self.record is None:
             return
-        entries = [
-            {"pid": ns.init_pid, "start": ns.init_start}
+        with contextlib.suppress(OSError):
+            if self._record_lines > 2 * len(self._live) + 256:
+                self._compact()
+            if self._record_fd is None:
+                self._record_fd = os.open(
+                    self.record, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
+                )
+            os.write(self._record_fd, json.dumps(entry).encode() + b"\n")
+            self._record_lines += 1
+
+    def _compact(self) -> None:
+        """Rewrite the record as the live inits' start lines only."""
+        assert self.record is not None
+        lines = [
+            json.dumps({"pid": ns.init_pid, "start": ns.init_start}) + "\n"
             for ns in self._live
             if ns.init_pid is not None
         ]
         tmp = self.record.with_suffix(".tmp")
-        with contextlib.suppress(OSError):
-            tmp.write_text(json.dumps(entries))
-            os.replace(tmp, self.record)
+        tmp.write_text("".join(lines))
+        os.replace(tmp, self.record)
+        if self._record_fd is not None:
+            os.close(self._record_fd)
+            self._record_fd = None
+        self._record_lines = len(lines)
 
     def close(self) -> None:
         """Kill every container's processes, wait for the inits, stop the spawn threads."""
@@ -318,6 +342,10 @@ class Namespaces:
         for fd in self._host.values():
             os.close(fd)
         self._host.clear()
+        with self._lock:
+            if self._record_fd is not None:
+                os.close(self._record_fd)
+                self._record_fd = None
         if self.record is not None:
             self.record.unlink(missing_ok=True)
 
@@ -446,7 +474,7 @@ class ContainerNamespace:
         try:
             with contextlib.suppress(BrokenPipeError):
                 init.stdin.write(READY)  # the pipe holds it until PID 1 reads it
-            ready, _, _ = select.select([init.stdout], [], [], START_TIMEOUT)
+            ready = _readable(init.stdout.fileno(), START_TIMEOUT)
             out = os.read(init.stdout.fileno(), 4096) if ready else b""
             if out != READY:
                 with contextlib.suppress(subprocess.TimeoutExpired):
@@ -553,6 +581,18 @@ class ContainerNamespace:
         self.owner.ended(self)
 
 
+def _readable(fd: int, timeout: float) -> bool:
+    """Whether ``fd`` becomes readable within ``timeout`` seconds.
+
+    poll, not select: select refuses descriptors from 1024 up, and a sandbox with a few
+    hundred sessions open (a PTY and a socket each) hands out such numbers; the
+    ValueError then killed the session's agent, which never started its command.
+    """
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(timeout * 1000))
+
+
 def _reap(init: subprocess.Popen[bytes]) -> None:
     """Wait for a killed init; unshare gets SIGKILL too if the namespace takes too long.
 
@@ -564,7 +604,7 @@ def _reap(init: subprocess.Popen[bytes]) -> None:
         init.wait()
         return
     try:
-        exited, _, _ = select.select([pidfd], [], [], START_TIMEOUT)
+        exited = _readable(pidfd, START_TIMEOUT)
     finally:
         os.close(pidfd)
     if not exited:
@@ -578,7 +618,31 @@ def sweep(record: Path) -> int:
 
     ``--kill-child`` takes each init's PID 1, and the kernel the rest of its container.
     """
-    return sweep_recorded(record, os.kill)
+    try:
+        text = record.read_text()
+    except OSError:
+        return 0
+    killed = kill_recorded(_live_entries(text), os.kill)
+    record.unlink(missing_ok=True)
+    return killed
+
+
+def _live_entries(text: str) -> list[dict[str, object]]:
+    """The record's inits that were started and not ended, in order. A line cut short by
+    a crash (the last one) is skipped."""
+    live: dict[object, dict[str, object]] = {}
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(entry, dict):
+            continue
+        if "end" in entry:
+            live.pop(entry["end"], None)
+        elif "pid" in entry:
+            live[entry["pid"]] = entry
+    return list(live.values())
 
 
 def _child_of(pid: int) -> int | None:

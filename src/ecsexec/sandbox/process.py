@@ -32,10 +32,10 @@ import subprocess
 import termios
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from ecsexec.sandbox.namespaces import ContainerNamespace
@@ -425,12 +425,21 @@ def sweep_recorded(record: Path, kill: Callable[[int, int], None]) -> int:
         entries = json.loads(record.read_text())
     except (OSError, ValueError):
         return 0
+    killed = kill_recorded(entries if isinstance(entries, list) else [], kill)
+    record.unlink(missing_ok=True)
+    return killed
+
+
+def kill_recorded(entries: Iterable[Any], kill: Callable[[int, int], None]) -> int:
+    """``kill(pid, SIGKILL)`` each ``{"pid", "start"}`` entry whose process still runs
+    (the same start time: not a reused PID); return how many."""
     killed = 0
-    for entry in entries if isinstance(entries, list) else []:
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
         pid, started = entry.get("pid"), entry.get("start")
         if isinstance(pid, int) and started and start_time(pid) == started:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 kill(pid, signal.SIGKILL)
                 killed += 1
-    record.unlink(missing_ok=True)
     return killed

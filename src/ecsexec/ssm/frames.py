@@ -57,9 +57,12 @@ class PayloadType(IntEnum):
     EXIT_CODE = 12
 
 
-_HEAD = struct.Struct(">I32sIQqQ")  # HL, MessageType, SchemaVersion, CreatedDate, Seq, Flags
-_TAIL = struct.Struct(">II")  # PayloadType, PayloadLength
-_FIELDS = struct.Struct(">IQqQ")  # SchemaVersion .. Flags, read from offset 36
+# The whole 120-byte header in one struct: HL, MessageType, SchemaVersion, CreatedDate,
+# Seq, Flags, MessageId's two halves (swapped on the wire), PayloadDigest, PayloadType,
+# PayloadLength. One pack or unpack per frame instead of three, and no join.
+_HEADER = struct.Struct(">I32sIQqQ8s8s32sII")
+_TYPE_NAMES: dict[bytes, str] = {}  # raw 32-byte MessageType field -> its name
+_TYPE_NAMES_MAX: Final = 64  # a peer sending made-up types cannot grow it further
 _EMPTY_DIGEST: Final = sha256(b"").digest()
 _PADDED_TYPES: dict[str, bytes] = {}
 # §3: start/pause_publication are exempt from the HL / type / CreatedDate checks.
@@ -147,19 +150,38 @@ def encode_frame(
     ``message_id`` is a UUID or its 16 bytes (as from :func:`random_message_id`).
     """
     mid = message_id if isinstance(message_id, bytes) else message_id.bytes
-    head = _HEAD.pack(
-        HEADER_LENGTH,
-        _padded(message_type),
-        schema_version,
-        created_ms,
-        sequence_number,
-        flags,
+    return (
+        _HEADER.pack(
+            HEADER_LENGTH,
+            _padded(message_type),
+            schema_version,
+            created_ms,
+            sequence_number,
+            flags,
+            mid[8:],  # §3: MessageId halves are swapped on the wire
+            mid[:8],
+            sha256(payload).digest() if payload else _EMPTY_DIGEST,
+            payload_type,
+            len(payload),
+        )
+        + payload
     )
-    digest = sha256(payload).digest() if payload else _EMPTY_DIGEST
-    # §3: MessageId halves are swapped on the wire.
-    return b"".join(
-        (head, mid[8:], mid[:8], digest, _TAIL.pack(payload_type, len(payload)), payload)
-    )
+
+
+def _message_type_name(raw: bytes, verify: bool) -> str:
+    """The MessageType field's text: trailing spaces or NULs dropped (§3)."""
+    name = _TYPE_NAMES.get(raw)
+    if name is not None:
+        return name
+    try:
+        name = raw.strip(b"\0").strip().decode("ascii")
+    except UnicodeDecodeError as exc:
+        if verify:
+            raise FrameError("MessageType is not ASCII") from exc
+        return raw.strip(b"\0").strip().decode("ascii", "replace")
+    if len(_TYPE_NAMES) < _TYPE_NAMES_MAX:
+        _TYPE_NAMES[raw] = name
+    return name
 
 
 def decode_frame(data: bytes, *, verify: bool = True) -> Frame:
@@ -175,16 +197,22 @@ def decode_frame(data: bytes, *, verify: bool = True) -> Frame:
         raise FrameError(
             f"frame of {size:,} bytes exceeds the limit of {MAX_FRAME_BYTES:,} bytes per frame"
         )
-    (header_length,) = struct.unpack_from(">I", data, 0)
+    (
+        header_length,
+        raw_type,
+        schema_version,
+        created,
+        seq,
+        flags,
+        mid_low,
+        mid_high,
+        digest,
+        payload_type,
+        payload_length,
+    ) = _HEADER.unpack_from(data)
     if header_length + 4 > size:
         raise FrameError(f"HeaderLength {header_length} points past the end of a {size}-byte frame")
-    try:
-        message_type = data[4:36].strip(b"\0").strip().decode("ascii")
-    except UnicodeDecodeError as exc:
-        if verify:
-            raise FrameError("MessageType is not ASCII") from exc
-        message_type = data[4:36].strip(b"\0").strip().decode("ascii", "replace")
-    schema_version, created, seq, flags = _FIELDS.unpack_from(data, 36)
+    message_type = _message_type_name(raw_type, verify)
     if verify and message_type not in _PUBLICATION_TYPES:
         if header_length == 0:
             raise FrameError("HeaderLength is 0")
@@ -192,7 +220,6 @@ def decode_frame(data: bytes, *, verify: bool = True) -> Frame:
             raise FrameError("MessageType is empty")
         if created == 0:
             raise FrameError(f"{message_type} frame has CreatedDate 0")
-    payload_type, payload_length = _TAIL.unpack_from(data, 112)
     if payload_length > MAX_FRAME_BYTES:
         raise FrameError(
             f"{message_type} frame declares a payload of {payload_length:,} bytes; the limit "
@@ -200,13 +227,13 @@ def decode_frame(data: bytes, *, verify: bool = True) -> Frame:
         )
     payload = data[header_length + 4 :]
     # §3 digest rule: checked only when PayloadLength is non-zero.
-    if verify and payload_length and sha256(payload).digest() != data[80:112]:
+    if verify and payload_length and sha256(payload).digest() != digest:
         raise FrameError(f"{message_type} seq {seq}: payload digest mismatch")
     return Frame(
         message_type,
         seq,
         flags,
-        data[72:80] + data[64:72],  # message_id_bytes
+        mid_high + mid_low,  # message_id_bytes
         payload_type,
         bytes(payload),
         created,
