@@ -1,0 +1,1 @@
+"""Web console: the team server's persistence, authentication, access control, schedules, pages and API."""
