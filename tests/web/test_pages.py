@@ -1,0 +1,140 @@
+"""The console's pages: click-to-filter terms (unit), and every page over HTTP for each role."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import pytest
+
+from ecsexec.app.selection import apply_filter
+from ecsexec.nodes.node import Node
+from ecsexec.web.pages import add_filter_term
+from tests.web.conftest import WebServer
+from tests.web.web_client import Caller, run
+
+HTML = {"Accept": "text/html"}
+
+NODES = [
+    Node("web-1", {"ECS:Service-Name": "web", "ECS:Container-Image": "nginx:1.25"}),
+    Node("web-2", {"ECS:Service-Name": "web", "ECS:Container-Image": "nginx:1.27"}),
+    Node("db-1", {"ECS:Service-Name": "db two", "ECS:Container-Image": 'odd"image,x'}),
+]
+
+
+def selected(text: str) -> list[str]:
+    chosen, _ = apply_filter(NODES, text)
+    return sorted(node.name for node in chosen)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("ECS:Service-Name", "web", ["web-1", "web-2"]),
+        ("ECS:Container-Image", "nginx:1.25", ["web-1"]),
+        ("ECS:Service-Name", "db two", ["db-1"]),  # a space would split the token unquoted
+        ("ECS:Container-Image", 'odd"image,x', ["db-1"]),  # a quote and a comma
+        ("name", "web-2", ["web-2"]),
+    ],
+)
+def test_a_clicked_value_selects_exactly_the_nodes_with_it(
+    key: str, value: str, expected: list[str]
+) -> None:
+    assert selected(add_filter_term("", key, value)) == expected
+
+
+def test_a_clicked_value_narrows_the_filter_already_typed() -> None:
+    narrowed = add_filter_term("ECS:Service-Name: web", "ECS:Container-Image", "nginx:1.27")
+    assert narrowed == "ECS:Service-Name: web ECS:Container-Image: nginx:1.27"
+    assert selected(narrowed) == ["web-2"]
+
+
+# --- every page over HTTP, for each role -------------------------------------------------------
+
+# path (``{node}`` is a web node's name), the roles allowed, and labels the page must show.
+PAGES = [
+    (
+        "/nodes",
+        ROLES_ALL := ("admin", "operator", "viewer", "webops"),
+        ["Node filter", "Exec agent"],
+    ),
+    ("/nodes/{node}", ROLES_ALL, ["Attributes", "ECS:Service-Name"]),
+    ("/nodes/{node}/terminal", ("admin", "operator"), ["Terminal: ", "data-ws-path"]),
+    ("/commands", ("admin", "operator", "webops"), ["Node filter", "Command", ">Run<", "Stop"]),
+    ("/jobs", ("admin", "operator"), ["diagnostics/java-thread-dump", "test/greet"]),
+    ("/jobs/test/greet", ("admin", "operator"), ["Run job", 'type="password"', "<select"]),
+    ("/activity", ROLES_ALL, ["Activity", "Status"]),
+    ("/keys", ("admin",), ["Add password", "Path"]),
+    ("/audit", ("admin",), ["Audit", "sign-in"]),
+]
+
+
+@pytest.mark.e2e
+def test_every_page_renders_for_the_roles_allowed_and_is_refused_to_the_others(
+    web_server: WebServer,
+) -> None:
+    async def scenario() -> None:
+        async with Caller(web_server, web_server.users["admin"]) as api:
+            listed = await api.get_json("/api/v1/nodes?filter=" + quote("ECS:Service-Name: web"))
+        node = listed["nodes"][0]["name"]
+        for role in ("admin", "operator", "viewer", "webops"):
+            async with Caller(web_server, web_server.users[role], via="cookie") as browser:
+                for path, allowed, labels in PAGES:
+                    url = path.format(node=node)
+                    async with browser.request("GET", url, headers=HTML) as response:
+                        html = await response.text()
+                    where = f"{role} GET {url}"
+                    if role in allowed:
+                        assert response.status == 200, (where, html[:500])
+                        for label in labels:
+                            assert label in html, (where, label)
+                        assert 'name="csrf-token" content="' + browser.csrf in html, where
+                        assert ('href="/audit"' in html) == (role == "admin"), where
+                    else:
+                        assert response.status == 403, (where, html[:500])
+                        assert "403" in html and "Traceback" not in html, where
+
+    run(scenario())
+
+
+@pytest.mark.e2e
+def test_missing_things_get_the_404_page_and_a_bad_filter_a_clear_message(
+    web_server: WebServer,
+) -> None:
+    async def scenario() -> None:
+        async with Caller(web_server, web_server.users["operator"], via="cookie") as browser:
+            for url in ("/nodes/no-such-node", "/jobs/no/such-job", "/activity/999999", "/nope"):
+                async with browser.request("GET", url, headers=HTML) as response:
+                    html = await response.text()
+                assert response.status == 404, (url, html[:300])
+                assert "Not Found" in html or "Not found" in html, url
+            bad = "/nodes?filter=" + quote("name: /web[/")
+            async with browser.request("GET", bad, headers=HTML) as response:
+                html = await response.text()
+            assert response.status == 200 and 'role="alert"' in html and "web[" in html
+            preview = await browser.get_json(
+                "/nodes/preview?filter=" + quote("ECS:Service-Name: web")
+            )
+            assert preview["count"] >= 2 and not preview["error"]
+
+    run(scenario())
+
+
+@pytest.mark.e2e
+def test_pages_never_send_a_secret_back(web_server: WebServer) -> None:
+    async def scenario() -> None:
+        async with Caller(web_server, web_server.users["admin"], via="cookie") as browser:
+            status, _ = await browser.send(
+                "PUT", "/api/v1/keys/keys/pages/db", {"type": "password", "value": "s3cr3t-pages"}
+            )
+            assert status in (200, 201)
+            for url in ("/keys", "/jobs/test/greet", "/jobs/test/greet?option.secret=leak-me"):
+                async with browser.request("GET", url, headers=HTML) as response:
+                    html = await response.text()
+                assert response.status == 200
+                assert (
+                    "s3cr3t-pages" not in html and "hunter2" not in html and "leak-me" not in html
+                )
+            async with browser.request("GET", "/keys", headers=HTML) as response:
+                assert "keys/pages/db" in await response.text()
+
+    run(scenario())
