@@ -10,15 +10,11 @@ import pytest
 
 from ecsexec.store.team import database_path, open_team_store
 from ecsexec.web.auth import LOGIN_COOKIE, SESSION_COOKIE
-from ecsexec.web.passwords import hash_password
+from ecsexec.web.passwords import hash_password, new_api_token
 from tests.web.conftest import WebServer
 from tests.web.web_client import Caller, run
 
 pytestmark = pytest.mark.e2e
-
-
-def _store(server: WebServer) -> object:
-    return open_team_store(database_path(server.state_dir))
 
 
 def test_a_password_signs_in_with_a_strict_httponly_session_cookie(web_server: WebServer) -> None:
@@ -41,14 +37,14 @@ def test_a_bearer_token_authenticates_and_a_wrong_one_does_not(web_server: WebSe
         async with Caller(web_server, web_server.users["viewer"]) as caller:
             me = await caller.get_json("/api/v1/me")
             assert me["name"] == "viewer" and "csrf_token" not in me
-        async with aiohttp.ClientSession(
-            headers={"Authorization": "Bearer ecx_not-a-token"}
-        ) as session:
-            async with session.get(web_server.url("/api/v1/me")) as response:
-                body = await response.json()
-                assert response.status == 401
-                assert response.headers["WWW-Authenticate"].startswith("Bearer")
-                assert body["error"]["code"] == "unauthorized"
+        async with (
+            aiohttp.ClientSession(headers={"Authorization": "Bearer ecx_not-a-token"}) as session,
+            session.get(web_server.url("/api/v1/me")) as response,
+        ):
+            body = await response.json()
+            assert response.status == 401
+            assert response.headers["WWW-Authenticate"].startswith("Bearer")
+            assert body["error"]["code"] == "unauthorized"
 
     run(scenario())
 
@@ -95,22 +91,23 @@ def test_repeated_failures_lock_sign_in_even_for_the_right_password(
 def test_a_disabled_user_can_neither_sign_in_nor_use_a_token(web_server: WebServer) -> None:
     store = open_team_store(database_path(web_server.state_dir))
     store.add_user("leaver", "operator", hash_password("leaver-password"))
-    from ecsexec.web.passwords import new_api_token
-
     token, digest = new_api_token()
     store.add_token("leaver", "ci", digest, None)
     store.close()
 
+    async def status() -> int:
+        async with (
+            aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session,
+            session.get(web_server.url("/api/v1/me")) as response,
+        ):
+            return response.status
+
     async def scenario() -> None:
-        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as s:
-            async with s.get(web_server.url("/api/v1/me")) as response:
-                assert response.status == 200
+        assert await status() == 200
         store = open_team_store(database_path(web_server.state_dir))
         store.set_disabled("leaver", True)
         store.close()
-        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as s:
-            async with s.get(web_server.url("/api/v1/me")) as response:
-                assert response.status == 401
+        assert await status() == 401
         async with Caller(web_server, None) as caller:
             assert (await caller.sign_in("leaver", "leaver-password")).status == 401
 

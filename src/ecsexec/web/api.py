@@ -298,7 +298,9 @@ async def node_log(request: web.Request) -> web.StreamResponse:
 
 
 async def stop_run(request: web.Request) -> web.Response:
-    require_user(request)
+    user = require_user(request)
+    if not request.app[POLICY].allows(user.role, Action.RUN_JOB):
+        require(request, Action.RUN_COMMAND)  # may stop neither kind: refused before lookup
     run = _record(request)
     user = require(request, Action.RUN_JOB if run.kind == "job" else Action.RUN_COMMAND)
     if run.user != user.name and not request.app[POLICY].allows(user.role, Action.ADMIN):

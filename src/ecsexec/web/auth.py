@@ -45,8 +45,8 @@ CSRF_FIELD: Final = "csrf_token"
 UNSAFE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_NAME: Final = 64
 
-_USER: Final = web.RequestKey("ecsexec.user", User | None)
-_SESSION: Final = web.RequestKey("ecsexec.session", WebSession | None)
+_USER: Final[web.RequestKey[User | None]] = web.RequestKey("ecsexec.user")
+_SESSION: Final[web.RequestKey[WebSession | None]] = web.RequestKey("ecsexec.session")
 _VIA: Final = web.RequestKey("ecsexec.via", str)  # "session", "token" or "" (anonymous)
 
 log = logging.getLogger(__name__)

@@ -189,7 +189,8 @@ class RunManager:
             raise AccessDenied("run_command", f"role {user.role!r} may not run commands")
         selection = await self.nodes(node_filter)
         if not selection:
-            raise ConfigurationError(f"filter: no nodes match {node_filter!r}")
+            hints = "".join(f"; {warning}" for warning in selection.warnings)
+            raise ConfigurationError(f"filter: no nodes match {node_filter!r}{hints}")
         self._check_nodes(user, Action.RUN_COMMAND, selection.nodes, command, source)
         run = self.engine.run(
             selection, command, threads=threads, keepgoing=keepgoing, user=user.name
