@@ -359,3 +359,43 @@ def test_successive_fires_increase_and_all_match(
         assert fire.second in sets["second"] and fire.minute in sets["minute"]
         assert fire.hour in sets["hour"] and fire.month in sets["month"]
         previous = fire
+
+
+SCHEDULE_KEYS = ["crontab", "time", "hour", "minute", "seconds", "month", "year", "weekday", "day"]
+SCHEDULE_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-5, 70)
+    | st.text(alphabet="0123456789*?/,-#LW MONFRIJA", max_size=20)
+    | st.sampled_from(["0 0 12 ? * *", "0 0 0 L * ?", "* * * * *", "dayofmonth"]),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from([*SCHEDULE_KEYS, "dayofmonth", "x"]), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(SCHEDULE_VALUES)
+def test_any_schedule_value_parses_or_is_a_clear_job_file_error(value: object) -> None:
+    import yaml
+
+    text = yaml.safe_dump(
+        [{"name": "j", "schedule": value, "sequence": {"commands": [{"exec": "true"}]}}]
+    )
+    problem = ""
+    try:
+        (job,) = parse_jobs(text, "jobs.yaml").jobs
+    except JobFileError as exc:
+        problem = str(exc)
+    if problem:
+        assert problem.startswith("jobs.yaml:")
+    elif job.schedule is not None:
+        assert job.schedule.fires()
+
+
+def test_a_recursive_yaml_schedule_is_refused() -> None:
+    text = "- name: j\n  schedule: &s {time: *s}\n  sequence: {commands: [{exec: 'true'}]}\n"
+    with pytest.raises(JobFileError, match=r"jobs\.yaml:2: schedule: time: unknown key 'time'"):
+        parse_jobs(text, "jobs.yaml")

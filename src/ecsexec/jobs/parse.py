@@ -744,13 +744,22 @@ def _line_offset(node: Node, text: str, offset: int) -> int:
     return lines
 
 
-def _plain(node: Node) -> object:
-    """A YAML node as plain data, scalars as written (strings), nulls as None."""
+def _plain(node: Node, depth: int = 0) -> object:
+    """A YAML node as plain data, scalars as written (strings), nulls as None.
+
+    Below ``_PLAIN_DEPTH`` levels (a schedule has two; an alias can make a loop) a node is
+    replaced by a marker string, which the schedule's own checks then refuse by name.
+    """
+    if depth > _PLAIN_DEPTH:
+        return "<nested too deeply>"
     if isinstance(node, MappingNode):
-        return {str(_plain(k)): _plain(v) for k, v in node.value}
+        return {str(_plain(k, depth + 1)): _plain(v, depth + 1) for k, v in node.value}
     if isinstance(node, SequenceNode):
-        return [_plain(item) for item in node.value]
+        return [_plain(item, depth + 1) for item in node.value]
     return None if _is_null(node) else str(node.value)
+
+
+_PLAIN_DEPTH: Final = 4
 
 
 def _is_null(node: Node) -> bool:
