@@ -222,6 +222,20 @@ def test_a_schedule_fire_is_claimed_once(store: SqliteTeamStore) -> None:
     assert store.last_schedule_fire("ops/backup") == "2026-12-05T12:30:00.000+00:00"
 
 
+def test_old_claims_are_dropped_but_never_reclaimable_within_a_day(
+    store: SqliteTeamStore,
+) -> None:
+    first = START
+    assert store.claim_schedule_fire("job", iso(first))
+    assert store.claim_schedule_fire("job", iso(first + team.CLAIMS_KEPT))
+    assert not store.claim_schedule_fire("job", iso(first + team.CLAIMS_KEPT))
+    assert not store.claim_schedule_fire("job", iso(first))  # exactly a day back: still kept
+    assert store.claim_schedule_fire("job", iso(first + team.CLAIMS_KEPT * 2))
+    with sqlite3.connect(store.path) as db:
+        rows = db.execute("SELECT fire_at FROM schedule_fires ORDER BY fire_at").fetchall()
+    assert [r[0][:10] for r in rows] == ["2026-12-06", "2026-12-07"]
+
+
 def test_two_servers_racing_on_one_file_never_claim_a_fire_twice(tmp_path: Path) -> None:
     path = tmp_path / team.DATABASE_NAME
     stores = [SqliteTeamStore(path) for _ in range(2)]

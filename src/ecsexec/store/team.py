@@ -44,6 +44,7 @@ STATE_DIR_ENV: Final = "ECSEXEC_STATE_DIR"
 OUTCOMES: Final = ("ok", "denied", "failed")
 SIGN_IN_WINDOW: Final = 15 * 60.0  # seconds over which sign-in failures are counted
 TOKEN_TOUCH_INTERVAL: Final = timedelta(minutes=1)  # last_used_at is kept to the minute
+CLAIMS_KEPT: Final = timedelta(days=1)  # schedule claims older than a job's latest are dropped
 USER_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 
 # Each entry moves this store's schema from version N-1 to N; never edit a released entry.
@@ -593,6 +594,14 @@ class SqliteTeamStore:
                 " VALUES (?,?,?,?) ON CONFLICT (job_key, fire_at) DO NOTHING",
                 (job_key, fire, self._stamp(), self._claimer),
             ).rowcount
+            if inserted:
+                # Only the latest claims matter (no scheduler looks a day back): a job that
+                # fires every second keeps a day of rows, not a year's.
+                horizon = utc_text(datetime.fromisoformat(fire) - CLAIMS_KEPT)
+                db.execute(
+                    "DELETE FROM schedule_fires WHERE job_key = ? AND fire_at < ?",
+                    (job_key, horizon),
+                )
         return bool(inserted)
 
     def last_schedule_fire(self, job_key: str) -> str | None:
