@@ -378,33 +378,12 @@
   RunView.prototype.fillCard = function (card, names, node) {
     const article = card.element;
     const [header, detail, pre, more] = article.children;
-    article.dataset.node = names.join(" ");
-    article.dataset.status = node.status;
-    const title = document.createElement("span");
-    title.className = "node-names";
-    title.textContent = names.length > 1 ? names.length + " nodes: " + names.join(", ") : names[0];
-    const parts = [chip(node.status), title];
-    if (node.exitCode !== null && node.exitCode !== undefined) {
-      const code = document.createElement("span");
-      code.className = "exit-code";
-      code.textContent = "exit " + node.exitCode;
-      parts.push(code);
+    // The header changes with the node's status, not with each line of output.
+    const headerKey = names.join("\n") + "\u0000" + node.status + "\u0000" + node.exitCode;
+    if (card.headerKey !== headerKey) {
+      card.headerKey = headerKey;
+      this.fillHeader(article, header, names, node);
     }
-    if (node.duration !== null && node.duration !== undefined) {
-      const took = document.createElement("span");
-      took.className = "muted";
-      took.textContent = Number(node.duration).toFixed(2) + " s";
-      parts.push(took);
-    }
-    if (names.length === 1) {
-      const link = document.createElement("a");
-      link.className = "download";
-      link.href = "/api/v1/runs/" + encodeURIComponent(this.runId) + "/nodes/" + encodeURIComponent(names[0]) + "/log";
-      link.setAttribute("download", "");
-      link.textContent = "Download log";
-      parts.push(link);
-    }
-    header.replaceChildren.apply(header, parts);
     detail.textContent = node.error;
     detail.hidden = !node.error;
 
@@ -440,6 +419,36 @@
       }
     }
     more.hidden = more.childNodes.length === 0;
+  };
+
+  RunView.prototype.fillHeader = function (article, header, names, node) {
+    article.dataset.node = names.join(" ");
+    article.dataset.status = node.status;
+    const title = document.createElement("span");
+    title.className = "node-names";
+    title.textContent = names.length > 1 ? names.length + " nodes: " + names.join(", ") : names[0];
+    const parts = [chip(node.status), title];
+    if (node.exitCode !== null && node.exitCode !== undefined) {
+      const code = document.createElement("span");
+      code.className = "exit-code";
+      code.textContent = "exit " + node.exitCode;
+      parts.push(code);
+    }
+    if (node.duration !== null && node.duration !== undefined) {
+      const took = document.createElement("span");
+      took.className = "muted";
+      took.textContent = Number(node.duration).toFixed(2) + " s";
+      parts.push(took);
+    }
+    if (names.length === 1) {
+      const link = document.createElement("a");
+      link.className = "download";
+      link.href = "/api/v1/runs/" + encodeURIComponent(this.runId) + "/nodes/" + encodeURIComponent(names[0]) + "/log";
+      link.setAttribute("download", "");
+      link.textContent = "Download log";
+      parts.push(link);
+    }
+    header.replaceChildren.apply(header, parts);
   };
 
   // ---- Commands page ------------------------------------------------------------------------
@@ -744,6 +753,9 @@
       });
     }
   }
+
+  // For the page benchmark (bench/web_live_output.py) and the browser console.
+  window.ecsexec = { RunView: RunView, addFilterTerm: addFilterTerm };
 
   // ---- start-up ---------------------------------------------------------------------------
 
