@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import IO
 
 import click
 from rich.markup import escape
 
 from ecsexec.app import Client, Selection
-from ecsexec.cli.common import NodeQuery, node_options, run_engine, select_nodes
+from ecsexec.cli.common import NodeQuery, node_options, run_engine, select_nodes, show_warnings
+from ecsexec.cli.remote import (
+    RemoteServer,
+    read_token,
+    refuse_local_options,
+    run_remote,
+    server_options,
+)
 from ecsexec.cli.tables import new_table, print_table
 from ecsexec.nodes.ecs_attributes import (
     CLUSTER_NAME,
@@ -75,6 +83,7 @@ def render_table(nodes: list[Node] | tuple[Node, ...], file: IO[str]) -> None:
     help="json/yaml/xml are resourcejson/resourceyaml/resourcexml (feed back with --nodes-file).",
 )
 @node_options
+@server_options
 def nodes_command(
     filter_text: str | None,
     include_precedence: bool,
@@ -84,15 +93,47 @@ def nodes_command(
     clusters: tuple[str, ...],
     refresh: bool,
     profile: str | None,
+    server_url: str | None,
+    token_file: Path | None,
 ) -> None:
     """List nodes (ECS containers). With no filter, every node is listed."""
+    if server_url:
+        refuse_local_options(
+            {
+                "--nodes-file": nodes_files,
+                "--region": regions,
+                "--cluster": clusters,
+                "--profile": profile,
+                "--include-precedence": include_precedence,
+            }
+        )
+        nodes = remote_nodes(server_url, read_token(token_file), filter_text, refresh)
+        render_nodes(nodes, fmt)
+        return
     query = NodeQuery(nodes_files, regions, clusters, refresh, profile)
 
     async def main(client: Client) -> Selection:
         return await select_nodes(client, query, filter_text, include_precedence=include_precedence)
 
     selected = run_engine(query, main)
+    render_nodes(list(selected.nodes), fmt)
+
+
+def render_nodes(nodes: list[Node], fmt: str) -> None:
     if fmt == "table":
-        render_table(selected.nodes, sys.stdout)
+        render_table(nodes, sys.stdout)
         return
-    click.echo(dump_nodes(list(selected.nodes), fmt), nl=False)  # type: ignore[arg-type]
+    click.echo(dump_nodes(nodes, fmt), nl=False)  # type: ignore[arg-type]
+
+
+def remote_nodes(url: str, token: str, filter_text: str | None, refresh: bool) -> list[Node]:
+    """The nodes the server's filter selects (those the token's role may see)."""
+
+    async def main() -> list[Node]:
+        async with RemoteServer(url, token) as server:
+            nodes, warnings = await server.nodes(filter_text, refresh=refresh)
+        show_warnings(warnings)
+        return nodes
+
+    result: list[Node] = run_remote(main)
+    return result
