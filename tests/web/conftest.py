@@ -62,6 +62,16 @@ TEST_JOB = """\
   sequence:
     commands:
       - exec: echo "hello ${option.who} in ${option.colour}"
+- name: nightly
+  group: test
+  description: a scheduled job (03:00 UTC); its fires never come during a test
+  schedule:
+    crontab: '0 0 3 * * ? *'
+  nodefilters:
+    filter: 'ECS:Service-Name: web'
+  sequence:
+    commands:
+      - exec: echo nightly
 """
 ROLES = ("admin", "operator", "viewer", "webops")
 

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from ecsexec.web.acl import Action
+from ecsexec.web.keys import POLICY
 from ecsexec.web.openapi import document
 from tests.web.conftest import WebServer
 from tests.web.web_client import Caller, run
@@ -120,7 +121,7 @@ def test_no_route_answers_anyone_signed_out(web_server: WebServer) -> None:
 
 @pytest.mark.parametrize("role", ["viewer", "webops"])
 def test_every_route_a_role_lacks_is_refused_and_audited(web_server: WebServer, role: str) -> None:
-    policy = web_server.app[__import__("ecsexec.web.keys", fromlist=["POLICY"]).POLICY]
+    policy = web_server.app[POLICY]
     refused = [
         (method, path)
         for (method, path), action in ROUTE_ACTIONS.items()
@@ -449,9 +450,24 @@ def test_every_response_carries_the_security_headers(web_server: WebServer) -> N
 def test_an_event_stream_from_another_origin_is_refused(web_server: WebServer) -> None:
     async def scenario() -> int:
         async with Caller(web_server, web_server.users["viewer"], via="cookie") as caller:
-            async with caller.request(
+            status, _ = await caller.send_raw(
                 "GET", "/api/v1/runs/1/events", headers={"Origin": "https://evil.example"}
-            ) as response:
-                return response.status
+            )
+            return status
 
     assert run(scenario()) == 403
+
+
+def test_jobs_list_their_schedule_and_next_run_from_the_servers_scheduler(
+    web_server: WebServer,
+) -> None:
+    async def scenario() -> dict[str, Any]:
+        async with Caller(web_server, web_server.users["operator"]) as caller:
+            jobs = (await caller.get_json("/api/v1/jobs"))["jobs"]
+            return {job["name"]: job for job in jobs}
+
+    jobs = run(scenario())
+    nightly, greet = jobs["test/nightly"], jobs["test/greet"]
+    assert nightly["schedule"] and nightly["schedule_enabled"]
+    assert nightly["next_run"] is not None and "T03:00:00" in nightly["next_run"]
+    assert greet["schedule"] is None and greet["next_run"] is None

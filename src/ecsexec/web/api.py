@@ -97,15 +97,14 @@ def run_json(record: RunRecord, *, live: bool) -> dict[str, Any]:
 
 
 def job_json(job: Job, next_run: datetime | None, *, detail: bool) -> dict[str, Any]:
-    schedule = getattr(job, "schedule", None)
     result: dict[str, Any] = {
         "name": job.path,
         "group": job.group,
         "description": job.description,
         "href": f"{PREFIX}/jobs/{job.path}",
         "filter": job.filter,
-        "schedule": getattr(schedule, "expression", None),
-        "schedule_enabled": bool(getattr(job, "schedule_enabled", schedule is not None)),
+        "schedule": job.schedule.expression if job.schedule is not None else None,
+        "schedule_enabled": job.scheduled,
         "next_run": next_run.isoformat() if next_run else None,
     }
     if detail:
