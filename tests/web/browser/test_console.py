@@ -7,6 +7,7 @@ page it visits under tests/artifacts/screenshots/.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
@@ -15,11 +16,13 @@ from typing import Any
 import pytest
 
 from ecsexec.sandbox import Sandbox
+from ecsexec.web import pages
 from tests.web.conftest import WebServer
 
 pytestmark = pytest.mark.e2e
 
 WEB_FILTER = "ECS:Service-Name: web"
+# The README's picture; ECSEXEC_UPDATE_README_IMAGE=1 makes the Commands test rewrite it.
 README_IMAGE = Path(__file__).resolve().parents[3] / "docs" / "images" / "commands-page.png"
 LONG = 120_000  # ms: a job with JVM thread dumps, on a busy machine
 
@@ -107,8 +110,8 @@ def test_echo_hi_on_the_web_service_then_the_thread_dump_job_and_both_in_activit
     assert cards.count() == 1
     assert "hi" in cards.first.locator("pre.output").inner_text()
     screenshot(page, "commands")
-    README_IMAGE.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(README_IMAGE))
+    if os.environ.get("ECSEXEC_UPDATE_README_IMAGE") == "1":  # refresh the README's picture
+        page.screenshot(path=str(README_IMAGE))
     # Ungrouped: each node's own output and exit 0.
     view.get_by_label("Group identical outputs").uncheck()
     page.wait_for_function("() => document.querySelectorAll('.node-result').length > 1")
@@ -253,3 +256,36 @@ def test_the_terminal_echoes_a_typed_command(
         "() => document.querySelector('.xterm-rows').innerText.includes('typed-in-the-browser-42')"
     )
     screenshot(page, "terminal")
+
+
+def test_a_run_on_many_nodes_asks_first_and_stop_ends_it_on_every_node(
+    browser_context: Any, web_server: WebServer, screenshot: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The sandbox has fewer than 20 web nodes: lower the threshold (read on each request).
+    monkeypatch.setattr(pages, "CONFIRM_ABOVE", 2)
+    page = sign_in(browser_context, web_server, "operator")
+    page.get_by_role("link", name="Commands", exact=True).click()
+    page.get_by_label("Node filter").fill(WEB_FILTER)
+    page.get_by_label("Command", exact=True).fill("echo started; sleep 600; echo never")
+    page.get_by_role("button", name="Run", exact=True).click()
+    confirm = page.locator("[data-confirm-text]")
+    confirm.wait_for()
+    assert re.fullmatch(r"Run this command on [0-9]+ nodes\?", confirm.inner_text())
+    screenshot(page, "commands-confirm")
+    page.get_by_role("button", name="Cancel").click()
+    assert page.locator("[data-run-view]").is_hidden()
+
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.get_by_role("button", name="Confirm run").click()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.node-result pre.output')]"
+        ".some(pre => pre.innerText.includes('started'))"
+    )
+    assert page.get_by_role("button", name="Run", exact=True).is_disabled()
+    page.get_by_role("button", name="Stop").click()
+    view = finished_run(page)
+    assert view.get_attribute("data-finished") != "succeeded"
+    assert "never" not in view.inner_text()
+    statuses = {card.get_attribute("data-status") for card in view.locator(".node-result").all()}
+    assert statuses and statuses <= {"cancelled", "interrupted", "error", "not started"}, statuses
+    assert page.get_by_role("button", name="Run", exact=True).is_enabled()
