@@ -1,1 +1,1 @@
-"""Web console: the team server's persistence, authentication, access control, schedules, pages and API."""
+"""Web console: the team server (persistence, sign-in, access control, schedules, pages, API)."""
