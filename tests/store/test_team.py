@@ -31,8 +31,13 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture
-def store(tmp_path: Path, clock: Clock) -> Iterator[SqliteTeamStore]:
+# Every TeamStore implementation runs the tests that take this fixture: a PostgreSQL store
+# adds its name here (and a way to start one), and must pass the same tests.
+@pytest.fixture(params=["sqlite"])
+def store(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: Clock
+) -> Iterator[SqliteTeamStore]:
+    assert request.param == "sqlite"
     with SqliteTeamStore(tmp_path / "state" / team.DATABASE_NAME, clock=clock) as opened:
         yield opened
 
