@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import UTC, datetime
 from urllib.parse import quote
 
+import jinja2
 import pytest
 
 from ecsexec.app.selection import apply_filter
+from ecsexec.jobs.model import Job
+from ecsexec.jobs.schedule import Schedule
 from ecsexec.nodes.node import Node
-from ecsexec.web.pages import add_filter_term
+from ecsexec.web.pages import add_filter_term, schedule_text
 from tests.web.conftest import WebServer
 from tests.web.web_client import Caller, run
 
@@ -138,3 +143,21 @@ def test_pages_never_send_a_secret_back(web_server: WebServer) -> None:
                 assert "keys/pages/db" in await response.text()
 
     run(scenario())
+
+
+def test_a_scheduled_job_shows_its_crontab_and_next_run() -> None:
+    schedule = Schedule.parse({"crontab": "0 30 */4 ? * * *"}, "jobs.yaml:3")
+    job = Job(name="nightly", group="ops", schedule=schedule)
+    assert schedule_text(job) == schedule.expression
+    assert schedule_text(dataclasses.replace(job, schedule_enabled=False)).endswith(", disabled")
+    assert schedule_text(Job(name="adhoc")) == ""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("ecsexec.web", "templates"), autoescape=True
+    )
+    moment = datetime(2030, 1, 2, 4, 30, tzinfo=UTC)
+    html = env.get_template("jobs.html").render(
+        rows=[{"job": job, "schedule": schedule_text(job), "next_run": moment}]
+    )
+    assert schedule.expression in html
+    assert 'datetime="2030-01-02T04:30:00+00:00"' in html and "2030-01-02 04:30:00" in html
+    assert 'href="/jobs/ops/nightly"' in html

@@ -167,13 +167,16 @@ def _next_runs(request: web.Request) -> dict[str, datetime]:
     return {job.path: moment for job, moment in scheduler.upcoming()}
 
 
-def _schedule_text(job: Job) -> str:
-    schedule = getattr(job, "schedule", None)
+def schedule_text(job: Job) -> str:
+    """The job's schedule as its Quartz crontab (with its time zone unless UTC), "" if none."""
+    schedule = job.schedule
     if schedule is None:
         return ""
-    text = str(getattr(schedule, "expression", schedule))
-    if not getattr(job, "schedule_enabled", True):
-        text += " (disabled)"
+    text = schedule.expression
+    if schedule.timezone != "UTC":
+        text += f" ({schedule.timezone})"
+    if not job.schedule_enabled:
+        text += ", disabled"
     return text
 
 
@@ -276,7 +279,7 @@ async def jobs_page(request: web.Request) -> web.Response:
     rows = [
         {
             "job": job,
-            "schedule": _schedule_text(job),
+            "schedule": schedule_text(job),
             "next_run": next_runs.get(job.path),
         }
         for job in sorted(_jobs(request, user.role), key=lambda j: j.path)
@@ -307,7 +310,7 @@ async def job_page(request: web.Request) -> web.Response:
     context = {
         "job": job,
         "options": options,
-        "schedule": _schedule_text(job),
+        "schedule": schedule_text(job),
         "next_run": _next_runs(request).get(job.path),
         "steps": [step.label() for step in job.steps],
         "run_id": request.query.get("run", "") if request.query.get("run", "").isdigit() else "",
