@@ -12,6 +12,7 @@ once when created.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -39,6 +40,10 @@ from ecsexec.web.keys import HISTORY, JOB_LIBRARY, KEYSTORE, LIVE, POLICY, RUNS,
 from ecsexec.web.passwords import new_api_token
 
 PREFIX: Final = "/api/v1"
+NODE_ANSWERS_KEPT: Final = 16
+# The encoded answer of GET /nodes per (inventory generation, filter, role): a thousand
+# nodes are ~1.5 MB of JSON, and most calls repeat one of a few filters.
+NODE_ANSWERS: Final = web.AppKey("ecsexec.node_answers", dict[tuple[int, str, str], bytes])
 RUN_STATUSES: Final = tuple(
     str(s)
     for s in (
@@ -181,16 +186,25 @@ async def list_nodes(request: web.Request) -> web.Response:
     user = require(request, Action.VIEW_NODES)
     node_filter = validate.query_text(request, "filter", max_length=validate.MAX_FILTER)
     refresh = validate.query_text(request, "refresh", choices=("0", "1", "true", "false"))
-    selection = await request.app[RUNS].nodes(node_filter, refresh=refresh in ("1", "true"))
-    visible = request.app[POLICY].visible_nodes(user.role, selection.nodes)
-    return web.json_response(
-        {
-            "filter": node_filter or "",
-            "count": len(visible),
-            "nodes": [node_json(node) for node in visible],
-            "warnings": [*selection.discovery_warnings, *selection.warnings],
-        }
-    )
+    runs = request.app[RUNS]
+    selection = await runs.nodes(node_filter, refresh=refresh in ("1", "true"))
+    key = (runs.generation, node_filter or "", user.role)
+    cache = request.app[NODE_ANSWERS]
+    body = cache.get(key)
+    if body is None:
+        visible = request.app[POLICY].visible_nodes(user.role, selection.nodes)
+        body = json.dumps(
+            {
+                "filter": node_filter or "",
+                "count": len(visible),
+                "nodes": [node_json(node) for node in visible],
+                "warnings": [*selection.discovery_warnings, *selection.warnings],
+            }
+        ).encode()
+        cache[key] = body
+        while len(cache) > NODE_ANSWERS_KEPT:
+            cache.pop(next(iter(cache)))
+    return web.Response(body=body, content_type="application/json")
 
 
 async def get_node(request: web.Request) -> web.Response:
@@ -504,5 +518,6 @@ ROUTES: Final[Sequence[tuple[str, str, Any]]] = (
 
 def setup_api(app: web.Application) -> None:
     """Add every API route."""
+    app[NODE_ANSWERS] = {}
     for method, path, handler in ROUTES:
         app.router.add_route(method, PREFIX + path, handler)

@@ -54,6 +54,7 @@ TRUNCATED_NOTICE: Final = (
     "node's log (download it from the run's page)]\n"
 )
 SHOWN_REFUSED: Final = 5  # node names a refusal lists
+SELECTIONS_KEPT: Final = 64  # filters whose selection is cached per inventory
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,8 @@ class RunManager:
         self._finished: OrderedDict[int, None] = OrderedDict()
         self._inventory_at: float | None = None
         self._inventory_lock = asyncio.Lock()
+        self._selections: OrderedDict[str, Selection] = OrderedDict()
+        self.generation = 0  # bumped on each rediscovery (caches of node answers key on it)
         self._closing = False
 
     # --- nodes ---------------------------------------------------------------------------
@@ -127,7 +130,20 @@ class RunManager:
                 if refresh or self._stale():
                     await self.engine.inventory(refresh=True)
                     self._inventory_at = time.monotonic()
-        return await self.engine.nodes(node_filter or None)
+                    self.generation += 1
+                    self._selections.clear()
+        key = node_filter or ""
+        selection = self._selections.get(key)
+        if selection is None:
+            # Ranking a thousand nodes costs tens of ms: each filter's answer is kept until
+            # the inventory is rediscovered.
+            selection = await self.engine.nodes(node_filter or None)
+            self._selections[key] = selection
+            while len(self._selections) > SELECTIONS_KEPT:
+                self._selections.popitem(last=False)
+        else:
+            self._selections.move_to_end(key)
+        return selection
 
     def _stale(self) -> bool:
         at = self._inventory_at
