@@ -4,7 +4,7 @@ It serves the console on ``--listen`` (default 127.0.0.1:8440), over TLS with
 ``--tls-cert``/``--tls-key``, keeping users, sessions, tokens, audit, schedules and run
 history in one SQLite database under ``--state-dir``. ``--sandbox`` starts an embedded
 sandbox region (as ``ecsexec demo`` does), points the console at it, and creates a demo
-admin whose one-time password is printed. Stopping it (Ctrl-C, SIGTERM) closes every
+admin whose password (new on each start) is printed. Stopping it (Ctrl-C, SIGTERM) closes every
 terminal and event stream, and records runs still in flight as incomplete.
 """
 
@@ -200,7 +200,7 @@ def server_group(
         url = _url(host, port, tls is not None)
         ready = f"ecsexec server: {url} (state in {state})"
         if password:
-            ready += f"\nsign in as {DEMO_ADMIN!r} with the one-time password: {password}"
+            ready += f"\nsign in as {DEMO_ADMIN!r} with this run's password: {password}"
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve(app, host, port, tls, ready))
     sys.stdout.flush()

@@ -28,7 +28,6 @@ if TYPE_CHECKING:  # runtime imports would be circular: those modules read these
     from ecsexec.web.runs import RunManager
     from ecsexec.web.scheduler import Scheduler
 
-DEFAULT_LISTEN: Final = "127.0.0.1:8440"
 
 
 @dataclass(frozen=True)
