@@ -88,7 +88,7 @@ def test_server_sandbox_over_tls_signs_in_the_demo_admin_and_stops_cleanly(
     )
     try:
         assert server.stdout is not None
-        lines = []
+        lines: list[str] = []
         while not any("password" in line for line in lines):
             line = server.stdout.readline()
             assert line, (
