@@ -35,13 +35,18 @@ def test_a_restart_marks_in_flight_runs_incomplete_and_loses_nothing(
             assert status == 202, started
             async with caller.request("GET", f"/api/v1/runs/{started['id']}/events") as stream:
                 await asyncio.wait_for(stream.content.readuntil(b"event: output"), timeout=30)
+                # Stop the server with this stream still open: shutting down closes it.
+                stopped = asyncio.get_running_loop().run_in_executor(None, first.stop)
+                rest = await asyncio.wait_for(stream.content.read(), timeout=30)
+                await stopped
+            assert b"event: run_finished" in rest and b'"status":"incomplete"' in rest
             run_id: int = started["id"]
             return run_id
 
     try:
         run_id = run(start())
     finally:
-        first.stop()  # as on SIGTERM: graceful
+        first.stop()  # as on SIGTERM: graceful (a no-op when the scenario stopped it)
 
     with History(database_path(tmp_path)) as history:
         record = history.run(run_id)

@@ -288,7 +288,7 @@ async def run_events(request: web.Request) -> web.StreamResponse:
         closed.set()
 
     live = request.app[LIVE]
-    handle = live.add(user.name, close)
+    handle = live.add(user.name, close, ends_with_run=True)
     try:
         return await sse.stream(request, events, closed)
     finally:

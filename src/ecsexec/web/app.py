@@ -299,8 +299,8 @@ async def _shutdown(app: web.Application) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
-    await app[LIVE].close_all()
-    await app[RUNS].close()
+    await app[RUNS].close()  # first: each run's event streams end after its last event
+    await app[LIVE].close_all()  # terminals and other connections
 
 
 async def _cleanup(app: web.Application) -> None:

@@ -217,8 +217,8 @@ def check_origin(request: web.Request) -> None:
 async def check_csrf(request: web.Request) -> None:
     """For a state-changing request made with a session cookie: the session's CSRF token
     must come with it, and a browser's Origin must be this server's."""
-    if request.method not in UNSAFE_METHODS:
-        return
+    if request.method not in UNSAFE_METHODS or request.path == "/login":
+        return  # the sign-in form has its own double-submitted token
     session = current_session(request)
     if session is None or via_token(request):
         return  # anonymous (the handler refuses it) or a bearer token (no ambient credential)

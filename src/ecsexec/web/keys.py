@@ -7,7 +7,6 @@ several apps (tests do) and each key says what type it holds.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 from collections.abc import Awaitable, Callable, Sequence
@@ -27,7 +26,6 @@ from ecsexec.web.acl import Policy
 if TYPE_CHECKING:  # runtime imports would be circular: those modules read these keys
     from ecsexec.web.runs import RunManager
     from ecsexec.web.scheduler import Scheduler
-
 
 
 @dataclass(frozen=True)
@@ -55,15 +53,24 @@ class LiveConnections:
 
     def __init__(self) -> None:
         self._by_user: dict[str, dict[int, Callable[[], Awaitable[None]]]] = {}
+        self._ends_with_runs: set[int] = set()
         self._ids = itertools.count(1)
 
-    def add(self, user: str, close: Callable[[], Awaitable[None]]) -> int:
-        """Register ``close`` (closes one connection) for ``user``; returns its handle."""
+    def add(
+        self, user: str, close: Callable[[], Awaitable[None]], *, ends_with_run: bool = False
+    ) -> int:
+        """Register ``close`` (closes one connection) for ``user``; returns its handle.
+
+        ``ends_with_run``: a run's event stream, which shutting down leaves to end by
+        itself after the run's last event (shutdown ends every run first)."""
         handle = next(self._ids)
         self._by_user.setdefault(user, {})[handle] = close
+        if ends_with_run:
+            self._ends_with_runs.add(handle)
         return handle
 
     def discard(self, user: str, handle: int) -> None:
+        self._ends_with_runs.discard(handle)
         entries = self._by_user.get(user)
         if entries is not None:
             entries.pop(handle, None)
@@ -82,9 +89,14 @@ class LiveConnections:
         return len(closers)
 
     async def close_all(self) -> None:
-        for user in list(self._by_user):
-            await self.close_user(user)
-        await asyncio.sleep(0)
+        """At shutdown: close every connection but run event streams (see :meth:`add`)."""
+        for user, entries in list(self._by_user.items()):
+            for handle, close in list(entries.items()):
+                if handle in self._ends_with_runs:
+                    continue
+                self.discard(user, handle)
+                with contextlib.suppress(Exception):
+                    await close()
 
 
 STORE: Final = web.AppKey("ecsexec.store", TeamStore)

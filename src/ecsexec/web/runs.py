@@ -392,12 +392,11 @@ class RunManager:
                             "error": outcome.reason,
                         }
                     )
+            status = status_for_exit(result.exit_status)
+            if result.interrupted and self._closing:
+                status = Status.INCOMPLETE  # the server stopped, not a user (see close)
             live.add(
-                {
-                    "type": "run_finished",
-                    "status": str(status_for_exit(result.exit_status)),
-                    "exit_code": result.exit_status,
-                }
+                {"type": "run_finished", "status": str(status), "exit_code": result.exit_status}
             )
 
     def _output(self, live: LiveRun, node: str, text: str) -> None:
