@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+
 import pytest
 
 from ecsexec.cli.server import parse_listen, tls_context
 from ecsexec.errors import ConfigurationError
 from ecsexec.web.app import CONTENT_SECURITY_POLICY
 from ecsexec.web.auth import _safe_next
+from ecsexec.web.keys import LiveConnections
 
 
 @pytest.mark.parametrize(
@@ -60,3 +64,28 @@ def test_the_content_security_policy_allows_only_this_origin() -> None:
     assert directives["script-src"] == "'self'" and directives["style-src"] == "'self'"
     assert directives["frame-ancestors"] == "'none'" and directives["object-src"] == "'none'"
     assert "unsafe" not in CONTENT_SECURITY_POLICY and "*" not in CONTENT_SECURITY_POLICY
+
+
+def test_signing_out_closes_every_connection_of_that_user_only() -> None:
+    closed: list[str] = []
+
+    def closer(name: str) -> Callable[[], Awaitable[None]]:
+        async def close() -> None:
+            closed.append(name)
+
+        return close
+
+    async def scenario() -> None:
+        live = LiveConnections()
+        live.add("ana", closer("ana-terminal"))
+        live.add("ana", closer("ana-stream"), ends_with_run=True)
+        bo = live.add("bo", closer("bo-terminal"))
+        live.add("bo", closer("bo-stream"), ends_with_run=True)
+        assert await live.close_user("ana") == 2
+        assert sorted(closed) == ["ana-stream", "ana-terminal"] and live.count("ana") == 0
+        live.discard("bo", bo)
+        live.add("cy", closer("cy-terminal"))
+        await live.close_all()  # shutting down: run streams end with their runs instead
+        assert closed[2:] == ["cy-terminal"] and live.count("bo") == 1
+
+    asyncio.run(scenario())

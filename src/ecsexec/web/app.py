@@ -184,6 +184,8 @@ async def auth_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """Identify the user once, then enforce CSRF on state-changing session requests."""
+    if request.path.startswith("/static/") and request.method in ("GET", "HEAD"):
+        return await handler(request)  # public files: no database lookups
     auth.identify(request)
     await auth.check_csrf(request)
     return await handler(request)
