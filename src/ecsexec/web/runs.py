@@ -287,6 +287,7 @@ class RunManager:
                     self._translate(live, event)
         except EcsexecError as exc:
             if live is None:
+                run.cancel()  # refused before it was recorded: nothing may go on running
                 started.set_exception(exc)
                 return
             live.add(
@@ -300,6 +301,7 @@ class RunManager:
         except Exception as exc:  # never a traceback to a client: the message, logged here
             log.exception("run failed unexpectedly")
             if live is None:
+                run.cancel()
                 started.set_exception(exc)
                 return
             live.add(
