@@ -471,3 +471,29 @@ def test_jobs_list_their_schedule_and_next_run_from_the_servers_scheduler(
     assert nightly["schedule"] and nightly["schedule_enabled"]
     assert nightly["next_run"] is not None and "T03:00:00" in nightly["next_run"]
     assert greet["schedule"] is None and greet["next_run"] is None
+
+
+def test_a_node_limited_role_sees_only_runs_wholly_on_its_nodes(web_server: WebServer) -> None:
+    async def scenario() -> None:
+        async with Caller(web_server, web_server.users["operator"]) as operator:
+            _, on_api = await operator.send(
+                "POST", "/api/v1/runs", {"filter": "ECS:Service-Name: api", "command": "true"}
+            )
+            await _events(operator, on_api["id"])
+        async with Caller(web_server, web_server.users["webops"]) as webops:
+            _, on_web = await webops.send(
+                "POST", "/api/v1/runs", {"filter": WEB, "command": "true"}
+            )
+            await _events(webops, on_web["id"])
+            listed = [r["id"] for r in (await webops.get_json("/api/v1/runs?limit=100"))["runs"]]
+            assert on_web["id"] in listed and on_api["id"] not in listed
+            record = await webops.get_json(f"/api/v1/runs/{on_api['id']}", status=404)
+            assert record["error"]["status"] == 404
+            for path in ("events", "nodes/x/log"):
+                status, _ = await webops.send("GET", f"/api/v1/runs/{on_api['id']}/{path}")
+                assert status == 404, path
+        async with Caller(web_server, web_server.users["viewer"]) as viewer:
+            listed = [r["id"] for r in (await viewer.get_json("/api/v1/runs?limit=100"))["runs"]]
+            assert {on_web["id"], on_api["id"]} <= set(listed)  # viewer: every node
+
+    run(scenario())

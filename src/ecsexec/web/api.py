@@ -44,6 +44,8 @@ NODE_ANSWERS_KEPT: Final = 16
 # The encoded answer of GET /nodes per (inventory generation, filter, role): a thousand
 # nodes are ~1.5 MB of JSON, and most calls repeat one of a few filters.
 NODE_ANSWERS: Final = web.AppKey("ecsexec.node_answers", dict[tuple[int, str, str], bytes])
+# The node names each node-limited role may see, per inventory generation.
+SCOPES: Final = web.AppKey("ecsexec.scopes", dict[tuple[int, str], frozenset[str]])
 RUN_STATUSES: Final = tuple(
     str(s)
     for s in (
@@ -246,15 +248,18 @@ def _started(run_id: int) -> web.Response:
 
 
 async def list_runs(request: web.Request) -> web.Response:
-    require(request, Action.VIEW_ACTIVITY)
+    caller = require(request, Action.VIEW_ACTIVITY)
     limit = validate.query_int(request, "limit", minimum=1, maximum=validate.MAX_LIMIT, default=50)
     before = validate.query_int(request, "before", minimum=1, maximum=2**62, default=None)
     status = validate.query_text(request, "status", choices=RUN_STATUSES)
     user = validate.query_text(request, "user")
     job = validate.query_text(request, "job", max_length=500)
-    records = request.app[HISTORY].find_runs(
-        limit=limit or 50, status=status, user=user, job=job, before=before
-    )
+    history = request.app[HISTORY]
+    records = history.find_runs(limit=limit or 50, status=status, user=user, job=job, before=before)
+    scope = await run_scope(request, caller)
+    if scope is not None:  # a node-limited role: only runs wholly on its nodes
+        detailed = [history.run(r.id) for r in records]
+        records = [r for r in detailed if r is not None and in_scope(r, scope)]
     runs = request.app[RUNS]
     return web.json_response({"runs": [run_json(r, live=runs.is_running(r.id)) for r in records]})
 
@@ -267,17 +272,54 @@ def _record(request: web.Request) -> RunRecord:
     return record
 
 
-async def get_run(request: web.Request) -> web.Response:
-    require(request, Action.VIEW_ACTIVITY)
+async def run_scope(request: web.Request, user: User) -> frozenset[str] | None:
+    """The node names a role limited to a node filter may see runs of (None: no limit).
+
+    A run is visible to such a role only if every node it ran on is one the role can see
+    now, so its output never leaks from nodes outside the role's filter."""
+    role = request.app[POLICY].role(user.role)
+    if role is None:
+        return frozenset()
+    if not role.nodes:
+        return None
+    runs = request.app[RUNS]
+    selection = await runs.nodes(None)
+    key = (runs.generation, user.role)
+    cache = request.app[SCOPES]
+    if any(generation != runs.generation for generation, _ in cache):
+        cache.clear()  # rediscovered: every role's nodes may have changed
+    names = cache.get(key)
+    if names is None:
+        visible = request.app[POLICY].visible_nodes(user.role, selection.inventory)
+        names = cache[key] = frozenset(node.name for node in visible)
+    return names
+
+
+def in_scope(record: RunRecord, scope: frozenset[str] | None) -> bool:
+    return scope is None or all(node.node in scope for node in record.nodes)
+
+
+async def _visible_record(request: web.Request, user: User) -> RunRecord:
+    """The run in the URL, if the caller's role may see it (else 404, as if absent)."""
     record = _record(request)
+    if not in_scope(record, await run_scope(request, user)):
+        raise web.HTTPNotFound(text=f"no run {record.id}")
+    return record
+
+
+async def get_run(request: web.Request) -> web.Response:
+    user = require(request, Action.VIEW_ACTIVITY)
+    record = await _visible_record(request, user)
     return web.json_response(run_json(record, live=request.app[RUNS].is_running(record.id)))
 
 
 async def run_events(request: web.Request) -> web.StreamResponse:
     user = require(request, Action.VIEW_ACTIVITY)
     check_origin(request)
-    run_id = validate.path_int(request, "run_id")
     after = validate.last_event_id(request)
+    run_id = validate.path_int(request, "run_id")
+    if await run_scope(request, user) is not None:
+        await _visible_record(request, user)
     try:
         events = request.app[RUNS].events(run_id, after)
     except KeyError:
@@ -296,8 +338,8 @@ async def run_events(request: web.Request) -> web.StreamResponse:
 
 
 async def node_log(request: web.Request) -> web.StreamResponse:
-    require(request, Action.VIEW_ACTIVITY)
-    record = _record(request)
+    user = require(request, Action.VIEW_ACTIVITY)
+    record = await _visible_record(request, user)
     node = request.match_info["node"]
     logs = request.app[HISTORY].logs(record.id, node)
     if not logs:
@@ -519,5 +561,6 @@ ROUTES: Final[Sequence[tuple[str, str, Any]]] = (
 def setup_api(app: web.Application) -> None:
     """Add every API route."""
     app[NODE_ANSWERS] = {}
+    app[SCOPES] = {}
     for method, path, handler in ROUTES:
         app.router.add_route(method, PREFIX + path, handler)
