@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from urllib.parse import quote
 
 import aiohttp
@@ -79,11 +80,12 @@ def test_typed_commands_echo_resize_reaches_the_pty_and_ctrl_c_interrupts(
                 await socket.send_str(json.dumps({"type": "resize", "cols": 90, "rows": 20}))
                 await socket.send_bytes(b"stty size\n")
                 await read_until(socket, b"20 90")
-                await socket.send_bytes(b"sleep 600; echo slept\n")
+                await socket.send_bytes(b"echo sleeping-$((1+1)); sleep 600; echo slept\n")
+                await read_until(socket, b"sleeping-2")  # the output, not the typed line
                 await socket.send_bytes(b"\x03")  # Ctrl-C, as xterm.js sends it
                 await socket.send_bytes(b"echo after-$?\n")
                 output = await read_until(socket, b"after-130")
-                assert b"slept" not in output
+                assert not re.search(rb"(^|\n)slept\r?\n", output), output
                 await socket.send_bytes(b"exit 7\n")
                 while True:
                     message = await socket.receive(timeout=READ_TIMEOUT)

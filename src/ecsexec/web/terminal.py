@@ -23,7 +23,6 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from ecsexec.app.interactive import InteractiveSession
 from ecsexec.errors import EcsexecError
 from ecsexec.nodes.node import Node
-from ecsexec.ssm.channel import ChannelClosed, HandshakeCompleted, OutputReceived, StderrReceived
 from ecsexec.web.acl import Action
 from ecsexec.web.auth import audit, check_origin, current_session, require
 from ecsexec.web.keys import ENGINE, LIVE, POLICY, RUNS, STORE
@@ -152,13 +151,19 @@ async def _relay(
 
 
 async def _pump_output(socket: web.WebSocketResponse, session: InteractiveSession) -> None:
+    """Terminal bytes to the browser until the channel closes (the events end with it).
+
+    The web layer may not import the protocol package (see the import contracts), so the
+    events are read by their fields: output and stderr carry ``data`` (bytes), the
+    handshake may carry a ``customer_message`` for the user.
+    """
     async for event in session:
-        if isinstance(event, OutputReceived | StderrReceived):
-            await socket.send_bytes(event.data)
-        elif isinstance(event, HandshakeCompleted) and event.customer_message:
-            await socket.send_bytes(event.customer_message.encode() + b"\r\n")
-        elif isinstance(event, ChannelClosed):
-            return
+        data = getattr(event, "data", None)
+        if isinstance(data, bytes) and data:
+            await socket.send_bytes(data)
+        message = getattr(event, "customer_message", None)
+        if isinstance(message, str) and message:
+            await socket.send_bytes(message.encode() + b"\r\n")
 
 
 async def _pump_input(socket: web.WebSocketResponse, session: InteractiveSession) -> None:
