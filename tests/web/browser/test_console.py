@@ -282,8 +282,19 @@ def test_a_run_on_many_nodes_asks_first_and_stop_ends_it_on_every_node(
         ".some(pre => pre.innerText.includes('started'))"
     )
     assert page.get_by_role("button", name="Run", exact=True).is_disabled()
+    # The run's page in Activity follows it live, then shows the recorded outcome.
+    href = page.get_by_role("link", name="View in Activity").get_attribute("href")
+    follower = browser_context.new_page()
+    follower.goto(web_server.url(href or ""))
+    follower.wait_for_function(
+        "() => [...document.querySelectorAll('.node-result pre.output')]"
+        ".some(pre => pre.innerText.includes('started'))"
+    )
+    screenshot(follower, "run-live")
     page.get_by_role("button", name="Stop").click()
     view = finished_run(page)
+    follower.locator("section.node-results.static").wait_for()
+    assert "started" in follower.locator("section.node-results.static").inner_text()
     assert view.get_attribute("data-finished") != "succeeded"
     assert "never" not in view.inner_text()
     statuses = {card.get_attribute("data-status") for card in view.locator(".node-result").all()}
