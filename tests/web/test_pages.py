@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import jinja2
 import pytest
@@ -13,7 +13,8 @@ from ecsexec.app.selection import apply_filter
 from ecsexec.jobs.model import Job
 from ecsexec.jobs.schedule import Schedule
 from ecsexec.nodes.node import Node
-from ecsexec.web.pages import add_filter_term, schedule_text
+from ecsexec.store.history import NodeRecord, RunRecord
+from ecsexec.web.pages import add_filter_term, recent_commands, retry_failed_href, schedule_text
 from tests.web.conftest import WebServer
 from tests.web.web_client import Caller, run
 
@@ -161,3 +162,62 @@ def test_a_scheduled_job_shows_its_crontab_and_next_run() -> None:
     assert schedule.expression in html
     assert 'datetime="2030-01-02T04:30:00+00:00"' in html and "2030-01-02 04:30:00" in html
     assert 'href="/jobs/ops/nightly"' in html
+
+
+def record(run_id: int, command: str, user: str, *nodes: tuple[str, str]) -> RunRecord:
+    return RunRecord(
+        id=run_id,
+        kind="run",
+        user=user,
+        host="h",
+        pid=1,
+        command=command,
+        job="",
+        job_file="",
+        filter="ECS:Service-Name: web",
+        options={},
+        status="failed" if any(s != "succeeded" for _, s in nodes) else "succeeded",
+        exit_code=None,
+        started_at=datetime(2030, 1, 1, tzinfo=UTC),
+        finished_at=None,
+        node_count=len(nodes),
+        nodes=tuple(NodeRecord(name, i, status) for i, (name, status) in enumerate(nodes)),
+    )
+
+
+def test_recent_commands_are_the_users_own_distinct_ones_newest_first() -> None:
+    records = [
+        record(5, "uptime", "ann"),
+        record(4, "df -h", "bob"),
+        record(3, "uptime", "ann"),
+        record(2, "echo hi", "ann"),
+    ]
+    assert recent_commands(records, "ann") == ["uptime", "echo hi"]
+    assert recent_commands(records, "carol") == []
+
+
+def test_re_run_on_failed_nodes_selects_exactly_the_nodes_that_did_not_succeed() -> None:
+    run_record = record(
+        7, "echo a b", "ann", ("web-1", "succeeded"), ("web-2", "failed"), ("db-1", "timeout")
+    )
+    href = retry_failed_href(run_record)
+    query = parse_qs(urlsplit(href).query)
+    assert query["command"] == ["echo a b"]
+    assert selected(query["filter"][0]) == ["db-1", "web-2"]
+    assert retry_failed_href(record(8, "true", "ann", ("web-1", "succeeded"))) == ""
+
+
+@pytest.mark.e2e
+def test_a_page_asked_for_before_signing_in_goes_to_sign_in_and_back(
+    web_server: WebServer,
+) -> None:
+    async def scenario() -> None:
+        async with Caller(web_server, None) as anonymous:
+            response = await anonymous.request("GET", "/commands?filter=x", headers=HTML)
+            response.release()
+            assert response.status == 302
+            location = urlsplit(response.headers["Location"])
+            assert location.path == "/login"
+            assert parse_qs(location.query)["next"] == ["/commands?filter=x"]
+
+    run(scenario())

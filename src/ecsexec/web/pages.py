@@ -51,6 +51,8 @@ NODE_TABLE_LIMIT: Final = 500  # rows rendered; the count always covers every ma
 CONFIRM_ABOVE: Final = 20  # a run on more nodes asks for confirmation first
 LOG_PREVIEW_BYTES: Final = 64 * 1024  # per node on the run page; the rest is a download
 ACTIVITY_LIMIT: Final = 50
+RECENT_COMMANDS: Final = 10  # offered under the Command field
+RECENT_SCAN: Final = 200  # history rows read to find them
 ACTIVITY_SCAN: Final = 2000  # rows read to apply the user and job filters
 AUDIT_LIMIT: Final = 100
 RUN_STATUSES: Final = tuple(
@@ -180,6 +182,26 @@ def schedule_text(job: Job) -> str:
     return text
 
 
+def recent_commands(records: Sequence[RunRecord], user: str) -> list[str]:
+    """The user's last distinct ad-hoc commands, newest first (Rundeck PR #1398)."""
+    seen: list[str] = []
+    for record in records:
+        if record.kind == "run" and record.user == user and record.command not in seen:
+            seen.append(record.command)
+            if len(seen) == RECENT_COMMANDS:
+                break
+    return seen
+
+
+def retry_failed_href(record: RunRecord) -> str:
+    """The Commands form filled in for the nodes of ``record`` that did not succeed."""
+    failed = [n.node for n in record.nodes if n.status not in (Status.SUCCEEDED, Status.RECOVERED)]
+    if record.kind != "run" or not failed or record.status == Status.RUNNING:
+        return ""
+    node_filter = "name: " + ",".join(failed)
+    return "/commands?" + urlencode({"filter": node_filter, "command": record.command})
+
+
 def _rerun_href(record: RunRecord, jobs: Sequence[Job]) -> str:
     """Back to the form that started ``record``, filled in (Rundeck #469)."""
     if record.kind == "job" and record.job:
@@ -269,6 +291,7 @@ async def commands_page(request: web.Request) -> web.Response:
         "command": request.query.get("command", ""),
         "run_id": run_id if run_id.isdigit() else "",
         "confirm_above": CONFIRM_ABOVE,
+        "recent": recent_commands(request.app[HISTORY].runs(limit=RECENT_SCAN), user.name),
     }
     return _render(request, "commands.html", user, "commands", context)
 
@@ -365,6 +388,7 @@ async def run_page(request: web.Request) -> web.Response:
         "record": record,
         "nodes": nodes,
         "rerun_href": _rerun_href(record, jobs) if may_rerun else "",
+        "retry_href": retry_failed_href(record) if may_rerun else "",
         "live": record.status == Status.RUNNING,
         "preview_bytes": LOG_PREVIEW_BYTES,
     }
