@@ -95,6 +95,8 @@ def test_every_page_renders_for_the_roles_allowed_and_is_refused_to_the_others(
                             assert label in html, (where, label)
                         assert 'name="csrf-token" content="' + browser.csrf in html, where
                         assert ('href="/audit"' in html) == (role == "admin"), where
+                        assert ('href="/keys"' in html) == (role == "admin"), where
+                        assert ('href="/jobs"' in html) == (role in ("admin", "operator")), where
                     else:
                         assert response.status == 403, (where, html[:500])
                         assert "403" in html and "Traceback" not in html, where
