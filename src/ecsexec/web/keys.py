@@ -20,7 +20,7 @@ from ecsexec.app import Client
 from ecsexec.jobs.model import Job
 from ecsexec.store.history import History
 from ecsexec.store.keys import KeyStore
-from ecsexec.store.team import TeamStore
+from ecsexec.store.team import SIGN_IN_WINDOW, TeamStore
 from ecsexec.web.acl import Policy
 
 if TYPE_CHECKING:  # runtime imports would be circular: those modules read these keys
@@ -39,7 +39,7 @@ class ServerSettings:
     # address, or one address for any user) until the window has passed.
     sign_in_failures: int = 5
     sign_in_failures_per_address: int = 30
-    sign_in_window_s: float = 900.0
+    sign_in_window_s: float = SIGN_IN_WINDOW  # the team store counts failures over this
     inventory_ttl_s: float = 60.0  # the node inventory is rediscovered when older than this
     max_live_output: int = 8 * 1024 * 1024  # characters of output a run's live buffer keeps
     finished_runs_kept: int = 50  # finished runs whose live buffers stay in memory
