@@ -223,7 +223,10 @@
       if (view.finished) {
         source.close();
       } else if (source.readyState === EventSource.CLOSED) {
+        // The server refused the stream (an unknown run, say): no more events will come.
         showError(view.errorBox, "The live output stopped. The run's page in Activity has what was recorded.");
+        view.stopButton.disabled = true;
+        if (view.onFinished) view.onFinished("unknown");
       }
       // Otherwise the browser reconnects by itself and resumes with Last-Event-ID.
     };
@@ -769,8 +772,10 @@
     const jobForm = document.querySelector("[data-job-form]");
     if (jobForm && view) setUpJobPage(jobForm, view);
     if (view && !commandForm && !jobForm && runRoot.dataset.runId) {
-      view.onFinished = function () {
-        window.location.reload(); // the recorded outcome, with downloads
+      view.onFinished = function (status) {
+        // The recorded outcome, with downloads; not when the stream was refused (a run
+        // this server is not running, e.g. one a CLI is recording), or it would loop.
+        if (status !== "unknown") window.location.reload();
       };
       view.start(runRoot.dataset.runId);
     }
