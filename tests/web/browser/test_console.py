@@ -12,6 +12,7 @@ import re
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -300,3 +301,18 @@ def test_a_run_on_many_nodes_asks_first_and_stop_ends_it_on_every_node(
     statuses = {card.get_attribute("data-status") for card in view.locator(".node-result").all()}
     assert statuses and statuses <= {"cancelled", "interrupted", "error", "not started"}, statuses
     assert page.get_by_role("button", name="Run", exact=True).is_enabled()
+
+
+def test_colour_codes_are_left_out_of_the_page_but_kept_in_the_download(
+    browser_context: Any, web_server: WebServer
+) -> None:
+    page = sign_in(browser_context, web_server, "operator")
+    page.goto(web_server.url("/commands?filter=" + quote(WEB_FILTER)))
+    page.get_by_label("Command", exact=True).fill(r"printf '\033[1;31mred\033[0m plain\n'")
+    page.get_by_role("button", name="Run", exact=True).click()
+    view = finished_run(page)
+    assert view.locator("pre.output").first.inner_text().strip() == "red plain"
+    view.get_by_label("Group identical outputs").uncheck()
+    link = view.get_by_role("link", name="Download log").first
+    log = page.evaluate("async (href) => (await fetch(href)).text()", link.get_attribute("href"))
+    assert "\x1b[1;31mred\x1b[0m plain" in log

@@ -139,6 +139,22 @@
   const OK_STATUSES = { succeeded: true, recovered: true };
   const EVENT_TYPES = ["run_started", "node_started", "output", "node_finished", "run_finished", "error"];
 
+  // Terminal control sequences (colours, cursor moves, titles) mean nothing in a <pre>;
+  // the download keeps them. A sequence cut between two events waits for its end.
+  const ESCAPES = /\x1b(?:\[[0-?]*[ -\/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])/g;
+  const OPEN_ESCAPE = /\x1b(?:\[[0-?]*[ -\/]*|\][^\x07\x1b]*|\x1b?)?$/;
+
+  function withoutEscapes(node, text) {
+    text = (node.held || "") + text;
+    node.held = "";
+    const open = OPEN_ESCAPE.exec(text);
+    if (open && open[0].length < 256) {
+      node.held = open[0];
+      text = text.slice(0, open.index);
+    }
+    return text.replace(ESCAPES, "");
+  }
+
   function chip(status) {
     const span = document.createElement("span");
     span.className = "chip status-" + String(status).replace(/ /g, "-");
@@ -250,7 +266,7 @@
       const node = this.node(data.node);
       if (node.status === "pending") node.status = "running";
       const room = KEEP_CHARS - node.text.length;
-      const text = data.text || "";
+      const text = withoutEscapes(node, data.text || "");
       if (room >= text.length) {
         node.text += text;
       } else {
