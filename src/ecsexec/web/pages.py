@@ -49,7 +49,7 @@ NODE_COLUMNS: Final = (
 )
 NODE_TABLE_LIMIT: Final = 500  # rows rendered; the count always covers every match
 CONFIRM_ABOVE: Final = 20  # a run on more nodes asks for confirmation first
-LOG_PREVIEW_BYTES: Final = 64 * 1024  # per node on the run page; the rest is a download
+LOG_PREVIEW_BYTES: Final = 32 * 1024  # per node on the run page; the rest is a download
 ACTIVITY_LIMIT: Final = 50
 RECENT_COMMANDS: Final = 10  # offered under the Command field
 RECENT_SCAN: Final = 200  # history rows read to find them
