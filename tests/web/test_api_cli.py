@@ -4,6 +4,7 @@ AWS credentials, rendered and exiting as a local run does."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.web.conftest import WebServer
+from tests.web.web_client import Caller, run
 
 pytestmark = pytest.mark.e2e
 
@@ -115,3 +117,39 @@ def test_refusals_through_the_server_exit_as_local_errors_do(
     assert done.returncode == status, done.stderr
     assert says in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_ctrl_c_stops_the_run_on_the_server_and_exits_130(
+    web_server: WebServer, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ECSEXEC_"))}
+    env["ECSEXEC_SERVER_TOKEN"] = web_server.users["operator"].token
+    args = ["run", "--server", web_server.base_url, "-F", WEB, "--", "echo started; sleep 60"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ecsexec", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        cwd=tmp_path,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()  # the first node's output: the run is going
+        assert line.rstrip().endswith("started"), line
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    assert "stopping the run on the server" in err and "Traceback" not in err
+    run_id = int(err.split("run #", 1)[1].split()[0])
+
+    async def status() -> str:
+        async with Caller(web_server, web_server.users["viewer"]) as caller:
+            record = await caller.get_json(f"/api/v1/runs/{run_id}")
+            return str(record["status"])
+
+    assert run(status()) == "interrupted"
