@@ -356,7 +356,7 @@ async def stop_run(request: web.Request) -> web.Response:
     user = require_user(request)
     if not request.app[POLICY].allows(user.role, Action.RUN_JOB):
         require(request, Action.RUN_COMMAND)  # may stop neither kind: refused before lookup
-    run = _record(request)
+    run = await _visible_record(request, user)
     user = require(request, Action.RUN_JOB if run.kind == "job" else Action.RUN_COMMAND)
     if run.user != user.name and not request.app[POLICY].allows(user.role, Action.ADMIN):
         record_denied(request, user, f"run {run.id}", "stop another user's run")
