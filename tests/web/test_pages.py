@@ -223,3 +223,40 @@ def test_a_page_asked_for_before_signing_in_goes_to_sign_in_and_back(
             assert parse_qs(location.query)["next"] == ["/commands?filter=x"]
 
     run(scenario())
+
+
+@pytest.mark.e2e
+def test_a_run_page_shows_a_bounded_preview_of_a_long_log_and_links_the_download(
+    web_server: WebServer,
+) -> None:
+    async def scenario() -> None:
+        async with Caller(web_server, web_server.users["operator"], via="cookie") as browser:
+            listed = await browser.get_json(
+                "/api/v1/nodes?filter=" + quote("ECS:Service-Name: web")
+            )
+            node = listed["nodes"][0]["name"]
+            # 100,000 bytes of output, and one line past the preview that the page must not show.
+            command = "head -c 100000 /dev/zero | tr '\\0' x; echo; echo tail-$((20+22))"
+            status, started = await browser.send(
+                "POST", "/api/v1/runs", {"filter": f"name: {node}", "command": command}
+            )
+            assert status == 202, started
+            events = browser.request(
+                "GET", started["events"], headers={"Accept": "text/event-stream"}
+            )
+            async with events as stream:
+                async for line in stream.content:
+                    if line.startswith(b"event: run_finished"):
+                        break
+            async with browser.request("GET", f"/activity/{started['id']}", headers=HTML) as page:
+                html = await page.text()
+            assert page.status == 200
+            assert "Showing the first 32 KiB" in html and "tail-42" not in html
+            assert html.count("x" * 1000) == 32  # the preview is cut at 32 KiB
+            download = f"/api/v1/runs/{started['id']}/nodes/{quote(node)}/log"
+            assert f'href="{download}"' in html
+            async with browser.request("GET", download) as log:
+                body = await log.read()
+            assert body.count(b"x") == 100_000 and b"tail-42" in body
+
+    run(scenario())
