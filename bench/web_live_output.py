@@ -96,9 +96,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--rate", type=float, default=20.0, help="output events per node per second")
+    parser.add_argument(
+        "--rate", type=float, default=20.0, help="output events per node per second"
+    )
     args = parser.parse_args()
-    chromium = "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else shutil.which("chromium")
+    chromium = (
+        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else shutil.which("chromium")
+    )
     if chromium is None:
         sys.exit("no Chromium found: install Debian's chromium package")
     from playwright.sync_api import sync_playwright
