@@ -80,7 +80,11 @@ def test_typed_commands_echo_resize_reaches_the_pty_and_ctrl_c_interrupts(
                 await socket.send_str(json.dumps({"type": "resize", "cols": 90, "rows": 20}))
                 await socket.send_bytes(b"stty size\n")
                 await read_until(socket, b"20 90")
-                await socket.send_bytes(b"echo sleeping-$((1+1)); sleep 600; echo slept\n")
+                # The foreground job itself says it is ready, so Ctrl-C cannot come before
+                # the shell handed it the terminal (it would then reach nothing).
+                await socket.send_bytes(
+                    b"sh -c 'echo sleeping-$((1+1)); exec sleep 600'; echo slept\n"
+                )
                 await read_until(socket, b"sleeping-2")  # the output, not the typed line
                 await socket.send_bytes(b"\x03")  # Ctrl-C, as xterm.js sends it
                 await socket.send_bytes(b"echo after-$?\n")

@@ -97,7 +97,10 @@ async def terminal_socket(request: web.Request) -> web.StreamResponse:
             await _send_control(socket, {"type": "error", "message": str(exc)})
             return socket
         await audit(request, "terminal-open", node.name, "ok", {"session": session.session_id})
-        await _relay(request, socket, session, size, sign_in.id_hash if sign_in else None)
+        try:
+            await _relay(request, socket, session, size, sign_in.id_hash if sign_in else None)
+        except EcsexecError as exc:  # the socket is open: say it there, not as an error page
+            await _send_control(socket, {"type": "error", "message": str(exc)})
     finally:
         live.discard(user.name, handle)
         if not socket.closed:

@@ -737,9 +737,11 @@
           return;
         }
         if (control.type === "exit") {
+          term.write("\r\n[session ended]\r\n");
           status.textContent =
             "Session ended" + (control.exit_code !== null && control.exit_code !== undefined ? " (exit " + control.exit_code + ")" : "") + ".";
         } else if (control.type === "error") {
+          term.write("\r\n[" + control.message + "]\r\n");
           status.textContent = control.message;
         }
         return;
