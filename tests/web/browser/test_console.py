@@ -95,6 +95,13 @@ def test_sign_in_then_filter_nodes_by_typing_and_by_clicking_a_value(
     assert page.get_by_role("rowheader", name="ECS:Service-Name").is_visible()
     screenshot(page, "node")
 
+    # When the session ends, the live filter goes to the sign-in page instead of the table.
+    page.goto(web_server.url("/nodes"))
+    browser_context.clear_cookies()
+    page.get_by_label("Node filter").fill(WEB_FILTER)
+    page.wait_for_url(re.compile(r"/login\?next="))
+    assert page.get_by_role("button", name="Sign in").is_visible()
+
 
 def test_echo_hi_on_the_web_service_then_the_thread_dump_job_and_both_in_activity(
     browser_context: Any, web_server: WebServer, sandbox: Sandbox, screenshot: Any

@@ -89,11 +89,21 @@
     window.history.replaceState(null, "", url.pathname + url.search);
   }
 
+  // A page fetch that the server sent to the sign-in page: the session ended; go there.
+  function signedOut(response) {
+    if (response.redirected && new URL(response.url).pathname === "/login") {
+      window.location.href = "/login?next=" + encodeURIComponent(window.location.pathname + window.location.search);
+      return true;
+    }
+    return false;
+  }
+
   async function previewNodes(filter) {
     const response = await fetch("/nodes/preview?filter=" + encodeURIComponent(filter), {
       credentials: "same-origin",
       headers: { Accept: "application/json" },
     });
+    if (signedOut(response)) throw new Error("Your session has ended: sign in again.");
     if (!response.ok) throw new Error("The node count is not available (" + response.status + ")");
     return response.json();
   }
@@ -113,6 +123,7 @@
         "/nodes?partial=table&filter=" + encodeURIComponent(filter),
         { credentials: "same-origin" }
       );
+      if (signedOut(response)) return;
       if (ticket !== latest || !response.ok) return; // a newer request is on its way
       holder.innerHTML = await response.text(); // our own server-rendered, escaped fragment
     }
@@ -497,7 +508,8 @@
           matchCount.textContent = preview.error
             ? preview.error
             : preview.count + (preview.count === 1 ? " node matches" : " nodes match") +
-              (preview.names.length ? ": " + preview.names.join(", ") + (preview.count > preview.names.length ? ", …" : "") : "");
+              (preview.names.length ? ": " + preview.names.join(", ") + (preview.count > preview.names.length ? ", …" : "") : "") +
+              (preview.warnings.length ? " (" + preview.warnings.join("; ") + ")" : "");
         }
         return preview;
       } catch (err) {
