@@ -28,8 +28,10 @@ def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
+    """Chromium for one module. Playwright's sync API keeps an event loop running in this
+    thread while it is open, so it must close before other modules call asyncio.run()."""
     executable = chromium_path()
     if executable is None:
         pytest.skip(
