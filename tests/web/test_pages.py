@@ -260,3 +260,42 @@ def test_a_run_page_shows_a_bounded_preview_of_a_long_log_and_links_the_download
             assert body.count(b"x") == 100_000 and b"tail-42" in body
 
     run(scenario())
+
+
+async def finished(caller: Caller, node_filter: str, command: str) -> int:
+    """Start a run through the API and read its event stream to the end; its id."""
+    status, started = await caller.send(
+        "POST", "/api/v1/runs", {"filter": node_filter, "command": command}
+    )
+    assert status == 202, started
+    headers = {"Accept": "text/event-stream"}
+    async with caller.request("GET", started["events"], headers=headers) as stream:
+        async for line in stream.content:
+            if line.startswith(b"event: run_finished"):
+                break
+    return int(started["id"])
+
+
+@pytest.mark.e2e
+def test_a_node_limited_role_sees_in_activity_only_runs_wholly_on_its_nodes(
+    web_server: WebServer,
+) -> None:
+    async def scenario() -> None:
+        async with Caller(web_server, web_server.users["operator"]) as operator:
+            elsewhere = await finished(operator, "ECS:Service-Name: api", "echo api-only")
+        async with Caller(web_server, web_server.users["webops"], via="cookie") as webops:
+            own = await finished(webops, "ECS:Service-Name: web", "echo web-only")
+            async with webops.request("GET", "/activity", headers=HTML) as response:
+                html = await response.text()
+            assert f'href="/activity/{own}"' in html
+            assert f'href="/activity/{elsewhere}"' not in html and "api-only" not in html
+            async with webops.request("GET", f"/activity/{elsewhere}", headers=HTML) as page:
+                assert page.status == 404
+                assert "api-only" not in await page.text()
+        async with (
+            Caller(web_server, web_server.users["operator"], via="cookie") as operator,
+            operator.request("GET", f"/activity/{elsewhere}", headers=HTML) as page,
+        ):
+            assert page.status == 200 and "api-only" in await page.text()
+
+    run(scenario())

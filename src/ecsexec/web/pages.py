@@ -30,6 +30,7 @@ from ecsexec.nodes.ecs_attributes import (
 from ecsexec.nodes.node import Node
 from ecsexec.store.history import RunRecord
 from ecsexec.web.acl import Action
+from ecsexec.web.api import in_scope, run_scope
 from ecsexec.web.app import CONTENT_SECURITY_POLICY
 from ecsexec.web.auth import csrf_token, require
 from ecsexec.web.keys import HISTORY, JOB_LIBRARY, KEYSTORE, POLICY, RUNS, SCHEDULER, STORE
@@ -53,7 +54,7 @@ LOG_PREVIEW_BYTES: Final = 32 * 1024  # per node on the run page; the rest is a 
 ACTIVITY_LIMIT: Final = 50
 RECENT_COMMANDS: Final = 10  # offered under the Command field
 RECENT_SCAN: Final = 200  # history rows read to find them
-ACTIVITY_SCAN: Final = 2000  # rows read to apply the user and job filters
+ACTIVITY_SCAN: Final = 2000  # rows read for the job filter or a node-limited role
 AUDIT_LIMIT: Final = 100
 RUN_STATUSES: Final = tuple(
     s.value
@@ -346,15 +347,30 @@ async def activity_page(request: web.Request) -> web.Response:
     wanted_user = request.query.get("user", "").strip()
     wanted_status = request.query.get("status", "").strip()
     wanted_job = request.query.get("job", "").strip()
+    before = request.query.get("before", "")
     history = request.app[HISTORY]
     status = wanted_status if wanted_status in RUN_STATUSES else None
-    records = history.runs(limit=ACTIVITY_SCAN, status=status)
-    shown = [
-        r
-        for r in records
-        if (not wanted_user or r.user == wanted_user)
-        and (not wanted_job or wanted_job.lower() in r.job.lower())
-    ][:ACTIVITY_LIMIT]
+    scope = await run_scope(request, user)
+    # The job filter matches part of a job's name, and a node-limited role sees only runs
+    # wholly on its nodes (as the API): both need more rows than are shown.
+    narrowed = bool(wanted_job) or scope is not None
+    records = history.find_runs(
+        limit=ACTIVITY_SCAN if narrowed else ACTIVITY_LIMIT,
+        status=status,
+        user=wanted_user or None,
+        before=int(before) if before.isdigit() else None,
+    )
+    if wanted_job:
+        records = [r for r in records if wanted_job.lower() in r.job.lower()]
+    if scope is not None:
+        detailed = (history.run(r.id) for r in records)
+        records = [r for r in detailed if r is not None and in_scope(r, scope)]
+    shown = records[:ACTIVITY_LIMIT]
+    older = ""
+    if len(shown) == ACTIVITY_LIMIT:
+        query = {"user": wanted_user, "status": wanted_status, "job": wanted_job}
+        query = {k: v for k, v in query.items() if v} | {"before": str(shown[-1].id)}
+        older = "/activity?" + urlencode(query)
     context = {
         "records": shown,
         "user_filter": wanted_user,
@@ -362,6 +378,7 @@ async def activity_page(request: web.Request) -> web.Response:
         "job_filter": wanted_job,
         "statuses": RUN_STATUSES,
         "bad_status": bool(wanted_status) and status is None,
+        "older_href": older,
     }
     return _render(request, "activity.html", user, "activity", context)
 
@@ -371,7 +388,8 @@ async def run_page(request: web.Request) -> web.Response:
     run_id = int(request.match_info["run_id"])
     history = request.app[HISTORY]
     record = history.run(run_id)
-    if record is None:
+    if record is None or not in_scope(record, await run_scope(request, user)):
+        # Outside a node-limited role's scope is the same as absent (as in the API).
         raise _not_found(request, user, f"There is no run #{run_id}.")
     logs = dict(history.logs(run_id))
     nodes = []
