@@ -356,3 +356,113 @@ def test_dispatch_numbers_from_the_environment_must_be_finite(tmp_path: Path, va
     message = error_of(write(tmp_path, ""), {"ECSEXEC_THREADS": value, "ECSEXEC_RATE": value})
     assert "ECSEXEC_THREADS: expected an integer" in message
     assert "ECSEXEC_RATE: expected a number" in message
+
+
+# --- [server] ----------------------------------------------------------------------------------
+
+
+def test_server_section_with_roles(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        [server]
+        listen = "0.0.0.0:8443"
+        state_dir = "state"
+        job_dirs = ["jobs", "/srv/more-jobs"]
+
+        [server.roles.oncall]
+        description = "the on-call engineer"
+        actions = ["view_nodes", "run_job", "view_activity", "run_job"]
+        nodes = "ECS:Service-Name: web"
+        jobs = "ops/.*"
+        """,
+    )
+    server = load_config(path, environ={}).server
+    assert server.listen == "0.0.0.0:8443"
+    assert server.state_dir == tmp_path / "state"
+    assert server.job_dirs == (tmp_path / "jobs", Path("/srv/more-jobs"))
+    role = server.roles["oncall"]
+    assert role.actions == ("view_nodes", "run_job", "view_activity")
+    assert (role.nodes, role.jobs, role.description) == (
+        "ECS:Service-Name: web",
+        "ops/.*",
+        "the on-call engineer",
+    )
+    assert role.origin == f"{path}:6"
+
+
+def test_server_defaults(tmp_path: Path) -> None:
+    server = load_config(write(tmp_path, "[server]\n"), environ={}).server
+    assert (server.listen, server.state_dir, server.job_dirs, dict(server.roles)) == (
+        "127.0.0.1:8440",
+        None,
+        (),
+        {},
+    )
+
+
+def test_server_mistakes_name_file_line_key_and_choices(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        [server]
+        listen = "localhost"
+        job_dirs = "jobs"
+        colour = "blue"
+
+        [server.roles.a]
+        actions = ["view_nodes", "run_comand"]
+
+        [server.roles.b]
+        actions = []
+
+        [server.roles.c]
+        actions = ["view_nodes,run_job"]
+        nodes = "name: /(unclosed/"
+
+        [server.roles.d]
+        actions = ["admin"]
+        jobs = "ops/[a-"
+        scope = "x"
+
+        [server.roles.e]
+        nodes = "name: x"
+        """,
+    )
+    lines = error_of(path).splitlines()
+    expected = [
+        (2, "[server].listen: 'localhost' is not HOST:PORT"),
+        (3, "[server].job_dirs: expected a list of directory paths"),
+        (4, "[server]: unknown key 'colour'; choose one of listen, state_dir, job_dirs, roles"),
+        (7, "unknown action 'run_comand'; choose one of view_nodes, run_command"),
+        (10, "[server.roles.b].actions: the list is empty"),
+        (13, "'view_nodes,run_job' holds several actions: write one per item"),
+        (14, "[server.roles.c].nodes: not a valid node filter"),
+        (18, "[server.roles.d].jobs: not a valid regex"),
+        (19, "[server.roles.d]: unknown key 'scope'"),
+        (21, "[server.roles.e]: actions is required; choose from view_nodes, run_command"),
+    ]
+    assert len(lines) == len(expected), lines
+    for line, (number, text) in zip(lines, expected, strict=True):
+        assert line.startswith(f"{path}:{number}: "), line
+        assert text in line, line
+    assert "did you mean 'run_command'" in lines[3]
+
+
+def test_a_role_filter_that_selects_nothing_or_warns_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, '[server.roles.x]\nactions = ["view_nodes"]\nnodes = "name: \'\'"\n')
+    assert f"{path}:3: [server.roles.x].nodes: \"name: ''\" selects no node" in error_of(path)
+    path.write_text('[server.roles.x]\nactions = ["view_nodes"]\nnodes = "name: web tags:"\n')
+    assert 'key "tags" has no value' in error_of(path)
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:8440", "[::1]:8440", ":8440", "host.example:1"])
+def test_listen_addresses(tmp_path: Path, listen: str) -> None:
+    path = write(tmp_path, f'[server]\nlisten = "{listen}"\n')
+    assert load_config(path, environ={}).server.listen == listen
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1", "127.0.0.1:0", "1.2.3.4:65536", "::1:80", "a b:1"])
+def test_bad_listen_addresses(tmp_path: Path, listen: str) -> None:
+    path = write(tmp_path, f'[server]\nlisten = "{listen}"\n')
+    assert "is not HOST:PORT" in error_of(path)

@@ -98,3 +98,13 @@ def test_run_main_survives_a_closed_stdout_without_a_traceback() -> None:
     producer.stderr.close()
     assert producer.wait(timeout=60) == 141
     assert b"Traceback" not in stderr and b"BrokenPipe" not in stderr
+
+
+def test_server_errors_name_what_was_refused() -> None:
+    denied = errors.AccessDenied("run_command", "role viewer may not run commands")
+    assert denied.exit_code == 3
+    assert (denied.action, denied.reason) == ("run_command", "role viewer may not run commands")
+    assert str(denied) == "access denied: run_command: role viewer may not run commands"
+    assert errors.UserExistsError("ana").exit_code == 2
+    assert "'ana'" in str(errors.UserExistsError("ana"))
+    assert isinstance(errors.NoSuchUserError("bo"), errors.TeamStoreError)

@@ -5,10 +5,12 @@ command-line flags. The file is ``--config PATH``, else ``$ECSEXEC_CONFIG``, els
 ``ecsexec.toml`` in the working directory or one of its parents.
 
 Sections: ``[aws]`` (region, credentials, endpoint), ``[[sources]]`` (node sources, with
-per-source credentials as ecs-nodes.md §3), ``[dispatch]`` (defaults for ``run``) and
-``[keystore]`` (where key storage lives). Secrets never belong in the file: a secret key
-is referenced by its key-storage path (``secret_key_path``). Every error names
-``file:line`` and, where there is a choice, the valid choices.
+per-source credentials as ecs-nodes.md §3), ``[dispatch]`` (defaults for ``run``),
+``[keystore]`` (where key storage lives), ``[history]`` (retention) and ``[server]`` (the web
+console: listen address, state dir, job dirs, and its roles as ``[server.roles.NAME]``).
+Secrets never belong in the file: a secret key is referenced by its key-storage path
+(``secret_key_path``). Every error names ``file:line`` and, where there is a choice, the
+valid choices.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ from ecsexec.aws.settings import PROVIDERS as PROVIDERS  # noqa: PLC0414
 from ecsexec.aws.settings import AwsSettings as AwsSettings  # noqa: PLC0414
 from ecsexec.aws.settings import CredentialProvider as CredentialProvider  # noqa: PLC0414
 from ecsexec.aws.settings import mask as mask  # noqa: PLC0414
-from ecsexec.errors import ConfigurationError, CredentialsError, KeyStoreError
+from ecsexec.errors import ConfigurationError, CredentialsError, FilterSyntaxError, KeyStoreError
 from ecsexec.exec.dispatcher import DEFAULT_BURST, DEFAULT_RATE, DEFAULT_THREADS, DEFAULT_TIMEOUT
+from ecsexec.nodes.filter import parse_filter
+from ecsexec.nodes.javaregex import JavaRegexError, compile_bounded
 from ecsexec.nodes.sources import SOURCE_TYPES, SourceConfig, SourceType
 from ecsexec.store.keys import (
     DIR_ENV,
@@ -45,7 +49,7 @@ from ecsexec.store.keys import (
 CONFIG_NAME: Final = "ecsexec.toml"
 CONFIG_ENV: Final = "ECSEXEC_CONFIG"
 
-SECTIONS: Final = ("aws", "sources", "dispatch", "keystore", "history")
+SECTIONS: Final = ("aws", "sources", "dispatch", "keystore", "history", "server")
 AWS_KEYS: Final = (
     "region",
     "credential_provider",
@@ -84,6 +88,23 @@ ECS_SOURCE_KEYS: Final = source_keys(SOURCE_TYPES["ecs"])
 FILE_SOURCE_KEYS: Final = source_keys(SOURCE_TYPES["file"])
 DISPATCH_KEYS: Final = ("threads", "rate", "burst", "timeout", "keepgoing")
 KEYSTORE_KEYS: Final = ("dir", "key_file")
+SERVER_KEYS: Final = ("listen", "state_dir", "job_dirs", "roles")
+SERVER_ROLE_KEYS: Final = ("actions", "nodes", "jobs", "description")
+#: What a web console role may be allowed (ecsexec.web.acl.Action has the same values).
+SERVER_ACTIONS: Final = (
+    "view_nodes",
+    "run_command",
+    "run_job",
+    "open_terminal",
+    "manage_keys",
+    "view_activity",
+    "admin",
+)
+DEFAULT_LISTEN: Final = "127.0.0.1:8440"
+_ROLE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_LISTEN = re.compile(
+    r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]*)):(?P<port>[0-9]{1,5})"
+)
 # Keys that would put a secret in the file. Their values are never echoed.
 FORBIDDEN_KEYS: Final = frozenset(
     {
@@ -133,6 +154,32 @@ class HistorySettings:
 
 
 @dataclass(frozen=True)
+class RoleConfig:
+    """One ``[server.roles.NAME]`` table, validated (ecsexec.web.acl turns it into a Role).
+
+    ``nodes`` is a node filter (docs/node-filter.md; "" allows every node) and ``jobs`` a
+    Java regex that must match a job's whole path (group/name; "" allows every job).
+    """
+
+    name: str
+    actions: tuple[str, ...]
+    nodes: str = ""
+    jobs: str = ""
+    description: str = ""
+    origin: str = ""  # file:line of the table
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """``[server]``: the web console's settings from the file (flags override them)."""
+
+    listen: str = DEFAULT_LISTEN
+    state_dir: Path | None = None  # None: ecsexec.store.team.default_state_dir()
+    job_dirs: tuple[Path, ...] = ()
+    roles: Mapping[str, RoleConfig] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class KeystoreSettings:
     dir: Path | None = None
     key_file: Path | None = None
@@ -163,6 +210,7 @@ class Config:
     dispatch: DispatchSettings = DispatchSettings()
     keystore: KeystoreSettings = KeystoreSettings()
     history: HistorySettings = HistorySettings()
+    server: ServerConfig = field(default_factory=ServerConfig)
     origins: Mapping[str, str] = field(default_factory=dict)
 
     def origin(self, key: str) -> str:
@@ -641,6 +689,7 @@ def load_config(
     dispatch = _dispatch(reader, doc, env, origins)
     keystore = _keystore(reader, doc, env, file, origins)
     history = _history(reader, doc, origins)
+    server = _server(reader, doc, file, origins)
     if reader.errors:
         raise ConfigurationError("\n".join(sorted(reader.errors, key=_line_of)))
     return Config(
@@ -650,6 +699,7 @@ def load_config(
         dispatch=dispatch,
         keystore=keystore,
         history=history,
+        server=server,
         origins=origins,
     )
 
@@ -902,3 +952,124 @@ def _keystore(
             out[name] = Path(environ[variable]).expanduser()
             origins[f"keystore.{name}"] = f"env {variable}"
     return KeystoreSettings(**out)
+
+
+def _server(
+    reader: _Reader, doc: Mapping[str, Any], file: Path | None, origins: dict[str, str]
+) -> ServerConfig:
+    table = _table(doc, "server")
+    key: tuple[str, ...] = ("server",)
+    reader.keys(table, SERVER_KEYS, key, "[server]")
+    values: dict[str, Any] = {}
+    listen = reader.string(table, "listen", key, "[server]")
+    if listen is not None:
+        problem = listen_problem(listen)
+        if problem:
+            reader.fail((*key, "listen"), f"[server].listen: {problem}")
+        else:
+            values["listen"] = listen
+            origins["server.listen"] = reader.where(*key, "listen")
+    state_dir = reader.string(table, "state_dir", key, "[server]")
+    if state_dir:
+        values["state_dir"] = Path(_resolve_path(file, state_dir))
+        origins["server.state_dir"] = reader.where(*key, "state_dir")
+    if "job_dirs" in table:
+        raw = table["job_dirs"]
+        if isinstance(raw, list) and all(isinstance(v, str) and v.strip() for v in raw):
+            values["job_dirs"] = tuple(Path(_resolve_path(file, v.strip())) for v in raw)
+            origins["server.job_dirs"] = reader.where(*key, "job_dirs")
+        else:
+            reader.fail(
+                (*key, "job_dirs"),
+                '[server].job_dirs: expected a list of directory paths, e.g. ["jobs"]',
+            )
+    if "roles" in table:
+        roles = table["roles"]
+        if isinstance(roles, dict):
+            values["roles"] = {
+                name: role
+                for name, body in roles.items()
+                if (role := _role(reader, name, body)) is not None
+            }
+        else:
+            reader.fail((*key, "roles"), "[server].roles: write each role as [server.roles.NAME]")
+    return ServerConfig(**values)
+
+
+def listen_problem(listen: str) -> str:
+    """Why ``listen`` is not ``HOST:PORT`` (``[::1]:PORT`` for IPv6), or "" when it is."""
+    found = _LISTEN.fullmatch(listen)
+    if found is None or not 1 <= int(found.group("port")) <= 65535:
+        return f"{listen!r} is not HOST:PORT (e.g. 127.0.0.1:8440, [::1]:8440, 0.0.0.0:443)"
+    return ""
+
+
+def _role(reader: _Reader, name: str, body: object) -> RoleConfig | None:
+    key: tuple[str, ...] = ("server", "roles", name)
+    label = f"[server.roles.{name}]"
+    if not _ROLE_NAME.fullmatch(name):
+        reader.fail(key, f"{label}: a role name is 1 to 64 letters, digits, '_' or '-'")
+        return None
+    if not isinstance(body, dict):
+        reader.fail(key, f"{label}: expected a table with actions = [...]")
+        return None
+    errors_before = len(reader.errors)
+    reader.keys(body, SERVER_ROLE_KEYS, key, label)
+    actions: list[str] = []
+    raw = body.get("actions")
+    if raw is None:
+        reader.fail(key, f"{label}: actions is required; choose from {', '.join(SERVER_ACTIONS)}")
+    elif not isinstance(raw, list) or not all(isinstance(a, str) for a in raw):
+        reader.fail(
+            (*key, "actions"),
+            f'{label}.actions: expected a list of action names, e.g. ["view_nodes", '
+            f'"run_job"]; choose from {", ".join(SERVER_ACTIONS)}',
+        )
+    elif not raw:
+        reader.fail(
+            (*key, "actions"),
+            f"{label}.actions: the list is empty (a role that may do nothing); "
+            f"choose from {', '.join(SERVER_ACTIONS)}",
+        )
+    else:
+        for action in raw:
+            word = action.strip()
+            if "," in word:
+                parts = [w.strip() for w in word.split(",")]
+                reader.fail(
+                    (*key, "actions"),
+                    f"{label}.actions: {action!r} holds several actions: write one per item, "
+                    f"{parts!r}",
+                )
+            elif word not in SERVER_ACTIONS:
+                reader.fail(
+                    (*key, "actions"),
+                    f"{label}.actions: unknown action {action!r}; {_choices(word, SERVER_ACTIONS)}",
+                )
+            elif word not in actions:
+                actions.append(word)
+    nodes = reader.string(body, "nodes", key, label) or ""
+    if nodes:
+        try:
+            parsed = parse_filter(nodes)
+            # A policy is no place for guesses: what a command line would warn about is an error.
+            for warning in parsed.warnings:
+                reader.fail((*key, "nodes"), f"{label}.nodes: {warning}")
+            if parsed.is_blank and not parsed.warnings:
+                reader.fail(
+                    (*key, "nodes"),
+                    f"{label}.nodes: {nodes!r} selects no node; leave nodes out to allow "
+                    "every node",
+                )
+        except FilterSyntaxError as exc:
+            reader.fail((*key, "nodes"), f"{label}.nodes: not a valid node filter: {exc}")
+    jobs = reader.string(body, "jobs", key, label) or ""
+    if jobs:
+        try:
+            compile_bounded(jobs)
+        except JavaRegexError as exc:
+            reader.fail((*key, "jobs"), f"{label}.jobs: not a valid regex: {exc}")
+    description = reader.string(body, "description", key, label) or ""
+    if len(reader.errors) > errors_before:
+        return None
+    return RoleConfig(name, tuple(actions), nodes, jobs, description, reader.where(*key))

@@ -11,10 +11,14 @@
     │   ├── OptionError             2  a job option value is missing or invalid
     │   ├── CredentialsError        2  a credential provider failed (never carries a secret)
     │   ├── KeyStoreError           2  key storage: missing key, wrong passphrase, refused read
-    │   └── HistoryError            2  the history database cannot be opened
+    │   ├── HistoryError            2  the history database cannot be opened
+    │   └── TeamStoreError          2  the server's users, tokens, audit and schedules store
+    │       ├── UserExistsError     2  a user of that name already exists
+    │       └── NoSuchUserError     2  no user of that name
     ├── AwsError                    3  an AWS API call failed: code, operation, hint
     ├── DiscoveryError              3  node discovery failed as a whole (names region, action)
     ├── SandboxError                3  the local sandbox could not start, stop or answer
+    ├── AccessDenied                3  the server's access policy refuses an action (names it, why)
     ├── ProtocolError               3  the data channel received something it cannot accept
     │   └── FrameError              3  a frame that fails §3 validation
     ├── SessionError                3  a data-channel session could not run to its end
@@ -99,6 +103,27 @@ class HistoryError(ConfigurationError):
     """The history database cannot be opened or is from a newer ecsexec."""
 
 
+class TeamStoreError(ConfigurationError):
+    """The server's team database (users, tokens, sessions, audit, schedules) cannot be
+    opened, is from a newer ecsexec, or refuses a change (a bad user name)."""
+
+
+class UserExistsError(TeamStoreError):
+    """A user of that name already exists."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"user {name!r} already exists")
+
+
+class NoSuchUserError(TeamStoreError):
+    """No user of that name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no user {name!r}")
+
+
 class AwsError(EcsexecError):
     """An AWS API call failed.
 
@@ -136,6 +161,16 @@ class DiscoveryError(EcsexecError):
 
 class SandboxError(EcsexecError):
     """The sandbox could not start or stop, or its control endpoint did not answer."""
+
+
+class AccessDenied(EcsexecError):
+    """The server's access policy refuses ``action``; ``reason`` says why (which role, which
+    nodes or job), never anything secret."""
+
+    def __init__(self, action: str, reason: str) -> None:
+        self.action = action
+        self.reason = reason
+        super().__init__(f"access denied: {action}: {reason}")
 
 
 class ProtocolError(EcsexecError):

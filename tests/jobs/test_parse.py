@@ -86,7 +86,9 @@ def test_a_rundeck_export_with_server_only_keys_parses() -> None:
     assert job.uuid == "9f04657a-eaab-4e79-a5f2-6c1d4fd0ea6b"
     assert job.dispatch == Dispatch(threadcount=4, rank_order="descending")
     assert job.option("greeting").value == "010"  # type: ignore[union-attr]  # not YAML 1.1's 8
-    assert jobfile.warnings == ("jobs.yaml:24: schedule ignored: ecsexec runs jobs on demand",)
+    assert jobfile.warnings == ()
+    assert job.schedule is not None and job.schedule.expression == "0 0 12 ? * * *"
+    assert job.scheduled
 
 
 def test_the_older_map_form_of_options_and_comma_values() -> None:

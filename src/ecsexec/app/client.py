@@ -387,13 +387,15 @@ class Client:
         burst: int | None = None,
         on_event: EventCallback | None = None,
         record: bool = True,
+        user: str | None = None,
     ) -> Run:
         """Run ``command`` (a shell command line) on every node of ``target``.
 
         Each node's result has its real exit code and exact output; a node that cannot
         run, times out or is interrupted keeps the output received so far. Dispatch
         options default to ``[dispatch]``. The run is recorded in history unless
-        ``record`` is false.
+        ``record`` is false, as ``user``'s (default: the local user; a server names its
+        own user).
         """
 
         _refuse_nul(command)
@@ -413,6 +415,8 @@ class Client:
                 return await dispatch(pool, targets, wrapped, options=options, on_event=tee)
 
             fields = {"command": command, "filter": selection.filter or ""}
+            if user is not None:
+                fields["user"] = user
             return await self._recorded(
                 "run",
                 command,
@@ -569,13 +573,15 @@ class Client:
         timeout: float | None = None,
         on_event: EventCallback | None = None,
         record: bool = True,
+        user: str | None = None,
     ) -> Run:
         """Run a job (a file, a loaded job, or a :class:`JobPlan`) on its nodes.
 
         The job file decides how many nodes run at once and whether a failed node stops
         the others (``threadcount``, ``keepgoing``); ``rate`` and ``timeout`` default to
         ``[dispatch]``. Each node's result is the worst of its steps, with the whole
-        (secure-option-masked) output of them all.
+        (secure-option-masked) output of them all. ``user`` (default: the local user) is
+        ``${job.username}`` and who history records.
         """
 
         async def body(emit: EventCallback) -> RunResult:
@@ -596,6 +602,8 @@ class Client:
                 "filter": plan.selection.filter or "",
                 "options": masked_options(the_job, plan.options),
             }
+            if user is not None:
+                fields["user"] = user
 
             async def execute(tee: EventCallback, run_id: int | None) -> RunResult:
                 executor = JobExecutor(
@@ -605,7 +613,7 @@ class Client:
                     options=options_used,
                     on_event=tee,
                     execid=str(run_id) if run_id is not None else secrets.token_hex(4),
-                    username=local_user(),
+                    username=user or local_user(),
                 )
                 return _job_run_result(
                     title, await executor.run(the_job, plan.options, plan.selection.nodes)

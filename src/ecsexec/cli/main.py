@@ -59,6 +59,11 @@ COMMANDS: Final[dict[str, tuple[str, str, str]]] = {
         "sandbox",
         "Run a local ECS region (ECS API, message gateway, container agents).",
     ),
+    "server": (
+        "ecsexec.cli.server",
+        "server_group",
+        "Serve the web console and REST API for a team.",
+    ),
     "shell": (
         "ecsexec.cli.shell",
         "shell_command",

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import IO
 
 import click
 from rich.markup import escape
 
 from ecsexec.app import Client, Selection
-from ecsexec.cli.common import NodeQuery, node_options, run_engine, select_nodes
+from ecsexec.cli.common import NodeQuery, node_options, run_engine, select_nodes, show_warnings
+from ecsexec.cli.remote import (
+    RemoteServer,
+    read_token,
+    refuse_local_options,
+    run_remote,
+    server_options,
+)
 from ecsexec.cli.tables import new_table, print_table
 from ecsexec.errors import ConfigurationError
 from ecsexec.nodes.ecs_attributes import (
@@ -126,6 +134,7 @@ def render_table(nodes: list[Node] | tuple[Node, ...], file: IO[str]) -> None:
 )
 @click.option("--tag", "tags", multiple=True, help="Source filter: task tags k=v (k=v,k2=v2).")
 @node_options
+@server_options
 def nodes_command(
     filter_text: str | None,
     include_precedence: bool,
@@ -140,6 +149,8 @@ def nodes_command(
     clusters: tuple[str, ...],
     refresh: bool,
     profile: str | None,
+    server_url: str | None,
+    token_file: Path | None,
 ) -> None:
     """List nodes (ECS containers). With no filter, every node is listed.
 
@@ -148,6 +159,20 @@ def nodes_command(
     they replace the configured [[sources]] like --region and --cluster.
     """
     filters = container_filters(behavior, services, task_definitions, containers, tags)
+    if server_url:
+        refuse_local_options(
+            {
+                "--nodes-file": nodes_files,
+                "--region": regions,
+                "--cluster": clusters,
+                "--profile": profile,
+                "--include-precedence": include_precedence,
+                "--service-name/--task-definition-name/--container-name/--tag": bool(filters),
+            }
+        )
+        nodes = remote_nodes(server_url, read_token(token_file), filter_text, refresh)
+        render_nodes(nodes, fmt)
+        return
     if filters and nodes_files:
         raise click.UsageError(
             "the source filters (--service-name, --tag, ...) act in ECS discovery, which "
@@ -159,7 +184,24 @@ def nodes_command(
         return await select_nodes(client, query, filter_text, include_precedence=include_precedence)
 
     selected = run_engine(query, main)
+    render_nodes(list(selected.nodes), fmt)
+
+
+def render_nodes(nodes: list[Node], fmt: str) -> None:
     if fmt == "table":
-        render_table(selected.nodes, sys.stdout)
+        render_table(nodes, sys.stdout)
         return
-    click.echo(dump_nodes(list(selected.nodes), fmt), nl=False)  # type: ignore[arg-type]
+    click.echo(dump_nodes(nodes, fmt), nl=False)  # type: ignore[arg-type]
+
+
+def remote_nodes(url: str, token: str, filter_text: str | None, refresh: bool) -> list[Node]:
+    """The nodes the server's filter selects (those the token's role may see)."""
+
+    async def main() -> list[Node]:
+        async with RemoteServer(url, token) as server:
+            nodes, warnings = await server.nodes(filter_text, refresh=refresh)
+        show_warnings(warnings)
+        return nodes
+
+    result: list[Node] = run_remote(main)
+    return result

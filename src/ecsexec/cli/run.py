@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from pathlib import Path
 from typing import BinaryIO
 
 import click
@@ -23,6 +24,14 @@ from ecsexec.cli.common import (
     select_nodes,
     show_warnings,
     stderr,
+)
+from ecsexec.cli.remote import (
+    RemoteServer,
+    follow_run,
+    read_token,
+    refuse_local_options,
+    run_remote,
+    server_options,
 )
 from ecsexec.cli.render import JsonLines, LiveText, render_result
 from ecsexec.exec.dispatcher import DEFAULT_BURST, DEFAULT_RATE, DEFAULT_THREADS, DEFAULT_TIMEOUT
@@ -159,6 +168,7 @@ def read_input(source: BinaryIO | None, raw: bool) -> bytes | None:
 )
 @node_options
 @container_options
+@server_options
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def run_command(
     filter_text: str | None,
@@ -187,6 +197,8 @@ def run_command(
     profile: str | None,
     task: str | None,
     container: str | None,
+    server_url: str | None,
+    token_file: Path | None,
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND on every container the filter selects, with real exit codes.
@@ -208,6 +220,35 @@ def run_command(
             "a node filter is required (-F FILTER); to run on every node use -F '.*'"
         )
     text = command_string(command, command_env)
+    if server_url:
+        refuse_local_options(
+            {
+                "--nodes-file": nodes_files,
+                "--region": regions,
+                "--cluster": clusters,
+                "--profile": profile,
+                "--refresh": refresh,
+                "--include-precedence": include_precedence,
+                "--rate": rate,
+                "--burst": burst,
+                "--timeout": timeout,
+                "--raw": use_raw,
+                "--stdin": stdin_file,
+                "--rank-attribute": None if rank_attribute == "nodename" else rank_attribute,
+                "--rank-order": None if rank_order == "ascending" else rank_order,
+                "--task/--container": task or container,
+                "--pass-exit-code": pass_exit_code,
+                "--line-buffered": line_buffered,
+                "--quiet": quiet,
+            }
+        )
+        if read_input(None, False):
+            raise click.UsageError("standard input cannot be sent to nodes through --server")
+        token = read_token(token_file)
+        remote_run(
+            server_url, token, filter_text, text, threads, keepgoing, fmt, group, dry_run, yes
+        )
+        return
     input_data = read_input(stdin_file, use_raw)
 
     async def main(client: Client) -> RunResult | None:
@@ -268,3 +309,49 @@ def run_command(
         render_result(result, fmt, group=group)
         show_warnings(result.warnings)
     sys.exit(result.command_exit_status if pass_exit_code else result.exit_status)
+
+
+def remote_run(
+    url: str,
+    token: str,
+    filter_text: str,
+    text: str,
+    threads: int | None,
+    keepgoing: bool | None,
+    fmt: str,
+    group: bool,
+    dry_run: bool,
+    yes: bool,
+) -> None:
+    """``ecsexec run --server URL``: the same run through the server's API, rendered as a
+    local one, with the same exit status."""
+
+    async def main() -> RunResult | None:
+        async with RemoteServer(url, token) as server:
+            nodes, warnings = await server.nodes(filter_text)
+            show_warnings(warnings)
+            if not nodes:
+                raise click.UsageError(f"no nodes match the filter {filter_text!r}")
+            if dry_run:
+                for node in nodes:
+                    click.echo(node.name)
+                stderr.print(f"{len(nodes)} node(s) would run: {text}", highlight=False)
+                return None
+            confirm_many(repr(text), len(nodes), yes)
+            run_id = await server.start(filter_text, text, threads, keepgoing)
+            if fmt == "text":
+                out = sys.stdout.buffer
+                several = len(nodes) > 1
+                with LiveText(out, prefix=several, group=group, total=len(nodes)) as live:
+                    result = await follow_run(server, run_id, text, live)
+            else:
+                on_event = JsonLines(sys.stdout) if fmt == "jsonl" else None
+                result = await follow_run(server, run_id, text, on_event)
+            stderr.print(f"[dim]run #{run_id} on {server.url}[/]", highlight=False)
+            return result
+
+    result = run_remote(main)
+    if result is None:
+        return
+    render_result(result, fmt, group=group)
+    sys.exit(result.exit_status)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from ecsexec.jobs.schedule import Schedule
+
 STRATEGIES: Final = ("node-first", "step-first", "parallel")
 KEY_VALUE_PATTERN: Final = r"^RUNDECK:DATA:\s*([^\s]+?)\s*=\s*(.+)$"  # Rundeck's default
 INVALID_KEY_PATTERN: Final = r"\s|\$|\{|\}|\\"  # Rundeck's default
@@ -143,7 +145,14 @@ class Job:
     strategy: str = "node-first"
     steps: tuple[Step, ...] = ()
     log_filters: tuple[LogFilter, ...] = ()  # sequence-wide, applied to every step
+    schedule: Schedule | None = None  # run by `ecsexec server`; on demand everywhere else
+    schedule_enabled: bool = True  # Rundeck's scheduleEnabled: false keeps the schedule idle
     where: Where = NOWHERE
+
+    @property
+    def scheduled(self) -> bool:
+        """Whether a server should fire this job on its schedule."""
+        return self.schedule is not None and self.schedule_enabled
 
     @property
     def path(self) -> str:

@@ -2,9 +2,10 @@
 
 A file is a YAML sequence of jobs, as ``rd jobs list -F yaml`` writes it (the older
 map-of-options form is accepted too). Keys that only matter to a Rundeck server's UI
-(``defaultTab``, ``loglevel``…) are accepted and ignored; ``schedule`` and
-``notification`` are ignored with a warning; anything else ecsexec cannot honour, and
-anything unknown, is an error. Scalars are read as written (``value: 010`` stays
+(``defaultTab``, ``loglevel``…) are accepted and ignored; ``notification`` is ignored with
+a warning; ``schedule``, ``scheduleEnabled`` and ``timeZone`` are read (``ecsexec server``
+fires scheduled jobs, :mod:`ecsexec.jobs.schedule`); anything else ecsexec cannot honour,
+and anything unknown, is an error. Scalars are read as written (``value: 010`` stays
 ``"010"``), not through YAML 1.1's type guessing.
 """
 
@@ -40,6 +41,7 @@ from ecsexec.jobs.model import (
     Step,
     Where,
 )
+from ecsexec.jobs.schedule import Schedule
 from ecsexec.nodes.filter import parse_filter
 from ecsexec.nodes.javaregex import (
     JavaRegexError,
@@ -59,7 +61,6 @@ _UI_KEYS: Final = frozenset(
     {
         "defaultTab",
         "executionEnabled",
-        "scheduleEnabled",
         "loglevel",
         "nodeFilterEditable",
         "nodesSelectedByDefault",
@@ -68,11 +69,9 @@ _UI_KEYS: Final = frozenset(
         "project",
         "href",
         "permalink",
-        "timeZone",
     }
 )
 _WARN_KEYS: Final = {
-    "schedule": "ecsexec runs jobs on demand",
     "notification": "ecsexec sends no notifications",
     "notifyAvgDurationThreshold": "ecsexec sends no notifications",
 }
@@ -256,6 +255,9 @@ class _Parser:
                     "nodefilters",
                     "sequence",
                     "plugins",
+                    "schedule",
+                    "scheduleEnabled",
+                    "timeZone",
                 }
             ),
             ignored=_UI_KEYS,
@@ -284,6 +286,10 @@ class _Parser:
         if "sequence" not in keys:
             raise self.fail(node, f"job {name!r}: sequence (the steps) is required")
         keepgoing, strategy, steps, log_filters = self.sequence_(keys["sequence"][1])
+        schedule = self.schedule(keys) if "schedule" in keys else None
+        schedule_enabled = True
+        if "scheduleEnabled" in keys:
+            schedule_enabled = self.boolean(keys["scheduleEnabled"][1], "scheduleEnabled")
         job = Job(
             name=name,
             group=group,
@@ -298,10 +304,23 @@ class _Parser:
             strategy=strategy,
             steps=steps,
             log_filters=log_filters,
+            schedule=schedule,
+            schedule_enabled=schedule_enabled,
             where=self.where(node),
         )
         self.check_references(job, keys)
         return job
+
+    def schedule(self, keys: dict[str, tuple[Node, Node]]) -> Schedule | None:
+        value = keys["schedule"][1]
+        if _is_null(value):
+            return None
+        zone = self.string(keys["timeZone"][1], "timeZone").strip() if "timeZone" in keys else ""
+        try:
+            return Schedule.parse(_plain(value), str(self.where(value)), timezone=zone)
+        except JobFileError as exc:
+            self.errors.append(str(exc))
+            raise _Problems() from None
 
     def job_plugins(self, node: Node) -> None:
         keys = self.mapping(node, "plugins", frozenset({"ExecutionLifecycle"}))
@@ -753,6 +772,24 @@ def _line_offset(node: Node, text: str, offset: int) -> int:
     if isinstance(node, ScalarNode) and node.style in ("|", ">"):
         lines += 1
     return lines
+
+
+def _plain(node: Node, depth: int = 0) -> object:
+    """A YAML node as plain data, scalars as written (strings), nulls as None.
+
+    Below ``_PLAIN_DEPTH`` levels (a schedule has two; an alias can make a loop) a node is
+    replaced by a marker string, which the schedule's own checks then refuse by name.
+    """
+    if depth > _PLAIN_DEPTH:
+        return "<nested too deeply>"
+    if isinstance(node, MappingNode):
+        return {str(_plain(k, depth + 1)): _plain(v, depth + 1) for k, v in node.value}
+    if isinstance(node, SequenceNode):
+        return [_plain(item, depth + 1) for item in node.value]
+    return None if _is_null(node) else str(node.value)
+
+
+_PLAIN_DEPTH: Final = 4
 
 
 def _is_null(node: Node) -> bool:

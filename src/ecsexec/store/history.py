@@ -257,8 +257,12 @@ class History:
         filter: str = "",
         options: Mapping[str, str] | None = None,
         nodes: Sequence[str] = (),
+        user: str | None = None,
     ) -> int:
-        """Record a run as ``running`` (with its nodes ``pending``) and return its id."""
+        """Record a run as ``running`` (with its nodes ``pending``) and return its id.
+
+        ``user`` is who asked for it: the local user unless a server runs it for one of
+        its users."""
         pid = os.getpid()
         with self._write() as db:
             cursor = db.execute(
@@ -266,7 +270,7 @@ class History:
                 " filter, options, status, started_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     kind,
-                    local_user(),
+                    user or local_user(),
                     self._host,
                     pid,
                     process_started(pid),
@@ -422,6 +426,42 @@ class History:
         if not nodes:
             return found
         return [self.run(r.id) or r for r in found]
+
+    def find_runs(
+        self,
+        *,
+        limit: int = 20,
+        status: str | None = None,
+        user: str | None = None,
+        job: str | None = None,
+        before: int | None = None,
+    ) -> list[RunRecord]:
+        """The newest runs first, filtered: ``status`` as reported (``incomplete`` is a
+        dead process's ``running``), ``user`` and ``job`` exactly, ids below ``before``."""
+        where, params = [], []
+        if user is not None:
+            where.append("user = ?")
+            params.append(user)
+        if job is not None:
+            where.append("job = ?")
+            params.append(job)
+        if before is not None:
+            where.append("id < ?")
+            params.append(str(before))
+        live = status in ("running", "incomplete")
+        if status is not None:
+            where.append("status = ?")
+            params.append("running" if live else status)
+        sql = f"SELECT {self._RUN_COLUMNS} FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC"
+        if not live:
+            sql += f" LIMIT {max(0, int(limit))}"
+        records = [self._record(row) for row in self._db.execute(sql, params)]
+        if live:  # which "running" rows are alive is known only row by row
+            records = [r for r in records if r.status == status][:limit]
+        return records
 
     def _runs(self, limit: int, status: str | None) -> list[RunRecord]:
         if status in ("running", "incomplete"):

@@ -1,0 +1,1 @@
+"""Web console: the team server (persistence, sign-in, access control, schedules, pages, API)."""
