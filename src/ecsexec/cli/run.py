@@ -245,6 +245,7 @@ def run_command(
         if read_input(None, False):
             raise click.UsageError("standard input cannot be sent to nodes through --server")
         token = read_token(token_file)
+        assert filter_text is not None  # without --task (refused above) a filter is required
         remote_run(
             server_url, token, filter_text, text, threads, keepgoing, fmt, group, dry_run, yes
         )
