@@ -188,7 +188,9 @@ class Discovery:
                             "the source or in [aws], or AWS_REGION"
                         )
                     config = dataclasses.replace(config, region=region)
-                plan.append((config, self.factories(source.aws), node_cache(source.aws)))
+                factory = self.factories(source.aws)
+                factory.check_local()
+                plan.append((config, factory, node_cache(source.aws)))
             return plan
         overrides = self.overrides
         sources = sources_from_flags(
@@ -199,6 +201,8 @@ class Discovery:
             filters=overrides.filters,
             assume_role_arn=self.config.aws.assume_role_arn,
         )
+        if self.fixed_factory is None:
+            self.aws_factory().check_local()
         factory = self.session_factory()
         cache = node_cache(self.config.aws)
         return [(source, factory, cache) for source in sources]

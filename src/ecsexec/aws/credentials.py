@@ -175,6 +175,14 @@ class AwsSessionFactory:
         with self._lock:
             return self._sessions.setdefault(region, session)
 
+    def check_local(self) -> None:
+        """Raise now for what is wrong on this machine alone: a ``keys`` provider's secret
+        that key storage cannot give (a wrong passphrase, a missing key). Cheap, with no AWS
+        call and no botocore, so a node-cache hit still reports it (the cache key names the
+        access key id, not the passphrase)."""
+        if self.settings.credential_provider == "keys" and self._credentials is None:
+            self._keys()
+
     # -- credentials ------------------------------------------------------------------------
 
     def credentials(self) -> Credentials:
