@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ecsexec.aws.clients import SessionFactory
+from ecsexec.aws.clients import SessionFactory, session_identity
 from ecsexec.aws.credentials import AwsSessionFactory, SessionFactories
 from ecsexec.aws.ecs import EcsApi
 from ecsexec.config import AwsSettings, Config, ConfiguredSource
@@ -105,6 +105,16 @@ def apply_filter(
         chosen = select(chosen, flt, exclude_precedence=not include_precedence)
         warnings += [f"hint: {hint}" for hint in filter_hints(flt, nodes, chosen)]
     return rank(chosen, attribute=rank_attribute, order=rank_order), warnings
+
+
+def fixed_node_cache(factory: SessionFactory, regions: Sequence[str]) -> NodeCache:
+    """A node cache for a caller's own session factory (a private sandbox, say), keyed by
+    the endpoints and access key its sessions use, which no setting or variable names:
+    one sandbox's nodes never answer for another's."""
+    identity = json.dumps(
+        ["session_factory", *(session_identity(factory(r), "ecs") for r in regions)]
+    )
+    return NodeCache(default_cache_dir() / hashlib.sha256(identity.encode()).hexdigest()[:16])
 
 
 def node_cache(settings: AwsSettings) -> NodeCache:
@@ -201,10 +211,13 @@ class Discovery:
             filters=overrides.filters,
             assume_role_arn=self.config.aws.assume_role_arn,
         )
+        factory = self.session_factory()
         if self.fixed_factory is None:
             self.aws_factory().check_local()
-        factory = self.session_factory()
-        cache = node_cache(self.config.aws)
+            cache = node_cache(self.config.aws)
+        else:
+            regions = sorted({s.region for s in sources if isinstance(s, EcsSourceConfig)})
+            cache = fixed_node_cache(self.fixed_factory, regions)
         return [(source, factory, cache) for source in sources]
 
     def discover(

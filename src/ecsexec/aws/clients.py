@@ -81,6 +81,15 @@ def _shared_context(bundle: str | None) -> ssl.SSLContext:
     return context
 
 
+def session_identity(session: boto3.session.Session, service: str) -> str:
+    """The endpoint a ``service`` client of ``session`` calls and the access key id it signs
+    with: what a caller's own session factory hides from the node cache's key. Builds a
+    client and resolves credentials (tens of ms), so it is for such factories only."""
+    credentials = session.get_credentials()
+    access_key = credentials.access_key if credentials is not None else ""
+    return f"{session.client(service).meta.endpoint_url} {access_key}"
+
+
 def session_from_env(env: dict[str, str], region: str | None = None) -> boto3.session.Session:
     """A boto3 session configured only from the given AWS_* variables, not os.environ.
 
