@@ -198,9 +198,9 @@ class Discovery:
                             "the source or in [aws], or AWS_REGION"
                         )
                     config = dataclasses.replace(config, region=region)
-                factory = self.factories(source.aws)
-                factory.check_local()
-                plan.append((config, factory, node_cache(source.aws)))
+                credentials = self.factories(source.aws)
+                credentials.check_local()
+                plan.append((config, credentials, node_cache(source.aws)))
             return plan
         overrides = self.overrides
         sources = sources_from_flags(
