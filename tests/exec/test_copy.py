@@ -376,11 +376,18 @@ def test_copies_work_with_busybox_tools(tmp_path: Path, monkeypatch: pytest.Monk
     source = tmp_path / "source"
     source.write_bytes(data)
     target = ContainerTarget("node-1", "c", "t", "app")
-    up = upload_command(LocalSource.from_path(source, recursive=False), str(tmp_path) + "/")(target)
-    assert up.input_source is not None
+    copied: list[tuple[str, str]] = []
+    up = upload_command(
+        LocalSource.from_path(source, recursive=False),
+        str(tmp_path) + "/",
+        on_copied=lambda node, path: copied.append((node, path)),
+    )(target)
+    assert up.input_source is not None and up.output_filter is not None
     sent = dataclasses.replace(up, input_payload=b"".join(up.input_source()), input_source=None)
     out, code, _ = run_in_pty(sent, shell=str(tools / "sh"))
-    assert (code, out) == (0, f":P {tmp_path}/source\n".encode())
+    sink = up.output_filter()
+    assert (code, sink.feed(out), sink.finish(code)) == (0, b"", (b"", ""))
+    assert copied == [("node-1", f"{tmp_path}/source")]
     assert (tmp_path / "source").read_bytes() == data
     back = tmp_path / "back"
     down = download_command(str(source), LocalDestination(back))(target)
@@ -390,3 +397,105 @@ def test_copies_work_with_busybox_tools(tmp_path: Path, monkeypatch: pytest.Monk
     assert sink.feed(out) == b""
     assert sink.finish(code) == (b"", "")
     assert back.read_bytes() == data
+
+
+# --- the far-end scripts on a real local PTY, with hostile paths ---------------------------
+
+SHELLS = [pytest.param("/bin/sh", id="sh")] + [
+    pytest.param(
+        f"busybox:{tool}",
+        id="busybox",
+        marks=pytest.mark.skipif(shutil.which("busybox") is None, reason="needs busybox"),
+    )
+    for tool in ("sh",)
+]
+
+# Names a shell would act on if they ever reached it unquoted, or printf as a format.
+HOSTILE_NAMES = [
+    "it's",
+    "$(touch PWNED)",
+    "`touch PWNED`",
+    "a\nb",
+    "%s%n%d",
+    "-rf",
+    "*",
+    "~",
+    "ünï cødé ✓",
+    "x'; } ; touch PWNED; y() { : '",
+    "n" * 250,
+]
+
+
+def local_shell(spec: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The shell to run far-end scripts with: the system's, or busybox's with only
+    busybox's tools on PATH (Alpine)."""
+    if not spec.startswith("busybox:"):
+        return spec
+    tools = tmp_path / "busybox-bin"
+    if not tools.exists():
+        tools.mkdir()
+        subprocess.run(["busybox", "--install", "-s", str(tools)], check=True, timeout=30)
+    monkeypatch.setenv("PATH", str(tools))
+    return str(tools / "sh")
+
+
+def upload_locally(
+    shell: str, source: LocalSource, destination: str, *, preserve: bool = False
+) -> tuple[bytes, int | None]:
+    target = ContainerTarget("node-1", "c", "t", "app")
+    up = upload_command(source, destination, preserve=preserve)(target)
+    assert up.input_source is not None and up.output_filter is not None
+    sent = dataclasses.replace(up, input_payload=b"".join(up.input_source()), input_source=None)
+    out, code, _ = run_in_pty(sent, shell=shell)
+    sink = up.output_filter()
+    text = sink.feed(out)
+    rest, problem = sink.finish(code)
+    assert problem == ""
+    return text + rest, code
+
+
+def download_locally(
+    shell: str, source: str, destination: LocalDestination
+) -> tuple[bytes, int | None, str]:
+    target = ContainerTarget("node-1", "c", "t", "app")
+    down = download_command(source, destination)(target)
+    out, code, _ = run_in_pty(down, shell=shell)
+    assert down.output_filter is not None
+    sink = down.output_filter()
+    text = sink.feed(out)
+    rest, problem = sink.finish(code)
+    return text + rest, code, problem
+
+
+@pytest.mark.parametrize("shell_spec", SHELLS)
+@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=range(len(HOSTILE_NAMES)))
+def test_hostile_remote_paths_are_only_ever_data(
+    shell_spec: str, name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever a remote path holds, it names a file; no part of it runs, in the copy or in
+    its error messages."""
+    shell = local_shell(shell_spec, tmp_path, monkeypatch)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)  # relative names land here; so would a `touch PWNED`
+    source = tmp_path / "source"
+    source.write_bytes(ALL_BYTES)
+    local = LocalSource.from_path(source, recursive=False)
+    out, code = upload_locally(shell, local, name)
+    assert (code, out) == (0, b"")
+    assert sorted(p.name for p in work.iterdir()) == [name]
+    assert (work / name).read_bytes() == ALL_BYTES
+    back = tmp_path / "back"
+    text, code, problem = download_locally(shell, name, LocalDestination(back))
+    assert (text, code, problem) == (b"", 0, "")
+    assert back.read_bytes() == ALL_BYTES
+    # The failures print the path in their message: still data.
+    missing = f"no-such-dir/{name}"
+    out, code = upload_locally(shell, local, missing)
+    assert code == 125
+    assert out.startswith(f"ecsexec: cannot copy to {missing}: cannot write in ".encode())
+    text, code, problem = download_locally(shell, missing, LocalDestination(tmp_path / "x"))
+    assert code == 125
+    assert text == f"ecsexec: cannot copy {missing}: no such file or directory\n".encode()
+    assert sorted(p.name for p in work.iterdir()) == [name]
+    assert not list(tmp_path.rglob("PWNED"))

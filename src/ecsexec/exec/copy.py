@@ -33,6 +33,7 @@ from ecsexec.exec.transfer import (
     frame_chunk,
     frame_end,
     upload_script,
+    uploaded_path,
 )
 from ecsexec.exec.wrap import OutputFilter, WrappedCommand, make_nonce
 
@@ -141,7 +142,7 @@ def upload_command(
     def build(target: ContainerTarget) -> WrappedCommand:
         tag = nonce or make_nonce()
         script = upload_script(upload, tag)
-        state = _UploadState(target.node, source, on_progress, on_copied)
+        state = _UploadState(target.node, source, upload, on_progress, on_copied)
         return WrappedCommand(
             user_command=f"cp {source.name} {target.node}:{final}",
             ecs_command=shlex.join(["/bin/sh", "-c", script]),
@@ -160,11 +161,13 @@ class _UploadState:
         self,
         node: str,
         source: LocalSource,
+        upload: Upload,
         on_progress: ProgressCallback | None,
         on_copied: CopiedCallback | None,
     ) -> None:
         self.node = node
         self.source = source
+        self.upload = upload
         self.on_progress = on_progress
         self.on_copied = on_copied
         self.read_error = ""
@@ -202,9 +205,10 @@ class _UploadOutput:
         return b"".join(self._take(line) for line in lines)
 
     def _take(self, line: bytes) -> bytes:
-        if line.startswith(b":P "):
+        if line in (b":P as", b":P into"):
             if self._state.on_copied is not None:
-                self._state.on_copied(self._state.node, line[3:].decode("utf-8", "replace"))
+                path = uploaded_path(self._state.upload, into=line == b":P into")
+                self._state.on_copied(self._state.node, path)
             return b""
         return line + b"\n"
 

@@ -225,14 +225,21 @@ class Markers:
         markers and exit with :data:`TRANSFER_FAILED`. Safe to call before or after the
         begin marker (``$__ecsexec_begun``)."""
         return [
+            # ``what`` names a path the user gave: one quoted word, never code or a format.
+            f"{_F}_what={shlex.quote(what)}",
             f"{_F}_begun=",
             f"{_F}_fail() {{",
             f'  [ -n "${_F}_begun" ] || {self.begin}',
-            f"  printf 'ecsexec: {what}: %s\\n' \"$1\"",
+            f'  printf \'ecsexec: %s: %s\\n\' "${_F}_what" "$1"',
             f"  {self.end(str(TRANSFER_FAILED))}",
             f"  exit {TRANSFER_FAILED}",
             "}",
         ]
+
+
+def _operand(path: str) -> str:
+    """``path`` as one shell word that no tool takes for an option (``-rf`` is ``./-rf``)."""
+    return shlex.quote("./" + path if path.startswith("-") else path)
 
 
 def _tools(tools: Iterable[str]) -> list[str]:
@@ -270,6 +277,15 @@ class Upload:
     archive: bool = False
 
 
+def uploaded_path(upload: Upload, into: bool) -> str:
+    """Where an upload landed: its destination, or with ``into`` (the far end's ``:P into``:
+    the destination was a directory there) the source's name in it, as the far end
+    builds it."""
+    if not into:
+        return upload.destination
+    return upload.destination.removesuffix("/") + "/" + upload.name
+
+
 def upload_script(upload: Upload, nonce: str) -> str:
     """The ``/bin/sh -c`` script of an upload (see the module docstring for the framing).
 
@@ -280,13 +296,14 @@ def upload_script(upload: Upload, nonce: str) -> str:
     can leave ``.ecsexec-<nonce>.part`` behind, never the destination itself.
     """
     m = Markers(nonce)
-    dest = shlex.quote(upload.destination)
+    dest = _operand(upload.destination)
     tools = ["head", "base64", "mv", "rm"] + (["tar", "mkdir"] if upload.archive else [])
     lines = [
         *_startup(m, f"cannot copy to {upload.destination}"),
         *_tools(tools),
         f"{_F}_d={dest}",
-        f'[ -d "${_F}_d" ] && {_F}_d="${{{_F}_d%/}}/"{shlex.quote(upload.name)}',
+        f"{_F}_into=as",
+        f'[ -d "${_F}_d" ] && {_F}_d="${{{_F}_d%/}}/"{shlex.quote(upload.name)} && {_F}_into=into',
         f'case "${_F}_d" in */*) {_F}_dir="${{{_F}_d%/*}}" ;; *) {_F}_dir=. ;; esac',
         f'[ -n "${_F}_dir" ] || {_F}_dir=/',
         f'{_F}_p="${_F}_dir/.ecsexec-{nonce}.part"',
@@ -331,7 +348,8 @@ def upload_script(upload: Upload, nonce: str) -> str:
     lines += [
         f"{_F}_begun=1",
         m.begin,
-        f"printf ':P %s\\n' \"${_F}_d\"",
+        # Whether the name was added, not the path: a path may hold a line break.
+        f"printf ':P %s\\n' \"${_F}_into\"",
         m.end("0"),
     ]
     return "\n".join(lines)
@@ -351,7 +369,7 @@ def download_script(download: Download, nonce: str) -> str:
     A directory is first packed with ``tar`` into a temporary file, so the checksums
     describe exactly the bytes sent."""
     m = Markers(nonce)
-    src = shlex.quote(download.source)
+    src = _operand(download.source)
     lines = [
         *_startup(m, f"cannot copy {download.source}"),
         f"{_F}_f={src}",
