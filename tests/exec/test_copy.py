@@ -499,3 +499,47 @@ def test_hostile_remote_paths_are_only_ever_data(
     assert text == f"ecsexec: cannot copy {missing}: no such file or directory\n".encode()
     assert sorted(p.name for p in work.iterdir()) == [name]
     assert not list(tmp_path.rglob("PWNED"))
+
+
+def test_a_file_that_grows_while_it_is_read_comes_down_as_it_was_when_the_copy_began(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A log being written to is the usual thing to download: the copy takes the bytes the
+    file had when it was measured, consistently, however much is appended meanwhile.
+    (The system shell: busybox's runs its own base64 whatever PATH says.)"""
+    shell = "/bin/sh"
+    log = tmp_path / "app.log"
+    log.write_bytes(b"line one\n" * 1000)
+    # base64 starts after the file was measured; it appends first, like a busy writer.
+    wrappers = tmp_path / "wrappers"
+    wrappers.mkdir()
+    real = shutil.which("base64")
+    assert real is not None
+    (wrappers / "base64").write_text(f'#!/bin/sh\necho appended >> "{log}"\nexec {real} "$@"\n')
+    (wrappers / "base64").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrappers}:{os.environ['PATH']}")
+    back = tmp_path / "back.log"
+    text, code, problem = download_locally(shell, str(log), LocalDestination(back))
+    assert (text, code, problem) == (b"", 0, "")
+    assert back.read_bytes() == b"line one\n" * 1000
+    assert log.read_bytes().endswith(b"appended\n")  # it did grow meanwhile
+
+
+@pytest.mark.parametrize("shell_spec", SHELLS)
+def test_devices_and_fifos_are_refused_at_once_not_read_forever(
+    shell_spec: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shell = local_shell(shell_spec, tmp_path, monkeypatch)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for special in ("/dev/zero", str(fifo)):
+        text, code, _ = download_locally(shell, special, LocalDestination(tmp_path / "out"))
+        assert code == 125
+        assert (
+            text
+            == (
+                f"ecsexec: cannot copy {special}: not a regular file"
+                " (a device, FIFO or socket cannot be copied)\n"
+            ).encode()
+        )
+    assert not (tmp_path / "out").exists()

@@ -395,23 +395,29 @@ def download_script(download: Download, nonce: str) -> str:
     else:
         lines += [
             f'[ -d "${_F}_f" ] && {_F}_fail "is a directory (copy it with -r)"',
+            # A device or FIFO would be read forever (/dev/zero) or block (a FIFO).
+            f'[ -f "${_F}_f" ] || {_F}_fail'
+            ' "not a regular file (a device, FIFO or socket cannot be copied)"',
             f'[ -r "${_F}_f" ] && : 2>/dev/null < "${_F}_f" || {_F}_fail "cannot read it"',
             f'{_F}_m=$(ls -ld "${_F}_f" 2>/dev/null)',
         ]
+    # The file is measured once and every later read takes exactly that many bytes, so a
+    # log being appended to comes down as it was when the copy began, checksums agreeing.
+    take = f'head -c "${_F}_s" < "${_F}_f"'
     lines += [
+        *_tools(["head", "wc"]),
         f'{_F}_s=$(wc -c < "${_F}_f")',
         f"{_F}_begun=1",
         m.begin,
         f"set -- ${_F}_m",
         f"printf ':D %s %s %s\\n' ${_F}_s \"${{1:--}}\" ${_F}_enc",
-        f'if [ "${_F}_enc" = base64 ]; then base64 < "${_F}_f";'
-        f' else od -An -v -tx1 < "${_F}_f"; fi',
+        f'if [ "${_F}_enc" = base64 ]; then {take} | base64; else {take} | od -An -v -tx1; fi',
         f"{_F}_rc=$?",
         f"{_F}_sha=- {_F}_crc=-",
         "if command -v sha256sum >/dev/null 2>&1; then",
-        f'  set -- $(sha256sum < "${_F}_f"); {_F}_sha=$1',
+        f"  set -- $({take} | sha256sum); {_F}_sha=$1",
         "elif command -v cksum >/dev/null 2>&1; then",
-        f'  set -- $(cksum < "${_F}_f"); {_F}_crc=$1',
+        f"  set -- $({take} | cksum); {_F}_crc=$1",
         "fi",
         f"printf '\\n:S %s %s %s\\n' ${_F}_sha ${_F}_crc ${_F}_s",
         f'[ "${_F}_rc" = 0 ] || {{ {m.end(str(TRANSFER_FAILED))}; exit {TRANSFER_FAILED}; }}',
