@@ -10,6 +10,7 @@ import os
 import random
 import shutil
 import subprocess
+import tarfile
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -543,3 +544,98 @@ def test_devices_and_fifos_are_refused_at_once_not_read_forever(
             ).encode()
         )
     assert not (tmp_path / "out").exists()
+
+
+def test_a_tree_with_links_out_of_it_comes_down_with_the_links_kept_as_links(
+    tmp_path: Path,
+) -> None:
+    """Containers are full of absolute symlinks (/etc/localtime, /etc/mtab): `cp -r` keeps
+    them as links, and so does a download."""
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "a").write_bytes(b"a")
+    (tree / "passwd").symlink_to("/etc/passwd")
+    (tree / "up").symlink_to("../..")
+    (tree / "rel").symlink_to("sub/a")
+    back = tmp_path / "back"
+    text, code, problem = download_locally("/bin/sh", str(tree), LocalDestination(back, None, True))
+    assert (text, code, problem) == (b"", 0, "")
+    assert os.readlink(back / "passwd") == "/etc/passwd"
+    assert os.readlink(back / "up") == "../.."
+    assert (back / "rel").read_bytes() == b"a"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["back", "tree"]  # no temporaries
+
+
+def hostile_tar(path: Path, outside: Path) -> None:
+    """An archive that plants a link to ``outside``, then writes a file through it."""
+    with tarfile.open(path, "w") as tar:
+        link = tarfile.TarInfo("./escape")
+        link.type = tarfile.SYMTYPE
+        link.linkname = str(outside)
+        tar.addfile(link)
+        inner = tarfile.TarInfo("./escape/planted")
+        inner.size = 4
+        tar.addfile(inner, io.BytesIO(b"evil"))
+
+
+def test_a_hostile_archive_from_the_container_writes_nothing_anywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The container is not trusted: its archive may try to write through a link. The
+    download fails naming the member, and neither the destination nor anything outside
+    it is written."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    crafted = tmp_path / "crafted.tar"
+    hostile_tar(crafted, outside)
+    fake = tmp_path / "fake-bin"
+    fake.mkdir()
+    # `tar -cf FILE -C DIR .`: the fake writes the crafted archive to FILE.
+    (fake / "tar").write_text(f'#!/bin/sh\ncat "{crafted}" > "$2"\n')
+    (fake / "tar").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    (tmp_path / "tree").mkdir()
+    back = tmp_path / "back"
+    text, code, problem = download_locally(
+        "/bin/sh", str(tmp_path / "tree"), LocalDestination(back, None, True)
+    )
+    assert code == 0 and text == b""
+    assert problem.startswith("cannot unpack ./escape/planted: ")
+    assert list(outside.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "crafted.tar",
+        "fake-bin",
+        "outside",
+        "tree",
+    ]
+
+
+def test_a_tree_with_a_fifo_is_refused_naming_it_and_nothing_is_written(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "ok").write_bytes(b"ok")
+    os.mkfifo(tree / "pipe")
+    back = tmp_path / "back"
+    text, code, problem = download_locally("/bin/sh", str(tree), LocalDestination(back, None, True))
+    assert code == 0 and text == b""
+    assert problem == "cannot unpack ./pipe: a device or FIFO cannot be copied"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tree"]
+
+
+def test_a_read_only_directory_in_a_tree_still_comes_down_whole(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "ro").mkdir(parents=True)
+    (tree / "ro" / "f").write_bytes(b"f")
+    (tree / "ro").chmod(0o555)
+    back = tmp_path / "back"
+    try:
+        text, code, problem = download_locally(
+            "/bin/sh", str(tree), LocalDestination(back, None, True, preserve=True)
+        )
+        assert (text, code, problem) == (b"", 0, "")
+        assert (back / "ro" / "f").read_bytes() == b"f"
+        assert (back / "ro").stat().st_mode & 0o777 == 0o555
+    finally:
+        for ro in (tree / "ro", back / "ro"):
+            if ro.exists():
+                ro.chmod(0o755)

@@ -339,10 +339,7 @@ class _DownloadSink:
     def _put_in_place(self) -> str:
         assert self.partial is not None and self.final is not None
         if self.destination.recursive:
-            self.final.mkdir(exist_ok=True)
-            with tarfile.open(self.partial) as tar:
-                tar.extractall(self.final, filter="tar" if self.destination.preserve else "data")
-            return ""
+            return self._unpack()
         mode = self.decoder.mode
         if self.destination.preserve and mode is not None:
             os.chmod(self.partial, mode)
@@ -350,6 +347,72 @@ class _DownloadSink:
             os.chmod(self.partial, 0o666 & ~_umask())
         os.replace(self.partial, self.final)
         return ""
+
+    def _unpack(self) -> str:
+        """Unpack the archive into a fresh directory beside the destination, then rename
+        it into place (or, when the destination exists, unpack it again there, as
+        ``cp -r`` merges): a hostile or unusable archive writes nothing at the
+        destination."""
+        assert self.partial is not None and self.final is not None
+        keep = _member_filter(preserve=self.destination.preserve)
+        fresh = self.partial.with_suffix(".d")
+        try:
+            fresh.mkdir()
+            with tarfile.open(self.partial) as tar:
+                problem = _extract(tar, fresh, keep)
+                if problem:
+                    return problem
+                if not self.final.exists():
+                    fresh.rename(self.final)
+                    return ""
+                if not self.final.is_dir():
+                    return f"cannot write {self.final}: it exists and is not a directory"
+                return _extract(tar, self.final, keep)
+        finally:
+            shutil.rmtree(fresh, ignore_errors=True)
+
+
+class _Refused(tarfile.FilterError):
+    def __init__(self, member: tarfile.TarInfo, why: str) -> None:
+        super().__init__(why)
+        self.tarinfo = member
+        self.why = why
+
+    def __str__(self) -> str:
+        return self.why
+
+
+def _member_filter(*, preserve: bool) -> Callable[[tarfile.TarInfo, str], tarfile.TarInfo]:
+    """What may come out of a container's archive (it is not trusted): tarfile's ``data``
+    rules (``tar`` with ``-p``: modes kept), except that a symbolic link pointing out of
+    the tree is kept as a link, as ``cp -r`` keeps it. Nothing is ever written through
+    one: every member's real path, links followed, must stay inside the destination."""
+    base = tarfile.tar_filter if preserve else tarfile.data_filter
+
+    def keep(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+        if member.ischr() or member.isblk() or member.isfifo():
+            raise _Refused(member, "a device or FIFO cannot be copied")
+        try:
+            return base(member, dest)
+        except (tarfile.AbsoluteLinkError, tarfile.LinkOutsideDestinationError):
+            if not member.issym():
+                raise
+            return tarfile.tar_filter(member, dest)
+
+    return keep
+
+
+def _extract(
+    tar: tarfile.TarFile, into: Path, keep: Callable[[tarfile.TarInfo, str], tarfile.TarInfo]
+) -> str:
+    """Unpack every member into ``into``: "" or why a member was refused."""
+    try:
+        tar.extractall(into, filter=keep)  # directories' modes last, as tar does
+    except tarfile.FilterError as exc:
+        return f"cannot unpack {exc.tarinfo.name}: {exc}"
+    except tarfile.TarError as exc:
+        return f"cannot unpack the archive: {exc}"
+    return ""
 
 
 def _umask() -> int:
