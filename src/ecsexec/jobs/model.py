@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from ecsexec.jobs.script_source import redact_url
+
 STRATEGIES: Final = ("node-first", "step-first", "parallel")
 KEY_VALUE_PATTERN: Final = r"^RUNDECK:DATA:\s*([^\s]+?)\s*=\s*(.+)$"  # Rundeck's default
 INVALID_KEY_PATTERN: Final = r"\s|\$|\{|\}|\\"  # Rundeck's default
@@ -118,7 +120,7 @@ class Step:
             if self.script_file:
                 return f"script file {self.script_file.rsplit('/', 1)[-1]}"
             if self.script_url:
-                return f"script {self.script_url}"
+                return f"script {redact_url(self.script_url)}"
             return "inline script"
         assert self.jobref is not None
         return f"job {job_path(self.jobref.group, self.jobref.name)}"
