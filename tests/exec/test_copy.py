@@ -24,7 +24,7 @@ from ecsexec.errors import ConfigurationError, Status
 from ecsexec.exec.copy import LocalDestination, LocalSource, download_command, upload_command
 from ecsexec.exec.dispatcher import dispatch
 from ecsexec.exec.results import RunResult
-from ecsexec.exec.runner import ContainerTarget
+from ecsexec.exec.runner import INTERRUPT, ContainerTarget
 from ecsexec.exec.transfer import CHUNK_BYTES
 from ecsexec.sandbox import Sandbox
 from tests.exec.sandbox_nodes import pool, targets
@@ -290,6 +290,39 @@ def test_a_timeout_mid_transfer_leaves_the_destination_as_it_was(
     assert content == b"old\n"
 
 
+@pytest.mark.parametrize("ending", ["interrupt", "timeout"])
+def test_an_upload_ended_midway_leaves_the_destination_as_it_was_and_no_temporary(
+    sandbox: Sandbox, tmp_path: Path, ending: str
+) -> None:
+    """Ctrl-C (the run is cancelled) or a timeout in the middle of an upload: the far end
+    is interrupted through the terminal first, so it removes its partial file, and only
+    then is the session terminated."""
+    source = tmp_path / "big"
+    source.write_bytes(os.urandom(30_000_000))  # far more than one chunk of transfer
+
+    async def scenario(client: Client) -> tuple[RunResult, bytes]:
+        node = await one_node(client)
+        await remote(client, node, "mkdir -p /tmp/cut && echo old > /tmp/cut/file")
+        run = None
+
+        def cut(_node: str, done: int, _total: int | None) -> None:
+            if done >= 3 * CHUNK_BYTES and run is not None:
+                run.cancel()
+
+        if ending == "interrupt":
+            run = client.copy([node], source, "/tmp/cut/file", on_progress=cut)
+            result = await run
+        else:
+            result = await client.copy([node], source, "/tmp/cut/file", timeout=0.5)
+        listing = await remote(client, node, "ls -A /tmp/cut; cat /tmp/cut/file; rm -rf /tmp/cut")
+        return result, listing
+
+    result, listing = engine(sandbox, scenario)
+    (outcome,) = result
+    assert not outcome.ok
+    assert listing == b"file\nold\n"
+
+
 @pytest.fixture(scope="module")
 def bare_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     """A sandbox whose one container has sh and coreutils but no base64 on its PATH."""
@@ -500,6 +533,29 @@ def test_hostile_remote_paths_are_only_ever_data(
     assert text == f"ecsexec: cannot copy {missing}: no such file or directory\n".encode()
     assert sorted(p.name for p in work.iterdir()) == [name]
     assert not list(tmp_path.rglob("PWNED"))
+
+
+@pytest.mark.parametrize("shell_spec", SHELLS)
+def test_a_ctrl_c_in_the_middle_of_an_upload_removes_the_partial_file(
+    shell_spec: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shell = local_shell(shell_spec, tmp_path, monkeypatch)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "file").write_bytes(b"old")
+    source = tmp_path / "source"
+    source.write_bytes(random.Random(5).randbytes(3 * CHUNK_BYTES))
+    target = ContainerTarget("node-1", "c", "t", "app")
+    up = upload_command(LocalSource.from_path(source, recursive=False), str(work / "file"))(target)
+    assert up.input_source is not None
+    payload = b"".join(up.input_source())
+    cut = dataclasses.replace(
+        up, input_payload=payload[: len(payload) // 2] + INTERRUPT, input_source=None
+    )
+    out, code, _ = run_in_pty(cut, shell=shell)
+    assert (out, code) == (f"ecsexec: cannot copy to {work}/file: interrupted\n".encode(), 125)
+    assert sorted(p.name for p in work.iterdir()) == ["file"]
+    assert (work / "file").read_bytes() == b"old"
 
 
 def test_a_file_that_grows_while_it_is_read_comes_down_as_it_was_when_the_copy_began(

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import dataclasses
 import errno
+import fcntl
 import hashlib
 import os
 import pty
@@ -17,6 +18,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import termios
 import uuid
 from pathlib import Path
 
@@ -28,7 +30,7 @@ from ecsexec.errors import Status
 from ecsexec.exec.connect import ConnectorPool
 from ecsexec.exec.dispatcher import dispatch
 from ecsexec.exec.results import CommandResult
-from ecsexec.exec.runner import ContainerTarget, run_on_container
+from ecsexec.exec.runner import INTERRUPT, ContainerTarget, run_on_container
 from ecsexec.exec.transfer import CHUNK_BYTES, LINE_CHARS
 from ecsexec.exec.wrap import (
     OutputCleaner,
@@ -58,6 +60,8 @@ def run_in_pty(
         stdout=slave,
         stderr=slave,
         start_new_session=True,
+        # As the agent does: the PTY is the controlling terminal, so ^C becomes SIGINT.
+        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
     )
     os.close(slave)
     os.set_blocking(master, False)
@@ -118,6 +122,21 @@ def test_the_input_has_no_name_on_disk_while_the_command_runs() -> None:
     )
     out, code, _ = run_in_pty(wrap(command, stdin=data))
     assert (out, code) == (b"/dev/fd/9\nsame\n", 0)
+
+
+@pytest.mark.e2e
+def test_a_ctrl_c_in_the_middle_of_the_input_ends_the_wrapper_cleanly(tmp_path: Path) -> None:
+    """What the runner types when a run is interrupted while its input is going in: the
+    wrapper stops at once, removes its private directory and says why, between markers."""
+    wrapped = wrap("echo never", stdin=ALL_BYTES * 20_000)
+    cut = dataclasses.replace(wrapped, input_payload=wrapped.input_payload[:50_000] + INTERRUPT)
+    os.environ["TMPDIR"] = str(tmp_path)
+    try:
+        out, code, _ = run_in_pty(cut)
+    finally:
+        del os.environ["TMPDIR"]
+    assert (out, code) == (b"ecsexec: input delivery failed: interrupted\n", 125)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.e2e

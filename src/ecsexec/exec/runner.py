@@ -32,6 +32,8 @@ from ecsexec.ssm.session import (
 
 PTY_SIZE: Final = (300, 100)  # wide enough that tools formatting to the width don't wrap
 _INPUT_PIECE: Final = 1024 * 1024  # input handed to the channel at a time (whole frames)
+INTERRUPT: Final = b"\x03"  # ^C: the PTY's line discipline makes it SIGINT (ISIG)
+INTERRUPT_GRACE: Final = 2.0  # seconds an interrupted wrapper has to clean up and say so
 
 
 @dataclass(frozen=True)
@@ -246,30 +248,43 @@ async def run_on_container(
     closed: ChannelClosed | None = None
     timed_out = False
     failure: EcsexecError | None = None
+    interrupted = False  # we typed ^C: an end marker after it does not make the result
+
+    def handle(event: Event) -> None:
+        nonlocal sender, closed
+        if isinstance(event, OutputReceived):
+            if ready is not None and not cleaner.begin_seen and ready.feed(event.data):
+                # A task of its own: send_input waits for acks (backpressure)
+                # while this loop must keep reading output.
+                session.open_input_gate("ready marker")
+                sender = asyncio.create_task(_send_input(session, wrapped))
+            gate_was_closed = not cleaner.begin_seen
+            emit(cleaner.feed(event.data))
+            if gate_was_closed and cleaner.begin_seen:
+                session.open_input_gate("begin marker")  # §7 gate rule 3
+        elif isinstance(event, StderrReceived | HandshakeCompleted) and on_notice:
+            text = (
+                event.data if isinstance(event, StderrReceived) else event.customer_message.encode()
+            )
+            if text:
+                on_notice(target.node, text)
+        elif isinstance(event, ChannelClosed):
+            closed = event
+
     try:
         async with asyncio.timeout(timeout), session:
             session.send_size(*PTY_SIZE)
-            async for event in session:
-                if isinstance(event, OutputReceived):
-                    if ready is not None and not cleaner.begin_seen and ready.feed(event.data):
-                        # A task of its own: send_input waits for acks (backpressure)
-                        # while this loop must keep reading output.
-                        session.open_input_gate("ready marker")
-                        sender = asyncio.create_task(_send_input(session, wrapped))
-                    gate_was_closed = not cleaner.begin_seen
-                    emit(cleaner.feed(event.data))
-                    if gate_was_closed and cleaner.begin_seen:
-                        session.open_input_gate("begin marker")  # §7 gate rule 3
-                elif isinstance(event, StderrReceived | HandshakeCompleted) and on_notice:
-                    text = (
-                        event.data
-                        if isinstance(event, StderrReceived)
-                        else event.customer_message.encode()
-                    )
-                    if text:
-                        on_notice(target.node, text)
-                elif isinstance(event, ChannelClosed):
-                    closed = event
+            try:
+                async for event in session:
+                    handle(event)
+            except asyncio.CancelledError:
+                # Interrupted or timed out while the input was still going in: the
+                # wrapper gets to clean up (a copy's partial file) before the session is
+                # terminated, which kills it with SIGKILL.
+                if sender is not None and not cleaner.begin_seen:
+                    interrupted = True
+                    await _interrupt_input(session, sender, handle, lambda: cleaner.end_seen)
+                raise
             await session.wait_closed()
     except TimeoutError:
         timed_out = True
@@ -287,7 +302,7 @@ async def run_on_container(
     # Once the end marker is complete the command has exited and everything it printed
     # has arrived, in order (§11): the result is final, and what happens to the socket,
     # ResumeSession or the clock after that (an error, a gap, a timeout) cannot change it.
-    final = cleaner.end_seen
+    final = cleaner.end_seen and not interrupted
     rest, clean = cleaner.finish()
     emit(rest)  # what the cleaner held back is output too, whatever ended the session
     if final:
@@ -353,6 +368,27 @@ async def run_on_container(
         reason=reason,
         truncated=truncated,
     )
+
+
+async def _interrupt_input(
+    session: SessionLike,
+    sender: asyncio.Task[None],
+    handle: Callable[[Event], None],
+    ended: Callable[[], bool],
+) -> None:
+    """Stop sending input and type ^C: the terminal turns it into SIGINT for the wrapper
+    at once, wherever it is in the data, and its trap removes what it wrote and prints
+    the end marker. Waits :data:`INTERRUPT_GRACE` seconds at most for that marker."""
+    sender.cancel()
+    with contextlib.suppress(asyncio.CancelledError, EcsexecError):
+        await sender
+    with contextlib.suppress(TimeoutError, EcsexecError):
+        async with asyncio.timeout(INTERRUPT_GRACE):
+            await session.send_input(INTERRUPT)
+            async for event in session:
+                handle(event)
+                if ended():
+                    return
 
 
 async def _send_input(session: SessionLike, wrapped: WrappedCommand) -> None:

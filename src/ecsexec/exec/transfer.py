@@ -310,6 +310,9 @@ def upload_script(upload: Upload, nonce: str) -> str:
         f'trap \'rm -rf "${_F}_p" "${_F}_p.d"\' EXIT',
         "trap 'exit 129' HUP",
         "trap 'exit 143' TERM",
+        # ^C from the client (Ctrl-C, a timeout): clean up, then say so; the client
+        # terminates the session once it sees the end marker.
+        f'trap \'rm -rf "${_F}_p" "${_F}_p.d"; {_F}_fail "interrupted"\' INT',
         f'{_F}_e=$( (umask 077 && : > "${_F}_p") 2>&1 ) ||'
         f' {_F}_fail "cannot write in ${_F}_dir: ${{{_F}_e##*: }}"',
         f'exec 8>"${_F}_p"',

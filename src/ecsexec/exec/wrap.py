@@ -153,6 +153,8 @@ def _wrap_with_input(command: str, nonce: str, data: bytes) -> WrappedCommand:
             "trap 'rm -rf \"$__ecsexec_d\"' EXIT",
             "trap 'exit 129' HUP",
             "trap 'exit 143' TERM",
+            # ^C typed by the client (Ctrl-C, a timeout) while the input is coming in.
+            "trap 'rm -rf \"$__ecsexec_d\"; __ecsexec_fail interrupted' INT",
             '__ecsexec_f="$__ecsexec_d/input"',
             # The input never has a name on disk (it may hold secrets, and a timeout or
             # Ctrl-C kills us with SIGKILL: no trap runs). The file is opened for writing
@@ -169,6 +171,7 @@ def _wrap_with_input(command: str, nonce: str, data: bytes) -> WrappedCommand:
             *input_reader(8, "__ecsexec_fail"),
             "exec 8>&-",
             *input_check('"$__ecsexec_f"', "__ecsexec_fail"),
+            "trap - INT",  # the command's own from here
             begin,
             # 9< again: a shell that closes fds opened by exec (ksh) still passes it on.
             f'{INPUT_VARIABLE}="$__ecsexec_f" /bin/sh -c {shlex.quote(command)}'
