@@ -7,7 +7,6 @@ import asyncio
 import base64
 import dataclasses
 import errno
-import fcntl
 import hashlib
 import os
 import pty
@@ -18,7 +17,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import termios
 import uuid
 from pathlib import Path
 
@@ -45,6 +43,8 @@ from tests.exec.sandbox_nodes import targets, with_pool
 
 # Every byte value, including what a canonical-mode PTY would act on (^C ^D ^Z ^\ DEL).
 ALL_BYTES = bytes(range(256))
+# util-linux's, found before a test puts busybox's tools first on PATH.
+SETSID = shutil.which("setsid") or "/usr/bin/setsid"
 
 
 def run_in_pty(
@@ -54,14 +54,13 @@ def run_in_pty(
     master, slave = pty.openpty()
     argv = shlex.split(wrapped.ecs_command)
     argv[0] = shell
+    # As the agent does: a session of its own whose controlling terminal is the PTY, so
+    # ^C becomes SIGINT. (Not a group leader yet, so setsid(1) execs without forking.)
     proc = subprocess.Popen(
-        argv,
+        [SETSID, "--ctty", *argv],
         stdin=slave,
         stdout=slave,
         stderr=slave,
-        start_new_session=True,
-        # As the agent does: the PTY is the controlling terminal, so ^C becomes SIGINT.
-        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
     )
     os.close(slave)
     os.set_blocking(master, False)
