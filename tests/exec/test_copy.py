@@ -11,6 +11,7 @@ import random
 import shutil
 import subprocess
 import tarfile
+import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -695,3 +696,55 @@ def test_a_read_only_directory_in_a_tree_still_comes_down_whole(tmp_path: Path) 
         for ro in (tree / "ro", back / "ro"):
             if ro.exists():
                 ro.chmod(0o755)
+
+
+def test_a_link_to_a_directory_is_copied_as_the_directory_it_names(tmp_path: Path) -> None:
+    """`ecsexec cp -r current node:/srv/app` where current -> releases/42, as scp -r does;
+    links inside the tree stay links."""
+    tree = tmp_path / "releases" / "42"
+    tree.mkdir(parents=True)
+    (tree / "app.py").write_bytes(b"print(42)\n")
+    (tree / "latest").symlink_to("app.py")
+    (tmp_path / "current").symlink_to(tree)
+    local = LocalSource.from_path(tmp_path / "current", recursive=True)
+    out, code = upload_locally("/bin/sh", local, str(tmp_path / "copy"))
+    local.close()
+    assert (code, out) == (0, b"")
+    assert (tmp_path / "copy" / "app.py").read_bytes() == b"print(42)\n"
+    assert os.readlink(tmp_path / "copy" / "latest") == "app.py"
+
+
+class _BrokenStream(io.RawIOBase):
+    def readinto(self, buffer: object) -> int:
+        raise OSError(5, "Input/output error")
+
+
+def test_a_stdin_that_fails_is_a_clear_error_and_leaves_no_spool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(ConfigurationError, match=r"^cannot read stdin: Input/output error$"):
+        LocalSource.from_stream(_BrokenStream(), "stdin")  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="unpacking as root is what restores owners")
+@pytest.mark.parametrize("preserve", [False, True], ids=["plain", "preserve"])
+def test_a_tree_lands_as_cp_r_would_write_it_unless_p(tmp_path: Path, preserve: bool) -> None:
+    """The container's tar runs as root and restores what the archive says: without -p a
+    laptop's uid and a set-user-ID bit must not come along (cp -r would not keep them)."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    tool = tree / "tool"
+    tool.write_bytes(b"#!/bin/sh\n")
+    os.chown(tool, 4242, 4242)
+    tool.chmod(0o4755)
+    local = LocalSource.from_path(tree, recursive=True, preserve=preserve)
+    out, code = upload_locally("/bin/sh", local, str(tmp_path / "copy"), preserve=preserve)
+    local.close()
+    assert (code, out) == (0, b"")
+    landed = (tmp_path / "copy" / "tool").stat()
+    if preserve:
+        assert (landed.st_uid, landed.st_mode & 0o7777) == (4242, 0o4755)
+    else:
+        assert (landed.st_uid, landed.st_mode & 0o7777) == (0, 0o755)

@@ -442,7 +442,7 @@ class Client:
             else:
                 if not isinstance(destination, str):
                     raise ConfigurationError("an upload's destination is a path on the nodes")
-                local = await asyncio.to_thread(_local_source, source, recursive)
+                local = await asyncio.to_thread(_local_source, source, recursive, preserve)
                 build = upload_command(
                     local,
                     destination,
@@ -767,9 +767,11 @@ def _show(place: str | PathLike[str] | BinaryIO) -> str:
     return str(place) if isinstance(place, str | PathLike) else "-"
 
 
-def _local_source(source: str | PathLike[str] | BinaryIO, recursive: bool) -> LocalSource:
+def _local_source(
+    source: str | PathLike[str] | BinaryIO, recursive: bool, preserve: bool
+) -> LocalSource:
     if isinstance(source, str | PathLike):
-        return LocalSource.from_path(Path(source), recursive=recursive)
+        return LocalSource.from_path(Path(source), recursive=recursive, preserve=preserve)
     return LocalSource.from_stream(source, "stdin")
 
 

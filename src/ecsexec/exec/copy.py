@@ -61,7 +61,11 @@ class LocalSource:
     _owned: list[Path] = field(default_factory=list)
 
     @classmethod
-    def from_path(cls, path: Path, *, recursive: bool) -> LocalSource:
+    def from_path(cls, path: Path, *, recursive: bool, preserve: bool = False) -> LocalSource:
+        """``path`` as it will be sent. A directory (``recursive``) is packed with the links
+        inside it kept as links; a link naming a directory is followed, as ``scp -r``
+        does. Without ``preserve`` its files are packed as ``cp -r`` would write them:
+        owned by whoever unpacks them, set-user-ID and set-group-ID bits cleared."""
         try:
             info = path.stat()
         except OSError as exc:
@@ -74,7 +78,7 @@ class LocalSource:
             os.close(handle)
             try:
                 with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT) as tar:
-                    tar.add(path, arcname=".")
+                    tar.add(path.resolve(), arcname=".", filter=None if preserve else _as_cp)
             except OSError as exc:
                 os.unlink(archive)
                 raise ConfigurationError(f"cannot read {path}: {exc}") from exc
@@ -96,9 +100,23 @@ class LocalSource:
     def from_stream(cls, stream: BinaryIO, name: str) -> LocalSource:
         """Standard input: spooled to a temporary file, so each node can read it whole."""
         handle, spool = tempfile.mkstemp(prefix="ecsexec-cp-")
-        with os.fdopen(handle, "wb") as out:
-            shutil.copyfileobj(stream, out, CHUNK_BYTES)
         path = Path(spool)
+        with os.fdopen(handle, "wb") as out:
+            while True:
+                try:
+                    chunk = stream.read(CHUNK_BYTES)
+                except OSError as exc:
+                    path.unlink()
+                    raise ConfigurationError(f"cannot read {name}: {exc.strerror or exc}") from exc
+                if not chunk:
+                    break
+                try:
+                    out.write(chunk)
+                except OSError as exc:
+                    path.unlink()
+                    raise ConfigurationError(
+                        f"cannot spool {name} to {spool}: {exc.strerror or exc}"
+                    ) from exc
         return cls(path, name, path.stat().st_size, 0o644, False, [path])
 
     def close(self) -> None:
@@ -106,6 +124,14 @@ class LocalSource:
             with contextlib.suppress(OSError):
                 path.unlink()
         self._owned.clear()
+
+
+def _as_cp(member: tarfile.TarInfo) -> tarfile.TarInfo:
+    """A member as ``cp -r`` without ``-p`` writes it: the unpacking user's, no set-ID bits."""
+    member.uid = member.gid = 0
+    member.uname = member.gname = ""
+    member.mode &= ~(stat.S_ISUID | stat.S_ISGID)
+    return member
 
 
 def _is_readable_stream(path: Path) -> bool:
