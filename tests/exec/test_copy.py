@@ -559,6 +559,37 @@ def test_a_ctrl_c_in_the_middle_of_an_upload_removes_the_partial_file(
     assert (work / "file").read_bytes() == b"old"
 
 
+def test_a_full_disk_in_the_container_is_named_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The container's base64 cannot write (here its output is /dev/full): the message
+    says why, not that the data was damaged, and the destination keeps what it had."""
+    wrappers = tmp_path / "wrappers"
+    wrappers.mkdir()
+    real = shutil.which("base64")
+    assert real is not None
+    (wrappers / "base64").write_text(
+        f'#!/bin/sh\ncase "$1" in -d) exec {real} "$@" >/dev/full ;; esac\nexec {real} "$@"\n'
+    )
+    (wrappers / "base64").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrappers}:{os.environ['PATH']}")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "file").write_bytes(b"old")
+    source = tmp_path / "source"
+    source.write_bytes(ALL_BYTES * 100)
+    local = LocalSource.from_path(source, recursive=False)
+    out, code = upload_locally("/bin/sh", local, str(work / "file"))
+    assert code == 125
+    assert out.startswith(
+        f"ecsexec: cannot copy to {work}/file: the data could not be decoded and written: ".encode()
+    )
+    assert out.endswith(b"base64: write error: No space left on device\n")
+    assert out.count(b"\n") == 1
+    assert sorted(p.name for p in work.iterdir()) == ["file"]
+    assert (work / "file").read_bytes() == b"old"
+
+
 def test_a_file_that_grows_while_it_is_read_comes_down_as_it_was_when_the_copy_began(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -174,10 +174,13 @@ def input_reader(fd: int, fail: str) -> list[str]:
         "  *[!0-9]*|'') break ;;",
         "  esac",
         # All n lines are read even if base64 gives up on one (cat drains the rest), so
-        # the next count is never taken from the middle of a chunk.
-        f'  head -n "${_F}_n" |'
-        f" {{ base64 -d >&{fd} 2>/dev/null || {{ cat >/dev/null; exit 1; }}; }} || {_F}_bad=1",
-        f'  [ -z "${_F}_bad" ] || {fail} "the data did not decode (base64 -d failed)"',
+        # the next count is never taken from the middle of a chunk. Its complaint (bad
+        # input, or a full disk) is kept for the message.
+        f'  {_F}_e=$(head -n "${_F}_n" |'
+        f" {{ base64 -d 2>&1 >&{fd} || {{ cat >/dev/null; exit 1; }}; }}) || {_F}_bad=1",
+        f'  {_F}_e="${{{_F}_e%%\n*}}"',  # its first line (a line break in the pattern)
+        f'  [ -z "${_F}_bad" ] || {fail}'
+        f' "the data could not be decoded and written: ${{{_F}_e:-base64 -d failed}}"',
         "done",
         f'[ -n "${_F}_end" ] || {fail} "the data stream ended early"',
     ]
