@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -779,3 +780,65 @@ def test_a_tree_lands_as_cp_r_would_write_it_unless_p(tmp_path: Path, preserve: 
         assert (landed.st_uid, landed.st_mode & 0o7777) == (4242, 0o4755)
     else:
         assert (landed.st_uid, landed.st_mode & 0o7777) == (0, 0o755)
+
+
+def test_a_character_device_is_refused_as_scp_refuses_it(tmp_path: Path) -> None:
+    """Reading /dev/zero to spool it for the nodes filled the local disk (29 GB in 15 s)."""
+    for device in ("/dev/zero", "/dev/urandom"):
+        with pytest.raises(ConfigurationError, match=f"^{device} is not a regular file"):
+            LocalSource.from_path(Path(device), recursive=False)
+
+
+class _EndlessStream(io.RawIOBase):
+    """`yes | ecsexec cp - ...`: data for ever; Ctrl-C comes after a few reads."""
+
+    def __init__(self, interrupt: Callable[[], object]) -> None:
+        self.interrupt = interrupt
+        self.reads = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        self.reads += 1
+        if self.reads == 5:
+            self.interrupt()
+        buffer[:] = b"y" * len(buffer)
+        return len(buffer)
+
+
+def test_spooling_stdin_stops_when_interrupted_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    stop = threading.Event()
+    stream = _EndlessStream(stop.set)
+    with pytest.raises(ConfigurationError, match=r"^cannot read stdin: interrupted$"):
+        LocalSource.from_stream(stream, "stdin", stop=stop)  # type: ignore[arg-type]
+    assert stream.reads == 5
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_while_stdin_is_spooled_ends_the_copy_with_nothing_started(
+    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    async def scenario(client: Client) -> tuple[RunResult, int]:
+        node = await one_node(client)
+        loop = asyncio.get_running_loop()
+        run = None
+
+        def interrupt() -> None:
+            assert run is not None
+            loop.call_soon_threadsafe(run.cancel)
+
+        stream = _EndlessStream(interrupt)
+        run = client.copy([node], io.BufferedReader(stream), "/tmp/never")
+        return await run, stream.reads
+
+    result, reads = engine(sandbox, scenario)
+    assert result.interrupted and result.exit_status == 130
+    assert [r.status for r in result] == [Status.NOT_STARTED]
+    assert reads < 1000  # it stopped reading
+    assert list(tmp_path.iterdir()) == []

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import secrets
+import threading
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from datetime import UTC, datetime
 from os import PathLike
@@ -442,7 +443,25 @@ class Client:
             else:
                 if not isinstance(destination, str):
                     raise ConfigurationError("an upload's destination is a path on the nodes")
-                local = await asyncio.to_thread(_local_source, source, recursive, preserve)
+                stop = threading.Event()  # Ctrl-C ends the spooling or packing too
+                try:
+                    local = await asyncio.to_thread(
+                        _local_source, source, recursive, preserve, stop
+                    )
+                except asyncio.CancelledError:
+                    stop.set()  # the thread removes what it wrote; no node was started
+                    now = datetime.now(UTC)
+                    title = f"cp {_show(source)} :{destination}"
+                    return RunResult(
+                        title,
+                        {
+                            t.node: CommandResult(
+                                t.node, title, Status.NOT_STARTED, None, b"", now, now
+                            )
+                            for t in targets
+                        },
+                        interrupted=True,
+                    )
                 build = upload_command(
                     local,
                     destination,
@@ -768,11 +787,16 @@ def _show(place: str | PathLike[str] | BinaryIO) -> str:
 
 
 def _local_source(
-    source: str | PathLike[str] | BinaryIO, recursive: bool, preserve: bool
+    source: str | PathLike[str] | BinaryIO,
+    recursive: bool,
+    preserve: bool,
+    stop: threading.Event,
 ) -> LocalSource:
     if isinstance(source, str | PathLike):
-        return LocalSource.from_path(Path(source), recursive=recursive, preserve=preserve)
-    return LocalSource.from_stream(source, "stdin")
+        return LocalSource.from_path(
+            Path(source), recursive=recursive, preserve=preserve, stop=stop
+        )
+    return LocalSource.from_stream(source, "stdin", stop=stop)
 
 
 def _local_destination(

@@ -16,6 +16,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,11 +62,19 @@ class LocalSource:
     _owned: list[Path] = field(default_factory=list)
 
     @classmethod
-    def from_path(cls, path: Path, *, recursive: bool, preserve: bool = False) -> LocalSource:
+    def from_path(
+        cls,
+        path: Path,
+        *,
+        recursive: bool,
+        preserve: bool = False,
+        stop: threading.Event | None = None,
+    ) -> LocalSource:
         """``path`` as it will be sent. A directory (``recursive``) is packed with the links
         inside it kept as links; a link naming a directory is followed, as ``scp -r``
         does. Without ``preserve`` its files are packed as ``cp -r`` would write them:
-        owned by whoever unpacks them, set-user-ID and set-group-ID bits cleared."""
+        owned by whoever unpacks them, set-user-ID and set-group-ID bits cleared.
+        ``stop`` (Ctrl-C) ends the packing or spooling, which then leaves nothing."""
         try:
             info = path.stat()
         except OSError as exc:
@@ -78,16 +87,20 @@ class LocalSource:
             os.close(handle)
             try:
                 with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT) as tar:
-                    tar.add(path.resolve(), arcname=".", filter=None if preserve else _as_cp)
+                    tar.add(path.resolve(), arcname=".", filter=_packer(preserve, stop))
+            except _Stopped:
+                os.unlink(archive)
+                raise ConfigurationError(f"cannot read {path}: interrupted") from None
             except OSError as exc:
                 os.unlink(archive)
                 raise ConfigurationError(f"cannot read {path}: {exc}") from exc
             tar_path = Path(archive)
             return cls(tar_path, name, tar_path.stat().st_size, info.st_mode, True, [tar_path])
         if not path.is_file():
-            if _is_readable_stream(path):  # read once, so spooled for every node
+            if stat.S_ISFIFO(info.st_mode):  # <(cmd): read once, so spooled for every node
                 with path.open("rb") as stream:
-                    return cls.from_stream(stream, name)
+                    return cls.from_stream(stream, name, stop=stop)
+            # A device would be spooled for ever (/dev/zero); scp refuses it too.
             raise ConfigurationError(f"{path} is not a regular file")
         try:
             with path.open("rb"):
@@ -97,12 +110,18 @@ class LocalSource:
         return cls(path, name, info.st_size, info.st_mode)
 
     @classmethod
-    def from_stream(cls, stream: BinaryIO, name: str) -> LocalSource:
-        """Standard input: spooled to a temporary file, so each node can read it whole."""
+    def from_stream(
+        cls, stream: BinaryIO, name: str, *, stop: threading.Event | None = None
+    ) -> LocalSource:
+        """Standard input: spooled to a temporary file, so each node can read it whole;
+        ``stop`` (Ctrl-C) ends the spooling and removes the file."""
         handle, spool = tempfile.mkstemp(prefix="ecsexec-cp-")
         path = Path(spool)
         with os.fdopen(handle, "wb") as out:
             while True:
+                if stop is not None and stop.is_set():
+                    path.unlink()
+                    raise ConfigurationError(f"cannot read {name}: interrupted")
                 try:
                     chunk = stream.read(CHUNK_BYTES)
                 except OSError as exc:
@@ -126,21 +145,26 @@ class LocalSource:
         self._owned.clear()
 
 
-def _as_cp(member: tarfile.TarInfo) -> tarfile.TarInfo:
-    """A member as ``cp -r`` without ``-p`` writes it: the unpacking user's, no set-ID bits."""
-    member.uid = member.gid = 0
-    member.uname = member.gname = ""
-    member.mode &= ~(stat.S_ISUID | stat.S_ISGID)
-    return member
+class _Stopped(Exception):
+    """Packing a directory was interrupted."""
 
 
-def _is_readable_stream(path: Path) -> bool:
-    """A FIFO or character device (``<(cmd)``, ``/dev/stdin``) is read as a stream."""
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return False
-    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+def _packer(
+    preserve: bool, stop: threading.Event | None
+) -> Callable[[tarfile.TarInfo], tarfile.TarInfo]:
+    """Each member as it is packed: with ``preserve`` as it is, else as ``cp -r`` without
+    ``-p`` writes it (the unpacking user's, no set-ID bits); stops when ``stop`` is set."""
+
+    def pack(member: tarfile.TarInfo) -> tarfile.TarInfo:
+        if stop is not None and stop.is_set():
+            raise _Stopped
+        if not preserve:
+            member.uid = member.gid = 0
+            member.uname = member.gname = ""
+            member.mode &= ~(stat.S_ISUID | stat.S_ISGID)
+        return member
+
+    return pack
 
 
 def remote_destination(destination: str, name: str) -> str:
