@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import io
 import os
 import random
@@ -24,7 +25,7 @@ from ecsexec.aws.clients import session_from_env
 from ecsexec.config import load_config
 from ecsexec.errors import ConfigurationError, Status
 from ecsexec.exec.copy import LocalDestination, LocalSource, download_command, upload_command
-from ecsexec.exec.dispatcher import dispatch
+from ecsexec.exec.dispatcher import DispatchOptions, dispatch
 from ecsexec.exec.results import RunResult
 from ecsexec.exec.runner import INTERRUPT, ContainerTarget
 from ecsexec.exec.transfer import CHUNK_BYTES
@@ -273,31 +274,31 @@ def test_a_source_that_fails_mid_transfer_leaves_nothing_at_the_destination(
     assert listing == b"file\nold\n"  # no temporary file, the old content
 
 
-def test_a_timeout_mid_transfer_leaves_the_destination_as_it_was(
+def test_a_big_copy_that_keeps_moving_outlasts_its_timeout(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
+    """A copy's timeout is the time it may go without moving data, so a file that takes
+    several times the limit to send still arrives (a 4 GB heap dump at the default)."""
+    data = os.urandom(40_000_000)  # seconds of transfer on this machine
     source = tmp_path / "big"
-    source.write_bytes(os.urandom(40_000_000))  # far more than 0.5 s of transfer
+    source.write_bytes(data)
 
     async def scenario(client: Client) -> tuple[RunResult, bytes]:
         node = await one_node(client)
-        await remote(client, node, "mkdir -p /tmp/slow && echo old > /tmp/slow/file")
-        result = await client.copy([node], source, "/tmp/slow/file", timeout=0.5)
-        content = await remote(client, node, "cat /tmp/slow/file; rm -rf /tmp/slow")
-        return result, content
+        result = await client.copy([node], source, "/tmp/big-file", timeout=1.0)
+        digest = await remote(client, node, "sha256sum < /tmp/big-file; rm -f /tmp/big-file")
+        return result, digest
 
-    result, content = engine(sandbox, scenario)
-    (outcome,) = result
-    assert outcome.status is Status.TIMEOUT
-    assert content == b"old\n"
+    result, digest = engine(sandbox, scenario)
+    assert result.ok, [(r.output, r.reason) for r in result]
+    assert digest.split()[0].decode() == hashlib.sha256(data).hexdigest()
 
 
-@pytest.mark.parametrize("ending", ["interrupt", "timeout"])
-def test_an_upload_ended_midway_leaves_the_destination_as_it_was_and_no_temporary(
-    sandbox: Sandbox, tmp_path: Path, ending: str
+def test_an_upload_interrupted_midway_leaves_the_destination_as_it_was_and_no_temporary(
+    sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    """Ctrl-C (the run is cancelled) or a timeout in the middle of an upload: the far end
-    is interrupted through the terminal first, so it removes its partial file, and only
+    """Ctrl-C (the run is cancelled) in the middle of an upload: the far end is
+    interrupted through the terminal first, so it removes its partial file, and only
     then is the session terminated."""
     source = tmp_path / "big"
     source.write_bytes(os.urandom(30_000_000))  # far more than one chunk of transfer
@@ -311,17 +312,46 @@ def test_an_upload_ended_midway_leaves_the_destination_as_it_was_and_no_temporar
             if done >= 3 * CHUNK_BYTES and run is not None:
                 run.cancel()
 
-        if ending == "interrupt":
-            run = client.copy([node], source, "/tmp/cut/file", on_progress=cut)
-            result = await run
-        else:
-            result = await client.copy([node], source, "/tmp/cut/file", timeout=0.5)
+        run = client.copy([node], source, "/tmp/cut/file", on_progress=cut)
+        result = await run
         listing = await remote(client, node, "ls -A /tmp/cut; cat /tmp/cut/file; rm -rf /tmp/cut")
         return result, listing
 
     result, listing = engine(sandbox, scenario)
+    assert result.interrupted
+    assert listing == b"file\nold\n"
+
+
+def test_a_hung_upload_times_out_and_cleans_up_after_itself(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """The far end hangs (here its temporary file is a FIFO nobody reads, planted where
+    this copy's nonce puts it): nothing moves for the timeout, the copy fails as timed
+    out, and the wrapper, interrupted, removes what it made."""
+    source = tmp_path / "f"
+    source.write_bytes(b"new")
+    local = LocalSource.from_path(source, recursive=False)
+    target = targets(sandbox, LEGACY)[0]
+    nonce = "0123456789abcdef"
+    plant = (
+        f"mkdir -p /tmp/hang && echo old > /tmp/hang/file && mkfifo /tmp/hang/.ecsexec-{nonce}.part"
+    )
+
+    async def scenario(client: Client) -> tuple[RunResult, bytes]:
+        await remote(client, target.node, plant)
+        async with pool(sandbox) as connectors:
+            command = upload_command(local, "/tmp/hang/file", nonce=nonce)
+            options = DispatchOptions(timeout=0.5)
+            result = await dispatch(connectors, [target], command, options=options)
+        listing = await remote(
+            client, target.node, "ls -A /tmp/hang; cat /tmp/hang/file; rm -rf /tmp/hang"
+        )
+        return result, listing
+
+    result, listing = engine(sandbox, scenario)
     (outcome,) = result
-    assert not outcome.ok
+    assert outcome.status is Status.TIMEOUT
+    assert outcome.reason.startswith("no data moved for 0.5 s; ")
     assert listing == b"file\nold\n"
 
 

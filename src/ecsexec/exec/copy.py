@@ -199,6 +199,7 @@ def upload_command(
             nonce=tag,
             input_source=state.frames,
             output_filter=state.output,
+            transfer=True,
         )
 
     return build
@@ -313,6 +314,7 @@ def download_command(
             output_filter=lambda: _DownloadSink(
                 target.node, destination, final, tag, on_progress, on_copied
             ),
+            transfer=True,
         )
 
     return build

@@ -249,6 +249,7 @@ async def run_on_container(
     timed_out = False
     failure: EcsexecError | None = None
     interrupted = False  # we typed ^C: an end marker after it does not make the result
+    moved: Callable[[], None] | None = None  # a copy's data moved: the timeout restarts
 
     def handle(event: Event) -> None:
         nonlocal sender, closed
@@ -257,7 +258,7 @@ async def run_on_container(
                 # A task of its own: send_input waits for acks (backpressure)
                 # while this loop must keep reading output.
                 session.open_input_gate("ready marker")
-                sender = asyncio.create_task(_send_input(session, wrapped))
+                sender = asyncio.create_task(_send_input(session, wrapped, moved))
             gate_was_closed = not cleaner.begin_seen
             emit(cleaner.feed(event.data))
             if gate_was_closed and cleaner.begin_seen:
@@ -272,18 +273,27 @@ async def run_on_container(
             closed = event
 
     try:
-        async with asyncio.timeout(timeout), session:
+        async with asyncio.timeout(timeout) as deadline, session:
+            if wrapped.transfer and timeout is not None:
+                # A copy's timeout counts from the last data moved: a big file may take
+                # as long as it keeps moving.
+                loop = asyncio.get_running_loop()
+                moved = lambda: deadline.reschedule(loop.time() + timeout)  # noqa: E731
             session.send_size(*PTY_SIZE)
             try:
                 async for event in session:
                     handle(event)
+                    if moved is not None and isinstance(event, OutputReceived):
+                        moved()
             except asyncio.CancelledError:
-                # Interrupted or timed out while the input was still going in: the
-                # wrapper gets to clean up (a copy's partial file) before the session is
-                # terminated, which kills it with SIGKILL.
-                if sender is not None and not cleaner.begin_seen:
+                # Interrupted or timed out while the input was still going in, or in a
+                # copy: the wrapper gets to clean up (a partial file) before the session
+                # is terminated, which kills it with SIGKILL.
+                if (sender is not None and not cleaner.begin_seen) or (
+                    wrapped.transfer and not cleaner.end_seen
+                ):
                     interrupted = True
-                    await _interrupt_input(session, sender, handle, lambda: cleaner.end_seen)
+                    await _interrupt(session, sender, handle, lambda: cleaner.end_seen)
                 raise
             await session.wait_closed()
     except TimeoutError:
@@ -337,7 +347,8 @@ async def run_on_container(
             on_output(target.node, notice, False)
     truncated = bool(closed is not None and closed.truncated)
     if timed_out:
-        exit_code, reason = None, f"timed out after {timeout:g} s; {how_it_ended(session)}"
+        limit = "no data moved for" if wrapped.transfer else "timed out after"
+        exit_code, reason = None, f"{limit} {timeout:g} s; {how_it_ended(session)}"
     elif truncated:
         assert closed is not None
         missing = closed.missing_seq
@@ -370,18 +381,19 @@ async def run_on_container(
     )
 
 
-async def _interrupt_input(
+async def _interrupt(
     session: SessionLike,
-    sender: asyncio.Task[None],
+    sender: asyncio.Task[None] | None,
     handle: Callable[[Event], None],
     ended: Callable[[], bool],
 ) -> None:
     """Stop sending input and type ^C: the terminal turns it into SIGINT for the wrapper
     at once, wherever it is in the data, and its trap removes what it wrote and prints
     the end marker. Waits :data:`INTERRUPT_GRACE` seconds at most for that marker."""
-    sender.cancel()
-    with contextlib.suppress(asyncio.CancelledError, EcsexecError):
-        await sender
+    if sender is not None:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, EcsexecError):
+            await sender
     with contextlib.suppress(TimeoutError, EcsexecError):
         async with asyncio.timeout(INTERRUPT_GRACE):
             await session.send_input(INTERRUPT)
@@ -391,14 +403,20 @@ async def _interrupt_input(
                     return
 
 
-async def _send_input(session: SessionLike, wrapped: WrappedCommand) -> None:
+async def _send_input(
+    session: SessionLike, wrapped: WrappedCommand, moved: Callable[[], None] | None
+) -> None:
     """Send the command's input, a piece at a time: ``send_input`` waits while the
     channel's window of unacknowledged frames is full, so a stream of any size is held
-    in memory only as far as that window."""
+    in memory only as far as that window. ``moved`` is called as each piece goes."""
     if wrapped.input_source is None:
         payload = wrapped.input_payload
         for start in range(0, len(payload), _INPUT_PIECE):
             await session.send_input(payload[start : start + _INPUT_PIECE])
+            if moved is not None:
+                moved()
         return
     for piece in wrapped.input_source():
         await session.send_input(piece)
+        if moved is not None:
+            moved()

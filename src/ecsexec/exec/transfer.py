@@ -181,6 +181,9 @@ def input_reader(fd: int, fail: str) -> list[str]:
         f'  {_F}_e="${{{_F}_e%%\n*}}"',  # its first line (a line break in the pattern)
         f'  [ -z "${_F}_bad" ] || {fail}'
         f' "the data could not be decoded and written: ${{{_F}_e:-base64 -d failed}}"',
+        # A chunk is in: the client sees the data move (a copy's timeout counts from
+        # there). Before the begin marker, so never part of the output.
+        "  printf .",
         "done",
         f'[ -n "${_F}_end" ] || {fail} "the data stream ended early"',
     ]
@@ -378,6 +381,7 @@ def download_script(download: Download, nonce: str) -> str:
     src = _operand(download.source)
     lines = [
         *_startup(m, f"cannot copy {download.source}"),
+        f"trap '{_F}_fail interrupted' INT",  # ^C from the client: say so and end
         f"{_F}_f={src}",
         f"{_F}_enc=base64",
         f"command -v base64 >/dev/null 2>&1 || {_F}_enc=od",
@@ -393,6 +397,8 @@ def download_script(download: Download, nonce: str) -> str:
             f"trap 'rm -f \"${_F}_t\"' EXIT",
             "trap 'exit 129' HUP",
             "trap 'exit 143' TERM",
+            # ^C from the client (Ctrl-C, a timeout): the archive goes, then we say so.
+            f'trap \'rm -f "${_F}_t"; {_F}_fail "interrupted"\' INT',
             f'{_F}_e=$( (umask 077 && tar -cf "${_F}_t" -C "${_F}_f" .) 2>&1 ) ||'
             f' {_F}_fail "tar failed: ${_F}_e"',
             f'{_F}_m=$(ls -ld "${_F}_f" 2>/dev/null)',
