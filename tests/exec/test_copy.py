@@ -872,3 +872,16 @@ def test_ctrl_c_while_stdin_is_spooled_ends_the_copy_with_nothing_started(
     assert [r.status for r in result] == [Status.NOT_STARTED]
     assert reads < 1000  # it stopped reading
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("source", ["..", "/tmp/..", "/tmp/sub/.", "."])
+def test_a_remote_path_with_no_name_cannot_land_outside_the_local_directory(
+    source: str, tmp_path: Path
+) -> None:
+    """`cp -r node:/tmp/.. ./into` must not unpack into the parent of ./into, as joining
+    the name `..` would."""
+    into = tmp_path / "into"
+    into.mkdir()
+    with pytest.raises(ConfigurationError, match="has no name of its own"):
+        download_command(source, LocalDestination(into, None, True))
+    download_command(source, LocalDestination(into / "named", None, True))  # a name: fine

@@ -296,6 +296,11 @@ def download_command(
     if destination.path is not None:
         final = destination.path
         if final.is_dir():  # into it, under the source's name, as cp does
+            if name in (".", ".."):  # joined, `..` would land beside the directory
+                raise ConfigurationError(
+                    f"{source} has no name of its own to copy into {final};"
+                    " give the local path in full"
+                )
             final = final / name
         parent = final.parent
         if not parent.is_dir():
