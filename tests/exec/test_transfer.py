@@ -203,3 +203,29 @@ def test_figures_without_any_checksum_are_refused() -> None:
     digests.update(b"abc")
     assert "neither sha256sum nor cksum" in digests.mismatch("-", "-", 3)
     assert digests.mismatch("-", "-", 4).startswith("size differs")
+
+
+def test_a_container_sending_more_than_it_announced_is_cut_off() -> None:
+    """The header is a promise (the far end reads exactly that many bytes): a container
+    that keeps sending cannot fill the local disk or memory."""
+    decoder = DownloadDecoder()
+    data, _ = decoder.feed(b":D 10 -rw-r--r-- base64\n")
+    line = base64.b64encode(b"x" * 3000) + b"\n"
+    total = b""
+    shown = b""
+    for _ in range(2000):  # 6 MB against an announced 10 bytes
+        data, text = decoder.feed(line)
+        total += data
+        shown += text
+    assert len(total) <= 10
+    assert len(shown) <= 64 * 1024
+    assert decoder.finish() == "the container sent more than the 10 bytes it announced"
+
+
+def test_a_line_without_end_is_held_only_so_far() -> None:
+    decoder = DownloadDecoder()
+    shown = b""
+    for _ in range(1000):
+        shown += decoder.feed(b"y" * 10_000)[1]
+    assert len(decoder._line) <= 64 * 1024  # the bound under test
+    assert decoder.finish() == "no data arrived"

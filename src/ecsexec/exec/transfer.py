@@ -440,6 +440,7 @@ def download_script(download: Download, nonce: str) -> str:
 
 # --- from the container ---------------------------------------------------------------------
 
+TEXT_LIMIT: Final = 64 * 1024  # bytes of a download's messages shown, or of a line held
 _HEADER: Final = re.compile(rb":D (\d+) (\S+) (base64|od)\Z")
 _TRAILER: Final = re.compile(rb":S ([0-9a-f]{64}|-) (\d+|-) (\d+)\Z")
 _WHITESPACE: Final = b" \t\r\n"
@@ -481,12 +482,21 @@ class DownloadDecoder:
         self.digests = Digests()
         self._trailer: tuple[str, str, int] | None = None
         self._problem = ""
+        self._shown = 0  # bytes of text passed on so far
 
     @property
     def mode(self) -> int | None:
         return mode_from_ls(self.permissions) if self.permissions else None
 
     def feed(self, chunk: bytes) -> tuple[bytes, bytes]:
+        data, text = self._feed(chunk)
+        # The container is not trusted: what it says besides the data is shown, up to a
+        # bound, never held without end.
+        room = max(0, TEXT_LIMIT - self._shown)
+        self._shown += min(len(text), room)
+        return data, text[:room]
+
+    def _feed(self, chunk: bytes) -> tuple[bytes, bytes]:
         data = bytearray()
         text = bytearray()
         while chunk:
@@ -494,6 +504,11 @@ class DownloadDecoder:
                 end = chunk.find(b"\n")
                 if end == -1:
                     self._line += chunk
+                    if len(self._line) > TEXT_LIMIT:  # no header or trailer is this long
+                        if self._state == "trailer":
+                            self._fail("unexpected output in the data: a line without end")
+                        text += self._line
+                        self._line.clear()
                     return bytes(data), bytes(text)
                 self._line += chunk[:end]
                 chunk = chunk[end + 1 :]
@@ -548,6 +563,11 @@ class DownloadDecoder:
                 decoded = bytes.fromhex(stripped[:usable].decode("ascii"))
         except (binascii.Error, ValueError, UnicodeDecodeError):
             self._fail("the data did not decode")
+            return b""
+        if self.size is not None and self.digests.size + len(decoded) > self.size:
+            # The far end reads exactly the announced size: more is not the file, and
+            # must not fill the local disk.
+            self._fail(f"the container sent more than the {self.size} bytes it announced")
             return b""
         self.digests.update(decoded)
         return decoded
