@@ -885,3 +885,32 @@ def test_a_remote_path_with_no_name_cannot_land_outside_the_local_directory(
     with pytest.raises(ConfigurationError, match="has no name of its own"):
         download_command(source, LocalDestination(into, None, True))
     download_command(source, LocalDestination(into / "named", None, True))  # a name: fine
+
+
+def test_a_download_interrupted_midway_leaves_nothing_locally(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    source = tmp_path / "big"
+    source.write_bytes(os.urandom(30_000_000))
+    into = tmp_path / "into"
+    into.mkdir()
+    (into / "big").write_bytes(b"old")
+
+    async def scenario(client: Client) -> RunResult:
+        node = await one_node(client)
+        assert (await client.copy([node], source, "/tmp/big-down")).ok
+        run = None
+
+        def cut(_node: str, done: int, _total: int | None) -> None:
+            if done >= 3 * CHUNK_BYTES and run is not None:
+                run.cancel()
+
+        run = client.copy([node], "/tmp/big-down", into, download=True, on_progress=cut)
+        result = await run
+        await remote(client, node, "rm -f /tmp/big-down")
+        return result
+
+    result = engine(sandbox, scenario)
+    assert result.interrupted
+    assert sorted(p.name for p in into.iterdir()) == ["big"]
+    assert (into / "big").read_bytes() == b"old"

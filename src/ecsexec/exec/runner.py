@@ -303,6 +303,8 @@ async def run_on_container(
     except asyncio.CancelledError:
         if ended is not None:
             ended.append(how_it_ended(session))
+        if output_filter is not None:
+            output_filter.finish(None)  # a download removes its partial local file
         raise
     finally:
         if sender is not None:
