@@ -914,3 +914,56 @@ def test_a_download_interrupted_midway_leaves_nothing_locally(
     assert result.interrupted
     assert sorted(p.name for p in into.iterdir()) == ["big"]
     assert (into / "big").read_bytes() == b"old"
+
+
+@pytest.mark.parametrize("shell_spec", SHELLS)
+def test_replacing_a_file_keeps_its_mode_and_owner_as_cp_does(
+    shell_spec: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ecsexec cp deploy.sh node:/app/deploy.sh` must leave deploy.sh executable, and a
+    config file the app's user owns must stay readable to it: cp writes into the file,
+    keeping both; -p takes the source's mode instead."""
+    shell = local_shell(shell_spec, tmp_path, monkeypatch)
+    work = tmp_path / "work"
+    work.mkdir()
+    source = tmp_path / "source"
+    source.write_bytes(b"new\n")
+    source.chmod(0o600)
+    local = LocalSource.from_path(source, recursive=False)
+    for name, mode in (("tool", 0o751), ("conf", 0o640)):
+        (work / name).write_bytes(b"old\n")
+        (work / name).chmod(mode)
+    if os.geteuid() == 0:
+        os.chown(work / "conf", 4242, 4343)
+    assert upload_locally(shell, local, str(work / "tool")) == (b"", 0)
+    assert upload_locally(shell, local, str(work / "conf")) == (b"", 0)
+    assert (work / "tool").read_bytes() == b"new\n"
+    assert (work / "tool").stat().st_mode & 0o7777 == 0o751
+    assert (work / "conf").stat().st_mode & 0o7777 == 0o640
+    if os.geteuid() == 0:
+        assert ((work / "conf").stat().st_uid, (work / "conf").stat().st_gid) == (4242, 4343)
+    assert upload_locally(shell, local, str(work / "tool"), preserve=True) == (b"", 0)
+    assert (work / "tool").stat().st_mode & 0o7777 == 0o600
+
+
+@pytest.mark.parametrize("shell_spec", SHELLS)
+def test_a_destination_that_is_a_link_is_written_through_as_cp_does(
+    shell_spec: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/etc/app/app.yml -> /config/app.yml: the file the link names gets the data, and
+    the link stays a link (replacing it would detach the app from its real config)."""
+    shell = local_shell(shell_spec, tmp_path, monkeypatch)
+    real = tmp_path / "config"
+    real.mkdir()
+    (real / "app.yml").write_bytes(b"old\n")
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "app.yml").symlink_to(real / "app.yml")
+    source = tmp_path / "source"
+    source.write_bytes(b"new\n")
+    local = LocalSource.from_path(source, recursive=False)
+    assert upload_locally(shell, local, str(etc / "app.yml")) == (b"", 0)
+    assert os.readlink(etc / "app.yml") == str(real / "app.yml")
+    assert (real / "app.yml").read_bytes() == b"new\n"
+    assert sorted(p.name for p in real.iterdir()) == ["app.yml"]
+    assert sorted(p.name for p in etc.iterdir()) == ["app.yml"]

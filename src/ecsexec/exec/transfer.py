@@ -310,6 +310,12 @@ def upload_script(upload: Upload, nonce: str) -> str:
         f"{_F}_d={dest}",
         f"{_F}_into=as",
         f'[ -d "${_F}_d" ] && {_F}_d="${{{_F}_d%/}}/"{shlex.quote(upload.name)} && {_F}_into=into',
+        # A link to a file is written through, as cp does: the file it names is replaced
+        # (the x keeps a name's trailing line breaks from $(...)).
+        f'if [ -L "${_F}_d" ] && [ -f "${_F}_d" ] &&'
+        f' {_F}_t=$(readlink -f "${_F}_d" 2>/dev/null && echo x); then',
+        f'  {_F}_d="${{{_F}_t%?x}}"',
+        "fi",
         f'case "${_F}_d" in */*) {_F}_dir="${{{_F}_d%/*}}" ;; *) {_F}_dir=. ;; esac',
         f'[ -n "${_F}_dir" ] || {_F}_dir=/',
         f'{_F}_p="${_F}_dir/.ecsexec-{nonce}.part"',
@@ -345,11 +351,20 @@ def upload_script(upload: Upload, nonce: str) -> str:
             "fi",
         ]
     else:
+        default = "$(printf '%o' $((0666 & ~0$(umask))))"
         if upload.mode is not None:
             mode = f"{stat.S_IMODE(upload.mode):o}"
         else:
-            mode = "$(printf '%o' $((0666 & ~0$(umask))))"
+            mode = f'"${{{_F}_mode:-{default}}}"'
         lines += [
+            # Replacing a file: cp writes into it, keeping its owner and mode (the app's
+            # config stays readable to the app, a script executable); so do we.
+            f"{_F}_mode= {_F}_owner=",
+            f'if [ -f "${_F}_d" ]; then',
+            f'  {_F}_mode=$(stat -c %a "${_F}_d" 2>/dev/null)',
+            f'  {_F}_owner=$(stat -c %u:%g "${_F}_d" 2>/dev/null)',
+            "fi",
+            f'[ -z "${_F}_owner" ] || chown "${_F}_owner" "${_F}_p" 2>/dev/null',
             f'chmod {mode} "${_F}_p" 2>/dev/null',
             f'{_F}_e=$(mv -f "${_F}_p" "${_F}_d" 2>&1) ||'
             f' {_F}_fail "cannot write ${_F}_d: ${{{_F}_e##*: }}"',
