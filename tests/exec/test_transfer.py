@@ -229,3 +229,14 @@ def test_a_line_without_end_is_held_only_so_far() -> None:
         shown += decoder.feed(b"y" * 10_000)[1]
     assert len(decoder._line) <= 64 * 1024  # the bound under test
     assert decoder.finish() == "no data arrived"
+
+
+def test_a_file_cut_short_while_it_was_read_is_named_as_such() -> None:
+    """Log rotation by copytruncate: the far end measured 512 bytes, then read fewer."""
+    stream = download_stream(ALL_BYTES * 2, encoding="base64")
+    short = base64.b64encode(ALL_BYTES)  # 256 bytes, not 512
+    header, rest = stream.split(b"\r\n", 1)
+    trailer = rest[rest.index(b":S") :]
+    decoder = DownloadDecoder()
+    decoder.feed(header + b"\r\n" + short + b"\r\n" + trailer)
+    assert decoder.finish() == "the file shrank while it was read (512 bytes, then 256)"

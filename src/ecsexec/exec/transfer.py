@@ -603,4 +603,6 @@ class DownloadDecoder:
         sha256, cksum, size = self._trailer
         if size != self.size:
             return f"the file changed while it was read ({self.size} then {size} bytes)"
+        if self.digests.size < size:  # the far end reads exactly its size: it shrank
+            return f"the file shrank while it was read ({size} bytes, then {self.digests.size})"
         return self.digests.mismatch(sha256, cksum, size)
