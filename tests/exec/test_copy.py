@@ -967,3 +967,20 @@ def test_a_destination_that_is_a_link_is_written_through_as_cp_does(
     assert (real / "app.yml").read_bytes() == b"new\n"
     assert sorted(p.name for p in real.iterdir()) == ["app.yml"]
     assert sorted(p.name for p in etc.iterdir()) == ["app.yml"]
+
+
+@pytest.mark.parametrize("shell_spec", SHELLS)
+def test_a_link_downloaded_with_p_gets_the_mode_of_the_file_it_names(
+    shell_spec: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A link's own mode is 0777: taking it would make a private key world-writable."""
+    shell = local_shell(shell_spec, tmp_path, monkeypatch)
+    (tmp_path / "key").write_bytes(b"secret")
+    (tmp_path / "key").chmod(0o600)
+    (tmp_path / "link").symlink_to(tmp_path / "key")
+    back = tmp_path / "back"
+    result = download_locally(
+        shell, str(tmp_path / "link"), LocalDestination(back, None, False, preserve=True)
+    )
+    assert result == (b"", 0, "")
+    assert back.stat().st_mode & 0o7777 == 0o600

@@ -416,7 +416,7 @@ def download_script(download: Download, nonce: str) -> str:
             f'trap \'rm -f "${_F}_t"; {_F}_fail "interrupted"\' INT',
             f'{_F}_e=$( (umask 077 && tar -cf "${_F}_t" -C "${_F}_f" .) 2>&1 ) ||'
             f' {_F}_fail "tar failed: ${_F}_e"',
-            f'{_F}_m=$(ls -ld "${_F}_f" 2>/dev/null)',
+            f'{_F}_m=$(ls -ldL "${_F}_f" 2>/dev/null)',
             f'{_F}_f="${_F}_t"',
         ]
     else:
@@ -426,7 +426,7 @@ def download_script(download: Download, nonce: str) -> str:
             f'[ -f "${_F}_f" ] || {_F}_fail'
             ' "not a regular file (a device, FIFO or socket cannot be copied)"',
             f'[ -r "${_F}_f" ] && : 2>/dev/null < "${_F}_f" || {_F}_fail "cannot read it"',
-            f'{_F}_m=$(ls -ld "${_F}_f" 2>/dev/null)',
+            f'{_F}_m=$(ls -ldL "${_F}_f" 2>/dev/null)',
         ]
     # The file is measured once and every later read takes exactly that many bytes, so a
     # log being appended to comes down as it was when the copy began, checksums agreeing.
