@@ -605,4 +605,7 @@ class DownloadDecoder:
             return f"the file changed while it was read ({self.size} then {size} bytes)"
         if self.digests.size < size:  # the far end reads exactly its size: it shrank
             return f"the file shrank while it was read ({size} bytes, then {self.digests.size})"
-        return self.digests.mismatch(sha256, cksum, size)
+        problem = self.digests.mismatch(sha256, cksum, size)
+        if problem.endswith(" differs"):  # the far end read it twice: data, then checksum
+            problem += " (did the file change while it was read? /proc files do)"
+        return problem
