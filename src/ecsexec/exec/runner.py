@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -277,8 +278,7 @@ async def run_on_container(
             if wrapped.transfer and timeout is not None:
                 # A copy's timeout counts from the last data moved: a big file may take
                 # as long as it keeps moving.
-                loop = asyncio.get_running_loop()
-                moved = lambda: deadline.reschedule(loop.time() + timeout)  # noqa: E731
+                moved = functools.partial(_restart, deadline, timeout)
             session.send_size(*PTY_SIZE)
             try:
                 async for event in session:
@@ -381,6 +381,13 @@ async def run_on_container(
         reason=reason,
         truncated=truncated,
     )
+
+
+def _restart(deadline: asyncio.Timeout, seconds: float) -> None:
+    """Move ``deadline`` to ``seconds`` from now, unless it has passed already (the input
+    sender may still report a piece sent after that) or its block was left."""
+    with contextlib.suppress(RuntimeError):  # what reschedule() raises then
+        deadline.reschedule(asyncio.get_running_loop().time() + seconds)
 
 
 async def _interrupt(
