@@ -298,8 +298,12 @@ def upload_script(upload: Upload, nonce: str) -> str:
     The data goes to a hidden temporary file in the destination's directory, is checked,
     and only then renamed over the destination (``mv`` within one file system is atomic):
     a failed copy leaves the destination as it was. The temporary file is removed on every
-    ending the shell sees; only a SIGKILL (timeout, interrupt: the session is terminated)
-    can leave ``.ecsexec-<nonce>.part`` behind, never the destination itself.
+    ending the shell sees, ^C included (the runner types it on a timeout or Ctrl-C before
+    it terminates the session); only a SIGKILL with no ^C first (a lost connection) can
+    leave ``.ecsexec-<nonce>.part`` behind, never the destination itself.
+
+    An existing file keeps its owner and mode (``-p``: the source's mode), and a link to
+    a file is written through, as ``cp`` does.
     """
     m = Markers(nonce)
     dest = _operand(upload.destination)
