@@ -984,3 +984,16 @@ def test_a_link_downloaded_with_p_gets_the_mode_of_the_file_it_names(
     )
     assert result == (b"", 0, "")
     assert back.stat().st_mode & 0o7777 == 0o600
+
+
+def test_a_local_destination_that_is_a_link_is_written_through(tmp_path: Path) -> None:
+    real = tmp_path / "shared"
+    real.mkdir()
+    (real / "app.yml").write_bytes(b"old\n")
+    (tmp_path / "app.yml").symlink_to(real / "app.yml")
+    source = tmp_path / "remote.yml"
+    source.write_bytes(b"new\n")
+    result = download_locally("/bin/sh", str(source), LocalDestination(tmp_path / "app.yml"))
+    assert result == (b"", 0, "")
+    assert (tmp_path / "app.yml").is_symlink()
+    assert (real / "app.yml").read_bytes() == b"new\n"

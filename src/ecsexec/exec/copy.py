@@ -302,6 +302,8 @@ def download_command(
                     " give the local path in full"
                 )
             final = final / name
+        if final.is_symlink() and final.is_file():  # written through, as cp does
+            final = final.resolve()
         parent = final.parent
         if not parent.is_dir():
             raise ConfigurationError(f"cannot write {final}: {parent} is not a directory")
