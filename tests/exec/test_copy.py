@@ -997,3 +997,17 @@ def test_a_local_destination_that_is_a_link_is_written_through(tmp_path: Path) -
     assert result == (b"", 0, "")
     assert (tmp_path / "app.yml").is_symlink()
     assert (real / "app.yml").read_bytes() == b"new\n"
+
+
+@pytest.mark.parametrize("shell_spec", SHELLS)
+def test_a_proc_file_comes_down_as_one_consistent_reading(
+    shell_spec: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/proc and /sys files report size 0 and make up their content at each read
+    (/proc/self/status differs for every reader; cgroup counters move): such a file is
+    read once, into memory, and everything else is taken from that reading."""
+    shell = local_shell(shell_spec, tmp_path, monkeypatch)
+    back = tmp_path / "status"
+    result = download_locally(shell, "/proc/self/status", LocalDestination(back))
+    assert result == (b"", 0, "")
+    assert back.read_bytes().startswith(b"Name:\t")

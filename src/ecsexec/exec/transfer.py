@@ -434,10 +434,24 @@ def download_script(download: Download, nonce: str) -> str:
         ]
     # The file is measured once and every later read takes exactly that many bytes, so a
     # log being appended to comes down as it was when the copy began, checksums agreeing.
-    take = f'head -c "${_F}_s" < "${_F}_f"'
+    # A file claiming size 0 may be a /proc or /sys one, made up afresh at each read
+    # (/proc/self/*, cgroup counters): it is read once, into memory as base64 (no NUL
+    # in it), and every later read is taken from there.
+    take = f"{_F}_take"
     lines += [
         *_tools(["head", "wc"]),
-        f'{_F}_s=$(wc -c < "${_F}_f")',
+        f"{_F}_snapped=",
+        f"set -- ${_F}_m",
+        f'if [ "$5" = 0 ] && [ "${_F}_enc" = base64 ]; then',
+        f'  {_F}_snap=$(base64 < "${_F}_f") || {_F}_fail "cannot read it"',
+        f"  {_F}_snapped=1",
+        "fi",
+        f"{_F}_take() {{",
+        f'  if [ -n "${_F}_snapped" ]; then printf "%s\\n" "${_F}_snap" | base64 -d',
+        f'  else head -c "${_F}_s" < "${_F}_f"; fi',
+        "}",
+        f'if [ -n "${_F}_snapped" ]; then {_F}_s=$({take} | wc -c);'
+        f' else {_F}_s=$(wc -c < "${_F}_f"); fi',
         f"{_F}_begun=1",
         m.begin,
         f"set -- ${_F}_m",
