@@ -625,5 +625,5 @@ class DownloadDecoder:
             return f"the file shrank while it was read ({size} bytes, then {self.digests.size})"
         problem = self.digests.mismatch(sha256, cksum, size)
         if problem.endswith(" differs"):  # the far end read it twice: data, then checksum
-            problem += " (did the file change while it was read? /proc files do)"
+            problem += " (did the file change while it was read?)"
         return problem
