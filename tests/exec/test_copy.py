@@ -1011,3 +1011,28 @@ def test_a_proc_file_comes_down_as_one_consistent_reading(
     result = download_locally(shell, "/proc/self/status", LocalDestination(back))
     assert result == (b"", 0, "")
     assert back.read_bytes().startswith(b"Name:\t")
+
+
+def test_what_is_spooled_or_packed_locally_has_no_name_to_leave_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A forced exit (a third Ctrl-C, stdin that never ends) or a killed client runs no
+    cleanup: the spooled stdin and the packed tree are unlinked files from the start."""
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool_dir))
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "f").write_bytes(b"f")
+    data = ALL_BYTES * 5000
+    sources = [
+        LocalSource.from_stream(io.BytesIO(data), "stdin"),
+        LocalSource.from_path(tree, recursive=True),
+    ]
+    assert list(spool_dir.iterdir()) == []
+    stdin, packed = sources
+    assert b"".join(stdin.chunks()) == data and stdin.size == len(data)
+    with tarfile.open(fileobj=io.BytesIO(b"".join(packed.chunks()))) as tar:
+        assert sorted(tar.getnames()) == [".", "./f"]
+    for source in sources:
+        source.close()

@@ -18,7 +18,7 @@ import tarfile
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -51,15 +51,29 @@ ABORT = b"abort\n"  # not a count: the far end stops reading, fails and cleans u
 class LocalSource:
     """What an upload sends: a regular file, or a directory packed into a tar file.
 
-    Built once and shared by every node; :meth:`close` removes what it created.
+    Built once and shared by every node; :meth:`close` releases what it created. A
+    packed tree or spooled stdin is an unlinked temporary file (``spool``), read with
+    ``pread`` so the nodes share it: no ending, a killed client included, leaves it.
     """
 
-    path: Path
+    path: Path  # for messages when there is a spool
     name: str  # the name a copy into a directory gets
     size: int
     mode: int
     archive: bool = False
-    _owned: list[Path] = field(default_factory=list)
+    spool: BinaryIO | None = None
+
+    def chunks(self) -> Iterator[bytes]:
+        """The bytes to send, a chunk at a time, from the start (once per node)."""
+        if self.spool is None:
+            with self.path.open("rb") as stream:
+                while chunk := stream.read(CHUNK_BYTES):
+                    yield chunk
+            return
+        offset = 0
+        while chunk := os.pread(self.spool.fileno(), CHUNK_BYTES, offset):
+            offset += len(chunk)
+            yield chunk
 
     @classmethod
     def from_path(
@@ -83,19 +97,17 @@ class LocalSource:
         if path.is_dir():
             if not recursive:
                 raise ConfigurationError(f"{path} is a directory (copy it with -r)")
-            handle, archive = tempfile.mkstemp(prefix="ecsexec-cp-", suffix=".tar")
-            os.close(handle)
+            spool = tempfile.TemporaryFile(prefix="ecsexec-cp-")  # noqa: SIM115 (kept open)
             try:
-                with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT) as tar:
+                with tarfile.open(fileobj=spool, mode="w", format=tarfile.PAX_FORMAT) as tar:
                     tar.add(path.resolve(), arcname=".", filter=_packer(preserve, stop))
             except _Stopped:
-                os.unlink(archive)
+                spool.close()
                 raise ConfigurationError(f"cannot read {path}: interrupted") from None
             except OSError as exc:
-                os.unlink(archive)
+                spool.close()
                 raise ConfigurationError(f"cannot read {path}: {exc}") from exc
-            tar_path = Path(archive)
-            return cls(tar_path, name, tar_path.stat().st_size, info.st_mode, True, [tar_path])
+            return cls(path, name, spool.tell(), info.st_mode, True, spool)
         if not path.is_file():
             if stat.S_ISFIFO(info.st_mode):  # <(cmd): read once, so spooled for every node
                 with path.open("rb") as stream:
@@ -115,34 +127,31 @@ class LocalSource:
     ) -> LocalSource:
         """Standard input: spooled to a temporary file, so each node can read it whole;
         ``stop`` (Ctrl-C) ends the spooling and removes the file."""
-        handle, spool = tempfile.mkstemp(prefix="ecsexec-cp-")
-        path = Path(spool)
-        with os.fdopen(handle, "wb") as out:
-            while True:
-                if stop is not None and stop.is_set():
-                    path.unlink()
-                    raise ConfigurationError(f"cannot read {name}: interrupted")
-                try:
-                    chunk = stream.read(CHUNK_BYTES)
-                except OSError as exc:
-                    path.unlink()
-                    raise ConfigurationError(f"cannot read {name}: {exc.strerror or exc}") from exc
-                if not chunk:
-                    break
-                try:
-                    out.write(chunk)
-                except OSError as exc:
-                    path.unlink()
-                    raise ConfigurationError(
-                        f"cannot spool {name} to {spool}: {exc.strerror or exc}"
-                    ) from exc
-        return cls(path, name, path.stat().st_size, 0o644, False, [path])
+        spool = tempfile.TemporaryFile(prefix="ecsexec-cp-")  # noqa: SIM115 (kept open)
+        while True:
+            if stop is not None and stop.is_set():
+                spool.close()
+                raise ConfigurationError(f"cannot read {name}: interrupted")
+            try:
+                chunk = stream.read(CHUNK_BYTES)
+            except OSError as exc:
+                spool.close()
+                raise ConfigurationError(f"cannot read {name}: {exc.strerror or exc}") from exc
+            if not chunk:
+                break
+            try:
+                spool.write(chunk)
+            except OSError as exc:
+                spool.close()
+                raise ConfigurationError(
+                    f"cannot spool {name} in {tempfile.gettempdir()}: {exc.strerror or exc}"
+                ) from exc
+        spool.flush()
+        return cls(Path(name), name, spool.tell(), 0o644, False, spool)
 
     def close(self) -> None:
-        for path in self._owned:
-            with contextlib.suppress(OSError):
-                path.unlink()
-        self._owned.clear()
+        if self.spool is not None:
+            self.spool.close()
 
 
 class _Stopped(Exception):
@@ -227,13 +236,12 @@ class _UploadState:
         digests = Digests()
         done = 0
         try:
-            with self.source.path.open("rb") as stream:
-                while chunk := stream.read(CHUNK_BYTES):
-                    digests.update(chunk)
-                    done += len(chunk)
-                    yield frame_chunk(chunk)
-                    if self.on_progress is not None:
-                        self.on_progress(self.node, done, self.source.size)
+            for chunk in self.source.chunks():
+                digests.update(chunk)
+                done += len(chunk)
+                yield frame_chunk(chunk)
+                if self.on_progress is not None:
+                    self.on_progress(self.node, done, self.source.size)
         except OSError as exc:
             self.read_error = f"cannot read {self.source.path}: {exc.strerror or exc}"
             yield ABORT
