@@ -117,6 +117,7 @@ class FakeSession:
         default_factory=lambda: TerminationOutcome(confirmed=True, closed=True)
     )
     termination: TerminationOutcome | None = None
+    at: int = 0  # the next step to deliver
 
     async def __aenter__(self) -> FakeSession:
         self.entered = True
@@ -137,7 +138,11 @@ class FakeSession:
         self.backend.detached(self)
 
     async def __aiter__(self) -> AsyncIterator[Event]:
-        for step in self.steps:
+        # Like the real session's queue, a second iteration goes on where the first
+        # stopped (the runner reads on after typing ^C).
+        while self.at < len(self.steps):
+            step = self.steps[self.at]
+            self.at += 1
             if isinstance(step, Wait):
                 await (step.event.wait() if step.event is not None else asyncio.Event().wait())
                 continue

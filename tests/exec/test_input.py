@@ -28,7 +28,7 @@ from ecsexec.errors import Status
 from ecsexec.exec.connect import ConnectorPool
 from ecsexec.exec.dispatcher import dispatch
 from ecsexec.exec.results import CommandResult
-from ecsexec.exec.runner import ContainerTarget, run_on_container
+from ecsexec.exec.runner import INTERRUPT, ContainerTarget, run_on_container
 from ecsexec.exec.transfer import CHUNK_BYTES, LINE_CHARS
 from ecsexec.exec.wrap import (
     OutputCleaner,
@@ -43,6 +43,8 @@ from tests.exec.sandbox_nodes import targets, with_pool
 
 # Every byte value, including what a canonical-mode PTY would act on (^C ^D ^Z ^\ DEL).
 ALL_BYTES = bytes(range(256))
+# util-linux's, found before a test puts busybox's tools first on PATH.
+SETSID = shutil.which("setsid") or "/usr/bin/setsid"
 
 
 def run_in_pty(
@@ -52,12 +54,13 @@ def run_in_pty(
     master, slave = pty.openpty()
     argv = shlex.split(wrapped.ecs_command)
     argv[0] = shell
+    # As the agent does: a session of its own whose controlling terminal is the PTY, so
+    # ^C becomes SIGINT. (Not a group leader yet, so setsid(1) execs without forking.)
     proc = subprocess.Popen(
-        argv,
+        [SETSID, "--ctty", *argv],
         stdin=slave,
         stdout=slave,
         stderr=slave,
-        start_new_session=True,
     )
     os.close(slave)
     os.set_blocking(master, False)
@@ -118,6 +121,21 @@ def test_the_input_has_no_name_on_disk_while_the_command_runs() -> None:
     )
     out, code, _ = run_in_pty(wrap(command, stdin=data))
     assert (out, code) == (b"/dev/fd/9\nsame\n", 0)
+
+
+@pytest.mark.e2e
+def test_a_ctrl_c_in_the_middle_of_the_input_ends_the_wrapper_cleanly(tmp_path: Path) -> None:
+    """What the runner types when a run is interrupted while its input is going in: the
+    wrapper stops at once, removes its private directory and says why, between markers."""
+    wrapped = wrap("echo never", stdin=ALL_BYTES * 20_000)
+    cut = dataclasses.replace(wrapped, input_payload=wrapped.input_payload[:50_000] + INTERRUPT)
+    os.environ["TMPDIR"] = str(tmp_path)
+    try:
+        out, code, _ = run_in_pty(cut)
+    finally:
+        del os.environ["TMPDIR"]
+    assert (out, code) == (b"ecsexec: input delivery failed: interrupted\n", 125)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.e2e

@@ -7,13 +7,14 @@ sandbox; here each ending is produced on purpose and exactly (tests/exec/fake_ba
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
 from ecsexec.aws.ecs import ExecSession
 from ecsexec.errors import AwsError, SessionError, Status, TransportError
 from ecsexec.exec.results import CommandResult
-from ecsexec.exec.runner import PTY_SIZE, run_on_container
+from ecsexec.exec.runner import INTERRUPT, PTY_SIZE, run_on_container
 from ecsexec.exec.wrap import WrappedCommand, raw, wrap
 from ecsexec.ssm.channel import ChannelClosed, HandshakeCompleted, OutputReceived, StderrReceived
 from ecsexec.ssm.session import TerminationOutcome
@@ -296,3 +297,34 @@ def test_an_end_marker_cut_before_its_line_break_is_not_final() -> None:
     result, _ = run(steps, wrapped)
     assert result.status is Status.ERROR and result.exit_code is None
     assert result.output.startswith(b"out\n")
+
+
+def test_a_copy_times_out_only_when_its_data_stops_moving() -> None:
+    """A copy's --timeout is the time it may go without moving data: output arriving
+    every 0.05 s for well over the limit keeps it going; silence then ends it, and the
+    wrapper is sent ^C to clean up before the session is terminated."""
+    copy = dataclasses.replace(wrap("cp"), transfer=True)
+    ticks = [asyncio.Event() for _ in range(12)]
+
+    async def main() -> tuple[CommandResult, FakeBackend]:
+        steps: list[Step] = [Begin()]
+        for tick in ticks:
+            steps += [Wait(tick), Out(b".")]
+        steps.append(Wait())  # then nothing, ever
+        backend = FakeBackend({NODE: Script(steps)})
+
+        async def clock() -> None:
+            for tick in ticks:
+                await asyncio.sleep(0.05)
+                tick.set()
+
+        ticking = asyncio.create_task(clock())
+        result = await run_on_container(backend, target(NODE), copy, timeout=0.3)
+        await ticking
+        return result, backend
+
+    result, backend = asyncio.run(main())
+    assert result.status is Status.TIMEOUT
+    assert result.output == b"." * len(ticks)  # 0.6 s of data against a 0.3 s limit
+    assert result.reason.startswith("no data moved for 0.3 s; ")
+    assert ("input", INTERRUPT) in backend.session_of(NODE).sent

@@ -140,7 +140,7 @@ def test_a_download_whose_checksum_differs_is_refused(encoding: str) -> None:
     real = hashlib.sha256(ALL_BYTES).hexdigest().encode()
     decoder = DownloadDecoder()
     decoder.feed(stream.replace(real, b"0" * 64))
-    assert decoder.finish() == "SHA-256 differs"
+    assert decoder.finish() == ("SHA-256 differs (did the file change while it was read?)")
 
 
 def test_without_sha256sum_the_cksum_decides() -> None:
@@ -153,7 +153,7 @@ def test_without_sha256sum_the_cksum_decides() -> None:
     bad = good.replace(b" " + crc + b" ", b" 12345 ")
     decoder = DownloadDecoder()
     decoder.feed(bad)
-    assert decoder.finish() == "cksum differs"
+    assert decoder.finish().startswith("cksum differs (did the file change")
 
 
 def test_an_error_in_the_middle_of_the_data_fails_the_download_and_is_shown() -> None:
@@ -203,3 +203,40 @@ def test_figures_without_any_checksum_are_refused() -> None:
     digests.update(b"abc")
     assert "neither sha256sum nor cksum" in digests.mismatch("-", "-", 3)
     assert digests.mismatch("-", "-", 4).startswith("size differs")
+
+
+def test_a_container_sending_more_than_it_announced_is_cut_off() -> None:
+    """The header is a promise (the far end reads exactly that many bytes): a container
+    that keeps sending cannot fill the local disk or memory."""
+    decoder = DownloadDecoder()
+    data, _ = decoder.feed(b":D 10 -rw-r--r-- base64\n")
+    line = base64.b64encode(b"x" * 3000) + b"\n"
+    total = b""
+    shown = b""
+    for _ in range(2000):  # 6 MB against an announced 10 bytes
+        data, text = decoder.feed(line)
+        total += data
+        shown += text
+    assert len(total) <= 10
+    assert len(shown) <= 64 * 1024
+    assert decoder.finish() == "the container sent more than the 10 bytes it announced"
+
+
+def test_a_line_without_end_is_held_only_so_far() -> None:
+    decoder = DownloadDecoder()
+    shown = b""
+    for _ in range(1000):
+        shown += decoder.feed(b"y" * 10_000)[1]
+    assert len(decoder._line) <= 64 * 1024  # the bound under test
+    assert decoder.finish() == "no data arrived"
+
+
+def test_a_file_cut_short_while_it_was_read_is_named_as_such() -> None:
+    """Log rotation by copytruncate: the far end measured 512 bytes, then read fewer."""
+    stream = download_stream(ALL_BYTES * 2, encoding="base64")
+    short = base64.b64encode(ALL_BYTES)  # 256 bytes, not 512
+    header, rest = stream.split(b"\r\n", 1)
+    trailer = rest[rest.index(b":S") :]
+    decoder = DownloadDecoder()
+    decoder.feed(header + b"\r\n" + short + b"\r\n" + trailer)
+    assert decoder.finish() == "the file shrank while it was read (512 bytes, then 256)"

@@ -487,7 +487,25 @@ class Client:
             else:
                 if not isinstance(destination, str):
                     raise ConfigurationError("an upload's destination is a path on the nodes")
-                local = await asyncio.to_thread(_local_source, source, recursive)
+                stop = threading.Event()  # Ctrl-C ends the spooling or packing too
+                try:
+                    local = await asyncio.to_thread(
+                        _local_source, source, recursive, preserve, stop
+                    )
+                except asyncio.CancelledError:
+                    stop.set()  # the thread removes what it wrote; no node was started
+                    now = datetime.now(UTC)
+                    title = f"cp {_show(source)} :{destination}"
+                    return RunResult(
+                        title,
+                        {
+                            t.node: CommandResult(
+                                t.node, title, Status.NOT_STARTED, None, b"", now, now
+                            )
+                            for t in targets
+                        },
+                        interrupted=True,
+                    )
                 build = upload_command(
                     local,
                     destination,
@@ -820,10 +838,17 @@ def _show(place: str | PathLike[str] | BinaryIO) -> str:
     return str(place) if isinstance(place, str | PathLike) else "-"
 
 
-def _local_source(source: str | PathLike[str] | BinaryIO, recursive: bool) -> LocalSource:
+def _local_source(
+    source: str | PathLike[str] | BinaryIO,
+    recursive: bool,
+    preserve: bool,
+    stop: threading.Event,
+) -> LocalSource:
     if isinstance(source, str | PathLike):
-        return LocalSource.from_path(Path(source), recursive=recursive)
-    return LocalSource.from_stream(source, "stdin")
+        return LocalSource.from_path(
+            Path(source), recursive=recursive, preserve=preserve, stop=stop
+        )
+    return LocalSource.from_stream(source, "stdin", stop=stop)
 
 
 def _local_destination(

@@ -164,8 +164,8 @@ class CopyDisplay:
     "--timeout",
     type=click.FloatRange(0.1, None),
     default=None,
-    help="Seconds per node; the session is terminated when it passes.  "
-    f"[default: [dispatch] timeout, else {DEFAULT_TIMEOUT:g}]",
+    help="Seconds a copy may go without moving data; it is then cleaned up and its "
+    f"session terminated.  [default: [dispatch] timeout, else {DEFAULT_TIMEOUT:g}]",
 )
 @click.option(
     "--keepgoing/--fail-fast",

@@ -16,8 +16,9 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -33,6 +34,7 @@ from ecsexec.exec.transfer import (
     frame_chunk,
     frame_end,
     upload_script,
+    uploaded_path,
 )
 from ecsexec.exec.wrap import OutputFilter, WrappedCommand, make_nonce
 
@@ -49,18 +51,44 @@ ABORT = b"abort\n"  # not a count: the far end stops reading, fails and cleans u
 class LocalSource:
     """What an upload sends: a regular file, or a directory packed into a tar file.
 
-    Built once and shared by every node; :meth:`close` removes what it created.
+    Built once and shared by every node; :meth:`close` releases what it created. A
+    packed tree or spooled stdin is an unlinked temporary file (``spool``), read with
+    ``pread`` so the nodes share it: no ending, a killed client included, leaves it.
     """
 
-    path: Path
+    path: Path  # for messages when there is a spool
     name: str  # the name a copy into a directory gets
     size: int
     mode: int
     archive: bool = False
-    _owned: list[Path] = field(default_factory=list)
+    spool: BinaryIO | None = None
+
+    def chunks(self) -> Iterator[bytes]:
+        """The bytes to send, a chunk at a time, from the start (once per node)."""
+        if self.spool is None:
+            with self.path.open("rb") as stream:
+                while chunk := stream.read(CHUNK_BYTES):
+                    yield chunk
+            return
+        offset = 0
+        while chunk := os.pread(self.spool.fileno(), CHUNK_BYTES, offset):
+            offset += len(chunk)
+            yield chunk
 
     @classmethod
-    def from_path(cls, path: Path, *, recursive: bool) -> LocalSource:
+    def from_path(
+        cls,
+        path: Path,
+        *,
+        recursive: bool,
+        preserve: bool = False,
+        stop: threading.Event | None = None,
+    ) -> LocalSource:
+        """``path`` as it will be sent. A directory (``recursive``) is packed with the links
+        inside it kept as links; a link naming a directory is followed, as ``scp -r``
+        does. Without ``preserve`` its files are packed as ``cp -r`` would write them:
+        owned by whoever unpacks them, set-user-ID and set-group-ID bits cleared.
+        ``stop`` (Ctrl-C) ends the packing or spooling, which then leaves nothing."""
         try:
             info = path.stat()
         except OSError as exc:
@@ -69,20 +97,22 @@ class LocalSource:
         if path.is_dir():
             if not recursive:
                 raise ConfigurationError(f"{path} is a directory (copy it with -r)")
-            handle, archive = tempfile.mkstemp(prefix="ecsexec-cp-", suffix=".tar")
-            os.close(handle)
+            spool = tempfile.TemporaryFile(prefix="ecsexec-cp-")  # noqa: SIM115 (kept open)
             try:
-                with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT) as tar:
-                    tar.add(path, arcname=".")
+                with tarfile.open(fileobj=spool, mode="w", format=tarfile.PAX_FORMAT) as tar:
+                    tar.add(path.resolve(), arcname=".", filter=_packer(preserve, stop))
+            except _Stopped:
+                spool.close()
+                raise ConfigurationError(f"cannot read {path}: interrupted") from None
             except OSError as exc:
-                os.unlink(archive)
+                spool.close()
                 raise ConfigurationError(f"cannot read {path}: {exc}") from exc
-            tar_path = Path(archive)
-            return cls(tar_path, name, tar_path.stat().st_size, info.st_mode, True, [tar_path])
+            return cls(path, name, spool.tell(), info.st_mode, True, spool)
         if not path.is_file():
-            if _is_readable_stream(path):  # read once, so spooled for every node
+            if stat.S_ISFIFO(info.st_mode):  # <(cmd): read once, so spooled for every node
                 with path.open("rb") as stream:
-                    return cls.from_stream(stream, name)
+                    return cls.from_stream(stream, name, stop=stop)
+            # A device would be spooled for ever (/dev/zero); scp refuses it too.
             raise ConfigurationError(f"{path} is not a regular file")
         try:
             with path.open("rb"):
@@ -92,28 +122,58 @@ class LocalSource:
         return cls(path, name, info.st_size, info.st_mode)
 
     @classmethod
-    def from_stream(cls, stream: BinaryIO, name: str) -> LocalSource:
-        """Standard input: spooled to a temporary file, so each node can read it whole."""
-        handle, spool = tempfile.mkstemp(prefix="ecsexec-cp-")
-        with os.fdopen(handle, "wb") as out:
-            shutil.copyfileobj(stream, out, CHUNK_BYTES)
-        path = Path(spool)
-        return cls(path, name, path.stat().st_size, 0o644, False, [path])
+    def from_stream(
+        cls, stream: BinaryIO, name: str, *, stop: threading.Event | None = None
+    ) -> LocalSource:
+        """Standard input: spooled to a temporary file, so each node can read it whole;
+        ``stop`` (Ctrl-C) ends the spooling and removes the file."""
+        spool = tempfile.TemporaryFile(prefix="ecsexec-cp-")  # noqa: SIM115 (kept open)
+        while True:
+            if stop is not None and stop.is_set():
+                spool.close()
+                raise ConfigurationError(f"cannot read {name}: interrupted")
+            try:
+                chunk = stream.read(CHUNK_BYTES)
+            except OSError as exc:
+                spool.close()
+                raise ConfigurationError(f"cannot read {name}: {exc.strerror or exc}") from exc
+            if not chunk:
+                break
+            try:
+                spool.write(chunk)
+            except OSError as exc:
+                spool.close()
+                raise ConfigurationError(
+                    f"cannot spool {name} in {tempfile.gettempdir()}: {exc.strerror or exc}"
+                ) from exc
+        spool.flush()
+        return cls(Path(name), name, spool.tell(), 0o644, False, spool)
 
     def close(self) -> None:
-        for path in self._owned:
-            with contextlib.suppress(OSError):
-                path.unlink()
-        self._owned.clear()
+        if self.spool is not None:
+            self.spool.close()
 
 
-def _is_readable_stream(path: Path) -> bool:
-    """A FIFO or character device (``<(cmd)``, ``/dev/stdin``) is read as a stream."""
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return False
-    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+class _Stopped(Exception):
+    """Packing a directory was interrupted."""
+
+
+def _packer(
+    preserve: bool, stop: threading.Event | None
+) -> Callable[[tarfile.TarInfo], tarfile.TarInfo]:
+    """Each member as it is packed: with ``preserve`` as it is, else as ``cp -r`` without
+    ``-p`` writes it (the unpacking user's, no set-ID bits); stops when ``stop`` is set."""
+
+    def pack(member: tarfile.TarInfo) -> tarfile.TarInfo:
+        if stop is not None and stop.is_set():
+            raise _Stopped
+        if not preserve:
+            member.uid = member.gid = 0
+            member.uname = member.gname = ""
+            member.mode &= ~(stat.S_ISUID | stat.S_ISGID)
+        return member
+
+    return pack
 
 
 def remote_destination(destination: str, name: str) -> str:
@@ -141,13 +201,14 @@ def upload_command(
     def build(target: ContainerTarget) -> WrappedCommand:
         tag = nonce or make_nonce()
         script = upload_script(upload, tag)
-        state = _UploadState(target.node, source, on_progress, on_copied)
+        state = _UploadState(target.node, source, upload, on_progress, on_copied)
         return WrappedCommand(
             user_command=f"cp {source.name} {target.node}:{final}",
             ecs_command=shlex.join(["/bin/sh", "-c", script]),
             nonce=tag,
             input_source=state.frames,
             output_filter=state.output,
+            transfer=True,
         )
 
     return build
@@ -160,11 +221,13 @@ class _UploadState:
         self,
         node: str,
         source: LocalSource,
+        upload: Upload,
         on_progress: ProgressCallback | None,
         on_copied: CopiedCallback | None,
     ) -> None:
         self.node = node
         self.source = source
+        self.upload = upload
         self.on_progress = on_progress
         self.on_copied = on_copied
         self.read_error = ""
@@ -173,13 +236,12 @@ class _UploadState:
         digests = Digests()
         done = 0
         try:
-            with self.source.path.open("rb") as stream:
-                while chunk := stream.read(CHUNK_BYTES):
-                    digests.update(chunk)
-                    done += len(chunk)
-                    yield frame_chunk(chunk)
-                    if self.on_progress is not None:
-                        self.on_progress(self.node, done, self.source.size)
+            for chunk in self.source.chunks():
+                digests.update(chunk)
+                done += len(chunk)
+                yield frame_chunk(chunk)
+                if self.on_progress is not None:
+                    self.on_progress(self.node, done, self.source.size)
         except OSError as exc:
             self.read_error = f"cannot read {self.source.path}: {exc.strerror or exc}"
             yield ABORT
@@ -202,9 +264,10 @@ class _UploadOutput:
         return b"".join(self._take(line) for line in lines)
 
     def _take(self, line: bytes) -> bytes:
-        if line.startswith(b":P "):
+        if line in (b":P as", b":P into"):
             if self._state.on_copied is not None:
-                self._state.on_copied(self._state.node, line[3:].decode("utf-8", "replace"))
+                path = uploaded_path(self._state.upload, into=line == b":P into")
+                self._state.on_copied(self._state.node, path)
             return b""
         return line + b"\n"
 
@@ -241,7 +304,14 @@ def download_command(
     if destination.path is not None:
         final = destination.path
         if final.is_dir():  # into it, under the source's name, as cp does
+            if name in (".", ".."):  # joined, `..` would land beside the directory
+                raise ConfigurationError(
+                    f"{source} has no name of its own to copy into {final};"
+                    " give the local path in full"
+                )
             final = final / name
+        if final.is_symlink() and final.is_file():  # written through, as cp does
+            final = final.resolve()
         parent = final.parent
         if not parent.is_dir():
             raise ConfigurationError(f"cannot write {final}: {parent} is not a directory")
@@ -259,6 +329,7 @@ def download_command(
             output_filter=lambda: _DownloadSink(
                 target.node, destination, final, tag, on_progress, on_copied
             ),
+            transfer=True,
         )
 
     return build
@@ -335,10 +406,7 @@ class _DownloadSink:
     def _put_in_place(self) -> str:
         assert self.partial is not None and self.final is not None
         if self.destination.recursive:
-            self.final.mkdir(exist_ok=True)
-            with tarfile.open(self.partial) as tar:
-                tar.extractall(self.final, filter="tar" if self.destination.preserve else "data")
-            return ""
+            return self._unpack()
         mode = self.decoder.mode
         if self.destination.preserve and mode is not None:
             os.chmod(self.partial, mode)
@@ -346,6 +414,72 @@ class _DownloadSink:
             os.chmod(self.partial, 0o666 & ~_umask())
         os.replace(self.partial, self.final)
         return ""
+
+    def _unpack(self) -> str:
+        """Unpack the archive into a fresh directory beside the destination, then rename
+        it into place (or, when the destination exists, unpack it again there, as
+        ``cp -r`` merges): a hostile or unusable archive writes nothing at the
+        destination."""
+        assert self.partial is not None and self.final is not None
+        keep = _member_filter(preserve=self.destination.preserve)
+        fresh = self.partial.with_suffix(".d")
+        try:
+            fresh.mkdir()
+            with tarfile.open(self.partial) as tar:
+                problem = _extract(tar, fresh, keep)
+                if problem:
+                    return problem
+                if not self.final.exists():
+                    fresh.rename(self.final)
+                    return ""
+                if not self.final.is_dir():
+                    return f"cannot write {self.final}: it exists and is not a directory"
+                return _extract(tar, self.final, keep)
+        finally:
+            shutil.rmtree(fresh, ignore_errors=True)
+
+
+class _Refused(tarfile.FilterError):
+    def __init__(self, member: tarfile.TarInfo, why: str) -> None:
+        super().__init__(why)
+        self.tarinfo = member
+        self.why = why
+
+    def __str__(self) -> str:
+        return self.why
+
+
+def _member_filter(*, preserve: bool) -> Callable[[tarfile.TarInfo, str], tarfile.TarInfo]:
+    """What may come out of a container's archive (it is not trusted): tarfile's ``data``
+    rules (``tar`` with ``-p``: modes kept), except that a symbolic link pointing out of
+    the tree is kept as a link, as ``cp -r`` keeps it. Nothing is ever written through
+    one: every member's real path, links followed, must stay inside the destination."""
+    base = tarfile.tar_filter if preserve else tarfile.data_filter
+
+    def keep(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+        if member.ischr() or member.isblk() or member.isfifo():
+            raise _Refused(member, "a device or FIFO cannot be copied")
+        try:
+            return base(member, dest)
+        except (tarfile.AbsoluteLinkError, tarfile.LinkOutsideDestinationError):
+            if not member.issym():
+                raise
+            return tarfile.tar_filter(member, dest)
+
+    return keep
+
+
+def _extract(
+    tar: tarfile.TarFile, into: Path, keep: Callable[[tarfile.TarInfo, str], tarfile.TarInfo]
+) -> str:
+    """Unpack every member into ``into``: "" or why a member was refused."""
+    try:
+        tar.extractall(into, filter=keep)  # directories' modes last, as tar does
+    except tarfile.FilterError as exc:
+        return f"cannot unpack {exc.tarinfo.name}: {exc}"
+    except tarfile.TarError as exc:
+        return f"cannot unpack the archive: {exc}"
+    return ""
 
 
 def _umask() -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -33,6 +34,8 @@ from ecsexec.ssm.session import (
 
 PTY_SIZE: Final = (300, 100)  # wide enough that tools formatting to the width don't wrap
 _INPUT_PIECE: Final = 1024 * 1024  # input handed to the channel at a time (whole frames)
+INTERRUPT: Final = b"\x03"  # ^C: the PTY's line discipline makes it SIGINT (ISIG)
+INTERRUPT_GRACE: Final = 2.0  # seconds an interrupted wrapper has to clean up and say so
 
 
 @dataclass(frozen=True)
@@ -257,30 +260,52 @@ async def run_on_container(
     closed: ChannelClosed | None = None
     timed_out = False
     failure: EcsexecError | None = None
+    interrupted = False  # we typed ^C: an end marker after it does not make the result
+    moved: Callable[[], None] | None = None  # a copy's data moved: the timeout restarts
+
+    def handle(event: Event) -> None:
+        nonlocal sender, closed
+        if isinstance(event, OutputReceived):
+            if ready is not None and not cleaner.begin_seen and ready.feed(event.data):
+                # A task of its own: send_input waits for acks (backpressure)
+                # while this loop must keep reading output.
+                session.open_input_gate("ready marker")
+                sender = asyncio.create_task(_send_input(session, wrapped, moved))
+            gate_was_closed = not cleaner.begin_seen
+            emit(cleaner.feed(event.data))
+            if gate_was_closed and cleaner.begin_seen:
+                session.open_input_gate("begin marker")  # §7 gate rule 3
+        elif isinstance(event, StderrReceived | HandshakeCompleted) and on_notice:
+            text = (
+                event.data if isinstance(event, StderrReceived) else event.customer_message.encode()
+            )
+            if text:
+                on_notice(target.node, text)
+        elif isinstance(event, ChannelClosed):
+            closed = event
+
     try:
-        async with asyncio.timeout(timeout), session:
+        async with asyncio.timeout(timeout) as deadline, session:
+            if wrapped.transfer and timeout is not None:
+                # A copy's timeout counts from the last data moved: a big file may take
+                # as long as it keeps moving.
+                moved = functools.partial(_restart, deadline, timeout)
             session.send_size(*PTY_SIZE)
-            async for event in session:
-                if isinstance(event, OutputReceived):
-                    if ready is not None and not cleaner.begin_seen and ready.feed(event.data):
-                        # A task of its own: send_input waits for acks (backpressure)
-                        # while this loop must keep reading output.
-                        session.open_input_gate("ready marker")
-                        sender = asyncio.create_task(_send_input(session, wrapped))
-                    gate_was_closed = not cleaner.begin_seen
-                    emit(cleaner.feed(event.data))
-                    if gate_was_closed and cleaner.begin_seen:
-                        session.open_input_gate("begin marker")  # §7 gate rule 3
-                elif isinstance(event, StderrReceived | HandshakeCompleted) and on_notice:
-                    text = (
-                        event.data
-                        if isinstance(event, StderrReceived)
-                        else event.customer_message.encode()
-                    )
-                    if text:
-                        on_notice(target.node, text)
-                elif isinstance(event, ChannelClosed):
-                    closed = event
+            try:
+                async for event in session:
+                    handle(event)
+                    if moved is not None and isinstance(event, OutputReceived):
+                        moved()
+            except asyncio.CancelledError:
+                # Interrupted or timed out while the input was still going in, or in a
+                # copy: the wrapper gets to clean up (a partial file) before the session
+                # is terminated, which kills it with SIGKILL.
+                if (sender is not None and not cleaner.begin_seen) or (
+                    wrapped.transfer and not cleaner.end_seen
+                ):
+                    interrupted = True
+                    await _interrupt(session, sender, handle, lambda: cleaner.end_seen)
+                raise
             await session.wait_closed()
     except TimeoutError:
         timed_out = True
@@ -289,6 +314,8 @@ async def run_on_container(
     except asyncio.CancelledError:
         if ended is not None:
             ended.append(how_it_ended(session))
+        if output_filter is not None:
+            output_filter.finish(None)  # a download removes its partial local file
         raise
     finally:
         if sender is not None:
@@ -298,7 +325,7 @@ async def run_on_container(
     # Once the end marker is complete the command has exited and everything it printed
     # has arrived, in order (§11): the result is final, and what happens to the socket,
     # ResumeSession or the clock after that (an error, a gap, a timeout) cannot change it.
-    final = cleaner.end_seen
+    final = cleaner.end_seen and not interrupted
     rest, clean = cleaner.finish()
     emit(rest)  # what the cleaner held back is output too, whatever ended the session
     if final:
@@ -333,7 +360,8 @@ async def run_on_container(
             on_output(target.node, notice, False)
     truncated = bool(closed is not None and closed.truncated)
     if timed_out:
-        exit_code, reason = None, f"timed out after {timeout:g} s; {how_it_ended(session)}"
+        limit = "no data moved for" if wrapped.transfer else "timed out after"
+        exit_code, reason = None, f"{limit} {timeout:g} s; {how_it_ended(session)}"
     elif truncated:
         assert closed is not None
         missing = closed.missing_seq
@@ -366,14 +394,49 @@ async def run_on_container(
     )
 
 
-async def _send_input(session: SessionLike, wrapped: WrappedCommand) -> None:
+def _restart(deadline: asyncio.Timeout, seconds: float) -> None:
+    """Move ``deadline`` to ``seconds`` from now, unless it has passed already (the input
+    sender may still report a piece sent after that) or its block was left."""
+    with contextlib.suppress(RuntimeError):  # what reschedule() raises then
+        deadline.reschedule(asyncio.get_running_loop().time() + seconds)
+
+
+async def _interrupt(
+    session: SessionLike,
+    sender: asyncio.Task[None] | None,
+    handle: Callable[[Event], None],
+    ended: Callable[[], bool],
+) -> None:
+    """Stop sending input and type ^C: the terminal turns it into SIGINT for the wrapper
+    at once, wherever it is in the data, and its trap removes what it wrote and prints
+    the end marker. Waits :data:`INTERRUPT_GRACE` seconds at most for that marker."""
+    if sender is not None:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, EcsexecError):
+            await sender
+    with contextlib.suppress(TimeoutError, EcsexecError):
+        async with asyncio.timeout(INTERRUPT_GRACE):
+            await session.send_input(INTERRUPT)
+            async for event in session:
+                handle(event)
+                if ended():
+                    return
+
+
+async def _send_input(
+    session: SessionLike, wrapped: WrappedCommand, moved: Callable[[], None] | None
+) -> None:
     """Send the command's input, a piece at a time: ``send_input`` waits while the
     channel's window of unacknowledged frames is full, so a stream of any size is held
-    in memory only as far as that window."""
+    in memory only as far as that window. ``moved`` is called as each piece goes."""
     if wrapped.input_source is None:
         payload = wrapped.input_payload
         for start in range(0, len(payload), _INPUT_PIECE):
             await session.send_input(payload[start : start + _INPUT_PIECE])
+            if moved is not None:
+                moved()
         return
     for piece in wrapped.input_source():
         await session.send_input(piece)
+        if moved is not None:
+            moved()

@@ -174,10 +174,16 @@ def input_reader(fd: int, fail: str) -> list[str]:
         "  *[!0-9]*|'') break ;;",
         "  esac",
         # All n lines are read even if base64 gives up on one (cat drains the rest), so
-        # the next count is never taken from the middle of a chunk.
-        f'  head -n "${_F}_n" |'
-        f" {{ base64 -d >&{fd} 2>/dev/null || {{ cat >/dev/null; exit 1; }}; }} || {_F}_bad=1",
-        f'  [ -z "${_F}_bad" ] || {fail} "the data did not decode (base64 -d failed)"',
+        # the next count is never taken from the middle of a chunk. Its complaint (bad
+        # input, or a full disk) is kept for the message.
+        f'  {_F}_e=$(head -n "${_F}_n" |'
+        f" {{ base64 -d 2>&1 >&{fd} || {{ cat >/dev/null; exit 1; }}; }}) || {_F}_bad=1",
+        f'  {_F}_e="${{{_F}_e%%\n*}}"',  # its first line (a line break in the pattern)
+        f'  [ -z "${_F}_bad" ] || {fail}'
+        f' "the data could not be decoded and written: ${{{_F}_e:-base64 -d failed}}"',
+        # A chunk is in: the client sees the data move (a copy's timeout counts from
+        # there). Before the begin marker, so never part of the output.
+        "  printf .",
         "done",
         f'[ -n "${_F}_end" ] || {fail} "the data stream ended early"',
     ]
@@ -225,14 +231,21 @@ class Markers:
         markers and exit with :data:`TRANSFER_FAILED`. Safe to call before or after the
         begin marker (``$__ecsexec_begun``)."""
         return [
+            # ``what`` names a path the user gave: one quoted word, never code or a format.
+            f"{_F}_what={shlex.quote(what)}",
             f"{_F}_begun=",
             f"{_F}_fail() {{",
             f'  [ -n "${_F}_begun" ] || {self.begin}',
-            f"  printf 'ecsexec: {what}: %s\\n' \"$1\"",
+            f'  printf \'ecsexec: %s: %s\\n\' "${_F}_what" "$1"',
             f"  {self.end(str(TRANSFER_FAILED))}",
             f"  exit {TRANSFER_FAILED}",
             "}",
         ]
+
+
+def _operand(path: str) -> str:
+    """``path`` as one shell word that no tool takes for an option (``-rf`` is ``./-rf``)."""
+    return shlex.quote("./" + path if path.startswith("-") else path)
 
 
 def _tools(tools: Iterable[str]) -> list[str]:
@@ -270,29 +283,52 @@ class Upload:
     archive: bool = False
 
 
+def uploaded_path(upload: Upload, into: bool) -> str:
+    """Where an upload landed: its destination, or with ``into`` (the far end's ``:P into``:
+    the destination was a directory there) the source's name in it, as the far end
+    builds it."""
+    if not into:
+        return upload.destination
+    return upload.destination.removesuffix("/") + "/" + upload.name
+
+
 def upload_script(upload: Upload, nonce: str) -> str:
     """The ``/bin/sh -c`` script of an upload (see the module docstring for the framing).
 
     The data goes to a hidden temporary file in the destination's directory, is checked,
     and only then renamed over the destination (``mv`` within one file system is atomic):
     a failed copy leaves the destination as it was. The temporary file is removed on every
-    ending the shell sees; only a SIGKILL (timeout, interrupt: the session is terminated)
-    can leave ``.ecsexec-<nonce>.part`` behind, never the destination itself.
+    ending the shell sees, ^C included (the runner types it on a timeout or Ctrl-C before
+    it terminates the session); only a SIGKILL with no ^C first (a lost connection) can
+    leave ``.ecsexec-<nonce>.part`` behind, never the destination itself.
+
+    An existing file keeps its owner and mode (``-p``: the source's mode), and a link to
+    a file is written through, as ``cp`` does.
     """
     m = Markers(nonce)
-    dest = shlex.quote(upload.destination)
+    dest = _operand(upload.destination)
     tools = ["head", "base64", "mv", "rm"] + (["tar", "mkdir"] if upload.archive else [])
     lines = [
         *_startup(m, f"cannot copy to {upload.destination}"),
         *_tools(tools),
         f"{_F}_d={dest}",
-        f'[ -d "${_F}_d" ] && {_F}_d="${{{_F}_d%/}}/"{shlex.quote(upload.name)}',
+        f"{_F}_into=as",
+        f'[ -d "${_F}_d" ] && {_F}_d="${{{_F}_d%/}}/"{shlex.quote(upload.name)} && {_F}_into=into',
+        # A link to a file is written through, as cp does: the file it names is replaced
+        # (the x keeps a name's trailing line breaks from $(...)).
+        f'if [ -L "${_F}_d" ] && [ -f "${_F}_d" ] &&'
+        f' {_F}_t=$(readlink -f "${_F}_d" 2>/dev/null && echo x); then',
+        f'  {_F}_d="${{{_F}_t%?x}}"',
+        "fi",
         f'case "${_F}_d" in */*) {_F}_dir="${{{_F}_d%/*}}" ;; *) {_F}_dir=. ;; esac',
         f'[ -n "${_F}_dir" ] || {_F}_dir=/',
         f'{_F}_p="${_F}_dir/.ecsexec-{nonce}.part"',
         f'trap \'rm -rf "${_F}_p" "${_F}_p.d"\' EXIT',
         "trap 'exit 129' HUP",
         "trap 'exit 143' TERM",
+        # ^C from the client (Ctrl-C, a timeout): clean up, then say so; the client
+        # terminates the session once it sees the end marker.
+        f'trap \'rm -rf "${_F}_p" "${_F}_p.d"; {_F}_fail "interrupted"\' INT',
         f'{_F}_e=$( (umask 077 && : > "${_F}_p") 2>&1 ) ||'
         f' {_F}_fail "cannot write in ${_F}_dir: ${{{_F}_e##*: }}"',
         f'exec 8>"${_F}_p"',
@@ -319,11 +355,20 @@ def upload_script(upload: Upload, nonce: str) -> str:
             "fi",
         ]
     else:
+        default = "$(printf '%o' $((0666 & ~0$(umask))))"
         if upload.mode is not None:
             mode = f"{stat.S_IMODE(upload.mode):o}"
         else:
-            mode = "$(printf '%o' $((0666 & ~0$(umask))))"
+            mode = f'"${{{_F}_mode:-{default}}}"'
         lines += [
+            # Replacing a file: cp writes into it, keeping its owner and mode (the app's
+            # config stays readable to the app, a script executable); so do we.
+            f"{_F}_mode= {_F}_owner=",
+            f'if [ -f "${_F}_d" ]; then',
+            f'  {_F}_mode=$(stat -c %a "${_F}_d" 2>/dev/null)',
+            f'  {_F}_owner=$(stat -c %u:%g "${_F}_d" 2>/dev/null)',
+            "fi",
+            f'[ -z "${_F}_owner" ] || chown "${_F}_owner" "${_F}_p" 2>/dev/null',
             f'chmod {mode} "${_F}_p" 2>/dev/null',
             f'{_F}_e=$(mv -f "${_F}_p" "${_F}_d" 2>&1) ||'
             f' {_F}_fail "cannot write ${_F}_d: ${{{_F}_e##*: }}"',
@@ -331,7 +376,8 @@ def upload_script(upload: Upload, nonce: str) -> str:
     lines += [
         f"{_F}_begun=1",
         m.begin,
-        f"printf ':P %s\\n' \"${_F}_d\"",
+        # Whether the name was added, not the path: a path may hold a line break.
+        f"printf ':P %s\\n' \"${_F}_into\"",
         m.end("0"),
     ]
     return "\n".join(lines)
@@ -351,9 +397,10 @@ def download_script(download: Download, nonce: str) -> str:
     A directory is first packed with ``tar`` into a temporary file, so the checksums
     describe exactly the bytes sent."""
     m = Markers(nonce)
-    src = shlex.quote(download.source)
+    src = _operand(download.source)
     lines = [
         *_startup(m, f"cannot copy {download.source}"),
+        f"trap '{_F}_fail interrupted' INT",  # ^C from the client: say so and end
         f"{_F}_f={src}",
         f"{_F}_enc=base64",
         f"command -v base64 >/dev/null 2>&1 || {_F}_enc=od",
@@ -369,31 +416,53 @@ def download_script(download: Download, nonce: str) -> str:
             f"trap 'rm -f \"${_F}_t\"' EXIT",
             "trap 'exit 129' HUP",
             "trap 'exit 143' TERM",
+            # ^C from the client (Ctrl-C, a timeout): the archive goes, then we say so.
+            f'trap \'rm -f "${_F}_t"; {_F}_fail "interrupted"\' INT',
             f'{_F}_e=$( (umask 077 && tar -cf "${_F}_t" -C "${_F}_f" .) 2>&1 ) ||'
             f' {_F}_fail "tar failed: ${_F}_e"',
-            f'{_F}_m=$(ls -ld "${_F}_f" 2>/dev/null)',
+            f'{_F}_m=$(ls -ldL "${_F}_f" 2>/dev/null)',
             f'{_F}_f="${_F}_t"',
         ]
     else:
         lines += [
             f'[ -d "${_F}_f" ] && {_F}_fail "is a directory (copy it with -r)"',
+            # A device or FIFO would be read forever (/dev/zero) or block (a FIFO).
+            f'[ -f "${_F}_f" ] || {_F}_fail'
+            ' "not a regular file (a device, FIFO or socket cannot be copied)"',
             f'[ -r "${_F}_f" ] && : 2>/dev/null < "${_F}_f" || {_F}_fail "cannot read it"',
-            f'{_F}_m=$(ls -ld "${_F}_f" 2>/dev/null)',
+            f'{_F}_m=$(ls -ldL "${_F}_f" 2>/dev/null)',
         ]
+    # The file is measured once and every later read takes exactly that many bytes, so a
+    # log being appended to comes down as it was when the copy began, checksums agreeing.
+    # A file claiming size 0 may be a /proc or /sys one, made up afresh at each read
+    # (/proc/self/*, cgroup counters): it is read once, into memory as base64 (no NUL
+    # in it), and every later read is taken from there.
+    take = f"{_F}_take"
     lines += [
-        f'{_F}_s=$(wc -c < "${_F}_f")',
+        *_tools(["head", "wc"]),
+        f"{_F}_snapped=",
+        f"set -- ${_F}_m",
+        f'if [ "$5" = 0 ] && [ "${_F}_enc" = base64 ]; then',
+        f'  {_F}_snap=$(base64 < "${_F}_f") || {_F}_fail "cannot read it"',
+        f"  {_F}_snapped=1",
+        "fi",
+        f"{_F}_take() {{",
+        f'  if [ -n "${_F}_snapped" ]; then printf "%s\\n" "${_F}_snap" | base64 -d',
+        f'  else head -c "${_F}_s" < "${_F}_f"; fi',
+        "}",
+        f'if [ -n "${_F}_snapped" ]; then {_F}_s=$({take} | wc -c);'
+        f' else {_F}_s=$(wc -c < "${_F}_f"); fi',
         f"{_F}_begun=1",
         m.begin,
         f"set -- ${_F}_m",
         f"printf ':D %s %s %s\\n' ${_F}_s \"${{1:--}}\" ${_F}_enc",
-        f'if [ "${_F}_enc" = base64 ]; then base64 < "${_F}_f";'
-        f' else od -An -v -tx1 < "${_F}_f"; fi',
+        f'if [ "${_F}_enc" = base64 ]; then {take} | base64; else {take} | od -An -v -tx1; fi',
         f"{_F}_rc=$?",
         f"{_F}_sha=- {_F}_crc=-",
         "if command -v sha256sum >/dev/null 2>&1; then",
-        f'  set -- $(sha256sum < "${_F}_f"); {_F}_sha=$1',
+        f"  set -- $({take} | sha256sum); {_F}_sha=$1",
         "elif command -v cksum >/dev/null 2>&1; then",
-        f'  set -- $(cksum < "${_F}_f"); {_F}_crc=$1',
+        f"  set -- $({take} | cksum); {_F}_crc=$1",
         "fi",
         f"printf '\\n:S %s %s %s\\n' ${_F}_sha ${_F}_crc ${_F}_s",
         f'[ "${_F}_rc" = 0 ] || {{ {m.end(str(TRANSFER_FAILED))}; exit {TRANSFER_FAILED}; }}',
@@ -404,6 +473,7 @@ def download_script(download: Download, nonce: str) -> str:
 
 # --- from the container ---------------------------------------------------------------------
 
+TEXT_LIMIT: Final = 64 * 1024  # bytes of a download's messages shown, or of a line held
 _HEADER: Final = re.compile(rb":D (\d+) (\S+) (base64|od)\Z")
 _TRAILER: Final = re.compile(rb":S ([0-9a-f]{64}|-) (\d+|-) (\d+)\Z")
 _WHITESPACE: Final = b" \t\r\n"
@@ -445,12 +515,21 @@ class DownloadDecoder:
         self.digests = Digests()
         self._trailer: tuple[str, str, int] | None = None
         self._problem = ""
+        self._shown = 0  # bytes of text passed on so far
 
     @property
     def mode(self) -> int | None:
         return mode_from_ls(self.permissions) if self.permissions else None
 
     def feed(self, chunk: bytes) -> tuple[bytes, bytes]:
+        data, text = self._feed(chunk)
+        # The container is not trusted: what it says besides the data is shown, up to a
+        # bound, never held without end.
+        room = max(0, TEXT_LIMIT - self._shown)
+        self._shown += min(len(text), room)
+        return data, text[:room]
+
+    def _feed(self, chunk: bytes) -> tuple[bytes, bytes]:
         data = bytearray()
         text = bytearray()
         while chunk:
@@ -458,6 +537,11 @@ class DownloadDecoder:
                 end = chunk.find(b"\n")
                 if end == -1:
                     self._line += chunk
+                    if len(self._line) > TEXT_LIMIT:  # no header or trailer is this long
+                        if self._state == "trailer":
+                            self._fail("unexpected output in the data: a line without end")
+                        text += self._line
+                        self._line.clear()
                     return bytes(data), bytes(text)
                 self._line += chunk[:end]
                 chunk = chunk[end + 1 :]
@@ -513,6 +597,11 @@ class DownloadDecoder:
         except (binascii.Error, ValueError, UnicodeDecodeError):
             self._fail("the data did not decode")
             return b""
+        if self.size is not None and self.digests.size + len(decoded) > self.size:
+            # The far end reads exactly the announced size: more is not the file, and
+            # must not fill the local disk.
+            self._fail(f"the container sent more than the {self.size} bytes it announced")
+            return b""
         self.digests.update(decoded)
         return decoded
 
@@ -532,4 +621,9 @@ class DownloadDecoder:
         sha256, cksum, size = self._trailer
         if size != self.size:
             return f"the file changed while it was read ({self.size} then {size} bytes)"
-        return self.digests.mismatch(sha256, cksum, size)
+        if self.digests.size < size:  # the far end reads exactly its size: it shrank
+            return f"the file shrank while it was read ({size} bytes, then {self.digests.size})"
+        problem = self.digests.mismatch(sha256, cksum, size)
+        if problem.endswith(" differs"):  # the far end read it twice: data, then checksum
+            problem += " (did the file change while it was read?)"
+        return problem

@@ -36,6 +36,7 @@ from ecsexec.exec.transfer import encode_input, input_check, input_reader, posix
 __all__ = ["encode_input", "posix_cksum"]  # re-exported: the input framing lives in transfer
 
 MARKER_PREFIX: Final = b"__ECSEXEC_"
+_NOISE_KEPT: Final = 4096  # output before the begin marker kept while waiting for it
 DEFAULT_ENV: Final = (("TERM", "dumb"), ("PAGER", "cat"))  # no colours, no pagers waiting
 
 INPUT_VARIABLE: Final = "ECSEXEC_INPUT"
@@ -66,6 +67,9 @@ class WrappedCommand:
     input_source: Callable[[], Iterator[bytes]] | None = None
     # A fresh filter for each run, between the cleaner and the user (ecsexec cp).
     output_filter: Callable[[], OutputFilter] | None = None
+    # A file copy: its timeout counts from the last data moved, and when it is
+    # interrupted or times out the wrapper gets ^C to clean up before it is killed.
+    transfer: bool = False
 
     @property
     def has_input(self) -> bool:
@@ -153,6 +157,8 @@ def _wrap_with_input(command: str, nonce: str, data: bytes) -> WrappedCommand:
             "trap 'rm -rf \"$__ecsexec_d\"' EXIT",
             "trap 'exit 129' HUP",
             "trap 'exit 143' TERM",
+            # ^C typed by the client (Ctrl-C, a timeout) while the input is coming in.
+            "trap 'rm -rf \"$__ecsexec_d\"; __ecsexec_fail interrupted' INT",
             '__ecsexec_f="$__ecsexec_d/input"',
             # The input never has a name on disk (it may hold secrets, and a timeout or
             # Ctrl-C kills us with SIGKILL: no trap runs). The file is opened for writing
@@ -169,6 +175,7 @@ def _wrap_with_input(command: str, nonce: str, data: bytes) -> WrappedCommand:
             *input_reader(8, "__ecsexec_fail"),
             "exec 8>&-",
             *input_check('"$__ecsexec_f"', "__ecsexec_fail"),
+            "trap - INT",  # the command's own from here
             begin,
             # 9< again: a shell that closes fds opened by exec (ksh) still passes it on.
             f'{INPUT_VARIABLE}="$__ecsexec_f" /bin/sh -c {shlex.quote(command)}'
@@ -332,6 +339,8 @@ class OutputCleaner:
         if not self._begin_seen:
             match = self._begin_re.search(self._buffer)
             if match is None:
+                if len(self._buffer) > _NOISE_KEPT * 2:  # noise (a copy's progress dots):
+                    del self._buffer[:-_NOISE_KEPT]  # only a marker's start matters
                 return b""
             del self._buffer[: match.end()]  # §12: drop everything up to the begin marker
             self._begin_seen = True

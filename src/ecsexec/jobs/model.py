@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from ecsexec.jobs.schedule import Schedule
+from ecsexec.jobs.script_source import redact_url
 
 STRATEGIES: Final = ("node-first", "step-first", "parallel")
 KEY_VALUE_PATTERN: Final = r"^RUNDECK:DATA:\s*([^\s]+?)\s*=\s*(.+)$"  # Rundeck's default
@@ -120,7 +121,7 @@ class Step:
             if self.script_file:
                 return f"script file {self.script_file.rsplit('/', 1)[-1]}"
             if self.script_url:
-                return f"script {self.script_url}"
+                return f"script {redact_url(self.script_url)}"
             return "inline script"
         assert self.jobref is not None
         return f"job {job_path(self.jobref.group, self.jobref.name)}"

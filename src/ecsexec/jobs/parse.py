@@ -42,6 +42,7 @@ from ecsexec.jobs.model import (
     Where,
 )
 from ecsexec.jobs.schedule import Schedule
+from ecsexec.jobs.script_source import redact_url
 from ecsexec.nodes.filter import parse_filter
 from ecsexec.nodes.javaregex import (
     JavaRegexError,
@@ -533,7 +534,7 @@ class _Parser:
         text = self.string(node, "scripturl", null=None).strip()
         scheme, _, rest = text.partition("://")
         if scheme.lower() not in ("http", "https") or not rest:
-            raise self.fail(node, f"scripturl: {text!r} is not an http or https URL")
+            raise self.fail(node, f"scripturl: {redact_url(text)!r} is not an http or https URL")
         return text
 
     def step(self, node: Node, *, handler: bool) -> Step:
