@@ -16,6 +16,7 @@ from rich.markup import escape
 
 from ecsexec.app import Client, Run, Selection, SourceOverrides
 from ecsexec.errors import EXIT_FAILED, EXIT_INTERRUPTED, exit_broken_pipe
+from ecsexec.exec.dispatcher import DEFAULT_BURST, DEFAULT_RATE, DEFAULT_THREADS, DEFAULT_TIMEOUT
 from ecsexec.exec.results import RunResult
 from ecsexec.nodes.ecs_source import ContainerFilters
 from ecsexec.nodes.node import Node
@@ -53,6 +54,61 @@ def context_config_path() -> str | None:
     ctx = click.get_current_context(silent=True)
     value = ctx.meta.get(CONFIG_META) if ctx is not None else None
     return str(value) if value else None
+
+
+DISPATCH_OPTIONS: Final = ("threads", "rate", "burst", "timeout", "keepgoing")
+
+
+def dispatch_options(
+    *,
+    at_once: str = "Sessions at once.",
+    timeout: str = "Seconds per node; the session is terminated when it passes.",
+    only: tuple[str, ...] = DISPATCH_OPTIONS,
+) -> Callable[[F], F]:
+    """``--threads``, ``--rate``, ``--burst``, ``--timeout`` and ``--keepgoing/--fail-fast``
+    (those in ``only``), each defaulting to ecsexec.toml's ``[dispatch]``: one wording for
+    every command that sends sessions to many nodes."""
+    options = {
+        "threads": click.option(
+            "--threads",
+            type=click.IntRange(1, 10_000),
+            default=None,
+            help=f"{at_once}  [default: [dispatch] threads, else {DEFAULT_THREADS}]",
+        ),
+        "rate": click.option(
+            "--rate",
+            type=click.FloatRange(0.1, 10_000),
+            default=None,
+            help="ExecuteCommand calls per second (halves on throttling, then recovers).  "
+            f"[default: [dispatch] rate, else {DEFAULT_RATE:g}]",
+        ),
+        "burst": click.option(
+            "--burst",
+            type=click.IntRange(1, 10_000),
+            default=None,
+            help="ExecuteCommand calls that may start at once before --rate applies (a token "
+            f"bucket, as ECS throttles).  [default: [dispatch] burst, else {DEFAULT_BURST}]",
+        ),
+        "timeout": click.option(
+            "--timeout",
+            type=click.FloatRange(0.1, None),
+            default=None,
+            help=f"{timeout}  [default: [dispatch] timeout, else {DEFAULT_TIMEOUT:g}]",
+        ),
+        "keepgoing": click.option(
+            "--keepgoing/--fail-fast",
+            default=None,
+            help="Go on after a failed node, or stop starting new ones.  "
+            "[default: [dispatch] keepgoing, else keepgoing]",
+        ),
+    }
+
+    def decorate(func: F) -> F:
+        for name in reversed(only):
+            func = options[name](func)
+        return func
+
+    return decorate
 
 
 def node_options(func: F) -> F:

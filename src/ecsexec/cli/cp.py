@@ -24,6 +24,7 @@ from ecsexec.cli.common import (
     NodeQuery,
     confirm_many,
     container_options,
+    dispatch_options,
     interruptible,
     node_options,
     run_engine,
@@ -32,7 +33,6 @@ from ecsexec.cli.common import (
     stderr,
 )
 from ecsexec.cli.render import JsonLines, result_record, summary_line, summary_table
-from ecsexec.exec.dispatcher import DEFAULT_BURST, DEFAULT_RATE, DEFAULT_THREADS, DEFAULT_TIMEOUT
 from ecsexec.exec.results import RunResult
 
 
@@ -142,35 +142,10 @@ class CopyDisplay:
     is_flag=True,
     help="Print the remote path of each copied file on stdout, one line per node.",
 )
-@click.option(
-    "--threads",
-    type=click.IntRange(1, 10_000),
-    default=None,
-    help=f"Copies at once.  [default: [dispatch] threads, else {DEFAULT_THREADS}]",
-)
-@click.option(
-    "--rate",
-    type=click.FloatRange(0.1, 10_000),
-    default=None,
-    help=f"ExecuteCommand calls per second.  [default: [dispatch] rate, else {DEFAULT_RATE:g}]",
-)
-@click.option(
-    "--burst",
-    type=click.IntRange(1, 10_000),
-    default=None,
-    help=f"ExecuteCommand calls at once before --rate applies.  [default: {DEFAULT_BURST}]",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(0.1, None),
-    default=None,
-    help="Seconds a copy may go without moving data; it is then cleaned up and its "
-    f"session terminated.  [default: [dispatch] timeout, else {DEFAULT_TIMEOUT:g}]",
-)
-@click.option(
-    "--keepgoing/--fail-fast",
-    default=None,
-    help="Go on after a failed node, or stop starting new ones.",
+@dispatch_options(
+    at_once="Copies at once.",
+    timeout="Seconds a copy may go without moving data; it is then cleaned up and its "
+    "session terminated.",
 )
 @click.option(
     "--format",

@@ -13,6 +13,7 @@ from ecsexec.cli.common import (
     CONFIRM_OVER,
     NodeQuery,
     confirm_many,
+    dispatch_options,
     interruptible,
     node_options,
     run_engine,
@@ -23,7 +24,6 @@ from ecsexec.cli.common import (
 from ecsexec.cli.render import LiveText, render_result
 from ecsexec.cli.tables import print_table
 from ecsexec.errors import JobFileError
-from ecsexec.exec.dispatcher import DEFAULT_RATE, DEFAULT_TIMEOUT
 from ecsexec.exec.results import RunResult
 from ecsexec.jobs.library import JobLibrary, load_file, load_job
 from ecsexec.jobs.model import Job
@@ -62,18 +62,9 @@ def _prompt_secure(job: Job, given: dict[str, str]) -> None:
     "--option", "option_pairs", multiple=True, metavar="NAME=VALUE", help="A job option (repeat)."
 )
 @click.option("-F", "--filter", "filter_text", default=None, help="Override the job's filter.")
-@click.option(
-    "--timeout",
-    type=click.FloatRange(0.1, None),
-    default=None,
-    help="Seconds per command on a node; the session is terminated when it passes.  "
-    f"[default: [dispatch] timeout, else {DEFAULT_TIMEOUT:g}]",
-)
-@click.option(
-    "--rate",
-    type=click.FloatRange(0.1, 10_000),
-    default=None,
-    help=f"ExecuteCommand calls per second.  [default: [dispatch] rate, else {DEFAULT_RATE:g}]",
+@dispatch_options(
+    timeout="Seconds per command on a node; the session is terminated when it passes.",
+    only=("timeout", "rate"),
 )
 @click.option("--dry-run", is_flag=True, help="Show the nodes and steps, then stop.")
 @click.option("--yes", "-y", is_flag=True, help=f"Do not ask (over {CONFIRM_OVER} nodes).")

@@ -18,6 +18,7 @@ from ecsexec.cli.common import (
     NodeQuery,
     confirm_many,
     container_options,
+    dispatch_options,
     interruptible,
     node_options,
     run_engine,
@@ -34,7 +35,6 @@ from ecsexec.cli.remote import (
     server_options,
 )
 from ecsexec.cli.render import JsonLines, LiveText, render_result
-from ecsexec.exec.dispatcher import DEFAULT_BURST, DEFAULT_RATE, DEFAULT_THREADS, DEFAULT_TIMEOUT
 from ecsexec.exec.results import RunResult
 
 
@@ -72,39 +72,7 @@ def read_input(source: BinaryIO | None, raw: bool) -> bytes | None:
 @click.command("run")
 @click.option("-F", "--filter", "filter_text", default=None, help="Rundeck node filter.")
 @click.option("--include-precedence", is_flag=True, help="Include clauses win over excludes.")
-@click.option(
-    "--threads",
-    type=click.IntRange(1, 10_000),
-    default=None,
-    help=f"Sessions at once.  [default: [dispatch] threads, else {DEFAULT_THREADS}]",
-)
-@click.option(
-    "--rate",
-    type=click.FloatRange(0.1, 10_000),
-    default=None,
-    help="ExecuteCommand calls per second (halves on throttling, then recovers).  "
-    f"[default: [dispatch] rate, else {DEFAULT_RATE:g}]",
-)
-@click.option(
-    "--burst",
-    type=click.IntRange(1, 10_000),
-    default=None,
-    help="ExecuteCommand calls that may start at once before --rate applies (a token "
-    f"bucket, as ECS throttles).  [default: [dispatch] burst, else {DEFAULT_BURST}]",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(0.1, None),
-    default=None,
-    help="Seconds per node; the session is terminated when it passes.  "
-    f"[default: [dispatch] timeout, else {DEFAULT_TIMEOUT:g}]",
-)
-@click.option(
-    "--keepgoing/--fail-fast",
-    default=None,
-    help="Go on after a failed node, or stop starting new ones.  "
-    "[default: [dispatch] keepgoing, else keepgoing]",
-)
+@dispatch_options()
 @click.option(
     "--rank-attribute",
     default="nodename",
