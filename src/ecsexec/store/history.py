@@ -34,9 +34,9 @@ from typing import Final
 from ecsexec.errors import HistoryError, status_for_exit
 from ecsexec.exec.dispatcher import NodeFinished, ProgressEvent
 from ecsexec.exec.results import CommandResult
+from ecsexec.store.sqlite import connect_private
 
 DEFAULT_MAX_LOG: Final = 1024 * 1024  # bytes of log kept per node and run
-LOCK_TIMEOUT: Final = 30.0  # seconds a writer waits for another writer
 STATUSES: Final = ("running", "succeeded", "failed", "error", "interrupted", "incomplete")
 
 # Each entry moves the schema from version N-1 to N; never edit a released entry.
@@ -191,14 +191,7 @@ class History:
         self.max_log_bytes = max_log_bytes
         self._host = socket.gethostname()
         try:
-            # Logs hold command output: the file (and SQLite's -wal/-shm, which copy its
-            # mode) is the user's alone.
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-            self._db = sqlite3.connect(path, timeout=LOCK_TIMEOUT, isolation_level=None)
-            self._db.execute("PRAGMA foreign_keys = ON")
-            # WAL persists in the file; on filesystems without shared memory it stays off.
-            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db = connect_private(path)
             self._migrate()
         except sqlite3.Error as exc:
             raise HistoryError(f"cannot open the history database {path}: {exc}") from None

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 from ecsexec.errors import NoSuchUserError, TeamStoreError, UserExistsError
-from ecsexec.store.history import LOCK_TIMEOUT
+from ecsexec.store.sqlite import connect_private
 
 DATABASE_NAME: Final = "history.sqlite3"  # the history store's file name: one database
 STATE_DIR_ENV: Final = "ECSEXEC_STATE_DIR"
@@ -252,14 +252,7 @@ class SqliteTeamStore:
         # One connection, shared by the server's event loop and its executor threads.
         self._lock = threading.RLock()
         try:
-            # The file holds password hashes and audit: its owner's alone (history does the same).
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-            self._db = sqlite3.connect(
-                path, timeout=LOCK_TIMEOUT, isolation_level=None, check_same_thread=False
-            )
-            self._db.execute("PRAGMA foreign_keys = ON")
-            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db = connect_private(path, shared_between_threads=True)
             self._migrate()
         except sqlite3.Error as exc:
             raise TeamStoreError(f"cannot open the team database {path}: {exc}") from None
