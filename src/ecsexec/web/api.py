@@ -250,7 +250,7 @@ def _started(run_id: int) -> web.Response:
 async def list_runs(request: web.Request) -> web.Response:
     caller = require(request, Action.VIEW_ACTIVITY)
     limit = validate.query_int(request, "limit", minimum=1, maximum=validate.MAX_LIMIT, default=50)
-    before = validate.query_int(request, "before", minimum=1, maximum=2**62, default=None)
+    before = validate.query_int(request, "before", minimum=1, maximum=validate.MAX_ID, default=None)
     status = validate.query_text(request, "status", choices=RUN_STATUSES)
     user = validate.query_text(request, "user")
     job = validate.query_text(request, "job", max_length=500)
@@ -481,7 +481,7 @@ async def delete_key(request: web.Request) -> web.Response:
 async def list_audit(request: web.Request) -> web.Response:
     require(request, Action.ADMIN)
     limit = validate.query_int(request, "limit", minimum=1, maximum=validate.MAX_LIMIT, default=100)
-    before = validate.query_int(request, "before", minimum=1, maximum=2**62, default=None)
+    before = validate.query_int(request, "before", minimum=1, maximum=validate.MAX_ID, default=None)
     user = validate.query_text(request, "user")
     action = validate.query_text(request, "action")
     entries = request.app[STORE].list_audit(

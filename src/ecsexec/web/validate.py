@@ -21,6 +21,7 @@ MAX_THREADS: Final = 1000
 MAX_LIMIT: Final = 1000
 MAX_NAME: Final = 100
 MAX_OPTION_VALUE: Final = 64 * 1024
+MAX_ID: Final = 2**62  # run and audit ids: SQLite integers are 64-bit
 
 
 def invalid(where: str, message: str) -> ConfigurationError:
@@ -193,6 +194,6 @@ def path_int(request: web.Request, name: str) -> int:
         value = int(raw, 10)
     except ValueError:
         raise web.HTTPNotFound(text=f"no {name.replace('_', ' ')} {raw[:40]!r}") from None
-    if value <= 0 or value > 2**62:
+    if value <= 0 or value > MAX_ID:
         raise web.HTTPNotFound(text=f"no {name.replace('_', ' ')} {raw[:40]!r}")
     return value
