@@ -11,7 +11,7 @@ import pytest
 from ecsexec.store.team import database_path, open_team_store
 from ecsexec.web.auth import LOGIN_COOKIE, SESSION_COOKIE
 from ecsexec.web.passwords import hash_password, new_api_token
-from tests.web.conftest import WebServer
+from tests.web.conftest import WebServer, WebUser
 from tests.web.web_client import Caller, run
 
 pytestmark = pytest.mark.e2e
@@ -177,5 +177,43 @@ def test_signing_out_ends_the_session_and_closes_its_event_streams(
         async with Caller(web_server, web_server.users["operator"]) as caller:
             status, _ = await caller.send("POST", f"/api/v1/runs/{started['id']}/stop")
             assert status == 200
+
+    run(scenario())
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("via", "change"), [("token", "disable"), ("cookie", "disable"), ("token", "demote")]
+)
+def test_disabling_a_user_ends_their_open_event_streams(
+    web_server: WebServer, via: str, change: str
+) -> None:
+    name = f"stream-leaver-{via}-{change}"
+    store = open_team_store(database_path(web_server.state_dir))
+    store.add_user(name, "operator", hash_password(f"{name}-password"))
+    token, digest = new_api_token()
+    store.add_token(name, "ci", digest, None)
+    store.close()
+    user = WebUser(name, f"{name}-password", "operator", token)
+
+    async def scenario() -> None:
+        async with Caller(web_server, user, via=via) as caller:
+            status, started = await caller.send(
+                "POST", "/api/v1/runs", {"filter": "ECS:Service-Name: web", "command": "sleep 25"}
+            )
+            assert status == 202, started
+            async with caller.request("GET", started["events"]) as stream:
+                assert stream.status == 200
+                await stream.content.readuntil(b"event: run_started")
+                changing = open_team_store(database_path(web_server.state_dir))
+                if change == "disable":
+                    changing.set_disabled(name, True)  # as `ecsexec server users disable`
+                else:
+                    changing.set_role(name, "no-such-role")  # a role that may view nothing
+                changing.close()
+                rest = await asyncio.wait_for(stream.content.read(), timeout=20)
+                assert b"run_finished" not in rest  # closed for the user, not at the run's end
+        async with Caller(web_server, web_server.users["admin"]) as admin:
+            await admin.send("POST", f"/api/v1/runs/{started['id']}/stop")
 
     run(scenario())

@@ -35,6 +35,7 @@ from ecsexec.web.auth import (
     require,
     require_user,
     source,
+    watch_credential,
 )
 from ecsexec.web.keys import HISTORY, JOB_LIBRARY, KEYSTORE, LIVE, POLICY, RUNS, SCHEDULER, STORE
 from ecsexec.web.passwords import new_api_token
@@ -329,11 +330,17 @@ async def run_events(request: web.Request) -> web.StreamResponse:
     async def close() -> None:
         closed.set()
 
+    async def end_when_disallowed() -> None:
+        await watch_credential(request, Action.VIEW_ACTIVITY)
+        closed.set()
+
     live = request.app[LIVE]
     handle = live.add(user.name, close, ends_with_run=True)
+    watch = asyncio.ensure_future(end_when_disallowed())
     try:
         return await sse.stream(request, events, closed)
     finally:
+        watch.cancel()
         live.discard(user.name, handle)
 
 

@@ -48,6 +48,8 @@ MAX_NAME: Final = 64
 _USER: Final[web.RequestKey[User | None]] = web.RequestKey("ecsexec.user")
 _SESSION: Final[web.RequestKey[WebSession | None]] = web.RequestKey("ecsexec.session")
 _VIA: Final = web.RequestKey("ecsexec.via", str)  # "session", "token" or "" (anonymous)
+# The digest of the token or session id the request came with ("" when anonymous).
+_CREDENTIAL: Final = web.RequestKey("ecsexec.credential", str)
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +80,13 @@ def identify(request: web.Request) -> None:
     store = request.app[STORE]
     user: User | None = None
     session: WebSession | None = None
-    via = ""
+    via = digest = ""
     header = request.headers.get("Authorization", "")
     if header:
         scheme, _, credential = header.partition(" ")
         if scheme.lower() == "bearer" and credential.strip():
-            token = store.token_by_hash(token_digest(credential.strip()))
+            digest = token_digest(credential.strip())
+            token = store.token_by_hash(digest)
             if token is not None:
                 user = store.get_user(token.user)
                 if user is not None and not user.disabled:
@@ -92,15 +95,17 @@ def identify(request: web.Request) -> None:
     else:
         sid = request.cookies.get(SESSION_COOKIE, "")
         if sid:
-            session = store.get_session(token_digest(sid))
+            digest = token_digest(sid)
+            session = store.get_session(digest)
             if session is not None:
                 user = store.get_user(session.user)
                 via = "session"
     if user is None or user.disabled:
-        user, session, via = None, None, ""
+        user, session, via, digest = None, None, "", ""
     request[_USER] = user
     request[_SESSION] = session
     request[_VIA] = via
+    request[_CREDENTIAL] = digest
 
 
 def current_user(request: web.Request) -> User | None:
@@ -153,6 +158,34 @@ def _describe(action: Action) -> str:
         Action.VIEW_ACTIVITY: "view activity",
         Action.ADMIN: "administer the server",
     }.get(action, str(action))
+
+
+def still_allowed(request: web.Request, action: Action) -> bool:
+    """Whether the token or session this request came with still signs in a user whose
+    role allows ``action`` (asked again by connections that outlive their request)."""
+    if current_user(request) is None:
+        return False
+    store = request.app[STORE]
+    digest = request[_CREDENTIAL]
+    if request[_VIA] == "token":
+        token = store.token_by_hash(digest)  # None once revoked, expired or disabled
+        name = token.user if token is not None else None
+    else:
+        session = store.get_session(digest)  # None once ended, expired or disabled
+        name = session.user if session is not None else None
+    user = store.get_user(name) if name is not None else None
+    return user is not None and not user.disabled and request.app[POLICY].allows(user.role, action)
+
+
+async def watch_credential(request: web.Request, action: Action) -> None:
+    """Return once the request's credential no longer allows ``action``; checked every
+    ``live_check_s`` seconds, since a user may be disabled by another process (the CLI)."""
+    interval = request.app[SETTINGS].live_check_s
+    while True:
+        await asyncio.sleep(interval)
+        if not still_allowed(request, action):
+            record(request, "connection-closed", request.path, "ok", {"reason": "credential"})
+            return
 
 
 def csrf_token(request: web.Request) -> str:

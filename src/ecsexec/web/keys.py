@@ -43,6 +43,10 @@ class ServerSettings:
     inventory_ttl_s: float = 60.0  # the node inventory is rediscovered when older than this
     max_live_output: int = 8 * 1024 * 1024  # characters of output a run's live buffer keeps
     finished_runs_kept: int = 50  # finished runs whose live buffers stay in memory
+    # How often an open terminal or event stream re-checks the credential it was opened
+    # with: a user disabled (by the CLI, another process), a token revoked, a session
+    # ended or expired, or a role changed closes it within this time.
+    live_check_s: float = 15.0
     # Origins allowed besides the request's own (a reverse proxy's public address).
     extra_origins: frozenset[str] = field(default_factory=frozenset)
 
