@@ -382,3 +382,17 @@ def test_a_run_page_shows_html_in_output_as_text_and_drops_colour_codes(
             assert "red &lt;/pre&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
     run(scenario())
+
+
+@pytest.mark.e2e
+def test_an_error_page_offers_only_the_pages_the_role_may_open(web_server: WebServer) -> None:
+    async def scenario() -> None:
+        async with Caller(web_server, web_server.users["viewer"], via="cookie") as browser:
+            for url in ("/nodes/no-such-node", "/commands", "/nope"):
+                async with browser.request("GET", url, headers=HTML) as response:
+                    html = await response.text()
+                assert response.status in (403, 404), url
+                assert 'href="/activity"' in html and 'href="/nodes"' in html, url
+                assert 'href="/commands"' not in html and 'href="/keys"' not in html, url
+
+    run(scenario())

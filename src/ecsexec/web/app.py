@@ -136,6 +136,11 @@ def error_response(request: web.Request, status: int, message: str) -> web.Respo
         "user": user,
         "csrf_token": auth.csrf_token(request) if user is not None else "",
         "is_admin": user is not None and request.app[POLICY].allows(user.role, Action.ADMIN),
+        # The menu offers only what the role may do, on error pages as on the others.
+        "can": {
+            action.value: user is not None and request.app[POLICY].allows(user.role, action)
+            for action in Action
+        },
     }
     try:
         return aiohttp_jinja2.render_template("error.html", request, context, status=status)
