@@ -152,7 +152,13 @@ def start_server(sb: Sandbox, state_dir: Path, *, job_dirs: tuple[Path, ...] = (
             history=database_path(state_dir),
             session_factory=lambda region: session_from_env(sb.env, region),
         )
-        settings = ServerSettings(state_dir=state_dir, sign_in_failures=3, live_check_s=0.5)
+        settings = ServerSettings(
+            state_dir=state_dir,
+            sign_in_failures=3,
+            live_check_s=0.5,
+            extra_origins=frozenset({"https://console.example"}),
+            trusted_proxies=("127.0.0.1/32",),
+        )
         app = open_server_app(
             config,
             engine,

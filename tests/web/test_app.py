@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
-from ecsexec.cli.server import parse_listen, tls_context
+from ecsexec.cli.server import parse_listen, server_settings, tls_context
+from ecsexec.config import load_config
 from ecsexec.errors import ConfigurationError
 from ecsexec.web.app import CONTENT_SECURITY_POLICY
-from ecsexec.web.auth import _safe_next
+from ecsexec.web.auth import _safe_next, client_address
 from ecsexec.web.keys import LiveConnections
 
 
@@ -89,3 +91,35 @@ def test_signing_out_closes_every_connection_of_that_user_only() -> None:
         assert closed[2:] == ["cy-terminal"] and live.count("bo") == 1
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("remote", "forwarded", "expected"),
+    [
+        ("203.0.113.9", ["198.51.100.1"], "203.0.113.9"),  # not from a trusted proxy: ignored
+        ("127.0.0.1", [], "127.0.0.1"),  # the proxy itself
+        ("127.0.0.1", ["198.51.100.1"], "198.51.100.1"),
+        ("127.0.0.1", ["1.2.3.4, 198.51.100.1"], "198.51.100.1"),  # the client can forge 1.2.3.4
+        ("127.0.0.1", ["198.51.100.1, 10.1.2.3"], "198.51.100.1"),  # an inner proxy skipped
+        ("127.0.0.1", ["198.51.100.1", "10.1.2.3"], "198.51.100.1"),  # repeated headers
+        ("127.0.0.1", ["not-an-address"], "127.0.0.1"),
+        ("127.0.0.1", ["10.1.2.3"], "10.1.2.3"),  # only proxies: the first of them
+        (None, ["198.51.100.1"], "-"),
+    ],
+)
+def test_the_client_address_is_believed_from_trusted_proxies_only(
+    remote: str | None, forwarded: list[str], expected: str
+) -> None:
+    trusted = ("127.0.0.1/32", "10.1.0.0/16")
+    assert client_address(remote, forwarded, trusted) == expected
+
+
+def test_the_servers_settings_take_origins_and_proxies_from_its_config(tmp_path: Path) -> None:
+    path = tmp_path / "ecsexec.toml"
+    path.write_text(
+        '[server]\norigins = ["https://console.example"]\ntrusted_proxies = ["127.0.0.1"]\n'
+    )
+    settings = server_settings(load_config(path, search=False, environ={}), tmp_path, tls=False)
+    assert settings.extra_origins == frozenset({"https://console.example"})
+    assert settings.trusted_proxies == ("127.0.0.1/32",)
+    assert settings.state_dir == tmp_path and not settings.tls

@@ -217,3 +217,45 @@ def test_disabling_a_user_ends_their_open_event_streams(
             await admin.send("POST", f"/api/v1/runs/{started['id']}/stop")
 
     run(scenario())
+
+
+def test_behind_a_trusted_proxy_each_client_is_throttled_and_audited_by_its_own_address(
+    web_server: WebServer,
+) -> None:
+    # The fixture trusts 127.0.0.1 as a proxy and allows 3 failures per user and address.
+    store = open_team_store(database_path(web_server.state_dir))
+    store.add_user("proxied", "viewer", hash_password("proxied-password"))
+    store.close()
+
+    async def sign_in(client: str, password: str) -> int:
+        async with Caller(web_server, None) as caller:
+            caller.session.headers["X-Forwarded-For"] = f"{client}, 127.0.0.1"
+            return (await caller.sign_in("proxied", password)).status
+
+    async def scenario() -> None:
+        for _ in range(3):
+            assert await sign_in("198.51.100.7", "wrong") == 401
+        assert await sign_in("198.51.100.7", "proxied-password") == 429  # locked there
+        assert await sign_in("198.51.100.8", "proxied-password") == 302  # not elsewhere
+        async with Caller(web_server, web_server.users["admin"]) as admin:
+            entries = (await admin.get_json("/api/v1/audit?user=proxied&action=sign-in"))["entries"]
+        assert {e["source"] for e in entries} == {"198.51.100.7", "198.51.100.8"}
+
+    run(scenario())
+
+
+def test_the_consoles_public_origin_behind_a_tls_proxy_is_accepted(web_server: WebServer) -> None:
+    # The fixture's server is told its public origin is https://console.example.
+    async def scenario() -> None:
+        async with Caller(web_server, web_server.users["viewer"], via="cookie") as browser:
+            body = {"name": "through-the-proxy"}
+            public = await browser.send_raw(
+                "POST", "/api/v1/tokens", body, headers={"Origin": "https://console.example"}
+            )
+            assert public[0] == 201, public
+            other = await browser.send_raw(
+                "POST", "/api/v1/tokens", body, headers={"Origin": "https://other.example"}
+            )
+            assert other[0] == 403
+
+    run(scenario())

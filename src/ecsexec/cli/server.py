@@ -63,6 +63,16 @@ def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
     return context
 
 
+def server_settings(config: Config, state_dir: Path, *, tls: bool) -> ServerSettings:
+    """The settings the server runs with, from its flags and ``[server]``."""
+    return ServerSettings(
+        state_dir=state_dir,
+        tls=tls,
+        extra_origins=frozenset(config.server.origins),
+        trusted_proxies=config.server.trusted_proxies,
+    )
+
+
 def ensure_admin(state_dir: Path, name: str = DEMO_ADMIN) -> str:
     """Create (or reset) the admin ``name`` with a fresh one-time password; return it."""
     password = new_secret(12)
@@ -187,7 +197,7 @@ def server_group(
             state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ecsexec-server-")))
         state = state or default_state_dir()
         state.mkdir(mode=0o700, parents=True, exist_ok=True)
-        settings = ServerSettings(state_dir=state, tls=tls is not None)
+        settings = server_settings(config, state, tls=tls is not None)
         if sandbox:
             engine = stack.enter_context(_sandbox_engine(config, state, initial_wait=1.0))
             keystore = KeyStore(state / "keystore")

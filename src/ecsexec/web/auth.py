@@ -16,9 +16,10 @@ Websocket and event-stream requests must come from this server's own origin.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final
 from urllib.parse import quote, urlsplit
@@ -63,9 +64,44 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def source(request: web.BaseRequest) -> str:
-    """Where a request came from, for the audit log."""
-    return request.remote or "-"
+def source(request: web.Request) -> str:
+    """Where a request came from (the audit log, sign-in throttling): the peer, or the
+    client a trusted reverse proxy names in X-Forwarded-For."""
+    return client_address(
+        request.remote,
+        request.headers.getall("X-Forwarded-For", []),
+        request.app[SETTINGS].trusted_proxies,
+    )
+
+
+def client_address(remote: str | None, forwarded_for: Sequence[str], trusted: Sequence[str]) -> str:
+    """The client's address: ``remote`` unless it is a trusted proxy; then the rightmost
+    X-Forwarded-For entry that is not one (entries left of it could be forged by the
+    client). A malformed entry stops the walk at the last address known good."""
+    if remote is None:
+        return "-"
+    networks = [ipaddress.ip_network(network) for network in trusted]
+
+    def is_proxy(address: str) -> bool:
+        try:
+            parsed = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(parsed in network for network in networks)
+
+    if not networks or not is_proxy(remote):
+        return remote
+    hops = [hop.strip() for header in forwarded_for for hop in header.split(",")]
+    client = remote
+    for hop in reversed(hops):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            break
+        client = hop
+        if not is_proxy(hop):
+            break
+    return client
 
 
 # --- identity ------------------------------------------------------------------------------
@@ -234,7 +270,7 @@ async def audit(
 
 def same_origin(request: web.Request, origin: str) -> bool:
     own = f"{request.scheme}://{request.host}".lower()
-    return origin.lower() == own or origin in request.app[SETTINGS].extra_origins
+    return origin.lower() in {own, *request.app[SETTINGS].extra_origins}
 
 
 def check_origin(request: web.Request) -> None:

@@ -49,6 +49,9 @@ class ServerSettings:
     live_check_s: float = 15.0
     # Origins allowed besides the request's own (a reverse proxy's public address).
     extra_origins: frozenset[str] = field(default_factory=frozenset)
+    # Networks of reverse proxies whose X-Forwarded-For names the client (sign-in
+    # throttling and the audit log then see each user's own address, not the proxy's).
+    trusted_proxies: tuple[str, ...] = ()
 
 
 class LiveConnections:
