@@ -195,6 +195,13 @@ def test_the_openapi_document_lists_exactly_the_api_routes(web_server: WebServer
         ("PUT", "/api/v1/keys/project/p/k", {"type": "gpg", "value": "x"}, "type: must be"),
         ("PUT", "/api/v1/keys/project/p/k", {"value": ""}, "value: must not be blank"),
         ("POST", "/api/v1/tokens", {"name": "t", "expires_in_days": 1000}, "expires_in_days"),
+        # A lone surrogate is valid JSON but no text: it cannot be run, stored or logged.
+        ("POST", "/api/v1/runs", {"filter": WEB, "command": "echo \ud800"}, "command: is not"),
+        ("POST", "/api/v1/runs", {"filter": "name: \udfff", "command": "x"}, "filter: is not"),
+        ("POST", "/api/v1/tokens", {"name": "\ud800"}, "name: is not valid Unicode"),
+        ("PUT", "/api/v1/keys/project/p/k", {"value": "\ud800"}, "value: is not valid Unicode"),
+        ("POST", "/api/v1/jobs/test/greet/runs", {"options": {"who": "\udc00"}}, "options.who"),
+        ("POST", "/api/v1/jobs/test/greet/runs", {"options": {"\udc00": "a"}}, "options: "),
     ],
 )
 def test_bad_input_is_a_400_naming_what_was_wrong(
@@ -226,6 +233,23 @@ def test_a_body_that_is_not_json_is_a_clear_400(web_server: WebServer) -> None:
 
     (bad, _), (plain, says) = run(scenario())
     assert bad == plain == 400 and "Content-Type: application/json" in says
+
+
+def test_a_body_nested_too_deeply_is_a_clear_400(web_server: WebServer) -> None:
+    async def scenario() -> tuple[int, str]:
+        async with (
+            Caller(web_server, web_server.users["admin"]) as caller,
+            caller.request(
+                "POST",
+                "/api/v1/runs",
+                data=b"[" * 100_000,
+                headers={"Content-Type": "application/json"},
+            ) as response,
+        ):
+            return response.status, (await response.json())["error"]["message"]
+
+    status, says = run(scenario())
+    assert status == 400 and says.startswith("body: ") and "nested" in says
 
 
 def test_404_and_405_are_json_under_the_api(web_server: WebServer) -> None:
