@@ -7,7 +7,8 @@ with one user per role and an API token each. It yields a :class:`WebServer`: it
 use the same fixture: ``web_server.base_url`` and ``web_server.users["operator"]``.
 
 Roles: the built-in ``admin``, ``operator`` and ``viewer``, plus ``webops`` from the
-test's ecsexec.toml (run commands, but only on the web service's nodes).
+test's ecsexec.toml (run commands, but only on the web service's nodes) and ``greeter``
+(run and see only the job test/greet; tests add its users).
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ CONFIG = """\
 [server.roles.webops]
 actions = ["view_nodes", "run_command", "view_activity"]
 nodes = "ECS:Service-Name: web"
+
+[server.roles.greeter]
+actions = ["run_job", "view_activity"]
+jobs = "test/greet"
 """
 TEST_JOB = """\
 - name: greet

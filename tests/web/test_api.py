@@ -11,10 +11,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from ecsexec.store.team import database_path, open_team_store
 from ecsexec.web.acl import Action
 from ecsexec.web.keys import POLICY
 from ecsexec.web.openapi import document
-from tests.web.conftest import WebServer
+from ecsexec.web.passwords import hash_password, new_api_token
+from tests.web.conftest import WebServer, WebUser
 from tests.web.web_client import Caller, run
 
 pytestmark = pytest.mark.e2e
@@ -519,5 +521,47 @@ def test_a_node_limited_role_sees_only_runs_wholly_on_its_nodes(web_server: WebS
         async with Caller(web_server, web_server.users["viewer"]) as viewer:
             listed = [r["id"] for r in (await viewer.get_json("/api/v1/runs?limit=100"))["runs"]]
             assert {on_web["id"], on_api["id"]} <= set(listed)  # viewer: every node
+
+    run(scenario())
+
+
+def test_a_role_limited_to_some_jobs_sees_only_their_runs_in_api_and_pages(
+    web_server: WebServer,
+) -> None:
+    store = open_team_store(database_path(web_server.state_dir))
+    store.add_user("greeter", "greeter", hash_password("greeter-password"))
+    token, digest = new_api_token()
+    store.add_token("greeter", "ci", digest, None)
+    store.close()
+    greeter = WebUser("greeter", "greeter-password", "greeter", token)
+
+    async def finished_job(caller: Caller, job: str, options: dict[str, str]) -> int:
+        status, started = await caller.send(
+            "POST", f"/api/v1/jobs/{job}/runs", {"options": options}
+        )
+        assert status == 202, started
+        await _events(caller, started["id"])
+        return int(started["id"])
+
+    async def scenario() -> None:
+        async with Caller(web_server, web_server.users["admin"]) as admin:
+            hidden = await finished_job(admin, "test/nightly", {})
+        async with Caller(web_server, greeter, via="cookie") as caller:
+            shown = await finished_job(caller, "test/greet", {"who": "ana"})
+            listed = [r["id"] for r in (await caller.get_json("/api/v1/runs"))["runs"]]
+            assert shown in listed and hidden not in listed
+            for path in (
+                f"/api/v1/runs/{hidden}",
+                f"/api/v1/runs/{hidden}/events",
+                f"/activity/{hidden}",
+            ):
+                async with caller.request("GET", path) as response:
+                    assert response.status == 404, path
+                    assert "nightly" not in await response.text(), path
+            async with caller.request("GET", "/activity?job=test") as page:
+                html = await page.text()
+            assert f'href="/activity/{shown}"' in html and f'href="/activity/{hidden}"' not in html
+            status, _ = await caller.send("POST", f"/api/v1/runs/{hidden}/stop")
+            assert status == 404
 
     run(scenario())

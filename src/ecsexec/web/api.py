@@ -257,6 +257,7 @@ async def list_runs(request: web.Request) -> web.Response:
     job = validate.query_text(request, "job", max_length=500)
     history = request.app[HISTORY]
     records = history.find_runs(limit=limit or 50, status=status, user=user, job=job, before=before)
+    records = [r for r in records if job_visible(request, caller, r)]
     scope = await run_scope(request, caller)
     if scope is not None:  # a node-limited role: only runs wholly on its nodes
         detailed = [history.run(r.id) for r in records]
@@ -300,10 +301,22 @@ def in_scope(record: RunRecord, scope: frozenset[str] | None) -> bool:
     return scope is None or all(node.node in scope for node in record.nodes)
 
 
+def job_visible(request: web.Request, user: User, record: RunRecord) -> bool:
+    """Whether the caller's role may see ``record`` for its job: a role limited to some
+    jobs (its ``jobs`` regex) sees only their runs, with their options and output, as
+    Rundeck shows a job's executions only to those who may read the job."""
+    return record.kind != "job" or request.app[POLICY].allows_job(user.role, record.job)
+
+
+async def visible(request: web.Request, user: User, record: RunRecord) -> bool:
+    """Whether the caller's role may see ``record``: its job, and every node it ran on."""
+    return job_visible(request, user, record) and in_scope(record, await run_scope(request, user))
+
+
 async def _visible_record(request: web.Request, user: User) -> RunRecord:
     """The run in the URL, if the caller's role may see it (else 404, as if absent)."""
     record = _record(request)
-    if not in_scope(record, await run_scope(request, user)):
+    if not await visible(request, user, record):
         raise web.HTTPNotFound(text=f"no run {record.id}")
     return record
 
@@ -319,7 +332,7 @@ async def run_events(request: web.Request) -> web.StreamResponse:
     check_origin(request)
     after = validate.last_event_id(request)
     run_id = validate.path_int(request, "run_id")
-    if await run_scope(request, user) is not None:
+    if request.app[HISTORY].run(run_id) is not None:  # a live run is recorded as it starts
         await _visible_record(request, user)
     try:
         events = request.app[RUNS].events(run_id, after)

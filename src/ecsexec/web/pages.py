@@ -31,7 +31,7 @@ from ecsexec.nodes.node import Node
 from ecsexec.store.history import RunRecord
 from ecsexec.web import validate
 from ecsexec.web.acl import Action
-from ecsexec.web.api import in_scope, run_scope
+from ecsexec.web.api import in_scope, job_visible, run_scope, visible
 from ecsexec.web.app import CONTENT_SECURITY_POLICY
 from ecsexec.web.auth import csrf_token, require
 from ecsexec.web.keys import HISTORY, JOB_LIBRARY, KEYSTORE, POLICY, RUNS, SCHEDULER, STORE
@@ -369,9 +369,11 @@ async def activity_page(request: web.Request) -> web.Response:
     history = request.app[HISTORY]
     status = wanted_status if wanted_status in RUN_STATUSES else None
     scope = await run_scope(request, user)
-    # The job filter matches part of a job's name, and a node-limited role sees only runs
-    # wholly on its nodes (as the API): both need more rows than are shown.
-    narrowed = bool(wanted_job) or scope is not None
+    # The job filter matches part of a job's name, a node-limited role sees only runs
+    # wholly on its nodes and a job-limited one only its jobs' runs (as the API): these
+    # need more rows than are shown.
+    role = request.app[POLICY].role(user.role)
+    narrowed = bool(wanted_job) or scope is not None or bool(role and role.jobs)
     records = history.find_runs(
         limit=ACTIVITY_SCAN if narrowed else ACTIVITY_LIMIT,
         status=status,
@@ -380,6 +382,7 @@ async def activity_page(request: web.Request) -> web.Response:
     )
     if wanted_job:
         records = [r for r in records if wanted_job.lower() in r.job.lower()]
+    records = [r for r in records if job_visible(request, user, r)]
     if scope is not None:
         detailed = (history.run(r.id) for r in records)
         records = [r for r in detailed if r is not None and in_scope(r, scope)]
@@ -406,7 +409,7 @@ async def run_page(request: web.Request) -> web.Response:
     run_id = validate.path_int(request, "run_id")
     history = request.app[HISTORY]
     record = history.run(run_id)
-    if record is None or not in_scope(record, await run_scope(request, user)):
+    if record is None or not await visible(request, user, record):
         # Outside a node-limited role's scope is the same as absent (as in the API).
         raise _not_found(f"There is no run #{run_id}.")
     logs = dict(history.logs(run_id))
