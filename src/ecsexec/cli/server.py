@@ -192,7 +192,9 @@ def server_group(
     if sandbox and not jobs and Path("examples/jobs").is_dir():
         jobs = (Path("examples/jobs"),)  # the thread-dump job, from a clone of the repository
     with contextlib.ExitStack() as stack:
-        state = state_dir or config.server.state_dir
+        # A sandbox trial keeps its own state: next to a real ecsexec.toml it must not
+        # reset the real admin's password or add sandbox runs to the real history.
+        state = state_dir or (None if sandbox else config.server.state_dir)
         if state is None and sandbox:
             state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ecsexec-server-")))
         state = state or default_state_dir()
