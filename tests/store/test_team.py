@@ -302,3 +302,14 @@ def test_the_state_dir_follows_the_environment(tmp_path: Path) -> None:
     assert default_state_dir({"ECSEXEC_STATE_DIR": str(tmp_path)}) == tmp_path
     assert default_state_dir({"XDG_STATE_HOME": "/x"}) == Path("/x/ecsexec")
     assert database_path(tmp_path) == tmp_path / "history.sqlite3"
+
+
+def test_one_counted_sign_in_attempt_can_be_taken_back(store: SqliteTeamStore) -> None:
+    t0 = 1_000_000.0
+    for _ in range(2):
+        store.record_sign_in_failure("address:10.0.0.9", t0)
+    store.record_sign_in_failure("address:10.0.0.9", t0 + 1)
+    store.forget_sign_in_failure("address:10.0.0.9", t0)
+    assert store.sign_in_failures("address:10.0.0.9", t0 + 2) == 2  # one of the two at t0
+    store.forget_sign_in_failure("address:10.0.0.8", t0)  # none there: nothing happens
+    assert store.sign_in_failures("address:10.0.0.9", t0 + 2) == 2

@@ -4,6 +4,7 @@ disabled users, CSRF, origins, and sign-out closing the user's streams."""
 from __future__ import annotations
 
 import asyncio
+import re
 
 import aiohttp
 import pytest
@@ -259,3 +260,31 @@ def test_the_consoles_public_origin_behind_a_tls_proxy_is_accepted(web_server: W
             assert other[0] == 403
 
     run(scenario())
+
+
+def test_concurrent_guesses_cannot_outrun_the_sign_in_throttle(web_server: WebServer) -> None:
+    # The fixture allows 3 failures per user and address; 12 guesses sent at once must
+    # not all be checked (each check takes an argon2 hash's time, so they overlap).
+    store = open_team_store(database_path(web_server.state_dir))
+    store.add_user("rushed", "viewer", hash_password("rushed-password"))
+    store.close()
+
+    async def guess(caller: Caller, token: str, number: int) -> int:
+        async with caller.session.post(
+            web_server.url("/login"),
+            data={"username": "rushed", "password": f"guess-{number}", "csrf_token": token},
+            allow_redirects=False,
+        ) as response:
+            return response.status
+
+    async def scenario() -> list[int]:
+        async with Caller(web_server, None) as caller:
+            caller.session.headers["X-Forwarded-For"] = "198.51.100.20"
+            async with caller.session.get(web_server.url("/login")) as page:
+                token = re.search(r'name="csrf_token" value="([^"]*)"', await page.text())
+            assert token is not None
+            return list(await asyncio.gather(*(guess(caller, token[1], n) for n in range(12))))
+
+    statuses = run(scenario())
+    assert statuses.count(401) <= 3, statuses
+    assert statuses.count(429) >= 9, statuses

@@ -213,6 +213,7 @@ class TeamStore(Protocol):
     def record_sign_in_failure(self, key: str, at: float) -> int: ...
     def sign_in_failures(self, key: str, at: float) -> int: ...
     def clear_sign_in_failures(self, key: str) -> None: ...
+    def forget_sign_in_failure(self, key: str, at: float) -> None: ...
     def audit(
         self,
         user: str,
@@ -525,6 +526,17 @@ class SqliteTeamStore:
     def clear_sign_in_failures(self, key: str) -> None:
         with self._write() as db:
             db.execute("DELETE FROM sign_in_failures WHERE key = ?", (key,))
+
+    def forget_sign_in_failure(self, key: str, at: float) -> None:
+        """Take back one failure counted for ``key`` at ``at``: the server counts each
+        attempt before checking its password (so concurrent guesses cannot outrun the
+        count) and takes it back when it was no failure."""
+        with self._write() as db:
+            db.execute(
+                "DELETE FROM sign_in_failures WHERE rowid = (SELECT rowid FROM"
+                " sign_in_failures WHERE key = ? AND at = ? LIMIT 1)",
+                (key, at),
+            )
 
     # --- audit --------------------------------------------------------------------------------
 

@@ -315,7 +315,12 @@ async def check_csrf(request: web.Request) -> None:
 class SignInThrottle:
     """Refuses sign-in for a key with too many failures in the window: one user name from
     one address, or one address for any name. Failures are counted in the team store, so
-    a restart forgets none; a correct password is refused too while a key is locked."""
+    a restart forgets none; a correct password is refused too while a key is locked.
+
+    Each attempt is counted as a failure *before* its password is checked (a check takes
+    an argon2 hash's time, so concurrent guesses would otherwise all be checked before
+    the first failure was counted), and taken back if it was refused as locked or
+    succeeded."""
 
     def __init__(self, per_user: int, per_address: int, window_s: float) -> None:
         self.per_user = per_user
@@ -330,22 +335,28 @@ class SignInThrottle:
         user_key, address_key = self.keys(name, address)
         return [(user_key, self.per_user), (address_key, self.per_address)]
 
-    def locked(self, request: web.Request, name: str, address: str) -> bool:
+    def attempt(self, request: web.Request, name: str, address: str) -> float | None:
+        """Count an attempt; its time if it may go on to the password check, None (and
+        not counted) if a key is locked."""
         store = request.app[STORE]
         now = time.time()
-        return any(
-            store.sign_in_failures(key, now) >= limit for key, limit in self._limits(name, address)
-        )
-
-    def failed(self, request: web.Request, name: str, address: str) -> None:
-        store = request.app[STORE]
-        now = time.time()
+        counts = [
+            (store.record_sign_in_failure(key, now), limit)
+            for key, limit in self._limits(name, address)
+        ]
+        if all(count <= limit for count, limit in counts):
+            return now
         for key, _ in self._limits(name, address):
-            store.record_sign_in_failure(key, now)
+            store.forget_sign_in_failure(key, now)
+        return None
 
-    def succeeded(self, request: web.Request, name: str, address: str) -> None:
-        user_key, _ = self.keys(name, address)
-        request.app[STORE].clear_sign_in_failures(user_key)
+    def succeeded(self, request: web.Request, name: str, address: str, at: float) -> None:
+        """The attempt at ``at`` signed in: the user's failures from there are forgiven,
+        and the address's count loses this attempt."""
+        user_key, address_key = self.keys(name, address)
+        store = request.app[STORE]
+        store.clear_sign_in_failures(user_key)
+        store.forget_sign_in_failure(address_key, at)
 
 
 THROTTLE: Final = web.AppKey("ecsexec.throttle", SignInThrottle)
@@ -430,7 +441,8 @@ async def login(request: web.Request) -> web.StreamResponse:
         )
     address = source(request)
     throttle = request.app[THROTTLE]
-    if throttle.locked(request, name, address):
+    attempt = throttle.attempt(request, name, address)
+    if attempt is None:
         record(request, "sign-in", name, "denied", {"reason": "throttled"}, name=name)
         minutes = max(1, round(throttle.window_s / 60))
         return _login_page(
@@ -444,8 +456,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     stored = store.password_hash(name)
     matched = await asyncio.to_thread(verify_password, stored, password)
     user = store.get_user(name) if matched else None
-    if user is None or user.disabled:
-        throttle.failed(request, name, address)
+    if user is None or user.disabled:  # the attempt stays counted as a failure
         reason = "disabled" if user is not None else "bad credentials"
         record(request, "sign-in", name, "failed", {"reason": reason}, name=name)
         return _login_page(
@@ -455,7 +466,7 @@ async def login(request: web.Request) -> web.StreamResponse:
             username=name,
             status=401,
         )
-    throttle.succeeded(request, name, address)
+    throttle.succeeded(request, name, address, attempt)
     if stored is not None and needs_rehash(stored):
         store.set_password(name, await asyncio.to_thread(hash_password, password))
     settings = request.app[SETTINGS]
