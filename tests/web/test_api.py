@@ -565,3 +565,21 @@ def test_a_role_limited_to_some_jobs_sees_only_their_runs_in_api_and_pages(
             assert status == 404
 
     run(scenario())
+
+
+def test_a_refusal_for_nodes_outside_the_role_does_not_name_them(web_server: WebServer) -> None:
+    async def scenario() -> None:
+        async with Caller(web_server, web_server.users["admin"]) as admin:
+            hidden = await admin.get_json("/api/v1/nodes?filter=ECS:Service-Name:%20api")
+        names = [n["name"] for n in hidden["nodes"]]
+        assert names
+        async with Caller(web_server, web_server.users["webops"]) as webops:
+            status, answer = await webops.send(
+                "POST", "/api/v1/runs", {"filter": "ECS:Service-Name: web,api", "command": "id"}
+            )
+        assert status == 403
+        message = answer["error"]["message"]
+        assert f"{len(names)} of the" in message and "nothing was run" in message
+        assert not any(name in message for name in names), message
+
+    run(scenario())

@@ -157,9 +157,11 @@ class RunManager:
             return
         names = [node.name for node in refused]
         shown = ", ".join(names[:SHOWN_REFUSED]) + (", ..." if len(names) > SHOWN_REFUSED else "")
+        # The caller is told how many, never which: nodes outside the role's filter are,
+        # to that role, as if absent (their names go to the audit log, for admins).
         reason = (
             f"role {user.role!r} may not run on {len(names)} of the {len(nodes)} selected "
-            f"nodes ({shown}); nothing was run"
+            "nodes (outside its node filter); nothing was run"
         )
         self._audit(
             user.name,
