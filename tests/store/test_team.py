@@ -313,3 +313,12 @@ def test_one_counted_sign_in_attempt_can_be_taken_back(store: SqliteTeamStore) -
     assert store.sign_in_failures("address:10.0.0.9", t0 + 2) == 2  # one of the two at t0
     store.forget_sign_in_failure("address:10.0.0.8", t0)  # none there: nothing happens
     assert store.sign_in_failures("address:10.0.0.9", t0 + 2) == 2
+
+
+def test_the_schedulers_name_is_not_a_users(store: SqliteTeamStore) -> None:
+    # Scheduled runs are recorded as user "scheduler": a person of that name could pass
+    # for it in Activity and the audit log, and stop its runs as their own.
+    for name in ("scheduler", "Scheduler"):
+        with pytest.raises(TeamStoreError, match=r"'scheduler' is reserved"):
+            store.add_user(name, "operator", "hash")
+    assert store.get_user("scheduler") is None
