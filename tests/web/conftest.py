@@ -77,6 +77,14 @@ TEST_JOB = """\
   sequence:
     commands:
       - exec: echo nightly
+- name: 'restart web? #1 (100%)'
+  group: test
+  description: a name with the characters a URL gives meaning to
+  nodefilters:
+    filter: 'ECS:Service-Name: web'
+  sequence:
+    commands:
+      - exec: echo restarted
 """
 ROLES = ("admin", "operator", "viewer", "webops")
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import html
+import re
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -394,5 +396,33 @@ def test_an_error_page_offers_only_the_pages_the_role_may_open(web_server: WebSe
                 assert response.status in (403, 404), url
                 assert 'href="/activity"' in html and 'href="/nodes"' in html, url
                 assert 'href="/commands"' not in html and 'href="/keys"' not in html, url
+
+    run(scenario())
+
+
+@pytest.mark.e2e
+def test_a_job_whose_name_holds_url_characters_opens_and_runs_from_its_links(
+    web_server: WebServer,
+) -> None:
+    name = "test/restart web? #1 (100%)"
+
+    async def scenario() -> None:
+        async with Caller(web_server, web_server.users["operator"], via="cookie") as browser:
+            async with browser.request("GET", "/jobs", headers=HTML) as response:
+                listing = await response.text()
+            link = re.search(r'<a href="(/jobs/test/restart[^"]*)"', listing)
+            assert link is not None, listing
+            async with browser.request("GET", html.unescape(link[1]), headers=HTML) as page:
+                text = await page.text()
+            assert page.status == 200, text[:300]
+            run_url = re.search(r'data-run-url="([^"]*)"', text)
+            assert run_url is not None
+            status, started = await browser.send("POST", html.unescape(run_url[1]), {})
+            assert status == 202, started
+            record = await browser.get_json(started["href"])
+            assert record["job"] == name
+            job = await browser.get_json("/api/v1/jobs")
+            href = next(j["href"] for j in job["jobs"] if j["name"] == name)
+            assert (await browser.get_json(href))["name"] == name
 
     run(scenario())

@@ -17,6 +17,7 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -97,7 +98,7 @@ def run_json(record: RunRecord, *, live: bool) -> dict[str, Any]:
                 "error": n.detail,
                 "log_bytes": n.log_bytes,
                 "truncated": n.truncated,
-                "log_href": f"{PREFIX}/runs/{record.id}/nodes/{n.node}/log",
+                "log_href": f"{PREFIX}/runs/{record.id}/nodes/{quote(n.node, safe='')}/log",
             }
             for n in record.nodes
         ]
@@ -109,7 +110,7 @@ def job_json(job: Job, next_run: datetime | None, *, detail: bool) -> dict[str, 
         "name": job.path,
         "group": job.group,
         "description": job.description,
-        "href": f"{PREFIX}/jobs/{job.path}",
+        "href": f"{PREFIX}/jobs/{quote(job.path)}",
         "filter": job.filter,
         "schedule": job.schedule.expression if job.schedule is not None else None,
         "schedule_enabled": job.scheduled,

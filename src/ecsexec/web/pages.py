@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -228,7 +228,7 @@ def _rerun_href(record: RunRecord, jobs: Sequence[Job]) -> str:
         secure = {o.name for o in job.options if o.secure} if job else set()
         query = {f"option.{k}": v for k, v in record.options.items() if k not in secure}
         suffix = f"?{urlencode(query)}" if query else ""
-        return f"/jobs/{record.job}{suffix}"
+        return f"/jobs/{quote(record.job)}{suffix}"
     return "/commands?" + urlencode({"filter": record.filter, "command": record.command})
 
 
