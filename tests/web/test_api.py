@@ -13,7 +13,7 @@ import pytest
 
 from ecsexec.store.team import database_path, open_team_store
 from ecsexec.web.acl import Action
-from ecsexec.web.keys import POLICY
+from ecsexec.web.keys import POLICY, RUNS
 from ecsexec.web.openapi import document
 from ecsexec.web.passwords import hash_password, new_api_token
 from tests.web.conftest import WebServer, WebUser
@@ -583,3 +583,22 @@ def test_a_refusal_for_nodes_outside_the_role_does_not_name_them(web_server: Web
         assert not any(name in message for name in names), message
 
     run(scenario())
+
+
+def test_asking_for_fresh_nodes_again_and_again_rediscovers_at_most_once_in_a_while(
+    web_server: WebServer,
+) -> None:
+    # Each rediscovery is a round of AWS calls: a script (or anyone who may view nodes)
+    # asking with refresh=1 in a loop must not turn into a loop of them.
+    runs = web_server.app[RUNS]
+
+    async def scenario() -> list[int]:
+        generations = []
+        async with Caller(web_server, web_server.users["viewer"]) as caller:
+            for _ in range(3):
+                await caller.get_json("/api/v1/nodes?refresh=1")
+                generations.append(runs.generation)
+        return generations
+
+    first, second, third = run(scenario())
+    assert second == first and third == first
