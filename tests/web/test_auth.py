@@ -288,3 +288,24 @@ def test_concurrent_guesses_cannot_outrun_the_sign_in_throttle(web_server: WebSe
     statuses = run(scenario())
     assert statuses.count(401) <= 3, statuses
     assert statuses.count(429) >= 9, statuses
+
+
+def test_behind_a_tls_proxy_the_session_cookie_is_secure(web_server: WebServer) -> None:
+    # The fixture trusts 127.0.0.1 as a proxy; the proxy says the browser used HTTPS.
+    async def scenario() -> None:
+        async with Caller(web_server, None) as caller:
+            # The test talks plain HTTP to the server, as the proxy does; its cookie jar
+            # stands for the browser, which reached the proxy over HTTPS.
+            await caller.session.close()
+            caller.session = aiohttp.ClientSession(
+                cookie_jar=aiohttp.CookieJar(
+                    unsafe=True, treat_as_secure_origin=[web_server.base_url]
+                ),
+                headers={"X-Forwarded-Proto": "https"},
+            )
+            response = await caller.sign_in("viewer", web_server.users["viewer"].password)
+            assert response.status == 302
+            assert response.cookies[SESSION_COOKIE]["secure"]
+            assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+
+    run(scenario())

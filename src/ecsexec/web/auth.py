@@ -74,22 +74,39 @@ def source(request: web.Request) -> str:
     )
 
 
+def over_tls(request: web.Request) -> bool:
+    """Whether the browser reached the console over HTTPS: served with TLS, or through a
+    trusted proxy that says so (X-Forwarded-Proto). Cookies are then Secure and
+    responses carry HSTS."""
+    settings = request.app[SETTINGS]
+    if settings.tls:
+        return True
+    if request.remote is None or not _is_proxy(request.remote, settings.trusted_proxies):
+        return False
+    proto = request.headers.get("X-Forwarded-Proto", "")
+    return proto.rsplit(",", 1)[-1].strip().lower() == "https"
+
+
+def _is_proxy(address: str, trusted: Sequence[str]) -> bool:
+    """Whether ``address`` is in one of the ``trusted`` proxy networks."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(parsed in ipaddress.ip_network(network) for network in trusted)
+
+
 def client_address(remote: str | None, forwarded_for: Sequence[str], trusted: Sequence[str]) -> str:
     """The client's address: ``remote`` unless it is a trusted proxy; then the rightmost
     X-Forwarded-For entry that is not one (entries left of it could be forged by the
     client). A malformed entry stops the walk at the last address known good."""
     if remote is None:
         return "-"
-    networks = [ipaddress.ip_network(network) for network in trusted]
 
     def is_proxy(address: str) -> bool:
-        try:
-            parsed = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(parsed in network for network in networks)
+        return _is_proxy(address, trusted)
 
-    if not networks or not is_proxy(remote):
+    if not is_proxy(remote):
         return remote
     hops = [hop.strip() for header in forwarded_for for hop in header.split(",")]
     client = remote
@@ -397,7 +414,7 @@ def _login_page(
         token,
         httponly=True,
         samesite="Strict",
-        secure=request.app[SETTINGS].tls,
+        secure=over_tls(request),
         path="/login",
     )
     return response
@@ -486,7 +503,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         sid,
         httponly=True,
         samesite="Strict",
-        secure=settings.tls,
+        secure=over_tls(request),
         path="/",
         max_age=int(settings.session_hours * 3600),
     )
