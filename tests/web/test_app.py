@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ecsexec.cli.server import parse_listen, server_settings, tls_context
+from ecsexec.cli.server import parse_listen, plain_http_warning, server_settings, tls_context
 from ecsexec.config import load_config
 from ecsexec.errors import ConfigurationError
 from ecsexec.web.app import CONTENT_SECURITY_POLICY
@@ -123,3 +123,23 @@ def test_the_servers_settings_take_origins_and_proxies_from_its_config(tmp_path:
     assert settings.extra_origins == frozenset({"https://console.example"})
     assert settings.trusted_proxies == ("127.0.0.1/32",)
     assert settings.state_dir == tmp_path and not settings.tls
+
+
+@pytest.mark.parametrize(
+    ("host", "tls", "warns"),
+    [
+        ("127.0.0.1", False, False),
+        ("::1", False, False),
+        ("localhost", False, False),
+        ("0.0.0.0", False, True),
+        ("::", False, True),
+        ("10.0.0.5", False, True),
+        ("console.example", False, True),
+        ("0.0.0.0", True, False),
+    ],
+)
+def test_plain_http_beyond_loopback_is_warned_about(host: str, tls: bool, warns: bool) -> None:
+    warning = plain_http_warning(host, tls=tls)
+    assert bool(warning) == warns
+    if warns:
+        assert "--tls-cert" in warning and "in clear" in warning

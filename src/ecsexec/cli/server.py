@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import os
 import re
 import signal
@@ -61,6 +62,22 @@ def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
     except (OSError, ssl.SSLError) as exc:
         raise ConfigurationError(f"--tls-cert/--tls-key: cannot load them: {exc}") from None
     return context
+
+
+def plain_http_warning(host: str, *, tls: bool) -> str:
+    """A warning when plain HTTP is served beyond this machine ("" when it is not)."""
+    if tls or host == "localhost":
+        return ""
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return ""
+    except ValueError:
+        pass  # a host name other than localhost: it may resolve to anything
+    return (
+        f"warning: serving plain HTTP on {host}: passwords, session cookies and tokens "
+        "cross the network in clear; use --tls-cert/--tls-key, or keep the server on "
+        "127.0.0.1 behind a TLS proxy"
+    )
 
 
 def server_settings(config: Config, state_dir: Path, *, tls: bool) -> ServerSettings:
@@ -188,6 +205,9 @@ def server_group(
     config = load_config(context_config_path())
     host, port = parse_listen(listen or config.server.listen)
     tls = tls_context(tls_cert, tls_key)
+    warning = plain_http_warning(host, tls=tls is not None)
+    if warning:
+        click.echo(warning, err=True)
     jobs = job_dirs or config.server.job_dirs
     if sandbox and not jobs and Path("examples/jobs").is_dir():
         jobs = (Path("examples/jobs"),)  # the thread-dump job, from a clone of the repository
