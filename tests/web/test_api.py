@@ -460,7 +460,7 @@ def test_every_response_carries_the_security_headers(web_server: WebServer) -> N
     async def scenario() -> list[Any]:
         async with aiohttp.ClientSession() as session:
             headers = []
-            for path in ("/login", "/api/v1/nodes", "/nowhere"):
+            for path in ("/login", "/api/v1/nodes", "/nowhere", "/static/app.js"):
                 async with session.get(web_server.url(path), allow_redirects=False) as response:
                     headers.append(response.headers)
             return headers
@@ -471,6 +471,7 @@ def test_every_response_carries_the_security_headers(web_server: WebServer) -> N
         assert "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
         assert headers["X-Content-Type-Options"] == "nosniff"
         assert headers["X-Frame-Options"] == "DENY"
+        assert "aiohttp" not in headers.get("Server", "")  # no versions for an attacker
 
 
 def test_an_event_stream_from_another_origin_is_refused(web_server: WebServer) -> None:

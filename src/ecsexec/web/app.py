@@ -105,6 +105,7 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
     """on_response_prepare: every response, streamed ones and websockets included."""
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
+    response.headers["Server"] = "ecsexec"  # not aiohttp's and Python's versions
     if auth.over_tls(request):  # served with TLS, or through a trusted TLS proxy
         response.headers.setdefault("Strict-Transport-Security", HSTS)
     if not request.path.startswith("/static/"):
