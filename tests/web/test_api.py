@@ -603,3 +603,30 @@ def test_asking_for_fresh_nodes_again_and_again_rediscovers_at_most_once_in_a_wh
 
     first, second, third = run(scenario())
     assert second == first and third == first
+
+
+def test_a_limited_role_gets_its_newest_runs_up_to_the_limit_whatever_came_after(
+    web_server: WebServer,
+) -> None:
+    store = open_team_store(database_path(web_server.state_dir))
+    store.add_user("greeter-2", "greeter", hash_password("greeter-2-password"))
+    token, digest = new_api_token()
+    store.add_token("greeter-2", "ci", digest, None)
+    store.close()
+    greeter = WebUser("greeter-2", "greeter-2-password", "greeter", token)
+
+    async def scenario() -> None:
+        async with Caller(web_server, greeter) as caller:
+            _, mine = await caller.send(
+                "POST", "/api/v1/jobs/test/greet/runs", {"options": {"who": "bo"}}
+            )
+            await _events(caller, mine["id"])
+        async with Caller(web_server, web_server.users["admin"]) as admin:
+            for _ in range(2):  # newer runs the greeter may not see
+                _, hidden = await admin.send("POST", "/api/v1/jobs/test/nightly/runs", {})
+                await _events(admin, hidden["id"])
+        async with Caller(web_server, greeter) as caller:
+            newest = (await caller.get_json("/api/v1/runs?limit=1"))["runs"]
+            assert [r["id"] for r in newest] == [mine["id"]]
+
+    run(scenario())

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from urllib.parse import quote
@@ -60,6 +60,8 @@ RUN_STATUSES: Final = tuple(
     )
 )
 MAX_TOKEN_DAYS: Final = 366
+RUN_PAGE: Final = 200  # history rows read at a time when a role sees only some runs
+RUN_SCAN: Final = 5000  # at most this many rows are read for one listing
 _SAFE_FILENAME: Final = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -256,15 +258,53 @@ async def list_runs(request: web.Request) -> web.Response:
     status = validate.query_text(request, "status", choices=RUN_STATUSES)
     user = validate.query_text(request, "user")
     job = validate.query_text(request, "job", max_length=500)
-    history = request.app[HISTORY]
-    records = history.find_runs(limit=limit or 50, status=status, user=user, job=job, before=before)
-    records = [r for r in records if job_visible(request, caller, r)]
-    scope = await run_scope(request, caller)
-    if scope is not None:  # a node-limited role: only runs wholly on its nodes
-        detailed = [history.run(r.id) for r in records]
-        records = [r for r in detailed if r is not None and in_scope(r, scope)]
+    records = await visible_runs(
+        request, caller, limit=limit or 50, before=before, status=status, user=user, job=job
+    )
     runs = request.app[RUNS]
     return web.json_response({"runs": [run_json(r, live=runs.is_running(r.id)) for r in records]})
+
+
+async def visible_runs(
+    request: web.Request,
+    caller: User,
+    *,
+    limit: int,
+    before: int | None = None,
+    status: str | None = None,
+    user: str | None = None,
+    job: str | None = None,
+    keep: Callable[[RunRecord], bool] | None = None,
+) -> list[RunRecord]:
+    """The newest ``limit`` runs the caller's role may see (and ``keep`` keeps), older than
+    ``before``. A limited role's runs are found among up to :data:`RUN_SCAN` rows, read a
+    page at a time, so runs it may not see never leave its page short or empty; a
+    node-limited role's runs come with their nodes."""
+    history = request.app[HISTORY]
+    scope = await run_scope(request, caller)
+    role = request.app[POLICY].role(caller.role)
+    narrowed = scope is not None or bool(role and role.jobs) or keep is not None
+    found: list[RunRecord] = []
+    scanned = 0
+    page = max(limit, RUN_PAGE) if narrowed else limit
+    while len(found) < limit:
+        records = history.find_runs(limit=page, status=status, user=user, job=job, before=before)
+        for row in records:
+            if (keep is not None and not keep(row)) or not job_visible(request, caller, row):
+                continue
+            shown: RunRecord | None = row
+            if scope is not None:
+                shown = history.run(row.id)
+                if shown is None or not in_scope(shown, scope):
+                    continue
+            found.append(shown or row)
+            if len(found) == limit:
+                break
+        scanned += len(records)
+        if not narrowed or len(records) < page or scanned >= RUN_SCAN or not records:
+            break
+        before = records[-1].id
+    return found
 
 
 def _record(request: web.Request) -> RunRecord:

@@ -31,7 +31,7 @@ from ecsexec.nodes.node import Node
 from ecsexec.store.history import RunRecord
 from ecsexec.web import validate
 from ecsexec.web.acl import Action
-from ecsexec.web.api import in_scope, job_visible, run_scope, visible
+from ecsexec.web.api import visible, visible_runs
 from ecsexec.web.app import CONTENT_SECURITY_POLICY
 from ecsexec.web.auth import csrf_token, require
 from ecsexec.web.keys import HISTORY, JOB_LIBRARY, KEYSTORE, POLICY, RUNS, SCHEDULER, STORE
@@ -55,7 +55,6 @@ LOG_PREVIEW_BYTES: Final = 32 * 1024  # per node on the run page; the rest is a 
 ACTIVITY_LIMIT: Final = 50
 RECENT_COMMANDS: Final = 10  # offered under the Command field
 RECENT_SCAN: Final = 200  # history rows read to find them
-ACTIVITY_SCAN: Final = 2000  # rows read for the job filter or a node-limited role
 AUDIT_LIMIT: Final = 100
 RUN_STATUSES: Final = tuple(
     s.value
@@ -366,26 +365,19 @@ async def activity_page(request: web.Request) -> web.Response:
     wanted_status = request.query.get("status", "").strip()
     wanted_job = request.query.get("job", "").strip()
     before = _page_before(request)
-    history = request.app[HISTORY]
     status = wanted_status if wanted_status in RUN_STATUSES else None
-    scope = await run_scope(request, user)
-    # The job filter matches part of a job's name, a node-limited role sees only runs
-    # wholly on its nodes and a job-limited one only its jobs' runs (as the API): these
-    # need more rows than are shown.
-    role = request.app[POLICY].role(user.role)
-    narrowed = bool(wanted_job) or scope is not None or bool(role and role.jobs)
-    records = history.find_runs(
-        limit=ACTIVITY_SCAN if narrowed else ACTIVITY_LIMIT,
+    # The job filter matches part of a job's name; like the API, a node- or job-limited
+    # role sees only the runs it may (visible_runs reads on past the ones it may not).
+    needle = wanted_job.lower()
+    records = await visible_runs(
+        request,
+        user,
+        limit=ACTIVITY_LIMIT,
+        before=before,
         status=status,
         user=wanted_user or None,
-        before=before,
+        keep=(lambda r: needle in r.job.lower()) if needle else None,
     )
-    if wanted_job:
-        records = [r for r in records if wanted_job.lower() in r.job.lower()]
-    records = [r for r in records if job_visible(request, user, r)]
-    if scope is not None:
-        detailed = (history.run(r.id) for r in records)
-        records = [r for r in detailed if r is not None and in_scope(r, scope)]
     shown = records[:ACTIVITY_LIMIT]
     older = ""
     if len(shown) == ACTIVITY_LIMIT:
