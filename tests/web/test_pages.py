@@ -16,6 +16,7 @@ from ecsexec.jobs.model import Job
 from ecsexec.jobs.schedule import Schedule
 from ecsexec.nodes.node import Node
 from ecsexec.store.history import NodeRecord, RunRecord
+from ecsexec.store.team import database_path, open_team_store
 from ecsexec.web.pages import (
     add_filter_term,
     readable_output,
@@ -23,7 +24,8 @@ from ecsexec.web.pages import (
     retry_failed_href,
     schedule_text,
 )
-from tests.web.conftest import WebServer
+from ecsexec.web.passwords import hash_password
+from tests.web.conftest import WebServer, WebUser
 from tests.web.web_client import Caller, run
 
 HTML = {"Accept": "text/html"}
@@ -424,5 +426,31 @@ def test_a_job_whose_name_holds_url_characters_opens_and_runs_from_its_links(
             job = await browser.get_json("/api/v1/jobs")
             href = next(j["href"] for j in job["jobs"] if j["name"] == name)
             assert (await browser.get_json(href))["name"] == name
+
+    run(scenario())
+
+
+@pytest.mark.e2e
+def test_the_front_page_leads_each_role_to_the_first_page_it_may_open(
+    web_server: WebServer,
+) -> None:
+    # Signing in lands on "/": a role that may not view nodes (README's "auditor", or the
+    # fixture's job-only "greeter") must land somewhere it may be, not on a refusal.
+    store = open_team_store(database_path(web_server.state_dir))
+    store.add_user("greeter-front", "greeter", hash_password("greeter-front-password"))
+    store.close()
+    greeter = WebUser("greeter-front", "greeter-front-password", "greeter", "")
+
+    async def scenario() -> None:
+        for user, expected in (
+            (web_server.users["viewer"], "/nodes"),
+            (greeter, "/jobs"),
+        ):
+            async with (
+                Caller(web_server, user, via="cookie") as browser,
+                browser.request("GET", "/", headers=HTML) as response,
+            ):
+                assert response.status == 302, user.name
+                assert response.headers["Location"] == expected, user.name
 
     run(scenario())

@@ -33,7 +33,7 @@ from ecsexec.web import validate
 from ecsexec.web.acl import Action
 from ecsexec.web.api import visible, visible_runs
 from ecsexec.web.app import CONTENT_SECURITY_POLICY
-from ecsexec.web.auth import csrf_token, require
+from ecsexec.web.auth import csrf_token, require, require_user
 from ecsexec.web.keys import HISTORY, JOB_LIBRARY, KEYSTORE, POLICY, RUNS, SCHEDULER, STORE
 
 TERMINAL_CSP: Final = CONTENT_SECURITY_POLICY.replace(
@@ -234,9 +234,24 @@ def _rerun_href(record: RunRecord, jobs: Sequence[Job]) -> str:
 # --- pages -----------------------------------------------------------------------------------
 
 
+# Where "/" (and so signing in) leads: the first of these the role may open.
+FRONT_PAGES: Final = (
+    (Action.VIEW_NODES, "/nodes"),
+    (Action.RUN_COMMAND, "/commands"),
+    (Action.RUN_JOB, "/jobs"),
+    (Action.VIEW_ACTIVITY, "/activity"),
+    (Action.MANAGE_KEYS, "/keys"),
+)
+
+
 async def index_page(request: web.Request) -> web.StreamResponse:
-    require(request, Action.VIEW_NODES)
-    raise web.HTTPFound("/nodes")
+    user = require_user(request)
+    policy = request.app[POLICY]
+    for action, page in FRONT_PAGES:
+        if policy.allows(user.role, action):
+            raise web.HTTPFound(page)
+    require(request, Action.VIEW_NODES)  # a role that may open no page: refused, audited
+    raise AssertionError("unreachable: require refuses")
 
 
 async def nodes_page(request: web.Request) -> web.Response:
