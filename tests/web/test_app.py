@@ -143,3 +143,24 @@ def test_plain_http_beyond_loopback_is_warned_about(host: str, tls: bool, warns:
     assert bool(warning) == warns
     if warns:
         assert "--tls-cert" in warning and "in clear" in warning
+
+
+def test_signing_out_closes_only_what_that_sign_in_opened() -> None:
+    closed: list[str] = []
+
+    def closer(name: str) -> Callable[[], Awaitable[None]]:
+        async def close() -> None:
+            closed.append(name)
+
+        return close
+
+    async def scenario() -> None:
+        live = LiveConnections()
+        live.add("ana", closer("laptop-terminal"), credential="session-1")
+        live.add("ana", closer("laptop-stream"), ends_with_run=True, credential="session-1")
+        live.add("ana", closer("phone-stream"), ends_with_run=True, credential="session-2")
+        live.add("ana", closer("ci-stream"), ends_with_run=True, credential="token-1")
+        assert await live.close_user("ana", credential="session-1") == 2
+        assert sorted(closed) == ["laptop-stream", "laptop-terminal"] and live.count("ana") == 2
+
+    asyncio.run(scenario())

@@ -309,3 +309,30 @@ def test_behind_a_tls_proxy_the_session_cookie_is_secure(web_server: WebServer) 
             assert response.headers["Strict-Transport-Security"].startswith("max-age=")
 
     run(scenario())
+
+
+def test_signing_out_of_the_console_leaves_the_users_scripts_streams_open(
+    web_server: WebServer,
+) -> None:
+    # A CI job following a run with the user's API token must not break because the user
+    # signed out of their browser: sign-out ends what that sign-in opened.
+    async def scenario() -> None:
+        operator = web_server.users["operator"]
+        async with Caller(web_server, operator) as script:
+            status, started = await script.send(
+                "POST",
+                "/api/v1/runs",
+                {"filter": "ECS:Service-Name: web", "command": "sleep 3; echo done"},
+            )
+            assert status == 202, started
+            async with script.request("GET", started["events"]) as stream:
+                await stream.content.readuntil(b"event: run_started")
+                async with (
+                    Caller(web_server, operator, via="cookie") as browser,
+                    browser.request("POST", "/logout") as out,
+                ):
+                    assert out.status == 302
+                rest = await asyncio.wait_for(stream.content.read(), timeout=30)
+                assert b"event: run_finished" in rest
+
+    run(scenario())

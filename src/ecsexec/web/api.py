@@ -31,6 +31,7 @@ from ecsexec.web import openapi, sse, validate
 from ecsexec.web.acl import Action
 from ecsexec.web.auth import (
     check_origin,
+    credential,
     current_session,
     record,
     require,
@@ -389,7 +390,7 @@ async def run_events(request: web.Request) -> web.StreamResponse:
         closed.set()
 
     live = request.app[LIVE]
-    handle = live.add(user.name, close, ends_with_run=True)
+    handle = live.add(user.name, close, ends_with_run=True, credential=credential(request))
     watch = asyncio.ensure_future(end_when_disallowed())
     try:
         return await sse.stream(request, events, closed)

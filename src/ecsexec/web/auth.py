@@ -213,6 +213,14 @@ def _describe(action: Action) -> str:
     }.get(action, str(action))
 
 
+def credential(request: web.Request) -> str:
+    """The digest of the session id or token the request came with ("" if anonymous):
+    what a long-lived connection is registered under, so sign-out closes its own."""
+    if _VIA not in request:
+        identify(request)
+    return request[_CREDENTIAL]
+
+
 def still_allowed(request: web.Request, action: Action) -> bool:
     """Whether the token or session this request came with still signs in a user whose
     role allows ``action`` (asked again by connections that outlive their request)."""
@@ -512,13 +520,15 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
-    """POST /logout: end the session and close the user's terminals and event streams."""
+    """POST /logout: end the session and close the terminals and event streams it opened."""
     user = current_user(request)
     session = current_session(request)
     if session is not None:
         request.app[STORE].delete_session(session.id_hash)
     if user is not None:
-        closed = await request.app[LIVE].close_user(user.name)
+        closed = await request.app[LIVE].close_user(
+            user.name, credential=session.id_hash if session is not None else ""
+        )
         record(request, "sign-out", user.name, "ok", {"closed": str(closed)}, user=user)
     response = web.HTTPFound("/login")
     response.del_cookie(SESSION_COOKIE, path="/")

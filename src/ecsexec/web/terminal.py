@@ -24,7 +24,7 @@ from ecsexec.app.interactive import InteractiveSession
 from ecsexec.errors import EcsexecError
 from ecsexec.nodes.node import Node
 from ecsexec.web.acl import Action
-from ecsexec.web.auth import audit, check_origin, require, watch_credential
+from ecsexec.web.auth import audit, check_origin, credential, require, watch_credential
 from ecsexec.web.keys import ENGINE, LIVE, POLICY, RUNS
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ async def terminal_socket(request: web.Request) -> web.StreamResponse:
         await socket.close(code=WSCloseCode.POLICY_VIOLATION, message=b"signed out")
 
     live = request.app[LIVE]
-    handle = live.add(user.name, close_on_sign_out)
+    handle = live.add(user.name, close_on_sign_out, credential=credential(request))
     try:
         size = await _first_size(socket)
         if size is None:
