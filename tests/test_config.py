@@ -433,7 +433,7 @@ def test_server_mistakes_name_file_line_key_and_choices(tmp_path: Path) -> None:
     expected = [
         (2, "[server].listen: 'localhost' is not HOST:PORT"),
         (3, "[server].job_dirs: expected a list of directory paths"),
-        (4, "[server]: unknown key 'colour'; choose one of listen, state_dir, job_dirs, roles"),
+        (4, "[server]: unknown key 'colour'; choose one of listen, state_dir, job_dirs, "),
         (7, "unknown action 'run_comand'; choose one of view_nodes, run_command"),
         (10, "[server.roles.b].actions: the list is empty"),
         (13, "'view_nodes,run_job' holds several actions: write one per item"),
@@ -466,3 +466,38 @@ def test_listen_addresses(tmp_path: Path, listen: str) -> None:
 def test_bad_listen_addresses(tmp_path: Path, listen: str) -> None:
     path = write(tmp_path, f'[server]\nlisten = "{listen}"\n')
     assert "is not HOST:PORT" in error_of(path)
+
+
+def test_server_behind_a_proxy_names_its_public_origins_and_trusted_proxies(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path,
+        """
+        [server]
+        origins = ["https://Ecsexec.Example.com/", "http://10.0.0.5:8440"]
+        trusted_proxies = ["127.0.0.1", "10.1.0.0/16", "::1"]
+        """,
+    )
+    server = load_config(path, environ={}).server
+    assert server.origins == ("https://ecsexec.example.com", "http://10.0.0.5:8440")
+    assert server.trusted_proxies == ("127.0.0.1/32", "10.1.0.0/16", "::1/128")
+    assert (load_config(write(tmp_path, "[server]\n"), environ={}).server.origins) == ()
+
+
+def test_server_origins_and_proxies_that_are_not_name_the_line(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        [server]
+        origins = ["ecsexec.example.com", "https://a.example/console"]
+        trusted_proxies = ["proxy.example"]
+        """,
+    )
+    lines = error_of(path).splitlines()
+    assert len(lines) == 3, lines
+    assert lines[0].startswith(f"{path}:2: ") and "'ecsexec.example.com'" in lines[0]
+    assert "scheme://host[:port]" in lines[0]
+    assert "'https://a.example/console'" in lines[1] and "no path" in lines[1]
+    assert lines[2].startswith(f"{path}:3: ") and "'proxy.example'" in lines[2]
+    assert "an IP address or network" in lines[2]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import math
 import os
 import re
@@ -25,6 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, cast
+from urllib.parse import urlsplit
 
 # AwsSettings and its pieces live in the aws layer (the credential resolver consumes them);
 # re-exported here, where they were first defined.
@@ -88,7 +90,7 @@ ECS_SOURCE_KEYS: Final = source_keys(SOURCE_TYPES["ecs"])
 FILE_SOURCE_KEYS: Final = source_keys(SOURCE_TYPES["file"])
 DISPATCH_KEYS: Final = ("threads", "rate", "burst", "timeout", "keepgoing")
 KEYSTORE_KEYS: Final = ("dir", "key_file")
-SERVER_KEYS: Final = ("listen", "state_dir", "job_dirs", "roles")
+SERVER_KEYS: Final = ("listen", "state_dir", "job_dirs", "roles", "origins", "trusted_proxies")
 SERVER_ROLE_KEYS: Final = ("actions", "nodes", "jobs", "description")
 #: What a web console role may be allowed (ecsexec.web.acl.Action has the same values).
 SERVER_ACTIONS: Final = (
@@ -177,6 +179,11 @@ class ServerConfig:
     state_dir: Path | None = None  # None: ecsexec.store.team.default_state_dir()
     job_dirs: tuple[Path, ...] = ()
     roles: Mapping[str, RoleConfig] = field(default_factory=dict)
+    # Behind a reverse proxy: the addresses users open (scheme://host[:port], lower case),
+    # accepted as the console's own origin; and the proxies (networks, normalized) whose
+    # X-Forwarded-For names the client.
+    origins: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -983,6 +990,18 @@ def _server(
                 (*key, "job_dirs"),
                 '[server].job_dirs: expected a list of directory paths, e.g. ["jobs"]',
             )
+    origin_list = reader.strings(table, "origins", key, "[server]")
+    if origin_list is not None:
+        values["origins"] = tuple(
+            o for o in (_origin(reader, key, item) for item in origin_list) if o is not None
+        )
+        origins["server.origins"] = reader.where(*key, "origins")
+    proxies = reader.strings(table, "trusted_proxies", key, "[server]")
+    if proxies is not None:
+        values["trusted_proxies"] = tuple(
+            p for p in (_proxy(reader, key, item) for item in proxies) if p is not None
+        )
+        origins["server.trusted_proxies"] = reader.where(*key, "trusted_proxies")
     if "roles" in table:
         roles = table["roles"]
         if isinstance(roles, dict):
@@ -994,6 +1013,37 @@ def _server(
         else:
             reader.fail((*key, "roles"), "[server].roles: write each role as [server.roles.NAME]")
     return ServerConfig(**values)
+
+
+def _origin(reader: _Reader, key: tuple[str, ...], text: str) -> str | None:
+    """An origin as browsers send it (``scheme://host[:port]``, lower case), or None after
+    reporting why ``text`` is not one."""
+    where = (*key, "origins")
+    parts = urlsplit(text.strip().lower())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        reader.fail(where, f"[server].origins: {text!r} is not scheme://host[:port]")
+        return None
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
+        reader.fail(
+            where,
+            f"[server].origins: {text!r} must be scheme://host[:port] only, with no path "
+            "(an origin, as a browser sends it)",
+        )
+        return None
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _proxy(reader: _Reader, key: tuple[str, ...], text: str) -> str | None:
+    """A trusted proxy's network (``10.0.0.0/8``; an address is a one-address network)."""
+    try:
+        return str(ipaddress.ip_network(text.strip(), strict=False))
+    except ValueError:
+        reader.fail(
+            (*key, "trusted_proxies"),
+            f"[server].trusted_proxies: {text!r} is not an IP address or network "
+            "(e.g. 127.0.0.1, 10.0.0.0/8, ::1)",
+        )
+        return None
 
 
 def listen_problem(listen: str) -> str:

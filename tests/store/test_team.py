@@ -302,3 +302,23 @@ def test_the_state_dir_follows_the_environment(tmp_path: Path) -> None:
     assert default_state_dir({"ECSEXEC_STATE_DIR": str(tmp_path)}) == tmp_path
     assert default_state_dir({"XDG_STATE_HOME": "/x"}) == Path("/x/ecsexec")
     assert database_path(tmp_path) == tmp_path / "history.sqlite3"
+
+
+def test_one_counted_sign_in_attempt_can_be_taken_back(store: SqliteTeamStore) -> None:
+    t0 = 1_000_000.0
+    for _ in range(2):
+        store.record_sign_in_failure("address:10.0.0.9", t0)
+    store.record_sign_in_failure("address:10.0.0.9", t0 + 1)
+    store.forget_sign_in_failure("address:10.0.0.9", t0)
+    assert store.sign_in_failures("address:10.0.0.9", t0 + 2) == 2  # one of the two at t0
+    store.forget_sign_in_failure("address:10.0.0.8", t0)  # none there: nothing happens
+    assert store.sign_in_failures("address:10.0.0.9", t0 + 2) == 2
+
+
+def test_the_schedulers_name_is_not_a_users(store: SqliteTeamStore) -> None:
+    # Scheduled runs are recorded as user "scheduler": a person of that name could pass
+    # for it in Activity and the audit log, and stop its runs as their own.
+    for name in ("scheduler", "Scheduler"):
+        with pytest.raises(TeamStoreError, match=r"'scheduler' is reserved"):
+            store.add_user(name, "operator", "hash")
+    assert store.get_user("scheduler") is None

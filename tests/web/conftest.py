@@ -7,7 +7,8 @@ with one user per role and an API token each. It yields a :class:`WebServer`: it
 use the same fixture: ``web_server.base_url`` and ``web_server.users["operator"]``.
 
 Roles: the built-in ``admin``, ``operator`` and ``viewer``, plus ``webops`` from the
-test's ecsexec.toml (run commands, but only on the web service's nodes).
+test's ecsexec.toml (run commands, but only on the web service's nodes) and ``greeter``
+(run and see only the job test/greet; tests add its users).
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ CONFIG = """\
 [server.roles.webops]
 actions = ["view_nodes", "run_command", "view_activity"]
 nodes = "ECS:Service-Name: web"
+
+[server.roles.greeter]
+actions = ["run_job", "view_activity"]
+jobs = "test/greet"
 """
 TEST_JOB = """\
 - name: greet
@@ -72,6 +77,14 @@ TEST_JOB = """\
   sequence:
     commands:
       - exec: echo nightly
+- name: 'restart web? #1 (100%)'
+  group: test
+  description: a name with the characters a URL gives meaning to
+  nodefilters:
+    filter: 'ECS:Service-Name: web'
+  sequence:
+    commands:
+      - exec: echo restarted
 """
 ROLES = ("admin", "operator", "viewer", "webops")
 
@@ -152,7 +165,13 @@ def start_server(sb: Sandbox, state_dir: Path, *, job_dirs: tuple[Path, ...] = (
             history=database_path(state_dir),
             session_factory=lambda region: session_from_env(sb.env, region),
         )
-        settings = ServerSettings(state_dir=state_dir, sign_in_failures=3)
+        settings = ServerSettings(
+            state_dir=state_dir,
+            sign_in_failures=3,
+            live_check_s=0.5,
+            extra_origins=frozenset({"https://console.example"}),
+            trusted_proxies=("127.0.0.1/32",),
+        )
         app = open_server_app(
             config,
             engine,

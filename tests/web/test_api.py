@@ -11,10 +11,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from ecsexec.store.team import database_path, open_team_store
 from ecsexec.web.acl import Action
-from ecsexec.web.keys import POLICY
+from ecsexec.web.keys import POLICY, RUNS
 from ecsexec.web.openapi import document
-from tests.web.conftest import WebServer
+from ecsexec.web.passwords import hash_password, new_api_token
+from tests.web.conftest import WebServer, WebUser
 from tests.web.web_client import Caller, run
 
 pytestmark = pytest.mark.e2e
@@ -195,6 +197,13 @@ def test_the_openapi_document_lists_exactly_the_api_routes(web_server: WebServer
         ("PUT", "/api/v1/keys/project/p/k", {"type": "gpg", "value": "x"}, "type: must be"),
         ("PUT", "/api/v1/keys/project/p/k", {"value": ""}, "value: must not be blank"),
         ("POST", "/api/v1/tokens", {"name": "t", "expires_in_days": 1000}, "expires_in_days"),
+        # A lone surrogate is valid JSON but no text: it cannot be run, stored or logged.
+        ("POST", "/api/v1/runs", {"filter": WEB, "command": "echo \ud800"}, "command: is not"),
+        ("POST", "/api/v1/runs", {"filter": "name: \udfff", "command": "x"}, "filter: is not"),
+        ("POST", "/api/v1/tokens", {"name": "\ud800"}, "name: is not valid Unicode"),
+        ("PUT", "/api/v1/keys/project/p/k", {"value": "\ud800"}, "value: is not valid Unicode"),
+        ("POST", "/api/v1/jobs/test/greet/runs", {"options": {"who": "\udc00"}}, "options.who"),
+        ("POST", "/api/v1/jobs/test/greet/runs", {"options": {"\udc00": "a"}}, "options: "),
     ],
 )
 def test_bad_input_is_a_400_naming_what_was_wrong(
@@ -226,6 +235,23 @@ def test_a_body_that_is_not_json_is_a_clear_400(web_server: WebServer) -> None:
 
     (bad, _), (plain, says) = run(scenario())
     assert bad == plain == 400 and "Content-Type: application/json" in says
+
+
+def test_a_body_nested_too_deeply_is_a_clear_400(web_server: WebServer) -> None:
+    async def scenario() -> tuple[int, str]:
+        async with (
+            Caller(web_server, web_server.users["admin"]) as caller,
+            caller.request(
+                "POST",
+                "/api/v1/runs",
+                data=b"[" * 100_000,
+                headers={"Content-Type": "application/json"},
+            ) as response,
+        ):
+            return response.status, (await response.json())["error"]["message"]
+
+    status, says = run(scenario())
+    assert status == 400 and says.startswith("body: ") and "nested" in says
 
 
 def test_404_and_405_are_json_under_the_api(web_server: WebServer) -> None:
@@ -434,7 +460,7 @@ def test_every_response_carries_the_security_headers(web_server: WebServer) -> N
     async def scenario() -> list[Any]:
         async with aiohttp.ClientSession() as session:
             headers = []
-            for path in ("/login", "/api/v1/nodes", "/nowhere"):
+            for path in ("/login", "/api/v1/nodes", "/nowhere", "/static/app.js"):
                 async with session.get(web_server.url(path), allow_redirects=False) as response:
                     headers.append(response.headers)
             return headers
@@ -445,6 +471,7 @@ def test_every_response_carries_the_security_headers(web_server: WebServer) -> N
         assert "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
         assert headers["X-Content-Type-Options"] == "nosniff"
         assert headers["X-Frame-Options"] == "DENY"
+        assert "aiohttp" not in headers.get("Server", "")  # no versions for an attacker
 
 
 def test_an_event_stream_from_another_origin_is_refused(web_server: WebServer) -> None:
@@ -495,5 +522,111 @@ def test_a_node_limited_role_sees_only_runs_wholly_on_its_nodes(web_server: WebS
         async with Caller(web_server, web_server.users["viewer"]) as viewer:
             listed = [r["id"] for r in (await viewer.get_json("/api/v1/runs?limit=100"))["runs"]]
             assert {on_web["id"], on_api["id"]} <= set(listed)  # viewer: every node
+
+    run(scenario())
+
+
+def test_a_role_limited_to_some_jobs_sees_only_their_runs_in_api_and_pages(
+    web_server: WebServer,
+) -> None:
+    store = open_team_store(database_path(web_server.state_dir))
+    store.add_user("greeter", "greeter", hash_password("greeter-password"))
+    token, digest = new_api_token()
+    store.add_token("greeter", "ci", digest, None)
+    store.close()
+    greeter = WebUser("greeter", "greeter-password", "greeter", token)
+
+    async def finished_job(caller: Caller, job: str, options: dict[str, str]) -> int:
+        status, started = await caller.send(
+            "POST", f"/api/v1/jobs/{job}/runs", {"options": options}
+        )
+        assert status == 202, started
+        await _events(caller, started["id"])
+        return int(started["id"])
+
+    async def scenario() -> None:
+        async with Caller(web_server, web_server.users["admin"]) as admin:
+            hidden = await finished_job(admin, "test/nightly", {})
+        async with Caller(web_server, greeter, via="cookie") as caller:
+            shown = await finished_job(caller, "test/greet", {"who": "ana"})
+            listed = [r["id"] for r in (await caller.get_json("/api/v1/runs"))["runs"]]
+            assert shown in listed and hidden not in listed
+            for path in (
+                f"/api/v1/runs/{hidden}",
+                f"/api/v1/runs/{hidden}/events",
+                f"/activity/{hidden}",
+            ):
+                async with caller.request("GET", path) as response:
+                    assert response.status == 404, path
+                    assert "nightly" not in await response.text(), path
+            async with caller.request("GET", "/activity?job=test") as page:
+                html = await page.text()
+            assert f'href="/activity/{shown}"' in html and f'href="/activity/{hidden}"' not in html
+            status, _ = await caller.send("POST", f"/api/v1/runs/{hidden}/stop")
+            assert status == 404
+
+    run(scenario())
+
+
+def test_a_refusal_for_nodes_outside_the_role_does_not_name_them(web_server: WebServer) -> None:
+    async def scenario() -> None:
+        async with Caller(web_server, web_server.users["admin"]) as admin:
+            hidden = await admin.get_json("/api/v1/nodes?filter=ECS:Service-Name:%20api")
+        names = [n["name"] for n in hidden["nodes"]]
+        assert names
+        async with Caller(web_server, web_server.users["webops"]) as webops:
+            status, answer = await webops.send(
+                "POST", "/api/v1/runs", {"filter": "ECS:Service-Name: web,api", "command": "id"}
+            )
+        assert status == 403
+        message = answer["error"]["message"]
+        assert f"{len(names)} of the" in message and "nothing was run" in message
+        assert not any(name in message for name in names), message
+
+    run(scenario())
+
+
+def test_asking_for_fresh_nodes_again_and_again_rediscovers_at_most_once_in_a_while(
+    web_server: WebServer,
+) -> None:
+    # Each rediscovery is a round of AWS calls: a script (or anyone who may view nodes)
+    # asking with refresh=1 in a loop must not turn into a loop of them.
+    runs = web_server.app[RUNS]
+
+    async def scenario() -> list[int]:
+        generations = []
+        async with Caller(web_server, web_server.users["viewer"]) as caller:
+            for _ in range(3):
+                await caller.get_json("/api/v1/nodes?refresh=1")
+                generations.append(runs.generation)
+        return generations
+
+    first, second, third = run(scenario())
+    assert second == first and third == first
+
+
+def test_a_limited_role_gets_its_newest_runs_up_to_the_limit_whatever_came_after(
+    web_server: WebServer,
+) -> None:
+    store = open_team_store(database_path(web_server.state_dir))
+    store.add_user("greeter-2", "greeter", hash_password("greeter-2-password"))
+    token, digest = new_api_token()
+    store.add_token("greeter-2", "ci", digest, None)
+    store.close()
+    greeter = WebUser("greeter-2", "greeter-2-password", "greeter", token)
+
+    async def scenario() -> None:
+        async with Caller(web_server, greeter) as caller:
+            _, mine = await caller.send(
+                "POST", "/api/v1/jobs/test/greet/runs", {"options": {"who": "bo"}}
+            )
+            await _events(caller, mine["id"])
+        async with Caller(web_server, web_server.users["admin"]) as admin:
+            for _ in range(2):  # newer runs the greeter may not see
+                _, hidden = await admin.send("POST", "/api/v1/jobs/test/nightly/runs", {})
+                await _events(admin, hidden["id"])
+        async with Caller(web_server, greeter) as caller:
+            newest = (await caller.get_json("/api/v1/runs?limit=1"))["runs"]
+            assert [r["id"] for r in newest] == [mine["id"]]
 
     run(scenario())

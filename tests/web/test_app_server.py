@@ -20,7 +20,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from ecsexec.store.team import database_path, open_team_store
 from ecsexec.web.auth import SESSION_COOKIE
+from ecsexec.web.passwords import hash_password, verify_password
 
 pytestmark = pytest.mark.e2e
 
@@ -128,3 +130,42 @@ async def _sign_in_and_list(port: int, password: str) -> None:
         async with session.get(f"{base}/api/v1/nodes?filter=ECS:Service-Name:%20web") as nodes:
             answer = await nodes.json()
             assert nodes.status == 200 and answer["count"] >= 3
+
+
+def test_server_sandbox_never_touches_the_configured_state_dir(tmp_path: Path) -> None:
+    """A trial run next to a real ecsexec.toml keeps its own temporary state: the real
+    database's admin keeps their password and sessions, and no sandbox run lands there."""
+    real_state = tmp_path / "real-state"
+    (tmp_path / "ecsexec.toml").write_text(f'[server]\nstate_dir = "{real_state}"\n')
+    store = open_team_store(database_path(real_state))
+    store.add_user("admin", "admin", hash_password("the-real-admins-password"))
+    store.close()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ECSEXEC_"))}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ecsexec", "server", "--sandbox", "--listen", f"127.0.0.1:{port}"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        lines: list[str] = []
+        while not any("password" in line for line in lines):
+            line = server.stdout.readline()
+            assert line, f"the server stopped: {lines}"
+            lines.append(line)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=60)
+    state_line = next(line for line in lines if "state in" in line)
+    assert str(real_state) not in state_line, state_line
+    store = open_team_store(database_path(real_state))
+    try:
+        stored = store.password_hash("admin")
+    finally:
+        store.close()
+    assert verify_password(stored, "the-real-admins-password")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import html
+import re
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -14,8 +16,16 @@ from ecsexec.jobs.model import Job
 from ecsexec.jobs.schedule import Schedule
 from ecsexec.nodes.node import Node
 from ecsexec.store.history import NodeRecord, RunRecord
-from ecsexec.web.pages import add_filter_term, recent_commands, retry_failed_href, schedule_text
-from tests.web.conftest import WebServer
+from ecsexec.store.team import database_path, open_team_store
+from ecsexec.web.pages import (
+    add_filter_term,
+    readable_output,
+    recent_commands,
+    retry_failed_href,
+    schedule_text,
+)
+from ecsexec.web.passwords import hash_password
+from tests.web.conftest import WebServer, WebUser
 from tests.web.web_client import Caller, run
 
 HTML = {"Accept": "text/html"}
@@ -297,5 +307,150 @@ def test_a_node_limited_role_sees_in_activity_only_runs_wholly_on_its_nodes(
             operator.request("GET", f"/activity/{elsewhere}", headers=HTML) as page,
         ):
             assert page.status == 200 and "api-only" in await page.text()
+
+    run(scenario())
+
+
+@pytest.mark.e2e
+def test_a_missing_thing_says_what_is_missing_once_not_a_page_inside_a_page(
+    web_server: WebServer,
+) -> None:
+    async def scenario() -> None:
+        async with Caller(web_server, web_server.users["operator"], via="cookie") as browser:
+            for url, message in (
+                ("/nodes/no-such-node", "No node is named &#39;no-such-node&#39;"),
+                ("/jobs/no/such-job", "No job is named &#39;no/such-job&#39;"),
+                ("/activity/999999", "There is no run #999999."),
+            ):
+                async with browser.request("GET", url, headers=HTML) as response:
+                    html = await response.text()
+                assert response.status == 404, url
+                assert html.count("<html") == 1 and "&lt;html" not in html, url
+                assert f'<p class="error-message">{message}' in html, (url, html[:2000])
+
+    run(scenario())
+
+
+@pytest.mark.e2e
+def test_page_parameters_out_of_range_are_a_400_naming_them_never_a_500(
+    web_server: WebServer,
+) -> None:
+    huge = "9" * 30
+
+    async def scenario() -> None:
+        async with Caller(web_server, web_server.users["admin"], via="cookie") as browser:
+            for url, named in (
+                (f"/audit?before={huge}", "before"),
+                (f"/activity?before={huge}", "before"),
+                ("/activity?before=abc", "before"),
+                ("/audit?before=-3", "before"),
+            ):
+                async with browser.request("GET", url, headers=HTML) as response:
+                    html = await response.text()
+                assert response.status == 400, (url, html[:300])
+                assert named in html and "Internal error" not in html, url
+            async with browser.request("GET", f"/activity/{huge}", headers=HTML) as response:
+                assert response.status == 404
+                assert "Internal error" not in await response.text()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("\x1b[1;31mred\x1b[0m plain", "red plain"),
+        ("\x1b]0;a window title\x07after", "after"),
+        ("bell\x07 and back\x08space", "bell and backspace"),
+        ("tabs\tand\nlines\r\n", "tabs\tand\nlines\r\n"),
+        ("</script><b>bold</b>", "</script><b>bold</b>"),  # text: the template escapes it
+        ("cut in the middle \x1b[3", "cut in the middle "),
+    ],
+)
+def test_the_run_page_shows_output_without_terminal_escapes(raw: str, shown: str) -> None:
+    assert readable_output(raw) == shown
+
+
+@pytest.mark.e2e
+def test_a_run_page_shows_html_in_output_as_text_and_drops_colour_codes(
+    web_server: WebServer,
+) -> None:
+    async def scenario() -> None:
+        async with Caller(web_server, web_server.users["operator"], via="cookie") as browser:
+            command = r"printf '\033[31mred\033[0m </pre><script>alert(1)</script>\n'"
+            run_id = await finished(browser, "ECS:Service-Name: web", command)
+            async with browser.request("GET", f"/activity/{run_id}", headers=HTML) as page:
+                html = await page.text()
+            assert page.status == 200
+            assert "\x1b" not in html and "<script>alert" not in html
+            assert "red &lt;/pre&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+    run(scenario())
+
+
+@pytest.mark.e2e
+def test_an_error_page_offers_only_the_pages_the_role_may_open(web_server: WebServer) -> None:
+    async def scenario() -> None:
+        async with Caller(web_server, web_server.users["viewer"], via="cookie") as browser:
+            for url in ("/nodes/no-such-node", "/commands", "/nope"):
+                async with browser.request("GET", url, headers=HTML) as response:
+                    html = await response.text()
+                assert response.status in (403, 404), url
+                assert 'href="/activity"' in html and 'href="/nodes"' in html, url
+                assert 'href="/commands"' not in html and 'href="/keys"' not in html, url
+
+    run(scenario())
+
+
+@pytest.mark.e2e
+def test_a_job_whose_name_holds_url_characters_opens_and_runs_from_its_links(
+    web_server: WebServer,
+) -> None:
+    name = "test/restart web? #1 (100%)"
+
+    async def scenario() -> None:
+        async with Caller(web_server, web_server.users["operator"], via="cookie") as browser:
+            async with browser.request("GET", "/jobs", headers=HTML) as response:
+                listing = await response.text()
+            link = re.search(r'<a href="(/jobs/test/restart[^"]*)"', listing)
+            assert link is not None, listing
+            async with browser.request("GET", html.unescape(link[1]), headers=HTML) as page:
+                text = await page.text()
+            assert page.status == 200, text[:300]
+            run_url = re.search(r'data-run-url="([^"]*)"', text)
+            assert run_url is not None
+            status, started = await browser.send("POST", html.unescape(run_url[1]), {})
+            assert status == 202, started
+            record = await browser.get_json(started["href"])
+            assert record["job"] == name
+            job = await browser.get_json("/api/v1/jobs")
+            href = next(j["href"] for j in job["jobs"] if j["name"] == name)
+            assert (await browser.get_json(href))["name"] == name
+
+    run(scenario())
+
+
+@pytest.mark.e2e
+def test_the_front_page_leads_each_role_to_the_first_page_it_may_open(
+    web_server: WebServer,
+) -> None:
+    # Signing in lands on "/": a role that may not view nodes (README's "auditor", or the
+    # fixture's job-only "greeter") must land somewhere it may be, not on a refusal.
+    store = open_team_store(database_path(web_server.state_dir))
+    store.add_user("greeter-front", "greeter", hash_password("greeter-front-password"))
+    store.close()
+    greeter = WebUser("greeter-front", "greeter-front-password", "greeter", "")
+
+    async def scenario() -> None:
+        for user, expected in (
+            (web_server.users["viewer"], "/nodes"),
+            (greeter, "/jobs"),
+        ):
+            async with (
+                Caller(web_server, user, via="cookie") as browser,
+                browser.request("GET", "/", headers=HTML) as response,
+            ):
+                assert response.status == 302, user.name
+                assert response.headers["Location"] == expected, user.name
 
     run(scenario())

@@ -9,6 +9,8 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
+from ecsexec.store.team import database_path, open_team_store
+from ecsexec.web.passwords import hash_password, new_api_token
 from ecsexec.web.terminal import parse_resize
 from tests.web.conftest import WebServer
 from tests.web.web_client import Caller, run
@@ -153,6 +155,34 @@ def test_signing_out_closes_the_terminal(web_server: WebServer) -> None:
                 async with browser.request("POST", "/logout") as response:
                     assert response.status == 302
                 while True:
+                    message = await socket.receive(timeout=READ_TIMEOUT)
+                    if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                        break
+                    assert message.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT)
+
+    run(scenario())
+
+
+@pytest.mark.e2e
+def test_disabling_a_user_closes_their_token_terminal(web_server: WebServer) -> None:
+    node = web_node(web_server)
+    store = open_team_store(database_path(web_server.state_dir))
+    store.add_user("terminal-leaver", "operator", hash_password("terminal-leaver-pw"))
+    token, digest = new_api_token()
+    store.add_token("terminal-leaver", "ci", digest, None)
+    store.close()
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as client:
+            socket = await client.ws_connect(web_server.url(f"/nodes/{node}/terminal/ws"))
+            async with socket:
+                await socket.send_str(json.dumps({"type": "resize", "cols": 80, "rows": 24}))
+                await socket.send_bytes(b"echo ready-$((2+2))\n")
+                await read_until(socket, b"ready-4")
+                disabling = open_team_store(database_path(web_server.state_dir))
+                disabling.set_disabled("terminal-leaver", True)  # as `server users disable`
+                disabling.close()
+                while True:  # ends well before READ_TIMEOUT: the server closes it
                     message = await socket.receive(timeout=READ_TIMEOUT)
                     if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
                         break

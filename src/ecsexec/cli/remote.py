@@ -31,6 +31,8 @@ from ecsexec.nodes.node import Node
 TOKEN_ENV: Final = "ECSEXEC_SERVER_TOKEN"
 SERVER_ENV: Final = "ECSEXEC_SERVER"
 TIMEOUT: Final = aiohttp.ClientTimeout(total=None, connect=30, sock_connect=30)
+RECONNECTS: Final = 5  # tries in a row to resume a run's dropped event stream
+RECONNECT_DELAY_S: Final = 0.5  # times the try's number: 0.5 s, 1 s, ... (7.5 s in all)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -116,12 +118,24 @@ class RemoteServer:
         self, method: str, path: str, **kwargs: Any
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         try:
-            async with self.session.request(method, self.url + path, **kwargs) as response:
-                if response.status >= 400:
-                    raise await _error(response)
+            async with self._answer(method, path, **kwargs) as response:
                 yield response
         except aiohttp.ClientError as exc:
-            raise ConfigurationError(f"--server {self.url}: cannot reach it: {exc}") from None
+            raise self._unreachable(exc) from None
+
+    @contextlib.asynccontextmanager
+    async def _answer(
+        self, method: str, path: str, **kwargs: Any
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """The response to a request; an HTTP error is raised as the server's error,
+        connection trouble as aiohttp's (the caller decides whether to try again)."""
+        async with self.session.request(method, self.url + path, **kwargs) as response:
+            if response.status >= 400:
+                raise await _error(response)
+            yield response
+
+    def _unreachable(self, exc: Exception) -> ConfigurationError:
+        return ConfigurationError(f"--server {self.url}: cannot reach it: {exc}")
 
     async def json(self, method: str, path: str, body: Any = None) -> Any:
         async with self._request(method, path, json=body) as response:
@@ -150,11 +164,15 @@ class RemoteServer:
         return run_id
 
     async def events(self, run_id: int) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        """The run's events; reconnects (resuming after the last id) if the stream drops."""
+        """The run's events to ``run_finished``. A dropped connection is resumed after the
+        last event (up to :data:`RECONNECTS` tries in a row); a server that stays away, or
+        that ends the stream before the run finished (token revoked, user disabled), is an
+        error naming the run, which may still be going on the server."""
         last = 0
+        failures = 0
         while True:
             try:
-                async with self._request(
+                async with self._answer(
                     "GET",
                     f"/api/v1/runs/{run_id}/events",
                     headers={"Accept": "text/event-stream", "Last-Event-ID": str(last)},
@@ -169,16 +187,25 @@ class RemoteServer:
                         elif line.startswith("data: "):
                             data = line[6:]
                         elif not line and event_type:
-                            last = number
+                            last, failures = number, 0
                             yield event_type, json.loads(data)
                             if event_type == "run_finished":
                                 return
                             event_type, data = "", ""
-                return  # the stream ended without run_finished: signed out or shut down
-            except ConfigurationError:
-                if last == 0:
-                    raise
-                await asyncio.sleep(1.0)  # dropped mid-run: resume after `last`
+            except aiohttp.ClientError as exc:
+                failures += 1
+                if last == 0 or failures > RECONNECTS:
+                    raise ConfigurationError(
+                        f"{self._unreachable(exc)}; run {run_id} may still be running there "
+                        f"({self.url}/activity/{run_id})"
+                    ) from None
+                await asyncio.sleep(RECONNECT_DELAY_S * failures)  # resume after `last`
+                continue
+            raise EcsexecError(
+                f"the server ended run {run_id}'s event stream before the run finished "
+                "(the token was revoked, the user disabled, or the server is stopping); "
+                f"see {self.url}/activity/{run_id}"
+            )
 
     async def stop(self, run_id: int) -> None:
         with contextlib.suppress(EcsexecError):

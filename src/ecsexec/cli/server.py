@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import os
 import re
 import signal
@@ -61,6 +62,32 @@ def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
     except (OSError, ssl.SSLError) as exc:
         raise ConfigurationError(f"--tls-cert/--tls-key: cannot load them: {exc}") from None
     return context
+
+
+def plain_http_warning(host: str, *, tls: bool) -> str:
+    """A warning when plain HTTP is served beyond this machine ("" when it is not)."""
+    if tls or host == "localhost":
+        return ""
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return ""
+    except ValueError:
+        pass  # a host name other than localhost: it may resolve to anything
+    return (
+        f"warning: serving plain HTTP on {host}: passwords, session cookies and tokens "
+        "cross the network in clear; use --tls-cert/--tls-key, or keep the server on "
+        "127.0.0.1 behind a TLS proxy"
+    )
+
+
+def server_settings(config: Config, state_dir: Path, *, tls: bool) -> ServerSettings:
+    """The settings the server runs with, from its flags and ``[server]``."""
+    return ServerSettings(
+        state_dir=state_dir,
+        tls=tls,
+        extra_origins=frozenset(config.server.origins),
+        trusted_proxies=config.server.trusted_proxies,
+    )
 
 
 def ensure_admin(state_dir: Path, name: str = DEMO_ADMIN) -> str:
@@ -178,16 +205,21 @@ def server_group(
     config = load_config(context_config_path())
     host, port = parse_listen(listen or config.server.listen)
     tls = tls_context(tls_cert, tls_key)
+    warning = plain_http_warning(host, tls=tls is not None)
+    if warning:
+        click.echo(warning, err=True)
     jobs = job_dirs or config.server.job_dirs
     if sandbox and not jobs and Path("examples/jobs").is_dir():
         jobs = (Path("examples/jobs"),)  # the thread-dump job, from a clone of the repository
     with contextlib.ExitStack() as stack:
-        state = state_dir or config.server.state_dir
+        # A sandbox trial keeps its own state: next to a real ecsexec.toml it must not
+        # reset the real admin's password or add sandbox runs to the real history.
+        state = state_dir or (None if sandbox else config.server.state_dir)
         if state is None and sandbox:
             state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ecsexec-server-")))
         state = state or default_state_dir()
         state.mkdir(mode=0o700, parents=True, exist_ok=True)
-        settings = ServerSettings(state_dir=state, tls=tls is not None)
+        settings = server_settings(config, state, tls=tls is not None)
         if sandbox:
             engine = stack.enter_context(_sandbox_engine(config, state, initial_wait=1.0))
             keystore = KeyStore(state / "keystore")

@@ -46,6 +46,8 @@ SIGN_IN_WINDOW: Final = 15 * 60.0  # seconds over which sign-in failures are cou
 TOKEN_TOUCH_INTERVAL: Final = timedelta(minutes=1)  # last_used_at is kept to the minute
 CLAIMS_KEPT: Final = timedelta(days=1)  # schedule claims older than a job's latest are dropped
 USER_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+# Names the server records on its own behalf (scheduled runs): no person may take them.
+RESERVED_USER_NAMES: Final = frozenset({"scheduler"})
 
 # Each entry moves this store's schema from version N-1 to N; never edit a released entry.
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
@@ -127,6 +129,11 @@ def check_user_name(name: str) -> str:
         raise TeamStoreError(
             f"user name {name[:80]!r} is not valid: use 1 to 64 letters, digits, '.', '_', '@' "
             "or '-', starting with a letter or digit"
+        )
+    if name.lower() in RESERVED_USER_NAMES:
+        raise TeamStoreError(
+            f"user name {name!r}: {name.lower()!r} is reserved (the server records "
+            "scheduled runs under it)"
         )
     return name
 
@@ -213,6 +220,7 @@ class TeamStore(Protocol):
     def record_sign_in_failure(self, key: str, at: float) -> int: ...
     def sign_in_failures(self, key: str, at: float) -> int: ...
     def clear_sign_in_failures(self, key: str) -> None: ...
+    def forget_sign_in_failure(self, key: str, at: float) -> None: ...
     def audit(
         self,
         user: str,
@@ -518,6 +526,17 @@ class SqliteTeamStore:
     def clear_sign_in_failures(self, key: str) -> None:
         with self._write() as db:
             db.execute("DELETE FROM sign_in_failures WHERE key = ?", (key,))
+
+    def forget_sign_in_failure(self, key: str, at: float) -> None:
+        """Take back one failure counted for ``key`` at ``at``: the server counts each
+        attempt before checking its password (so concurrent guesses cannot outrun the
+        count) and takes it back when it was no failure."""
+        with self._write() as db:
+            db.execute(
+                "DELETE FROM sign_in_failures WHERE rowid = (SELECT rowid FROM"
+                " sign_in_failures WHERE key = ? AND at = ? LIMIT 1)",
+                (key, at),
+            )
 
     # --- audit --------------------------------------------------------------------------------
 

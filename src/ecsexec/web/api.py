@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -30,11 +31,13 @@ from ecsexec.web import openapi, sse, validate
 from ecsexec.web.acl import Action
 from ecsexec.web.auth import (
     check_origin,
+    credential,
     current_session,
     record,
     require,
     require_user,
     source,
+    watch_credential,
 )
 from ecsexec.web.keys import HISTORY, JOB_LIBRARY, KEYSTORE, LIVE, POLICY, RUNS, SCHEDULER, STORE
 from ecsexec.web.passwords import new_api_token
@@ -58,6 +61,8 @@ RUN_STATUSES: Final = tuple(
     )
 )
 MAX_TOKEN_DAYS: Final = 366
+RUN_PAGE: Final = 200  # history rows read at a time when a role sees only some runs
+RUN_SCAN: Final = 5000  # at most this many rows are read for one listing
 _SAFE_FILENAME: Final = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -96,7 +101,7 @@ def run_json(record: RunRecord, *, live: bool) -> dict[str, Any]:
                 "error": n.detail,
                 "log_bytes": n.log_bytes,
                 "truncated": n.truncated,
-                "log_href": f"{PREFIX}/runs/{record.id}/nodes/{n.node}/log",
+                "log_href": f"{PREFIX}/runs/{record.id}/nodes/{quote(n.node, safe='')}/log",
             }
             for n in record.nodes
         ]
@@ -108,7 +113,7 @@ def job_json(job: Job, next_run: datetime | None, *, detail: bool) -> dict[str, 
         "name": job.path,
         "group": job.group,
         "description": job.description,
-        "href": f"{PREFIX}/jobs/{job.path}",
+        "href": f"{PREFIX}/jobs/{quote(job.path)}",
         "filter": job.filter,
         "schedule": job.schedule.expression if job.schedule is not None else None,
         "schedule_enabled": job.scheduled,
@@ -250,18 +255,57 @@ def _started(run_id: int) -> web.Response:
 async def list_runs(request: web.Request) -> web.Response:
     caller = require(request, Action.VIEW_ACTIVITY)
     limit = validate.query_int(request, "limit", minimum=1, maximum=validate.MAX_LIMIT, default=50)
-    before = validate.query_int(request, "before", minimum=1, maximum=2**62, default=None)
+    before = validate.query_int(request, "before", minimum=1, maximum=validate.MAX_ID, default=None)
     status = validate.query_text(request, "status", choices=RUN_STATUSES)
     user = validate.query_text(request, "user")
     job = validate.query_text(request, "job", max_length=500)
-    history = request.app[HISTORY]
-    records = history.find_runs(limit=limit or 50, status=status, user=user, job=job, before=before)
-    scope = await run_scope(request, caller)
-    if scope is not None:  # a node-limited role: only runs wholly on its nodes
-        detailed = [history.run(r.id) for r in records]
-        records = [r for r in detailed if r is not None and in_scope(r, scope)]
+    records = await visible_runs(
+        request, caller, limit=limit or 50, before=before, status=status, user=user, job=job
+    )
     runs = request.app[RUNS]
     return web.json_response({"runs": [run_json(r, live=runs.is_running(r.id)) for r in records]})
+
+
+async def visible_runs(
+    request: web.Request,
+    caller: User,
+    *,
+    limit: int,
+    before: int | None = None,
+    status: str | None = None,
+    user: str | None = None,
+    job: str | None = None,
+    keep: Callable[[RunRecord], bool] | None = None,
+) -> list[RunRecord]:
+    """The newest ``limit`` runs the caller's role may see (and ``keep`` keeps), older than
+    ``before``. A limited role's runs are found among up to :data:`RUN_SCAN` rows, read a
+    page at a time, so runs it may not see never leave its page short or empty; a
+    node-limited role's runs come with their nodes."""
+    history = request.app[HISTORY]
+    scope = await run_scope(request, caller)
+    role = request.app[POLICY].role(caller.role)
+    narrowed = scope is not None or bool(role and role.jobs) or keep is not None
+    found: list[RunRecord] = []
+    scanned = 0
+    page = max(limit, RUN_PAGE) if narrowed else limit
+    while len(found) < limit:
+        records = history.find_runs(limit=page, status=status, user=user, job=job, before=before)
+        for row in records:
+            if (keep is not None and not keep(row)) or not job_visible(request, caller, row):
+                continue
+            shown: RunRecord | None = row
+            if scope is not None:
+                shown = history.run(row.id)
+                if shown is None or not in_scope(shown, scope):
+                    continue
+            found.append(shown or row)
+            if len(found) == limit:
+                break
+        scanned += len(records)
+        if not narrowed or len(records) < page or scanned >= RUN_SCAN or not records:
+            break
+        before = records[-1].id
+    return found
 
 
 def _record(request: web.Request) -> RunRecord:
@@ -299,10 +343,22 @@ def in_scope(record: RunRecord, scope: frozenset[str] | None) -> bool:
     return scope is None or all(node.node in scope for node in record.nodes)
 
 
+def job_visible(request: web.Request, user: User, record: RunRecord) -> bool:
+    """Whether the caller's role may see ``record`` for its job: a role limited to some
+    jobs (its ``jobs`` regex) sees only their runs, with their options and output, as
+    Rundeck shows a job's executions only to those who may read the job."""
+    return record.kind != "job" or request.app[POLICY].allows_job(user.role, record.job)
+
+
+async def visible(request: web.Request, user: User, record: RunRecord) -> bool:
+    """Whether the caller's role may see ``record``: its job, and every node it ran on."""
+    return job_visible(request, user, record) and in_scope(record, await run_scope(request, user))
+
+
 async def _visible_record(request: web.Request, user: User) -> RunRecord:
     """The run in the URL, if the caller's role may see it (else 404, as if absent)."""
     record = _record(request)
-    if not in_scope(record, await run_scope(request, user)):
+    if not await visible(request, user, record):
         raise web.HTTPNotFound(text=f"no run {record.id}")
     return record
 
@@ -318,7 +374,7 @@ async def run_events(request: web.Request) -> web.StreamResponse:
     check_origin(request)
     after = validate.last_event_id(request)
     run_id = validate.path_int(request, "run_id")
-    if await run_scope(request, user) is not None:
+    if request.app[HISTORY].run(run_id) is not None:  # a live run is recorded as it starts
         await _visible_record(request, user)
     try:
         events = request.app[RUNS].events(run_id, after)
@@ -329,11 +385,17 @@ async def run_events(request: web.Request) -> web.StreamResponse:
     async def close() -> None:
         closed.set()
 
+    async def end_when_disallowed() -> None:
+        await watch_credential(request, Action.VIEW_ACTIVITY)
+        closed.set()
+
     live = request.app[LIVE]
-    handle = live.add(user.name, close, ends_with_run=True)
+    handle = live.add(user.name, close, ends_with_run=True, credential=credential(request))
+    watch = asyncio.ensure_future(end_when_disallowed())
     try:
         return await sse.stream(request, events, closed)
     finally:
+        watch.cancel()
         live.discard(user.name, handle)
 
 
@@ -481,7 +543,7 @@ async def delete_key(request: web.Request) -> web.Response:
 async def list_audit(request: web.Request) -> web.Response:
     require(request, Action.ADMIN)
     limit = validate.query_int(request, "limit", minimum=1, maximum=validate.MAX_LIMIT, default=100)
-    before = validate.query_int(request, "before", minimum=1, maximum=2**62, default=None)
+    before = validate.query_int(request, "before", minimum=1, maximum=validate.MAX_ID, default=None)
     user = validate.query_text(request, "user")
     action = validate.query_text(request, "action")
     entries = request.app[STORE].list_audit(

@@ -105,7 +105,8 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
     """on_response_prepare: every response, streamed ones and websockets included."""
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
-    if request.app[SETTINGS].tls:
+    response.headers["Server"] = "ecsexec"  # not aiohttp's and Python's versions
+    if auth.over_tls(request):  # served with TLS, or through a trusted TLS proxy
         response.headers.setdefault("Strict-Transport-Security", HSTS)
     if not request.path.startswith("/static/"):
         response.headers.setdefault("Cache-Control", "no-store")
@@ -136,6 +137,11 @@ def error_response(request: web.Request, status: int, message: str) -> web.Respo
         "user": user,
         "csrf_token": auth.csrf_token(request) if user is not None else "",
         "is_admin": user is not None and request.app[POLICY].allows(user.role, Action.ADMIN),
+        # The menu offers only what the role may do, on error pages as on the others.
+        "can": {
+            action.value: user is not None and request.app[POLICY].allows(user.role, action)
+            for action in Action
+        },
     }
     try:
         return aiohttp_jinja2.render_template("error.html", request, context, status=status)

@@ -16,9 +16,10 @@ Websocket and event-stream requests must come from this server's own origin.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final
 from urllib.parse import quote, urlsplit
@@ -48,6 +49,8 @@ MAX_NAME: Final = 64
 _USER: Final[web.RequestKey[User | None]] = web.RequestKey("ecsexec.user")
 _SESSION: Final[web.RequestKey[WebSession | None]] = web.RequestKey("ecsexec.session")
 _VIA: Final = web.RequestKey("ecsexec.via", str)  # "session", "token" or "" (anonymous)
+# The digest of the token or session id the request came with ("" when anonymous).
+_CREDENTIAL: Final = web.RequestKey("ecsexec.credential", str)
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +64,61 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def source(request: web.BaseRequest) -> str:
-    """Where a request came from, for the audit log."""
-    return request.remote or "-"
+def source(request: web.Request) -> str:
+    """Where a request came from (the audit log, sign-in throttling): the peer, or the
+    client a trusted reverse proxy names in X-Forwarded-For."""
+    return client_address(
+        request.remote,
+        request.headers.getall("X-Forwarded-For", []),
+        request.app[SETTINGS].trusted_proxies,
+    )
+
+
+def over_tls(request: web.Request) -> bool:
+    """Whether the browser reached the console over HTTPS: served with TLS, or through a
+    trusted proxy that says so (X-Forwarded-Proto). Cookies are then Secure and
+    responses carry HSTS."""
+    settings = request.app[SETTINGS]
+    if settings.tls:
+        return True
+    if request.remote is None or not _is_proxy(request.remote, settings.trusted_proxies):
+        return False
+    proto = request.headers.get("X-Forwarded-Proto", "")
+    return proto.rsplit(",", 1)[-1].strip().lower() == "https"
+
+
+def _is_proxy(address: str, trusted: Sequence[str]) -> bool:
+    """Whether ``address`` is in one of the ``trusted`` proxy networks."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(parsed in ipaddress.ip_network(network) for network in trusted)
+
+
+def client_address(remote: str | None, forwarded_for: Sequence[str], trusted: Sequence[str]) -> str:
+    """The client's address: ``remote`` unless it is a trusted proxy; then the rightmost
+    X-Forwarded-For entry that is not one (entries left of it could be forged by the
+    client). A malformed entry stops the walk at the last address known good."""
+    if remote is None:
+        return "-"
+
+    def is_proxy(address: str) -> bool:
+        return _is_proxy(address, trusted)
+
+    if not is_proxy(remote):
+        return remote
+    hops = [hop.strip() for header in forwarded_for for hop in header.split(",")]
+    client = remote
+    for hop in reversed(hops):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            break
+        client = hop
+        if not is_proxy(hop):
+            break
+    return client
 
 
 # --- identity ------------------------------------------------------------------------------
@@ -78,12 +133,13 @@ def identify(request: web.Request) -> None:
     store = request.app[STORE]
     user: User | None = None
     session: WebSession | None = None
-    via = ""
+    via = digest = ""
     header = request.headers.get("Authorization", "")
     if header:
         scheme, _, credential = header.partition(" ")
         if scheme.lower() == "bearer" and credential.strip():
-            token = store.token_by_hash(token_digest(credential.strip()))
+            digest = token_digest(credential.strip())
+            token = store.token_by_hash(digest)
             if token is not None:
                 user = store.get_user(token.user)
                 if user is not None and not user.disabled:
@@ -92,15 +148,17 @@ def identify(request: web.Request) -> None:
     else:
         sid = request.cookies.get(SESSION_COOKIE, "")
         if sid:
-            session = store.get_session(token_digest(sid))
+            digest = token_digest(sid)
+            session = store.get_session(digest)
             if session is not None:
                 user = store.get_user(session.user)
                 via = "session"
     if user is None or user.disabled:
-        user, session, via = None, None, ""
+        user, session, via, digest = None, None, "", ""
     request[_USER] = user
     request[_SESSION] = session
     request[_VIA] = via
+    request[_CREDENTIAL] = digest
 
 
 def current_user(request: web.Request) -> User | None:
@@ -155,6 +213,42 @@ def _describe(action: Action) -> str:
     }.get(action, str(action))
 
 
+def credential(request: web.Request) -> str:
+    """The digest of the session id or token the request came with ("" if anonymous):
+    what a long-lived connection is registered under, so sign-out closes its own."""
+    if _VIA not in request:
+        identify(request)
+    return request[_CREDENTIAL]
+
+
+def still_allowed(request: web.Request, action: Action) -> bool:
+    """Whether the token or session this request came with still signs in a user whose
+    role allows ``action`` (asked again by connections that outlive their request)."""
+    if current_user(request) is None:
+        return False
+    store = request.app[STORE]
+    digest = request[_CREDENTIAL]
+    if request[_VIA] == "token":
+        token = store.token_by_hash(digest)  # None once revoked, expired or disabled
+        name = token.user if token is not None else None
+    else:
+        session = store.get_session(digest)  # None once ended, expired or disabled
+        name = session.user if session is not None else None
+    user = store.get_user(name) if name is not None else None
+    return user is not None and not user.disabled and request.app[POLICY].allows(user.role, action)
+
+
+async def watch_credential(request: web.Request, action: Action) -> None:
+    """Return once the request's credential no longer allows ``action``; checked every
+    ``live_check_s`` seconds, since a user may be disabled by another process (the CLI)."""
+    interval = request.app[SETTINGS].live_check_s
+    while True:
+        await asyncio.sleep(interval)
+        if not still_allowed(request, action):
+            record(request, "connection-closed", request.path, "ok", {"reason": "credential"})
+            return
+
+
 def csrf_token(request: web.Request) -> str:
     """The CSRF token of the request's session ('' without one), for templates' meta tag."""
     session = current_session(request)
@@ -201,7 +295,7 @@ async def audit(
 
 def same_origin(request: web.Request, origin: str) -> bool:
     own = f"{request.scheme}://{request.host}".lower()
-    return origin.lower() == own or origin in request.app[SETTINGS].extra_origins
+    return origin.lower() in {own, *request.app[SETTINGS].extra_origins}
 
 
 def check_origin(request: web.Request) -> None:
@@ -246,7 +340,12 @@ async def check_csrf(request: web.Request) -> None:
 class SignInThrottle:
     """Refuses sign-in for a key with too many failures in the window: one user name from
     one address, or one address for any name. Failures are counted in the team store, so
-    a restart forgets none; a correct password is refused too while a key is locked."""
+    a restart forgets none; a correct password is refused too while a key is locked.
+
+    Each attempt is counted as a failure *before* its password is checked (a check takes
+    an argon2 hash's time, so concurrent guesses would otherwise all be checked before
+    the first failure was counted), and taken back if it was refused as locked or
+    succeeded."""
 
     def __init__(self, per_user: int, per_address: int, window_s: float) -> None:
         self.per_user = per_user
@@ -261,22 +360,28 @@ class SignInThrottle:
         user_key, address_key = self.keys(name, address)
         return [(user_key, self.per_user), (address_key, self.per_address)]
 
-    def locked(self, request: web.Request, name: str, address: str) -> bool:
+    def attempt(self, request: web.Request, name: str, address: str) -> float | None:
+        """Count an attempt; its time if it may go on to the password check, None (and
+        not counted) if a key is locked."""
         store = request.app[STORE]
         now = time.time()
-        return any(
-            store.sign_in_failures(key, now) >= limit for key, limit in self._limits(name, address)
-        )
-
-    def failed(self, request: web.Request, name: str, address: str) -> None:
-        store = request.app[STORE]
-        now = time.time()
+        counts = [
+            (store.record_sign_in_failure(key, now), limit)
+            for key, limit in self._limits(name, address)
+        ]
+        if all(count <= limit for count, limit in counts):
+            return now
         for key, _ in self._limits(name, address):
-            store.record_sign_in_failure(key, now)
+            store.forget_sign_in_failure(key, now)
+        return None
 
-    def succeeded(self, request: web.Request, name: str, address: str) -> None:
-        user_key, _ = self.keys(name, address)
-        request.app[STORE].clear_sign_in_failures(user_key)
+    def succeeded(self, request: web.Request, name: str, address: str, at: float) -> None:
+        """The attempt at ``at`` signed in: the user's failures from there are forgiven,
+        and the address's count loses this attempt."""
+        user_key, address_key = self.keys(name, address)
+        store = request.app[STORE]
+        store.clear_sign_in_failures(user_key)
+        store.forget_sign_in_failure(address_key, at)
 
 
 THROTTLE: Final = web.AppKey("ecsexec.throttle", SignInThrottle)
@@ -317,7 +422,7 @@ def _login_page(
         token,
         httponly=True,
         samesite="Strict",
-        secure=request.app[SETTINGS].tls,
+        secure=over_tls(request),
         path="/login",
     )
     return response
@@ -361,7 +466,8 @@ async def login(request: web.Request) -> web.StreamResponse:
         )
     address = source(request)
     throttle = request.app[THROTTLE]
-    if throttle.locked(request, name, address):
+    attempt = throttle.attempt(request, name, address)
+    if attempt is None:
         record(request, "sign-in", name, "denied", {"reason": "throttled"}, name=name)
         minutes = max(1, round(throttle.window_s / 60))
         return _login_page(
@@ -375,8 +481,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     stored = store.password_hash(name)
     matched = await asyncio.to_thread(verify_password, stored, password)
     user = store.get_user(name) if matched else None
-    if user is None or user.disabled:
-        throttle.failed(request, name, address)
+    if user is None or user.disabled:  # the attempt stays counted as a failure
         reason = "disabled" if user is not None else "bad credentials"
         record(request, "sign-in", name, "failed", {"reason": reason}, name=name)
         return _login_page(
@@ -386,7 +491,7 @@ async def login(request: web.Request) -> web.StreamResponse:
             username=name,
             status=401,
         )
-    throttle.succeeded(request, name, address)
+    throttle.succeeded(request, name, address, attempt)
     if stored is not None and needs_rehash(stored):
         store.set_password(name, await asyncio.to_thread(hash_password, password))
     settings = request.app[SETTINGS]
@@ -406,7 +511,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         sid,
         httponly=True,
         samesite="Strict",
-        secure=settings.tls,
+        secure=over_tls(request),
         path="/",
         max_age=int(settings.session_hours * 3600),
     )
@@ -415,13 +520,15 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
-    """POST /logout: end the session and close the user's terminals and event streams."""
+    """POST /logout: end the session and close the terminals and event streams it opened."""
     user = current_user(request)
     session = current_session(request)
     if session is not None:
         request.app[STORE].delete_session(session.id_hash)
     if user is not None:
-        closed = await request.app[LIVE].close_user(user.name)
+        closed = await request.app[LIVE].close_user(
+            user.name, credential=session.id_hash if session is not None else ""
+        )
         record(request, "sign-out", user.name, "ok", {"closed": str(closed)}, user=user)
     response = web.HTTPFound("/login")
     response.del_cookie(SESSION_COOKIE, path="/")

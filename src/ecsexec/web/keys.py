@@ -43,28 +43,43 @@ class ServerSettings:
     inventory_ttl_s: float = 60.0  # the node inventory is rediscovered when older than this
     max_live_output: int = 8 * 1024 * 1024  # characters of output a run's live buffer keeps
     finished_runs_kept: int = 50  # finished runs whose live buffers stay in memory
+    # How often an open terminal or event stream re-checks the credential it was opened
+    # with: a user disabled (by the CLI, another process), a token revoked, a session
+    # ended or expired, or a role changed closes it within this time.
+    live_check_s: float = 15.0
     # Origins allowed besides the request's own (a reverse proxy's public address).
     extra_origins: frozenset[str] = field(default_factory=frozenset)
+    # Networks of reverse proxies whose X-Forwarded-For names the client (sign-in
+    # throttling and the audit log then see each user's own address, not the proxy's).
+    trusted_proxies: tuple[str, ...] = ()
 
 
 class LiveConnections:
-    """Every open websocket and event stream, by user, so signing out closes them all
-    (Portainer #10186: a console must not outlive its session)."""
+    """Every open websocket and event stream, by user and by the credential (session or
+    token digest) it was opened with, so signing out closes what that sign-in opened
+    (Portainer #10186: a console must not outlive its session) and leaves the user's
+    scripts, which stream with a token, alone."""
 
     def __init__(self) -> None:
-        self._by_user: dict[str, dict[int, Callable[[], Awaitable[None]]]] = {}
+        self._by_user: dict[str, dict[int, tuple[str, Callable[[], Awaitable[None]]]]] = {}
         self._ends_with_runs: set[int] = set()
         self._ids = itertools.count(1)
 
     def add(
-        self, user: str, close: Callable[[], Awaitable[None]], *, ends_with_run: bool = False
+        self,
+        user: str,
+        close: Callable[[], Awaitable[None]],
+        *,
+        ends_with_run: bool = False,
+        credential: str = "",
     ) -> int:
-        """Register ``close`` (closes one connection) for ``user``; returns its handle.
+        """Register ``close`` (closes one connection) for ``user``, opened with
+        ``credential``; returns its handle.
 
         ``ends_with_run``: a run's event stream, which shutting down leaves to end by
         itself after the run's last event (shutdown ends every run first)."""
         handle = next(self._ids)
-        self._by_user.setdefault(user, {})[handle] = close
+        self._by_user.setdefault(user, {})[handle] = (credential, close)
         if ends_with_run:
             self._ends_with_runs.add(handle)
         return handle
@@ -80,9 +95,14 @@ class LiveConnections:
     def count(self, user: str) -> int:
         return len(self._by_user.get(user, {}))
 
-    async def close_user(self, user: str) -> int:
-        """Close every connection of ``user``; returns how many there were."""
-        closers = list(self._by_user.pop(user, {}).values())
+    async def close_user(self, user: str, credential: str | None = None) -> int:
+        """Close every connection of ``user`` (only those opened with ``credential``,
+        when given); returns how many there were."""
+        entries = self._by_user.get(user, {})
+        chosen = [handle for handle, (used, _) in entries.items() if credential in (None, used)]
+        closers = [entries[handle][1] for handle in chosen]
+        for handle in chosen:
+            self.discard(user, handle)
         for close in closers:
             with contextlib.suppress(Exception):
                 await close()
@@ -91,7 +111,7 @@ class LiveConnections:
     async def close_all(self) -> None:
         """At shutdown: close every connection but run event streams (see :meth:`add`)."""
         for user, entries in list(self._by_user.items()):
-            for handle, close in list(entries.items()):
+            for handle, (_, close) in list(entries.items()):
                 if handle in self._ends_with_runs:
                     continue
                 self.discard(user, handle)

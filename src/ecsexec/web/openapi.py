@@ -237,7 +237,7 @@ def document() -> dict[str, Any]:
                     _query("filter", "A node filter (docs/node-filter.md)", STRING),
                     _query(
                         "refresh",
-                        "1: rediscover now instead of using the cache",
+                        "1: rediscover now, unless the inventory is under 10 s old",
                         {"enum": ["0", "1", "true", "false"]},
                     ),
                 ],

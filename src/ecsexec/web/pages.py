@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -29,10 +29,11 @@ from ecsexec.nodes.ecs_attributes import (
 )
 from ecsexec.nodes.node import Node
 from ecsexec.store.history import RunRecord
+from ecsexec.web import validate
 from ecsexec.web.acl import Action
-from ecsexec.web.api import in_scope, run_scope
+from ecsexec.web.api import visible, visible_runs
 from ecsexec.web.app import CONTENT_SECURITY_POLICY
-from ecsexec.web.auth import csrf_token, require
+from ecsexec.web.auth import csrf_token, require, require_user
 from ecsexec.web.keys import HISTORY, JOB_LIBRARY, KEYSTORE, POLICY, RUNS, SCHEDULER, STORE
 
 TERMINAL_CSP: Final = CONTENT_SECURITY_POLICY.replace(
@@ -54,7 +55,6 @@ LOG_PREVIEW_BYTES: Final = 32 * 1024  # per node on the run page; the rest is a 
 ACTIVITY_LIMIT: Final = 50
 RECENT_COMMANDS: Final = 10  # offered under the Command field
 RECENT_SCAN: Final = 200  # history rows read to find them
-ACTIVITY_SCAN: Final = 2000  # rows read for the job filter or a node-limited role
 AUDIT_LIMIT: Final = 100
 RUN_STATUSES: Final = tuple(
     s.value
@@ -72,6 +72,13 @@ RUN_STATUSES: Final = tuple(
 # What makes a filter value need quoting: a delimiter (code point <= U+0020, node-filter.md
 # §1), a leading quote, or a comma (which would otherwise split it into alternatives, §2).
 _NEEDS_QUOTES: Final = re.compile(r"[\x00-\x20,]|^['\"]|^$")
+# Terminal escapes (colours, titles) and other control characters in command output; the
+# live view drops the same ones (static/app.js), so a run looks alike live and afterwards.
+_TERMINAL_ESCAPES: Final = re.compile(
+    r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])"
+    r"|\x1b(?:\[[0-?]*[ -/]*|\][^\x07\x1b]*)?$"
+    r"|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+)
 
 
 def setup_pages(app: web.Application) -> None:
@@ -130,12 +137,16 @@ def _render(
     return response
 
 
-def _not_found(request: web.Request, user: Any, message: str) -> web.HTTPNotFound:
-    """A 404 carrying the console's own error page (the message names what was missing)."""
-    page = _render(
-        request, "error.html", user, "", {"status": 404, "title": "Not found", "message": message}
-    )
-    return web.HTTPNotFound(text=page.text, content_type="text/html")
+def _not_found(message: str) -> web.HTTPNotFound:
+    """A 404 whose message names what was missing; the app's error handling renders it
+    as the console's error page (once: the text is the message, not a page)."""
+    return web.HTTPNotFound(text=message)
+
+
+def _page_before(request: web.Request, name: str = "before") -> int | None:
+    """The ``before`` id a page pages back from; a bad one is a 400 naming it (a number
+    too large for the database would otherwise fail inside it)."""
+    return validate.query_int(request, name, minimum=1, maximum=validate.MAX_ID, default=None)
 
 
 def _node_row(node: Node) -> dict[str, Any]:
@@ -183,6 +194,12 @@ def schedule_text(job: Job) -> str:
     return text
 
 
+def readable_output(text: str) -> str:
+    """Command output as a page shows it: without terminal escapes and control characters
+    (tabs and line breaks stay); the template escapes what is left."""
+    return _TERMINAL_ESCAPES.sub("", text)
+
+
 def recent_commands(records: Sequence[RunRecord], user: str) -> list[str]:
     """The user's last distinct ad-hoc commands, newest first (Rundeck PR #1398)."""
     seen: list[str] = []
@@ -210,16 +227,31 @@ def _rerun_href(record: RunRecord, jobs: Sequence[Job]) -> str:
         secure = {o.name for o in job.options if o.secure} if job else set()
         query = {f"option.{k}": v for k, v in record.options.items() if k not in secure}
         suffix = f"?{urlencode(query)}" if query else ""
-        return f"/jobs/{record.job}{suffix}"
+        return f"/jobs/{quote(record.job)}{suffix}"
     return "/commands?" + urlencode({"filter": record.filter, "command": record.command})
 
 
 # --- pages -----------------------------------------------------------------------------------
 
 
+# Where "/" (and so signing in) leads: the first of these the role may open.
+FRONT_PAGES: Final = (
+    (Action.VIEW_NODES, "/nodes"),
+    (Action.RUN_COMMAND, "/commands"),
+    (Action.RUN_JOB, "/jobs"),
+    (Action.VIEW_ACTIVITY, "/activity"),
+    (Action.MANAGE_KEYS, "/keys"),
+)
+
+
 async def index_page(request: web.Request) -> web.StreamResponse:
-    require(request, Action.VIEW_NODES)
-    raise web.HTTPFound("/nodes")
+    user = require_user(request)
+    policy = request.app[POLICY]
+    for action, page in FRONT_PAGES:
+        if policy.allows(user.role, action):
+            raise web.HTTPFound(page)
+    require(request, Action.VIEW_NODES)  # a role that may open no page: refused, audited
+    raise AssertionError("unreachable: require refuses")
 
 
 async def nodes_page(request: web.Request) -> web.Response:
@@ -263,7 +295,7 @@ async def _one_node(request: web.Request, user: Any) -> Node:
     found = [n for n in selection.inventory if n.name == name]
     visible = request.app[POLICY].visible_nodes(user.role, found)
     if not visible:
-        raise _not_found(request, user, f"No node is named {name!r}, or your role may not see it.")
+        raise _not_found(f"No node is named {name!r}, or your role may not see it.")
     return visible[0]
 
 
@@ -316,7 +348,7 @@ async def job_page(request: web.Request) -> web.Response:
     path = request.match_info["path"]
     job = next((j for j in _jobs(request, user.role) if j.path == path), None)
     if job is None:
-        raise _not_found(request, user, f"No job is named {path!r}, or your role may not run it.")
+        raise _not_found(f"No job is named {path!r}, or your role may not run it.")
     prefill = {
         key.removeprefix("option."): value
         for key, value in request.query.items()
@@ -347,24 +379,20 @@ async def activity_page(request: web.Request) -> web.Response:
     wanted_user = request.query.get("user", "").strip()
     wanted_status = request.query.get("status", "").strip()
     wanted_job = request.query.get("job", "").strip()
-    before = request.query.get("before", "")
-    history = request.app[HISTORY]
+    before = _page_before(request)
     status = wanted_status if wanted_status in RUN_STATUSES else None
-    scope = await run_scope(request, user)
-    # The job filter matches part of a job's name, and a node-limited role sees only runs
-    # wholly on its nodes (as the API): both need more rows than are shown.
-    narrowed = bool(wanted_job) or scope is not None
-    records = history.find_runs(
-        limit=ACTIVITY_SCAN if narrowed else ACTIVITY_LIMIT,
+    # The job filter matches part of a job's name; like the API, a node- or job-limited
+    # role sees only the runs it may (visible_runs reads on past the ones it may not).
+    needle = wanted_job.lower()
+    records = await visible_runs(
+        request,
+        user,
+        limit=ACTIVITY_LIMIT,
+        before=before,
         status=status,
         user=wanted_user or None,
-        before=int(before) if before.isdigit() else None,
+        keep=(lambda r: needle in r.job.lower()) if needle else None,
     )
-    if wanted_job:
-        records = [r for r in records if wanted_job.lower() in r.job.lower()]
-    if scope is not None:
-        detailed = (history.run(r.id) for r in records)
-        records = [r for r in detailed if r is not None and in_scope(r, scope)]
     shown = records[:ACTIVITY_LIMIT]
     older = ""
     if len(shown) == ACTIVITY_LIMIT:
@@ -385,17 +413,17 @@ async def activity_page(request: web.Request) -> web.Response:
 
 async def run_page(request: web.Request) -> web.Response:
     user = require(request, Action.VIEW_ACTIVITY)
-    run_id = int(request.match_info["run_id"])
+    run_id = validate.path_int(request, "run_id")
     history = request.app[HISTORY]
     record = history.run(run_id)
-    if record is None or not in_scope(record, await run_scope(request, user)):
+    if record is None or not await visible(request, user, record):
         # Outside a node-limited role's scope is the same as absent (as in the API).
-        raise _not_found(request, user, f"There is no run #{run_id}.")
+        raise _not_found(f"There is no run #{run_id}.")
     logs = dict(history.logs(run_id))
     nodes = []
     for node in record.nodes:
         log = logs.get(node.node, b"")
-        preview = log[:LOG_PREVIEW_BYTES].decode("utf-8", errors="replace")
+        preview = readable_output(log[:LOG_PREVIEW_BYTES].decode("utf-8", errors="replace"))
         nodes.append({"record": node, "text": preview, "cut": len(log) > LOG_PREVIEW_BYTES})
     can = request.app[POLICY]
     may_rerun = can.allows(
@@ -422,12 +450,12 @@ async def keys_page(request: web.Request) -> web.Response:
 
 async def audit_page(request: web.Request) -> web.Response:
     user = require(request, Action.ADMIN)
-    before = request.query.get("before", "")
+    before = _page_before(request)
     wanted_user = request.query.get("user", "").strip() or None
     wanted_action = request.query.get("action", "").strip() or None
     entries = request.app[STORE].list_audit(
         limit=AUDIT_LIMIT,
-        before_id=int(before) if before.isdigit() else None,
+        before_id=before,
         user=wanted_user,
         action=wanted_action,
     )

@@ -55,6 +55,9 @@ TRUNCATED_NOTICE: Final = (
 )
 SHOWN_REFUSED: Final = 5  # node names a refusal lists
 SELECTIONS_KEPT: Final = 64  # filters whose selection is cached per inventory
+# A rediscovery asked for (refresh) is skipped when the inventory is younger than this: each
+# is a round of AWS calls, and anyone who may view nodes can ask for one.
+MIN_REFRESH_S: Final = 10.0
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +128,9 @@ class RunManager:
     async def nodes(self, node_filter: str | None, *, refresh: bool = False) -> Selection:
         """The nodes a filter selects, from an inventory rediscovered when older than the
         TTL (one discovery at a time, however many requests wait for it)."""
-        if refresh or self._stale():
+        if self._needs_discovery(refresh):
             async with self._inventory_lock:
-                if refresh or self._stale():
+                if self._needs_discovery(refresh):
                     await self.engine.inventory(refresh=True)
                     self._inventory_at = time.monotonic()
                     self.generation += 1
@@ -145,9 +148,12 @@ class RunManager:
             self._selections.move_to_end(key)
         return selection
 
-    def _stale(self) -> bool:
+    def _needs_discovery(self, refresh: bool) -> bool:
         at = self._inventory_at
-        return at is None or time.monotonic() - at > self.inventory_ttl_s
+        if at is None:
+            return True
+        age = time.monotonic() - at
+        return age > self.inventory_ttl_s or (refresh and age > MIN_REFRESH_S)
 
     def _check_nodes(
         self, user: User, action: Action, nodes: Sequence[Node], what: str, source: str
@@ -157,9 +163,11 @@ class RunManager:
             return
         names = [node.name for node in refused]
         shown = ", ".join(names[:SHOWN_REFUSED]) + (", ..." if len(names) > SHOWN_REFUSED else "")
+        # The caller is told how many, never which: nodes outside the role's filter are,
+        # to that role, as if absent (their names go to the audit log, for admins).
         reason = (
             f"role {user.role!r} may not run on {len(names)} of the {len(nodes)} selected "
-            f"nodes ({shown}); nothing was run"
+            "nodes (outside its node filter); nothing was run"
         )
         self._audit(
             user.name,

@@ -24,14 +24,13 @@ from ecsexec.app.interactive import InteractiveSession
 from ecsexec.errors import EcsexecError
 from ecsexec.nodes.node import Node
 from ecsexec.web.acl import Action
-from ecsexec.web.auth import audit, check_origin, current_session, require
-from ecsexec.web.keys import ENGINE, LIVE, POLICY, RUNS, STORE
+from ecsexec.web.auth import audit, check_origin, credential, require, watch_credential
+from ecsexec.web.keys import ENGINE, LIVE, POLICY, RUNS
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SIZE: Final = (80, 24)  # when the browser sends no size in time
 FIRST_SIZE_TIMEOUT_S: Final = 5.0
-SESSION_CHECK_S: Final = 15.0  # how often an open terminal re-checks its sign-in session
 HEARTBEAT_S: Final = 25.0  # websocket pings, under the usual proxy idle limits (Portainer #3506)
 MAX_COLS: Final = 1000
 MAX_ROWS: Final = 1000
@@ -76,7 +75,6 @@ async def terminal_socket(request: web.Request) -> web.StreamResponse:
         # Same answer for a node that does not exist and one outside the role's filter.
         await audit(request, "terminal-open", request.match_info["name"], "denied")
         raise web.HTTPForbidden(text="no such node, or your role may not open a terminal on it")
-    sign_in = current_session(request)
 
     socket = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_FRAME)
     await socket.prepare(request)
@@ -85,7 +83,7 @@ async def terminal_socket(request: web.Request) -> web.StreamResponse:
         await socket.close(code=WSCloseCode.POLICY_VIOLATION, message=b"signed out")
 
     live = request.app[LIVE]
-    handle = live.add(user.name, close_on_sign_out)
+    handle = live.add(user.name, close_on_sign_out, credential=credential(request))
     try:
         size = await _first_size(socket)
         if size is None:
@@ -98,7 +96,7 @@ async def terminal_socket(request: web.Request) -> web.StreamResponse:
             return socket
         await audit(request, "terminal-open", node.name, "ok", {"session": session.session_id})
         try:
-            await _relay(request, socket, session, size, sign_in.id_hash if sign_in else None)
+            await _relay(request, socket, session, size)
         except EcsexecError as exc:  # the socket is open: say it there, not as an error page
             await _send_control(socket, {"type": "error", "message": str(exc)})
     finally:
@@ -132,13 +130,12 @@ async def _relay(
     socket: web.WebSocketResponse,
     session: InteractiveSession,
     size: tuple[int, int],
-    session_hash: str | None,
 ) -> None:
     async with session:
         session.send_size(*size)
         to_browser = asyncio.create_task(_pump_output(socket, session))
         from_browser = asyncio.create_task(_pump_input(socket, session))
-        watch = asyncio.create_task(_watch_sign_in(request, socket, session_hash))
+        watch = asyncio.create_task(_watch_sign_in(request, socket))
         try:
             done, _ = await asyncio.wait(
                 {to_browser, from_browser, watch}, return_when=asyncio.FIRST_COMPLETED
@@ -181,17 +178,11 @@ async def _pump_input(socket: web.WebSocketResponse, session: InteractiveSession
             return
 
 
-async def _watch_sign_in(
-    request: web.Request, socket: web.WebSocketResponse, session_hash: str | None
-) -> None:
-    """Return once the sign-in session behind this socket has ended or expired (sign-out
-    also closes the socket directly); bearer-token sockets have no session to watch."""
-    if session_hash is None:
-        await asyncio.Event().wait()
-        return
-    store = request.app[STORE]
-    while not socket.closed:
-        await asyncio.sleep(SESSION_CHECK_S)
-        if store.get_session(session_hash) is None:
-            await _send_control(socket, {"type": "error", "message": "signed out"})
-            return
+async def _watch_sign_in(request: web.Request, socket: web.WebSocketResponse) -> None:
+    """Return once the token or session behind this socket no longer allows a terminal:
+    signed out, expired, revoked, the user disabled or their role changed (sign-out also
+    closes the socket directly)."""
+    await watch_credential(request, Action.OPEN_TERMINAL)
+    await _send_control(
+        socket, {"type": "error", "message": "your sign-in ended or no longer allows a terminal"}
+    )

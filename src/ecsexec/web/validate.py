@@ -21,6 +21,7 @@ MAX_THREADS: Final = 1000
 MAX_LIMIT: Final = 1000
 MAX_NAME: Final = 100
 MAX_OPTION_VALUE: Final = 64 * 1024
+MAX_ID: Final = 2**62  # run and audit ids: SQLite integers are 64-bit
 
 
 def invalid(where: str, message: str) -> ConfigurationError:
@@ -38,6 +39,8 @@ async def json_object(request: web.Request, *, allowed: frozenset[str]) -> dict[
         raise invalid("body", f"larger than {MAX_BODY} bytes")
     try:
         body = json.loads(raw)
+    except RecursionError:  # [[[[... : the parser's stack, not a server fault
+        raise invalid("body", "nested too deeply to be a request") from None
     except UnicodeDecodeError:
         raise invalid("body", "not UTF-8") from None
     except json.JSONDecodeError as exc:
@@ -52,6 +55,19 @@ async def json_object(request: web.Request, *, allowed: frozenset[str]) -> dict[
             f"(allowed: {', '.join(sorted(allowed))})",
         )
     return body
+
+
+NOT_UNICODE: Final = "is not valid Unicode (it holds a lone surrogate such as \\ud800)"
+
+
+def _is_text(value: str) -> bool:
+    """Whether ``value`` is real text: JSON can carry lone surrogates, which no command,
+    database or log can take."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _kind(value: object) -> str:
@@ -83,6 +99,8 @@ def text(
     value = body[name]
     if not isinstance(value, str):
         raise invalid(name, f"must be a string, not {_kind(value)}")
+    if not _is_text(value):
+        raise invalid(name, NOT_UNICODE)
     if required and not value.strip():
         raise invalid(name, "must not be blank")
     if len(value) > max_length:
@@ -125,12 +143,16 @@ def string_map(body: Mapping[str, Any], name: str) -> dict[str, str]:
         raise invalid(name, f"must be an object of option names to strings, not {_kind(value)}")
     result: dict[str, str] = {}
     for key, item in value.items():
+        if not _is_text(key):
+            raise invalid(name, f"an option name {NOT_UNICODE}")
         if not isinstance(item, str):
             raise invalid(f"{name}.{key}", f"must be a string, not {_kind(item)}")
         if len(item) > MAX_OPTION_VALUE:
             raise invalid(f"{name}.{key}", f"is longer than {MAX_OPTION_VALUE} characters")
         if "\0" in item:
             raise invalid(f"{name}.{key}", "has a NUL character")
+        if not _is_text(item):
+            raise invalid(f"{name}.{key}", NOT_UNICODE)
         result[key] = item
     return result
 
@@ -193,6 +215,6 @@ def path_int(request: web.Request, name: str) -> int:
         value = int(raw, 10)
     except ValueError:
         raise web.HTTPNotFound(text=f"no {name.replace('_', ' ')} {raw[:40]!r}") from None
-    if value <= 0 or value > 2**62:
+    if value <= 0 or value > MAX_ID:
         raise web.HTTPNotFound(text=f"no {name.replace('_', ' ')} {raw[:40]!r}")
     return value
