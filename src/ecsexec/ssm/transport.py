@@ -6,9 +6,11 @@ ack (docs/ssm-protocol.md §6), tens of thousands of each per second. Through we
 syscall. :class:`DataChannelConnection` keeps websockets' handshake, proxy, TLS,
 keepalive and closing handshake, and changes only the data path:
 
-- complete data messages go from ``data_received`` straight to ``on_message``; plain
-  binary frames (unfragmented, unmasked, no extension bits: all the agent sends) are cut
-  out of the byte stream here, and every other frame goes to websockets' own parser;
+- complete data messages go from ``data_received`` straight to ``on_message``, or, when
+  ``on_messages`` is set, to it as one list per socket read (a call per read, not per
+  message); plain binary frames (unfragmented, unmasked, no extension bits: all the
+  agent sends) are cut out of the byte stream here, and every other frame goes to
+  websockets' own parser;
 - ``on_batch`` runs once per socket read, after all of that read's messages;
 - :meth:`DataChannelConnection.send_frames` puts a batch of data frames into one
   ``transport.write``, masked with keys drawn from the OS once per batch (websockets
@@ -87,6 +89,7 @@ def _proxy_for_host(secure: bool, host: str, port: int) -> str | None:
 
 
 MessageSink = Callable[[bytes], None]
+BatchSink = Callable[[list[bytes]], None]
 
 _PLAIN_BINARY: Final = 0x82  # FIN, no RSV bits, opcode 2
 _MASK_BIT: Final = 0x80
@@ -161,7 +164,10 @@ def oversized_frame(buffer: bytes, max_size: int = MAX_MESSAGE_BYTES) -> tuple[i
 class DataChannelConnection(ClientConnection):
     """websockets' client connection with a direct message sink (pass as ``create_connection``).
 
-    Until ``on_message`` is set, messages queue for ``recv()`` as usual.
+    Until ``on_message`` or ``on_messages`` is set, messages queue for ``recv()`` as
+    usual. ``on_messages``, when set, gets the messages instead of ``on_message``: in
+    order, a list per socket read (and a list of one for a message websockets' own parser
+    assembled: a fragmented one, or one after a control frame in the same read).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -172,6 +178,7 @@ class DataChannelConnection(ClientConnection):
         protocol.max_message_size = MAX_MESSAGE_BYTES
         protocol.max_size = MAX_MESSAGE_BYTES  # type: ignore[attr-defined]  # websockets < 15
         self.on_message: MessageSink | None = None
+        self.on_messages: BatchSink | None = None
         self.on_batch: Callable[[], None] | None = None
         #: Why the connection failed on what the gateway sent (a size limit), or None.
         self.protocol_error: FrameError | None = None
@@ -181,7 +188,7 @@ class DataChannelConnection(ClientConnection):
     def data_received(self, data: bytes) -> None:
         if self._partial:
             data, self._partial = self._partial + data, b""
-        sink = self.on_message
+        sink = self._sink()
         if sink is None or self.protocol.state is not State.OPEN:
             super().data_received(data)  # the handshake, no sink yet, or closing
         else:
@@ -193,16 +200,41 @@ class DataChannelConnection(ClientConnection):
                 frames, consumed = split_server_frames(data[:start])
                 refused = (exc, data[start:end])
             self._partial = data[consumed:] if refused is None else b""
-            for plain, chunk in frames:
-                if plain:
-                    sink(chunk)
-                else:
-                    super().data_received(chunk)  # whole frames, so its parser stays aligned
+            batch_sink = self.on_messages
+            if batch_sink is None:
+                for plain, chunk in frames:
+                    if plain:
+                        sink(chunk)
+                    else:
+                        super().data_received(chunk)  # whole frames: its parser stays aligned
+            else:
+                batch: list[bytes] = []
+                for plain, chunk in frames:
+                    if plain:
+                        batch.append(chunk)
+                        continue
+                    if batch:  # what came before goes first
+                        batch_sink(batch)
+                        batch = []
+                    super().data_received(chunk)
+                if batch:
+                    batch_sink(batch)
             if refused is not None:
                 self._refuse(*refused)
         on_batch = self.on_batch
         if on_batch is not None:
             on_batch()
+
+    def _sink(self) -> MessageSink | None:
+        """Where one message goes: ``on_message``, or ``on_messages`` as a list of one."""
+        if self.on_messages is not None:
+            return self._to_batch_sink
+        return self.on_message
+
+    def _to_batch_sink(self, message: bytes) -> None:
+        batch_sink = self.on_messages
+        if batch_sink is not None:
+            batch_sink([message])
 
     def _refuse(self, error: FrameError, header: bytes) -> None:
         """Fail the connection on an oversized frame's header, before its payload arrives.
@@ -212,6 +244,7 @@ class DataChannelConnection(ClientConnection):
         """
         self.protocol_error = error
         self.on_message = None
+        self.on_messages = None
         super().data_received(header)
         if self.protocol.state is State.OPEN:  # pragma: no cover - its parser disagreed
             self.transport.abort()
@@ -223,7 +256,7 @@ class DataChannelConnection(ClientConnection):
         super().eof_received()
 
     def process_event(self, event: Event) -> None:
-        sink = self.on_message
+        sink = self._sink()
         if sink is None or self.response is None or not isinstance(event, Frame):
             super().process_event(event)  # the handshake response, or no sink yet
             return
