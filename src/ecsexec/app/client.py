@@ -718,6 +718,7 @@ class Client:
                     default_region=region or "",
                     options=self._session_options,
                 )
+            self._pool.expect(len(targets))
             return self._pool
 
     async def _recorded(
