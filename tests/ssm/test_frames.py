@@ -258,7 +258,7 @@ def test_encode_acks_rebuilds_the_golden_acknowledge_byte_exact() -> None:
         st.tuples(st.binary(min_size=16, max_size=16), st.integers(0, 2**63 - 1)), max_size=20
     ),
     created=st.integers(1, 2**63 - 1),
-    message_type=st.sampled_from(["output_stream_data", "input_stream_data"]),
+    message_type=st.sampled_from(["output_stream_data", "input_stream_data", "odd%s_%d_type"]),
 )
 def test_encode_acks_equals_encode_frame_of_build_ack(
     acked: list[tuple[bytes, int]], created: int, message_type: str

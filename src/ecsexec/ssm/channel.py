@@ -68,10 +68,11 @@ DEFAULT_ACK_WATCHDOG: Final = 60.0  # §6 watchdog
 _ENCRYPTED_CHUNK: Final = MAX_PAYLOAD - NONCE_BYTES - TAG_BYTES
 _EPSILON: Final = 1e-9  # timer comparisons tolerate float rounding of the caller's clock
 
-# receive_frames' fast path: the first 36 bytes of every output frame (§3: HeaderLength
-# 116, MessageType padded with spaces), then the rest of the header in one unpack.
+# receive_frames' fast path reads a frame's header in one unpack: its first 36 bytes,
+# which are the same in every output frame (§3: HeaderLength 116, MessageType padded with
+# spaces), then CreatedDate, Seq, MessageId (wire order), digest, PayloadType and length.
 _OUTPUT_HEAD: Final = struct.pack(">I", HEADER_LENGTH) + OUTPUT_STREAM_DATA.encode().ljust(32)
-_OUTPUT_REST: Final = struct.Struct(">4xQq8x16s32sII")  # CreatedDate, Seq, MessageId, ...
+_OUTPUT_HEADER: Final = struct.Struct(">36s4xQq8x16s32sII")
 
 
 def _id_bytes(message_id: uuid.UUID | bytes) -> bytes:
@@ -476,27 +477,36 @@ class DataChannel:
         """
         run_ids: list[tuple[bytes, int]] = []
         run_payloads: list[bytes] = []
-        unpack = _OUTPUT_REST.unpack_from
+        add_id = run_ids.append
+        add_payload = run_payloads.append
+        unpack = _OUTPUT_HEADER.unpack_from
+        head = _OUTPUT_HEAD
+        output = int(PayloadType.OUTPUT)
+        digest_of = sha256
         fast = self._fast_path_open()
         expected = self._expected
         for data in messages:
-            if fast and data[:36] == _OUTPUT_HEAD and FRAME_OVERHEAD < len(data) <= MAX_FRAME_BYTES:
-                created, seq, wire_id, digest, payload_type, payload_length = unpack(data, 36)
+            size = len(data)
+            if fast and FRAME_OVERHEAD < size <= MAX_FRAME_BYTES:
+                start, created, seq, wire_id, digest, payload_type, payload_length = unpack(data)
                 if (
-                    seq == expected
-                    and payload_type == PayloadType.OUTPUT
+                    start == head
+                    and seq == expected
+                    and payload_type == output
                     and created
-                    and payload_length == len(data) - FRAME_OVERHEAD
+                    and payload_length == size - FRAME_OVERHEAD
                 ):
                     payload = data[FRAME_OVERHEAD:]
-                    if sha256(payload).digest() == digest:  # §3 digest rule
-                        run_ids.append((wire_id, seq))
-                        run_payloads.append(payload)
+                    if digest_of(payload).digest() == digest:  # §3 digest rule
+                        add_id((wire_id, seq))
+                        add_payload(payload)
                         expected += 1
                         continue
             if run_ids:
                 self._deliver_run(run_ids, run_payloads, now)
                 run_ids, run_payloads = [], []
+                add_id = run_ids.append
+                add_payload = run_payloads.append
             self.receive_frame(data, now)
             fast = self._fast_path_open()
             expected = self._expected

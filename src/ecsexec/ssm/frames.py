@@ -221,17 +221,20 @@ def encode_acks(
         if len(message_ids) != count:
             raise ValueError(f"{count} acks need {count} message ids, got {len(message_ids)}")
         wire_ids = b"".join(mid[8:] + mid[:8] for mid in message_ids)
-    mtype = message_type.encode("ascii")
-    template = _ACK_PAYLOAD
+    # The acked type goes into the template once (a literal % doubled), not per frame.
+    mtype = message_type.encode("ascii").replace(b"%", b"%%")
+    template = _ACK_PAYLOAD.replace(b'"%s"', b'"' + mtype + b'"', 1)
     pack = _ACK_HEADER.pack
+    digest_of = sha256
+    hex_of = hexlify
     ack_type = _padded(ACKNOWLEDGE)
     frames: list[bytes] = []
     append = frames.append
     pos = 0
     for wire_id, seq in acked:
         # Wire order is low half then high half: the text starts at hex digit 16.
-        hx = hexlify(wire_id)
-        payload = template % (mtype, hx[16:24], hx[24:28], hx[28:], hx[:4], hx[4:16], seq)
+        hx = hex_of(wire_id)
+        payload = template % (hx[16:24], hx[24:28], hx[28:], hx[:4], hx[4:16], seq)
         append(
             pack(
                 HEADER_LENGTH,
@@ -241,7 +244,7 @@ def encode_acks(
                 0,
                 ACK_FLAGS,
                 wire_ids[pos : pos + 16],
-                sha256(payload).digest(),
+                digest_of(payload).digest(),
                 0,
                 len(payload),
             )
