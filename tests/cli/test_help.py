@@ -62,3 +62,22 @@ def test_help_and_version_import_no_command_module() -> None:
     )
     assert "HEAVY []" in done.stdout, done.stdout[-500:]
     assert "run " in done.stdout and "Run COMMAND on every container" in done.stdout
+
+
+@pytest.mark.e2e
+def test_the_run_command_imports_no_job_crypto_aiohttp_yaml_or_progress_module() -> None:
+    # What `ecsexec run` needs before its first ExecuteCommand: job modules, cryptography
+    # (encrypted sessions, the key store), aiohttp (larger runs, --server), PyYAML (YAML
+    # node documents) and rich's progress bar (a terminal) are imported by what uses them.
+    code = (
+        "import sys\nimport ecsexec.cli.main, ecsexec.cli.run\n"
+        "late = sorted(m for m in sys.modules"
+        " if m.split('.')[0] in ('aiohttp', 'cryptography', 'yaml')"
+        " or m == 'rich.progress'"
+        " or (m.startswith('ecsexec.jobs.') and m != 'ecsexec.jobs.events'))\n"
+        "print('LATE', late)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "LATE []" in done.stdout, done.stdout[-500:]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from ecsexec.exec.connect import SMALL_RUN
 from ecsexec.sandbox import Sandbox
 from tests.conftest import client
 
@@ -521,3 +522,62 @@ def test_the_command_can_come_from_the_environment(sandbox: Sandbox, tmp_path: P
     assert {r["output"] for r in json.loads(done.stdout)} == {"from-env\n"}
     unset = ecsexec(sandbox, tmp_path, "run", "-F", WEB, "--command-env", "NOPE_UNSET")
     assert unset.returncode == 2 and "NOPE_UNSET: that variable is empty or unset" in unset.stderr
+
+
+def run_reporting_aiohttp(
+    sb: Sandbox, tmp_path: Path, *args: str
+) -> tuple[subprocess.CompletedProcess[str], bool]:
+    """``ecsexec run ARGS`` in a subprocess; also whether it imported aiohttp."""
+    code = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('AIOHTTP', 'aiohttp' in sys.modules, file=sys.stderr))\n"
+        "from ecsexec.cli.main import main\n"
+        f"sys.argv = ['ecsexec', 'run', *{list(args)!r}]\n"
+        "sys.exit(main())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env_for(sb, tmp_path),
+        timeout=120,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    return done, "AIOHTTP True" in done.stderr
+
+
+def test_a_small_run_calls_execute_command_without_importing_aiohttp(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    # Up to exec.connect.SMALL_RUN nodes, botocore's own client makes the call in a worker
+    # thread: the same request and errors, without aiohttp's ~0.1 s import first.
+    done, imported = run_reporting_aiohttp(sandbox, tmp_path, "-F", WEB, "--", "echo ok")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count(": ok") == 3
+    assert not imported
+
+
+def test_a_larger_run_calls_execute_command_through_aiohttp(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    done, imported = run_reporting_aiohttp(
+        sandbox, tmp_path, "-F", "ECS:Exec-Agent-Status: RUNNING", "--yes", "--", "echo ok"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count(": ok") > SMALL_RUN
+    assert imported
+
+
+def test_a_small_run_reports_execute_command_errors_as_before(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    # The worker-thread call goes through the same translation and hints as aiohttp's
+    # (tests/exec/test_runner.py checks that path in-process).
+    done, imported = run_reporting_aiohttp(
+        sandbox, tmp_path, "-F", "ECS:Exec-Enabled: false", "--", "true"
+    )
+    assert done.returncode != 0
+    assert "InvalidParameterException" in done.stderr, done.stderr
+    assert "--enable-execute-command" in done.stderr
+    assert not imported

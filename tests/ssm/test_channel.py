@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import uuid
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -323,6 +325,7 @@ def simulate(
     dup: float = 0.0,
     jitter: float = 0.0,
     limit: float = 120.0,
+    batched: bool = False,
 ) -> tuple[bytes, list]:
     """Run client and agent over lossy links on a virtual clock until both are done."""
     ch = DataChannel(session_id="sid", target="ecs:c_t_r", now=0.0, epoch_ms=1)
@@ -336,8 +339,11 @@ def simulate(
     now = 0.0
     while now < limit:
         now = round(now + 0.005, 3)
-        for raw in a2c.due(now):
-            ch.receive_frame(raw, now)
+        if batched:
+            ch.receive_frames(list(a2c.due(now)), now)
+        else:
+            for raw in a2c.due(now):
+                ch.receive_frame(raw, now)
         for raw in c2a.due(now):
             agent.receive(raw, now)
         ch.tick(now)
@@ -410,3 +416,173 @@ def test_watchdog_reports_stalled_acks() -> None:
         stalled += [e for e in ch.events_received() if isinstance(e, AckStalled)]
     assert len(stalled) == 1
     assert stalled[0].seconds > 3.0
+
+
+# --- receive_frames: a batch is the same as one frame at a time -------------------------
+
+
+def counting_ids() -> Callable[[], bytes]:
+    counter = itertools.count(1)
+    return lambda: next(counter).to_bytes(16, "big")
+
+
+def merged(events: list) -> list:
+    """Events with consecutive OutputReceived joined (receive_frames delivers a run as one)."""
+    out: list = []
+    for event in events:
+        if isinstance(event, OutputReceived) and out and isinstance(out[-1], OutputReceived):
+            out[-1] = OutputReceived(out[-1].data + event.data)
+        else:
+            out.append(event)
+    return out
+
+
+def corrupt(raw: bytes) -> bytes:
+    flipped = bytearray(raw)
+    flipped[-1] ^= 0xFF  # the payload no longer matches its digest
+    return bytes(flipped)
+
+
+def agent_stream(draw: st.DrawFn) -> list[bytes]:
+    """Output frames as a relay may deliver them: reordered, repeated, some corrupted, some
+    other kinds (agent acks, pause/start, a non-output payload), maybe channel_closed."""
+    count = draw(st.integers(1, 40))
+    frames = [
+        out_frame(
+            seq, draw(st.binary(min_size=0, max_size=40)), draw(st.sampled_from([1, 1, 1, 10]))
+        )
+        for seq in range(count)
+    ]
+    order = list(range(count))
+    for _ in range(draw(st.integers(0, 6))):  # swaps of near neighbours
+        i = draw(st.integers(0, count - 1))
+        j = min(count - 1, i + draw(st.integers(1, 4)))
+        order[i], order[j] = order[j], order[i]
+    stream: list[bytes] = []
+    for index in order:
+        kind = draw(st.sampled_from(["plain"] * 8 + ["dup", "corrupt", "other"]))
+        if kind == "corrupt":
+            stream.append(corrupt(frames[index]))
+        elif kind == "other":
+            stream.append(
+                draw(
+                    st.sampled_from(
+                        [
+                            encode_frame(
+                                "pause_publication", b"", message_id=uuid.uuid4(), created_ms=0
+                            ),
+                            encode_frame(
+                                "start_publication", b"", message_id=uuid.uuid4(), created_ms=0
+                            ),
+                            ack_for(frames[0]),
+                            b"short",
+                        ]
+                    )
+                )
+            )
+        stream.append(frames[index])
+        if kind == "dup":
+            stream.append(frames[draw(st.integers(0, count - 1))])
+    if draw(st.booleans()):
+        stream.append(closed_frame("done"))
+        stream.extend(frames[-2:])  # a gap filled after channel_closed, or frames too late
+    return stream
+
+
+@st.composite
+def stream_in_batches(draw: st.DrawFn) -> list[list[bytes]]:
+    stream = agent_stream(draw)
+    cuts = sorted(draw(st.sets(st.integers(1, max(1, len(stream) - 1)), max_size=8)))
+    bounds = [0, *cuts, len(stream)]
+    return [stream[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def run_both(
+    batches: list[list[bytes]], *, counted_ids: bool = False
+) -> tuple[DataChannel, DataChannel, list, list, list, list]:
+    one = new_channel(**({"id_factory": counting_ids()} if counted_ids else {}))
+    many = new_channel(**({"id_factory": counting_ids()} if counted_ids else {}))
+    sent_one: list[bytes] = []
+    sent_many: list[bytes] = []
+    events_one: list = []
+    events_many: list = []
+    for step, batch in enumerate(batches):
+        now = 0.01 * step
+        for raw in batch:
+            one.receive_frame(raw, now)
+        many.receive_frames(batch, now)
+        sent_one += one.data_to_send()
+        sent_many += many.data_to_send()
+        events_one += one.events_received()
+        events_many += many.events_received()
+    return one, many, sent_one, sent_many, events_one, events_many
+
+
+@settings(max_examples=200, deadline=None)
+@given(batches=stream_in_batches())
+def test_receive_frames_equals_one_by_one(batches: list[list[bytes]]) -> None:
+    one, many, sent_one, sent_many, events_one, events_many = run_both(batches, counted_ids=True)
+    assert sent_many == sent_one  # the same acks (and frames), byte for byte, in order
+    assert merged(events_many) == merged(events_one)
+    assert many.stats == one.stats
+    assert many.expected_sequence == one.expected_sequence
+    assert many.state is one.state
+    assert many.reorder_bytes == one.reorder_bytes
+    assert many.has_gap == one.has_gap
+
+
+@settings(max_examples=50, deadline=None)
+@given(batches=stream_in_batches())
+def test_receive_frames_with_random_ids_differs_only_in_ack_message_ids(
+    batches: list[list[bytes]],
+) -> None:
+    _, _, sent_one, sent_many, events_one, events_many = run_both(batches)
+    assert [raw[:64] + raw[80:] for raw in sent_many] == [raw[:64] + raw[80:] for raw in sent_one]
+    ids = [decode_frame(raw).message_id for raw in sent_many]
+    assert len(set(ids)) == len(ids)
+    assert all(mid.version == 4 for mid in ids)
+    assert merged(events_many) == merged(events_one)
+
+
+def test_receive_frames_delivers_an_in_order_run_as_one_event_with_one_ack_each() -> None:
+    ch = new_channel()
+    frames = [out_frame(seq, b"line %d\n" % seq) for seq in range(5)]
+    ch.receive_frames(frames, 0.0)
+    events = ch.events_received()
+    outputs = [e for e in events if isinstance(e, OutputReceived)]
+    # The first frame opens the input gate (one by one); the other four are one run.
+    assert [e.data for e in outputs] == [b"line 0\n", b"line 1\nline 2\nline 3\nline 4\n"]
+    acks = [payloads.parse_ack(f.payload) for f in sent(ch)]
+    assert [a.sequence_number for a in acks] == [0, 1, 2, 3, 4]
+    assert [a.message_id for a in acks] == [decode_frame(f).message_id for f in frames]
+
+
+def test_receive_frames_refuses_a_corrupted_frame_inside_a_run_without_an_ack() -> None:
+    ch = new_channel()
+    frames = [out_frame(seq, b"%d" % seq) for seq in range(4)]
+    ch.receive_frames([frames[0], frames[1], corrupt(frames[2]), frames[3]], 0.0)
+    assert output_of(ch.events_received()) == b"01"
+    assert [payloads.parse_ack(f.payload).sequence_number for f in sent(ch)] == [0, 1, 3]
+    assert ch.stats.dropped_invalid == 1
+    assert ch.has_gap
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), drop=st.sampled_from([0.0, 0.1]))
+def test_kms_session_over_lossy_link_in_batches(seed: int, drop: float) -> None:
+    key = os.urandom(64)
+    agent = ScriptedAgent(output=b"secret output " * 300, kms_key=key)
+    output, events = simulate(
+        agent, b"typed\n", seed=seed, drop=drop, dup=0.1, jitter=0.01, batched=True
+    )
+    assert output == b"secret output " * 300
+    assert any(isinstance(e, HandshakeCompleted) and e.encrypted for e in events)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), drop=st.sampled_from([0.0, 0.05, 0.2]))
+def test_lossy_link_in_batches_delivers_byte_exact(seed: int, drop: float) -> None:
+    body = os.urandom(20_000)
+    agent = ScriptedAgent(output=body)
+    output, _ = simulate(agent, b"in\n", seed=seed, drop=drop, dup=0.1, jitter=0.02, batched=True)
+    assert output == body

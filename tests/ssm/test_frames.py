@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import uuid
 from hashlib import sha256
 
@@ -11,12 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ecsexec.errors import FrameError
+from ecsexec.ssm import payloads
 from ecsexec.ssm.frames import (
     FRAME_OVERHEAD,
     PAUSE_PUBLICATION,
     decode_frame,
+    encode_acks,
     encode_frame,
     random_message_id,
+    random_wire_ids,
     uuid_text,
 )
 from tests.spec_data import TRACE_NAMES, TRACES_DIR, golden_frames, trace
@@ -223,3 +227,80 @@ def test_raw_and_uuid_message_ids_encode_the_same(raw: bytes) -> None:
     frame = decode_frame(as_bytes)
     assert frame.message_id == uuid.UUID(bytes=raw)
     assert frame.message_id_text == str(uuid.UUID(bytes=raw))
+
+
+def _acked_of(ack_payload: bytes) -> tuple[str, bytes, int]:
+    """(acked type, acked MessageId as it lies on the wire, acked seq) of an ack payload."""
+    obj = json.loads(ack_payload)
+    acked = uuid.UUID(obj["AcknowledgedMessageId"]).bytes
+    return (
+        obj["AcknowledgedMessageType"],
+        acked[8:] + acked[:8],
+        obj["AcknowledgedMessageSequenceNumber"],
+    )
+
+
+def test_encode_acks_rebuilds_the_golden_acknowledge_byte_exact() -> None:
+    entry = next(e for e in golden_frames() if e["name"] == "acknowledge")
+    acked_type, wire_id, seq = _acked_of(bytes.fromhex(entry["payload_hex"]))
+    [frame] = encode_acks(
+        acked_type,
+        [(wire_id, seq)],
+        created_ms=entry["created_date"],
+        message_ids=[uuid.UUID(entry["message_id"]).bytes],
+    )
+    assert frame.hex() == entry["frame_hex"]
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    acked=st.lists(
+        st.tuples(st.binary(min_size=16, max_size=16), st.integers(0, 2**63 - 1)), max_size=20
+    ),
+    created=st.integers(1, 2**63 - 1),
+    message_type=st.sampled_from(["output_stream_data", "input_stream_data", "odd%s_%d_type"]),
+)
+def test_encode_acks_equals_encode_frame_of_build_ack(
+    acked: list[tuple[bytes, int]], created: int, message_type: str
+) -> None:
+    ids = [uuid.uuid4().bytes for _ in acked]
+    expected = [
+        encode_frame(
+            "acknowledge",
+            payloads.build_ack(message_type, uuid_text(wire[8:] + wire[:8]), seq),
+            flags=3,
+            message_id=mid,
+            created_ms=created,
+        )
+        for (wire, seq), mid in zip(acked, ids, strict=True)
+    ]
+    assert encode_acks(message_type, acked, created_ms=created, message_ids=ids) == expected
+
+
+def test_encode_acks_draws_fresh_version_4_ids_when_none_are_given() -> None:
+    acked = [(bytes(range(16)), seq) for seq in range(300)]
+    frames = encode_acks("output_stream_data", acked, created_ms=5)
+    ids = {decode_frame(frame).message_id for frame in frames}
+    assert len(ids) == 300
+    assert all(mid.version == 4 and mid.variant == uuid.RFC_4122 for mid in ids)
+    for frame, (_, seq) in zip(frames, acked, strict=True):
+        assert _acked_of(decode_frame(frame).payload)[2] == seq
+
+
+def test_encode_acks_refuses_a_wrong_number_of_ids() -> None:
+    with pytest.raises(ValueError, match="2 acks need 2 message ids, got 1"):
+        encode_acks(
+            "output_stream_data",
+            [(bytes(16), 0), (bytes(16), 1)],
+            created_ms=1,
+            message_ids=[bytes(16)],
+        )
+
+
+@pytest.mark.parametrize("count", [0, 1, 7, 256])
+def test_random_wire_ids_are_version_4_uuids_with_halves_swapped(count: int) -> None:
+    raw = random_wire_ids(count)
+    assert len(raw) == 16 * count
+    ids = [uuid.UUID(bytes=raw[i + 8 : i + 16] + raw[i : i + 8]) for i in range(0, len(raw), 16)]
+    assert all(mid.version == 4 and mid.variant == uuid.RFC_4122 for mid in ids)
+    assert len(set(ids)) == count

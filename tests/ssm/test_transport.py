@@ -95,6 +95,43 @@ def test_messages_reach_the_sink_in_order_with_fragments_joined() -> None:
 
 
 @pytest.mark.e2e
+def test_on_messages_gets_lists_in_order_with_fragments_and_control_frames_between() -> None:
+    batches: list[list[bytes]] = []
+    singles: list[bytes] = []
+    all_arrived = asyncio.Event()
+    expected = [b"a", b"b", b"frag-1|frag-2", b"c", b"d", b"text"]
+
+    async def script(conn: ServerConnection) -> None:
+        await conn.recv()  # the client's go-ahead
+        await conn.send(b"a")
+        await conn.send(b"b")
+        await conn.send([b"frag-1|", b"frag-2"])  # one fragmented message
+        await conn.ping()
+        await conn.send(b"c")
+        await conn.send(b"d")
+        await conn.send("text")
+        await conn.wait_closed()
+
+    def batch_sink(messages: list[bytes]) -> None:
+        assert messages  # never an empty list
+        batches.append(list(messages))
+        if sum(map(len, batches)) == len(expected):
+            all_arrived.set()
+
+    async def client(port: int) -> None:
+        ws = await _open(port)
+        ws.on_message = singles.append  # on_messages takes precedence
+        ws.on_messages = batch_sink
+        await ws.send("go")
+        await all_arrived.wait()
+        await ws.close()
+
+    with_server(script, client)
+    assert [message for batch in batches for message in batch] == expected
+    assert singles == []
+
+
+@pytest.mark.e2e
 def test_send_frames_puts_many_messages_in_one_write() -> None:
     received: list[bytes] = []
     messages = [f"frame {i}".encode() * (i + 1) for i in range(50)]

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, Final
+from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
 from ecsexec.app.events import Event, EventCallback, RunFinished, RunStarted
 from ecsexec.app.interactive import InteractiveSession
@@ -57,16 +57,18 @@ from ecsexec.exec.runner import ContainerTarget, start_exec_session
 from ecsexec.exec.trailer import TrailerFilter, with_exit_trailer
 from ecsexec.exec.wrap import raw as raw_command
 from ecsexec.exec.wrap import wrap
-from ecsexec.jobs.executor import JobExecutor, JobResult, NodeUpdated
-from ecsexec.jobs.expand import Context, expand_raw, masked_options, resolve_options
-from ecsexec.jobs.library import LoadedJob, load_job
-from ecsexec.jobs.model import Job
+from ecsexec.jobs.events import NodeUpdated
 from ecsexec.nodes.ecs_attributes import REGION, TASK_ID
 from ecsexec.nodes.ecs_source import ProgressFn, describe_container
 from ecsexec.nodes.node import Node
 from ecsexec.ssm.session import SessionOptions
 from ecsexec.store.history import History, NodeRecord, RunRecorder, local_user, outcome_fields
 from ecsexec.store.history import default_path as default_history_path
+
+if TYPE_CHECKING:  # the job modules are imported by the job methods: `run` needs none
+    from ecsexec.jobs.executor import JobResult
+    from ecsexec.jobs.library import LoadedJob
+    from ecsexec.jobs.model import Job
 
 DEFAULT_SHELL: Final = "/bin/sh -c 'command -v bash >/dev/null 2>&1 && exec bash || exec sh'"
 
@@ -554,6 +556,10 @@ class Client:
 
         ``filter`` replaces the job's own; either may use ``${option.x}``.
         """
+        from ecsexec.jobs.expand import Context, expand_raw, resolve_options
+        from ecsexec.jobs.library import LoadedJob, load_job
+        from ecsexec.jobs.model import Job
+
         if isinstance(job, LoadedJob):
             loaded = job
         elif isinstance(job, Job):
@@ -601,6 +607,9 @@ class Client:
         (secure-option-masked) output of them all. ``user`` (default: the local user) is
         ``${job.username}`` and who history records.
         """
+
+        from ecsexec.jobs.executor import JobExecutor
+        from ecsexec.jobs.expand import masked_options
 
         async def body(emit: EventCallback) -> RunResult:
             plan = (
@@ -736,6 +745,7 @@ class Client:
                     default_region=region or "",
                     options=self._session_options,
                 )
+            self._pool.expect(len(targets))
             return self._pool
 
     async def _recorded(

@@ -18,7 +18,7 @@ from ecsexec.exec.dispatcher import (
     NodeThrottled,
 )
 from ecsexec.exec.results import RunResult
-from ecsexec.jobs.executor import DataCaptured, JobNotice, NodeUpdated, StepFinished, StepStarted
+from ecsexec.jobs.events import DataCaptured, JobNotice, NodeUpdated, StepFinished, StepStarted
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ Errors leave as :class:`ecsexec.errors.AwsError` with an actionable hint.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +22,8 @@ from botocore.utils import parse_timestamp
 
 from ecsexec.aws.clients import CONNECT_TIMEOUT, fail_fast, ssl_context
 from ecsexec.aws.errors import translate
-from ecsexec.aws.exec_async import AsyncExecuteCommand, preload
+from ecsexec.aws.exec_async import AsyncExecuteCommand
+from ecsexec.aws.exec_async import requested as http_library_requested
 from ecsexec.errors import AwsError, ConfigurationError, EcsexecError
 
 DESCRIBE_BATCH: Final = 100  # DescribeTasks takes at most 100 tasks
@@ -127,9 +129,9 @@ class EcsApi:
             return self._client
 
     def prepare_exec(self) -> None:
-        """Build what ExecuteCommand needs (its client, hence the credentials, and the HTTP
-        library) now, e.g. in a worker thread while the caller selects nodes."""
-        preload()
+        """Build what ExecuteCommand needs (its client, hence the credentials) now, e.g. in
+        a worker thread while the caller selects nodes. The HTTP library a fan-out uses is
+        imported only once a run is known to need it (``ConnectorPool.expect``)."""
         self.exec_client  # noqa: B018 - built on first access
 
     @property
@@ -305,7 +307,26 @@ class EcsApi:
         agent_status: str = "",
         exec_enabled: str = "",
     ) -> ExecSession:
-        """:meth:`execute_command` on the running event loop, without a worker thread."""
+        """:meth:`execute_command` on the running event loop, without a worker thread.
+
+        Until the HTTP library has been asked for (:func:`~ecsexec.aws.exec_async.preload`,
+        which a run of more than a few nodes does), the call goes through botocore's own
+        client in a worker thread instead: the same request, the same errors, and no
+        aiohttp import (~0.1 s of CPU) before a small run's first ExecuteCommand.
+        """
+        if not http_library_requested():
+            return await asyncio.to_thread(
+                functools.partial(
+                    self.execute_command,
+                    cluster=cluster,
+                    task=task,
+                    container=container,
+                    command=command,
+                    runtime_id=runtime_id,
+                    agent_status=agent_status,
+                    exec_enabled=exec_enabled,
+                )
+            )
         if self._exec_async is None:
             self._exec_async = AsyncExecuteCommand(
                 self._session, self.exec_client, lambda: ssl_context(self._session)

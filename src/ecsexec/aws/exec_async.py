@@ -163,6 +163,13 @@ def _aiohttp() -> Any:
 _preloading: threading.Thread | None = None
 
 
+def requested() -> bool:
+    """Whether aiohttp is imported or on its way (:func:`preload`): then ExecuteCommand
+    goes through :class:`AsyncExecuteCommand`; until then a small run's few calls go
+    through botocore's own client in a worker thread, and never pay for the import."""
+    return _preloading is not None or "aiohttp" in sys.modules
+
+
 def preload() -> None:
     """Import aiohttp in a background thread, once, so the first ExecuteCommand finds it
     imported. Its TLS trust store loads without holding the GIL, so part of the import

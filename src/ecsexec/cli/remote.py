@@ -17,10 +17,9 @@ import signal
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import quote, urlsplit
 
-import aiohttp
 import click
 
 from ecsexec.app.events import EventCallback, NodeFinished, NodeNotice, NodeOutput, NodeStarted
@@ -28,9 +27,14 @@ from ecsexec.errors import AccessDenied, ConfigurationError, EcsexecError, Statu
 from ecsexec.exec.results import CommandResult, RunResult
 from ecsexec.nodes.node import Node
 
+if TYPE_CHECKING:
+    import aiohttp
+
 TOKEN_ENV: Final = "ECSEXEC_SERVER_TOKEN"
 SERVER_ENV: Final = "ECSEXEC_SERVER"
-TIMEOUT: Final = aiohttp.ClientTimeout(total=None, connect=30, sock_connect=30)
+# aiohttp.ClientTimeout's arguments. aiohttp is imported only with --server: its import
+# costs ~0.1 s of CPU, which a local `ecsexec run` should not pay before its first call.
+CONNECT_TIMEOUT: Final = 30.0  # seconds to connect; no limit on a whole (streamed) run
 RECONNECTS: Final = 5  # tries in a row to resume a run's dropped event stream
 RECONNECT_DELAY_S: Final = 0.5  # times the try's number: 0.5 s, 1 s, ... (7.5 s in all)
 
@@ -101,7 +105,14 @@ class RemoteServer:
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> RemoteServer:
-        self._session = aiohttp.ClientSession(headers=self._headers, timeout=TIMEOUT)
+        import aiohttp
+
+        self._session = aiohttp.ClientSession(
+            headers=self._headers,
+            timeout=aiohttp.ClientTimeout(
+                total=None, connect=CONNECT_TIMEOUT, sock_connect=CONNECT_TIMEOUT
+            ),
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -117,6 +128,8 @@ class RemoteServer:
     async def _request(
         self, method: str, path: str, **kwargs: Any
     ) -> AsyncIterator[aiohttp.ClientResponse]:
+        import aiohttp  # imported by __aenter__ already
+
         try:
             async with self._answer(method, path, **kwargs) as response:
                 yield response
@@ -168,6 +181,8 @@ class RemoteServer:
         last event (up to :data:`RECONNECTS` tries in a row); a server that stays away, or
         that ends the stream before the run finished (token revoked, user disabled), is an
         error naming the run, which may still be going on the server."""
+        import aiohttp  # imported by __aenter__ already
+
         last = 0
         failures = 0
         while True:
@@ -214,6 +229,8 @@ class RemoteServer:
 
 async def _error(response: aiohttp.ClientResponse) -> EcsexecError:
     """The server's error as the exception a local run would raise (same exit status)."""
+    import aiohttp  # imported by RemoteServer.__aenter__ already
+
     try:
         message = (await response.json())["error"]["message"]
     except (ValueError, KeyError, TypeError, aiohttp.ContentTypeError):

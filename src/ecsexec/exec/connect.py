@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from typing import Final
 
 from ecsexec.aws.clients import SessionFactory, ssl_context
 from ecsexec.aws.ecs import EcsApi
@@ -11,6 +12,12 @@ from ecsexec.aws.exec_async import preload
 from ecsexec.aws.ssm import KmsDataKeyProvider, SsmSessionControl
 from ecsexec.exec.runner import Connector, ContainerTarget
 from ecsexec.ssm.session import SessionOptions
+
+#: Runs of at most this many nodes call ExecuteCommand through botocore in worker
+#: threads and never import aiohttp (~0.1 s of CPU, on the way to the first call). More
+#: calls than that go through aiohttp on the event loop: in threads, a few hundred
+#: calls stalled the loop's socket calls behind their GIL hand-offs.
+SMALL_RUN: Final = 4
 
 
 class ConnectorPool:
@@ -33,6 +40,7 @@ class ConnectorPool:
         self._options = options or SessionOptions()
         self._connectors: dict[str, Connector] = {}
         self._lock = threading.Lock()
+        self._targets = 0  # targets handed out by __call__
 
     def for_region(self, region: str) -> Connector:
         with self._lock:
@@ -51,11 +59,20 @@ class ConnectorPool:
 
     def prepare(self, region: str) -> None:
         """Build ``region``'s connector and its ExecuteCommand client now (blocking: for a
-        worker thread), with the HTTP library importing beside it in a thread of its own."""
-        preload()
+        worker thread)."""
         self.for_region(region).ecs.prepare_exec()
 
+    def expect(self, targets: int) -> None:
+        """A run of ``targets`` nodes follows: above :data:`SMALL_RUN`, start importing
+        aiohttp now (in a thread of its own), so its ExecuteCommands find it ready."""
+        if targets > SMALL_RUN:
+            preload()
+
     def __call__(self, target: ContainerTarget) -> Connector:
+        with self._lock:
+            self._targets += 1
+            targets = self._targets
+        self.expect(targets)  # a caller that did not say how many: the count so far
         return self.for_region(target.region or self._default_region)
 
     async def aclose(self) -> None:

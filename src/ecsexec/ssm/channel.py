@@ -19,10 +19,12 @@ and JSON payloads nest at most :data:`~ecsexec.ssm.payloads.MAX_JSON_DEPTH` leve
 from __future__ import annotations
 
 import base64
+import struct
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from hashlib import sha256
 from typing import Final
 
 from ecsexec.errors import FrameError, ProtocolError
@@ -32,6 +34,8 @@ from ecsexec.ssm.frames import (
     ACK_FLAGS,
     ACKNOWLEDGE,
     CHANNEL_CLOSED,
+    FRAME_OVERHEAD,
+    HEADER_LENGTH,
     INPUT_STREAM_DATA,
     MAX_FRAME_BYTES,
     MAX_PAYLOAD,
@@ -41,6 +45,7 @@ from ecsexec.ssm.frames import (
     Frame,
     PayloadType,
     decode_frame,
+    encode_acks,
     encode_frame,
     random_message_id,
 )
@@ -62,6 +67,16 @@ DEFAULT_ACK_WATCHDOG: Final = 60.0  # §6 watchdog
 # §8.7: the cipher adds a nonce and a tag; chunk plaintext so the sent payload stays <= 1024.
 _ENCRYPTED_CHUNK: Final = MAX_PAYLOAD - NONCE_BYTES - TAG_BYTES
 _EPSILON: Final = 1e-9  # timer comparisons tolerate float rounding of the caller's clock
+
+# receive_frames' fast path reads a frame's header in one unpack: its first 36 bytes,
+# which are the same in every output frame (§3: HeaderLength 116, MessageType padded with
+# spaces), then CreatedDate, Seq, MessageId (wire order), digest, PayloadType and length.
+_OUTPUT_HEAD: Final = struct.pack(">I", HEADER_LENGTH) + OUTPUT_STREAM_DATA.encode().ljust(32)
+_OUTPUT_HEADER: Final = struct.Struct(">36s4xQq8x16s32sII")
+
+
+def _id_bytes(message_id: uuid.UUID | bytes) -> bytes:
+    return message_id if isinstance(message_id, bytes) else message_id.bytes
 
 
 # --- events ----------------------------------------------------------------------------
@@ -448,6 +463,83 @@ class DataChannel:
             self._paused = False
             self._flush(now)
         # §4: ignore agent_session_state, control-channel types and anything unknown.
+
+    def receive_frames(self, messages: Sequence[bytes], now: float) -> None:
+        """Process several websocket messages in order, as :meth:`receive_frame` would one by
+        one: the same state, statistics, acks (in the same order) and delivered bytes.
+
+        The stream's common case (valid ``output_stream_data`` frames, unencrypted, each the
+        next in sequence, nothing buffered out of order) takes a fast path: such a run of
+        frames is decoded in one loop, acked in one :func:`encode_acks` call and delivered
+        as ONE :class:`OutputReceived` holding their payloads joined. Anything else
+        (handshakes, acks, duplicates, gaps, invalid frames, the first stream frame) goes
+        through :meth:`receive_frame` in its place in the order.
+        """
+        run_ids: list[tuple[bytes, int]] = []
+        run_payloads: list[bytes] = []
+        add_id = run_ids.append
+        add_payload = run_payloads.append
+        unpack = _OUTPUT_HEADER.unpack_from
+        head = _OUTPUT_HEAD
+        output = int(PayloadType.OUTPUT)
+        digest_of = sha256
+        fast = self._fast_path_open()
+        expected = self._expected
+        for data in messages:
+            size = len(data)
+            if fast and FRAME_OVERHEAD < size <= MAX_FRAME_BYTES:
+                start, created, seq, wire_id, digest, payload_type, payload_length = unpack(data)
+                if (
+                    start == head
+                    and seq == expected
+                    and payload_type == output
+                    and created
+                    and payload_length == size - FRAME_OVERHEAD
+                ):
+                    payload = data[FRAME_OVERHEAD:]
+                    if digest_of(payload).digest() == digest:  # §3 digest rule
+                        add_id((wire_id, seq))
+                        add_payload(payload)
+                        expected += 1
+                        continue
+            if run_ids:
+                self._deliver_run(run_ids, run_payloads, now)
+                run_ids, run_payloads = [], []
+                add_id = run_ids.append
+                add_payload = run_payloads.append
+            self.receive_frame(data, now)
+            fast = self._fast_path_open()
+            expected = self._expected
+        if run_ids:
+            self._deliver_run(run_ids, run_payloads, now)
+
+    def _fast_path_open(self) -> bool:
+        """Whether the next in-order output frame needs nothing but an ack and delivery."""
+        return (
+            self.state is State.OPEN
+            and self._seen_stream
+            and not self._reorder
+            and not self._encrypting
+        )
+
+    def _deliver_run(self, acked: list[tuple[bytes, int]], chunks: list[bytes], now: float) -> None:
+        """Ack and deliver in-order output frames checked by :meth:`receive_frames`."""
+        count = len(acked)
+        ids = None
+        if self._new_id is not random_message_id:  # the caller's ids (tests), in order
+            ids = [_id_bytes(self._new_id()) for _ in range(count)]
+        self._outgoing.extend(
+            encode_acks(
+                OUTPUT_STREAM_DATA, acked, created_ms=self._created_ms(now), message_ids=ids
+            )
+        )
+        data = chunks[0] if count == 1 else b"".join(chunks)
+        stats = self.stats
+        stats.frames_received += count
+        stats.bytes_received += len(data)
+        self._expected += count
+        self._reorder_warned = False
+        self._events.append(OutputReceived(data))
 
     def _on_ack(self, frame: Frame, now: float) -> None:
         try:

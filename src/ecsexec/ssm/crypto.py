@@ -12,9 +12,6 @@ import os
 from dataclasses import dataclass
 from typing import Final
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from ecsexec.errors import ProtocolError
 
 DATA_KEY_BYTES: Final = 64
@@ -45,6 +42,12 @@ class SessionCipher:
             raise ProtocolError(f"KMS data key must be {DATA_KEY_BYTES} bytes, got {len(data_key)}")
         if role not in ("client", "agent"):
             raise ValueError(f"role must be 'client' or 'agent', not {role!r}")
+        # cryptography is imported here, by the first encrypted session: its import cost
+        # ~8 ms of every start-up, and most sessions are not encrypted.
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        self._invalid_tag = InvalidTag
         agent_to_client, client_to_agent = data_key[:32], data_key[32:]
         if role == "client":
             self._encryptor, self._decryptor = AESGCM(client_to_agent), AESGCM(agent_to_client)
@@ -64,5 +67,5 @@ class SessionCipher:
             raise ProtocolError(f"encrypted payload too short ({len(blob)} bytes)")
         try:
             return self._decryptor.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], None)
-        except InvalidTag as exc:
+        except self._invalid_tag as exc:
             raise ProtocolError("encrypted payload failed authentication (wrong key?)") from exc

@@ -402,7 +402,7 @@ class Session:
             ) from None
         assert isinstance(ws, DataChannelConnection)  # create_connection above
         # Before the open frame: the relay sends nothing until it has seen it (§2).
-        ws.on_message = self._on_message
+        ws.on_messages = self._on_messages
         ws.on_batch = self._after_read  # a socket read's acks in one write
         try:
             await ws.send(
@@ -579,6 +579,17 @@ class Session:
         if channel.writable:
             self._writable.set()
         self._schedule_timer()
+
+    def _on_messages(self, messages: list[bytes]) -> None:
+        """A socket read's websocket messages: the channel takes them in one call, so a
+        run of in-order output is acked and delivered at once (see
+        :meth:`DataChannel.receive_frames`). After a reconnect, while duplicates may
+        bring back acks, they go one by one through :meth:`_on_message`."""
+        if self._reack_from is None:
+            self._require_channel().receive_frames(messages, self._now())
+            return
+        for data in messages:
+            self._on_message(data)
 
     def _on_message(self, data: bytes) -> None:
         """One websocket message, straight from the socket read; the connection calls

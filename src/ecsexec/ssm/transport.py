@@ -6,9 +6,11 @@ ack (docs/ssm-protocol.md §6), tens of thousands of each per second. Through we
 syscall. :class:`DataChannelConnection` keeps websockets' handshake, proxy, TLS,
 keepalive and closing handshake, and changes only the data path:
 
-- complete data messages go from ``data_received`` straight to ``on_message``; plain
-  binary frames (unfragmented, unmasked, no extension bits: all the agent sends) are cut
-  out of the byte stream here, and every other frame goes to websockets' own parser;
+- complete data messages go from ``data_received`` straight to ``on_message``, or, when
+  ``on_messages`` is set, to it as one list per socket read (a call per read, not per
+  message); plain binary frames (unfragmented, unmasked, no extension bits: all the
+  agent sends) are cut out of the byte stream here, and every other frame goes to
+  websockets' own parser;
 - ``on_batch`` runs once per socket read, after all of that read's messages;
 - :meth:`DataChannelConnection.send_frames` puts a batch of data frames into one
   ``transport.write``, masked with keys drawn from the OS once per batch (websockets
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import os
+import struct
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
@@ -62,11 +65,17 @@ def encode_client_frames(messages: Sequence[bytes]) -> bytes:
     """
     keys = os.urandom(4 * len(messages))
     out: list[bytes] = []
-    for index, message in enumerate(messages):
-        key = keys[4 * index : 4 * index + 4]
-        out.append(binary_frame_header(len(message), masked=True))
-        out.append(key)
-        out.append(apply_mask(message, key))
+    extend = out.extend
+    pos = 0
+    for message in messages:
+        size = len(message)
+        key = keys[pos : pos + 4]
+        pos += 4
+        if 125 < size < 65536:  # an ack: 16-bit length, built here (a call less per frame)
+            header = _MASKED_16.pack(_PLAIN_BINARY, _MASK_BIT | 126, size)
+        else:
+            header = binary_frame_header(size, masked=True)
+        extend((header, key, apply_mask(message, key)))
     return b"".join(out)
 
 
@@ -87,9 +96,11 @@ def _proxy_for_host(secure: bool, host: str, port: int) -> str | None:
 
 
 MessageSink = Callable[[bytes], None]
+BatchSink = Callable[[list[bytes]], None]
 
 _PLAIN_BINARY: Final = 0x82  # FIN, no RSV bits, opcode 2
 _MASK_BIT: Final = 0x80
+_MASKED_16: Final = struct.Struct("!BBH")
 
 
 def split_server_frames(
@@ -108,9 +119,19 @@ def split_server_frames(
     frames: list[tuple[bool, bytes]] = []
     size = len(buffer)
     pos = 0
+    append = frames.append
+    short_fit = max_size >= 65535  # any 16-bit length is within the limit
     while size - pos >= 2:
         first = buffer[pos]
         second = buffer[pos + 1]
+        if first == _PLAIN_BINARY and second == 126 and short_fit and size - pos >= 4:
+            # The agent's 1 KiB frames: plain binary with a 16-bit length.
+            end = pos + 4 + ((buffer[pos + 2] << 8) | buffer[pos + 3])
+            if end > size:
+                break
+            append((True, buffer[pos + 4 : end]))
+            pos = end
+            continue
         length = second & 0x7F
         head = 2
         if length == 126:
@@ -161,7 +182,10 @@ def oversized_frame(buffer: bytes, max_size: int = MAX_MESSAGE_BYTES) -> tuple[i
 class DataChannelConnection(ClientConnection):
     """websockets' client connection with a direct message sink (pass as ``create_connection``).
 
-    Until ``on_message`` is set, messages queue for ``recv()`` as usual.
+    Until ``on_message`` or ``on_messages`` is set, messages queue for ``recv()`` as
+    usual. ``on_messages``, when set, gets the messages instead of ``on_message``: in
+    order, a list per socket read (and a list of one for a message websockets' own parser
+    assembled: a fragmented one, or one after a control frame in the same read).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -172,6 +196,7 @@ class DataChannelConnection(ClientConnection):
         protocol.max_message_size = MAX_MESSAGE_BYTES
         protocol.max_size = MAX_MESSAGE_BYTES  # type: ignore[attr-defined]  # websockets < 15
         self.on_message: MessageSink | None = None
+        self.on_messages: BatchSink | None = None
         self.on_batch: Callable[[], None] | None = None
         #: Why the connection failed on what the gateway sent (a size limit), or None.
         self.protocol_error: FrameError | None = None
@@ -181,7 +206,7 @@ class DataChannelConnection(ClientConnection):
     def data_received(self, data: bytes) -> None:
         if self._partial:
             data, self._partial = self._partial + data, b""
-        sink = self.on_message
+        sink = self._sink()
         if sink is None or self.protocol.state is not State.OPEN:
             super().data_received(data)  # the handshake, no sink yet, or closing
         else:
@@ -193,16 +218,41 @@ class DataChannelConnection(ClientConnection):
                 frames, consumed = split_server_frames(data[:start])
                 refused = (exc, data[start:end])
             self._partial = data[consumed:] if refused is None else b""
-            for plain, chunk in frames:
-                if plain:
-                    sink(chunk)
-                else:
-                    super().data_received(chunk)  # whole frames, so its parser stays aligned
+            batch_sink = self.on_messages
+            if batch_sink is None:
+                for plain, chunk in frames:
+                    if plain:
+                        sink(chunk)
+                    else:
+                        super().data_received(chunk)  # whole frames: its parser stays aligned
+            else:
+                batch: list[bytes] = []
+                for plain, chunk in frames:
+                    if plain:
+                        batch.append(chunk)
+                        continue
+                    if batch:  # what came before goes first
+                        batch_sink(batch)
+                        batch = []
+                    super().data_received(chunk)
+                if batch:
+                    batch_sink(batch)
             if refused is not None:
                 self._refuse(*refused)
         on_batch = self.on_batch
         if on_batch is not None:
             on_batch()
+
+    def _sink(self) -> MessageSink | None:
+        """Where one message goes: ``on_message``, or ``on_messages`` as a list of one."""
+        if self.on_messages is not None:
+            return self._to_batch_sink
+        return self.on_message
+
+    def _to_batch_sink(self, message: bytes) -> None:
+        batch_sink = self.on_messages
+        if batch_sink is not None:
+            batch_sink([message])
 
     def _refuse(self, error: FrameError, header: bytes) -> None:
         """Fail the connection on an oversized frame's header, before its payload arrives.
@@ -212,6 +262,7 @@ class DataChannelConnection(ClientConnection):
         """
         self.protocol_error = error
         self.on_message = None
+        self.on_messages = None
         super().data_received(header)
         if self.protocol.state is State.OPEN:  # pragma: no cover - its parser disagreed
             self.transport.abort()
@@ -223,7 +274,7 @@ class DataChannelConnection(ClientConnection):
         super().eof_received()
 
     def process_event(self, event: Event) -> None:
-        sink = self.on_message
+        sink = self._sink()
         if sink is None or self.response is None or not isinstance(event, Frame):
             super().process_event(event)  # the handshake response, or no sink yet
             return

@@ -31,12 +31,22 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Literal, cast
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 from ecsexec.errors import KeyStoreError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+
+def _crypto() -> tuple[type[AESGCM], type[Exception]]:
+    """AESGCM and InvalidTag, imported when a key is first used: ``ecsexec.config`` imports
+    this module, and cryptography's import cost every start-up ~8 ms."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM, InvalidTag
+
 
 KeyType = Literal["password", "private", "public"]
 KEY_TYPES: Final[tuple[KeyType, ...]] = ("password", "private", "public")
@@ -335,7 +345,8 @@ class KeyStore:
             atomic_write(self.key_file, secrets.token_bytes(32), exclusive=True)
         key = self._derive(meta)
         nonce = secrets.token_bytes(12)
-        meta["check"] = _b64(nonce + AESGCM(key).encrypt(nonce, _CHECK_PLAINTEXT, b"check"))
+        aesgcm, _ = _crypto()
+        meta["check"] = _b64(nonce + aesgcm(key).encrypt(nonce, _CHECK_PLAINTEXT, b"check"))
         atomic_write(self.meta_file, json.dumps(meta, indent=2).encode(), exclusive=True)
         return self._read_meta() or meta
 
@@ -347,11 +358,12 @@ class KeyStore:
             if not create:
                 raise KeyStoreError(f"the key store {self.directory} is empty")
             meta = self._create()
-        aead = AESGCM(self._derive(meta))
+        aesgcm, invalid_tag = _crypto()
+        aead = aesgcm(self._derive(meta))
         try:
             blob = _unb64(meta.get("check"))
             aead.decrypt(blob[:12], blob[12:], b"check")
-        except (InvalidTag, ValueError):
+        except (invalid_tag, ValueError):
             what = "passphrase" if meta.get("kdf") == "scrypt" else f"key file {self.key_file}"
             raise KeyStoreError(f"wrong {what} for the key store {self.directory}") from None
         self._aead = aead
@@ -436,13 +448,14 @@ class KeyStore:
         path = normalize_path(path)
         data = self._load_entry(path)
         aead = self._cipher(create=False)
+        _, invalid_tag = _crypto()
         try:
             raw = aead.decrypt(
                 _unb64(data["nonce"]),
                 _unb64(data["ciphertext"]),
                 self._aad(path, str(data["type"])),
             )
-        except (InvalidTag, ValueError, KeyError):
+        except (invalid_tag, ValueError, KeyError):
             raise KeyStoreError(
                 f"the key at {path} fails authentication: it was altered or moved"
             ) from None
