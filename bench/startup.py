@@ -11,19 +11,13 @@ their ratio to the target, then one JSON line.
 
 from __future__ import annotations
 
-import os
-import sys
-
-# bench/copy.py would shadow the standard library's copy module for every import below
-# (Python puts the script's directory first on sys.path): take that entry out.
-if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
-    del sys.path[0]
-
 import argparse
 import compileall
 import json
+import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path

@@ -1,6 +1,6 @@
 """Benchmark ``ecsexec cp``'s engine: a binary file up to a sandbox container and back.
 
-Usage: .venv/bin/python bench/copy.py [--megabytes N]
+Usage: .venv/bin/python bench/file_copy.py [--megabytes N]
 
 Uploads N MB (50) of random bytes with ``Client.copy`` to one container, downloads it
 again, checks the round trip byte for byte, and prints MB/s each way, the ratio to the
@@ -10,13 +10,6 @@ so it does not compete for the client's GIL; times include ExecuteCommand and at
 """
 
 from __future__ import annotations
-
-import sys
-
-# Run as a script, this file's directory comes first on sys.path, and its name would
-# shadow the standard library's `copy` module that dataclasses imports.
-if sys.path and sys.path[0] == __import__("os").path.dirname(__file__):
-    del sys.path[0]
 
 import argparse
 import asyncio
