@@ -62,3 +62,13 @@ def test_help_and_version_import_no_command_module() -> None:
     )
     assert "HEAVY []" in done.stdout, done.stdout[-500:]
     assert "run " in done.stdout and "Run COMMAND on every container" in done.stdout
+
+
+def test_server_listen_help_names_the_config_key_it_defaults_to() -> None:
+    # `--listen` falls back on [server].listen before 127.0.0.1:8440, as --state-dir and
+    # --jobs say of theirs; a help text naming only the built-in default misleads.
+    from click.testing import CliRunner
+
+    shown = CliRunner().invoke(cli, ["server", "--help"], terminal_width=200).output
+    listen_line = next(line for line in shown.splitlines() if "--listen" in line)
+    assert "[server].listen" in listen_line
