@@ -186,7 +186,7 @@ def cp_command(
     """Copy SOURCE to DESTINATION; one of them is in a container.
 
     \b
-      ecsexec cp ./app.conf web-1:/etc/app/        upload (NODE as for `ecsexec shell`)
+      ecsexec cp ./app.conf web-1:/etc/app/        upload (NODE: name, unique prefix, task ID)
       ecsexec cp web-1:/var/log/app.log .          download
       ecsexec cp -F 'ECS:Service-Name: web' app.conf :/etc/app/   upload to many nodes
       ecsexec cp - web-1:/tmp/data                 standard input; `-` as DESTINATION: stdout
