@@ -72,3 +72,14 @@ def test_server_listen_help_names_the_config_key_it_defaults_to() -> None:
     shown = CliRunner().invoke(cli, ["server", "--help"], terminal_width=200).output
     listen_line = next(line for line in shown.splitlines() if "--listen" in line)
     assert "[server].listen" in listen_line
+
+
+def test_cp_and_run_say_alike_when_they_ask_before_going_on() -> None:
+    # Both ask only over CONFIRM_OVER nodes on a terminal (confirm_many); cp's help said
+    # "before copying to many nodes", leaving "many" to guess.
+    def yes_help(name: str) -> str | None:
+        command = cli.get_command(click.Context(cli), name)
+        assert command is not None
+        return next(p.help for p in command.params if p.name == "yes")
+
+    assert yes_help("cp") == yes_help("run")
