@@ -83,3 +83,17 @@ def test_cp_and_run_say_alike_when_they_ask_before_going_on() -> None:
         return next(p.help for p in command.params if p.name == "yes")
 
     assert yes_help("cp") == yes_help("run")
+
+
+@pytest.mark.parametrize("path", [["server"], ["server", "users", "add"]])
+def test_state_dir_help_gives_every_fallback(path: list[str]) -> None:
+    # store/team.py falls back on $XDG_STATE_HOME/ecsexec before ~/.local/state/ecsexec;
+    # a user with XDG_STATE_HOME set looked for the database in the wrong place.
+    command: click.Command = cli
+    for name in path:
+        assert isinstance(command, click.Group)
+        found = command.get_command(click.Context(command), name)
+        assert found is not None
+        command = found
+    [state_dir] = [p for p in command.params if p.name == "state_dir"]
+    assert "$XDG_STATE_HOME/ecsexec" in (state_dir.help or "")

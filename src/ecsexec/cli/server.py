@@ -175,7 +175,8 @@ def _url(host: str, port: int, tls: bool) -> str:
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="Where the database lives (default [server].state_dir, else $ECSEXEC_STATE_DIR, "
-    "else ~/.local/state/ecsexec; with --sandbox a temporary one).",
+    "else $XDG_STATE_HOME/ecsexec, else ~/.local/state/ecsexec; with --sandbox a "
+    "temporary one).",
 )
 @click.option(
     "--tls-cert", type=click.Path(dir_okay=False, exists=True), help="PEM certificate chain."
