@@ -81,3 +81,38 @@ def test_the_run_command_imports_no_job_crypto_aiohttp_yaml_or_progress_module()
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert "LATE []" in done.stdout, done.stdout[-500:]
+
+
+def test_server_listen_help_names_the_config_key_it_defaults_to() -> None:
+    # `--listen` falls back on [server].listen before 127.0.0.1:8440, as --state-dir and
+    # --jobs say of theirs; a help text naming only the built-in default misleads.
+    from click.testing import CliRunner
+
+    shown = CliRunner().invoke(cli, ["server", "--help"], terminal_width=200).output
+    listen_line = next(line for line in shown.splitlines() if "--listen" in line)
+    assert "[server].listen" in listen_line
+
+
+def test_cp_and_run_say_alike_when_they_ask_before_going_on() -> None:
+    # Both ask only over CONFIRM_OVER nodes on a terminal (confirm_many); cp's help said
+    # "before copying to many nodes", leaving "many" to guess.
+    def yes_help(name: str) -> str | None:
+        command = cli.get_command(click.Context(cli), name)
+        assert command is not None
+        return next(p.help for p in command.params if p.name == "yes")
+
+    assert yes_help("cp") == yes_help("run")
+
+
+@pytest.mark.parametrize("path", [["server"], ["server", "users", "add"]])
+def test_state_dir_help_gives_every_fallback(path: list[str]) -> None:
+    # store/team.py falls back on $XDG_STATE_HOME/ecsexec before ~/.local/state/ecsexec;
+    # a user with XDG_STATE_HOME set looked for the database in the wrong place.
+    command: click.Command = cli
+    for name in path:
+        assert isinstance(command, click.Group)
+        found = command.get_command(click.Context(command), name)
+        assert found is not None
+        command = found
+    [state_dir] = [p for p in command.params if p.name == "state_dir"]
+    assert "$XDG_STATE_HOME/ecsexec" in (state_dir.help or "")

@@ -21,6 +21,7 @@ from rich.progress import (
 from ecsexec.app import Client, Run, Target
 from ecsexec.app.events import Event, EventCallback, NodeFinished, NodeNotice
 from ecsexec.cli.common import (
+    CONFIRM_OVER,
     NodeQuery,
     confirm_many,
     container_options,
@@ -155,7 +156,7 @@ class CopyDisplay:
     show_default=True,
     help="text: failures on stderr (and a summary on a terminal); json/jsonl: results on stdout.",
 )
-@click.option("--yes", "-y", is_flag=True, help="Do not ask before copying to many nodes.")
+@click.option("--yes", "-y", is_flag=True, help=f"Do not ask (over {CONFIRM_OVER} nodes).")
 @node_options
 @container_options
 @click.argument("source")
@@ -186,7 +187,7 @@ def cp_command(
     """Copy SOURCE to DESTINATION; one of them is in a container.
 
     \b
-      ecsexec cp ./app.conf web-1:/etc/app/        upload (NODE as for `ecsexec shell`)
+      ecsexec cp ./app.conf web-1:/etc/app/        upload (NODE: name, unique prefix, task ID)
       ecsexec cp web-1:/var/log/app.log .          download
       ecsexec cp -F 'ECS:Service-Name: web' app.conf :/etc/app/   upload to many nodes
       ecsexec cp - web-1:/tmp/data                 standard input; `-` as DESTINATION: stdout

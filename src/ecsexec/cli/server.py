@@ -1,6 +1,6 @@
 """``ecsexec server``: the web console and REST API for a team (docs in README "Web console").
 
-It serves the console on ``--listen`` (default 127.0.0.1:8440), over TLS with
+It serves the console on ``--listen`` (default [server].listen, else 127.0.0.1:8440), over TLS with
 ``--tls-cert``/``--tls-key``, keeping users, sessions, tokens, audit, schedules and run
 history in one SQLite database under ``--state-dir``. ``--sandbox`` starts an embedded
 sandbox region (as ``ecsexec demo`` does), points the console at it, and creates a demo
@@ -165,13 +165,18 @@ def _url(host: str, port: int, tls: bool) -> str:
 
 
 @click.group("server", invoke_without_command=True)
-@click.option("--listen", default=None, help=f"HOST:PORT to serve on (default {DEFAULT_LISTEN}).")
+@click.option(
+    "--listen",
+    default=None,
+    help=f"HOST:PORT to serve on (default [server].listen, else {DEFAULT_LISTEN}).",
+)
 @config_option
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="Where the database lives (default [server].state_dir, else $ECSEXEC_STATE_DIR, "
-    "else ~/.local/state/ecsexec; with --sandbox a temporary one).",
+    "else $XDG_STATE_HOME/ecsexec, else ~/.local/state/ecsexec; with --sandbox a "
+    "temporary one).",
 )
 @click.option(
     "--tls-cert", type=click.Path(dir_okay=False, exists=True), help="PEM certificate chain."

@@ -35,7 +35,7 @@ def _state_dir_option(func: Any) -> Any:
         type=click.Path(file_okay=False, path_type=Path),
         default=None,
         help="The server's state directory (default [server].state_dir, else "
-        "$ECSEXEC_STATE_DIR, else ~/.local/state/ecsexec).",
+        "$ECSEXEC_STATE_DIR, else $XDG_STATE_HOME/ecsexec, else ~/.local/state/ecsexec).",
     )(func)
 
 

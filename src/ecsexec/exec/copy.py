@@ -101,6 +101,9 @@ class LocalSource:
             try:
                 with tarfile.open(fileobj=spool, mode="w", format=tarfile.PAX_FORMAT) as tar:
                     tar.add(path.resolve(), arcname=".", filter=_packer(preserve, stop))
+                # chunks() reads the file descriptor (pread), not this buffered object:
+                # without the flush the archive's tail never reached the nodes.
+                spool.flush()
             except _Stopped:
                 spool.close()
                 raise ConfigurationError(f"cannot read {path}: interrupted") from None
