@@ -34,7 +34,7 @@ from typing import Final
 from ecsexec.errors import HistoryError, status_for_exit
 from ecsexec.exec.dispatcher import NodeFinished, ProgressEvent
 from ecsexec.exec.results import CommandResult
-from ecsexec.store.sqlite import connect_private
+from ecsexec.store.sqlite import connect_private, write_transaction
 
 DEFAULT_MAX_LOG: Final = 1024 * 1024  # bytes of log kept per node and run
 STATUSES: Final = ("running", "succeeded", "failed", "error", "interrupted", "incomplete")
@@ -209,13 +209,8 @@ class History:
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        with write_transaction(self._db) as db:
+            yield db
 
     def _migrate(self) -> None:
         (version,) = self._db.execute("PRAGMA user_version").fetchone()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
@@ -30,3 +32,17 @@ def connect_private(path: Path, *, shared_between_threads: bool = False) -> sqli
     # WAL persists in the file; on filesystems without shared memory it stays off.
     db.execute("PRAGMA journal_mode = WAL")
     return db
+
+
+@contextlib.contextmanager
+def write_transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write: ``BEGIN IMMEDIATE`` takes the write lock up front (two readers upgrading
+    to writers would otherwise deadlock until the timeout), ``COMMIT`` at the end, and
+    ``ROLLBACK`` on any exception, ``KeyboardInterrupt`` included."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 from ecsexec.errors import NoSuchUserError, TeamStoreError, UserExistsError
-from ecsexec.store.sqlite import connect_private
+from ecsexec.store.sqlite import connect_private, write_transaction
 
 DATABASE_NAME: Final = "history.sqlite3"  # the history store's file name: one database
 STATE_DIR_ENV: Final = "ECSEXEC_STATE_DIR"
@@ -278,14 +278,8 @@ class SqliteTeamStore:
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._lock, write_transaction(self._db) as db:
+            yield db
 
     def _rows(self, sql: str, values: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
