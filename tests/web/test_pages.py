@@ -16,15 +16,16 @@ from ecsexec.jobs.model import Job
 from ecsexec.jobs.schedule import Schedule
 from ecsexec.nodes.node import Node
 from ecsexec.store.history import NodeRecord, RunRecord
-from ecsexec.store.team import database_path, open_team_store
+from ecsexec.store.team import ApiToken, database_path, open_team_store
 from ecsexec.web.pages import (
     add_filter_term,
     readable_output,
     recent_commands,
     retry_failed_href,
     schedule_text,
+    token_state,
 )
-from ecsexec.web.passwords import hash_password
+from ecsexec.web.passwords import hash_password, token_digest
 from tests.web.conftest import WebServer, WebUser
 from tests.web.web_client import Caller, run
 
@@ -80,6 +81,7 @@ PAGES = [
     ("/jobs/test/greet", ("admin", "operator"), ["Run job", 'type="password"', "<select"]),
     ("/activity", ROLES_ALL, ["Activity", "Status"]),
     ("/keys", ("admin",), ["Add password", "Path"]),
+    ("/tokens", ROLES_ALL, ["API tokens", "Token name", "Expires in days", "Create token"]),
     ("/audit", ("admin",), ["Audit", "sign-in"]),
 ]
 
@@ -452,5 +454,64 @@ def test_the_front_page_leads_each_role_to_the_first_page_it_may_open(
             ):
                 assert response.status == 302, user.name
                 assert response.headers["Location"] == expected, user.name
+
+    run(scenario())
+
+
+def test_a_token_is_active_until_it_expires_or_is_revoked() -> None:
+    now = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    token = ApiToken("t1", "ann", "ci", "2026-12-01T00:00:00.000+00:00", None, None, False)
+    assert token_state(token, now) == "active"
+    later = dataclasses.replace(token, expires_at="2026-12-06T12:00:01.000+00:00")
+    assert token_state(later, now) == "active"
+    past = dataclasses.replace(token, expires_at="2026-12-06T12:00:00.000+00:00")
+    assert token_state(past, now) == "expired"
+    assert token_state(dataclasses.replace(later, revoked=True), now) == "revoked"
+
+
+@pytest.mark.e2e
+def test_the_tokens_page_lists_only_the_users_own_tokens_and_never_a_token(
+    web_server: WebServer,
+) -> None:
+    # Any role has the page, even one that may open no other (greeter may not view nodes).
+    store = open_team_store(database_path(web_server.state_dir))
+    store.add_user("greeter-tokens", "greeter", hash_password("greeter-tokens-password"))
+    store.close()
+    greeter = WebUser("greeter-tokens", "greeter-tokens-password", "greeter", "")
+    users = [web_server.users[role] for role in ("admin", "operator", "viewer", "webops")]
+    users.append(greeter)
+
+    async def scenario() -> None:
+        secrets: dict[str, str] = {}
+        for user in users:
+            async with Caller(web_server, user, via="cookie") as browser:
+                status, created = await browser.send(
+                    "POST", "/api/v1/tokens", {"name": f"page-{user.name}", "expires_in_days": 7}
+                )
+                assert status == 201, created
+                secrets[user.name] = created["token"]
+                status, revoked = await browser.send(
+                    "POST", "/api/v1/tokens", {"name": f"gone-{user.name}"}
+                )
+                assert status == 201, revoked
+                status, _ = await browser.send("DELETE", f"/api/v1/tokens/{revoked['id']}")
+                assert status == 204
+        for user in users:
+            async with (
+                Caller(web_server, user, via="cookie") as browser,
+                browser.request("GET", "/tokens", headers=HTML) as response,
+            ):
+                page = await response.text()
+            assert response.status == 200, (user.name, page[:500])
+            assert 'href="/tokens" aria-current="page"' in page, user.name
+            rows = re.findall(r'data-token-state="(\w+)">\s*<td>([^<]*)</td>', page)
+            named = {name: state for state, name in rows}
+            assert named.get(f"page-{user.name}") == "active", (user.name, rows)
+            assert named.get(f"gone-{user.name}") == "revoked", (user.name, rows)
+            for other in users:
+                if other is not user:
+                    assert f"page-{other.name}" not in page, (user.name, other.name)
+            for token in [*secrets.values(), *(u.token for u in users if u.token)]:
+                assert token not in page and token_digest(token) not in page, user.name
 
     run(scenario())

@@ -1,16 +1,18 @@
-"""The console's HTML pages: server-rendered nodes, commands, jobs, activity, keys and audit.
+"""The console's HTML pages: server-rendered nodes, commands, jobs, activity, keys, tokens, audit.
 
 Pages only read (through the engine and stores in the app keys) and render; every action a
-page offers (run, stop, run job, put or delete a key) is a ``fetch`` to the REST API with the
-``X-CSRF-Token`` header (``static/app.js``), so the API stays the one enforcement path.
-Each handler checks its action with :func:`ecsexec.web.auth.require` first.
+page offers (run, stop, run job, put or delete a key, create or revoke a token) is a
+``fetch`` to the REST API with the ``X-CSRF-Token`` header (``static/app.js``), so the API
+stays the one enforcement path.
+Each handler checks its action with :func:`ecsexec.web.auth.require` first (the Tokens
+page, open to every role, with :func:`ecsexec.web.auth.require_user`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote, urlencode
@@ -29,9 +31,10 @@ from ecsexec.nodes.ecs_attributes import (
 )
 from ecsexec.nodes.node import Node
 from ecsexec.store.history import RunRecord
+from ecsexec.store.team import ApiToken
 from ecsexec.web import validate
 from ecsexec.web.acl import Action
-from ecsexec.web.api import visible, visible_runs
+from ecsexec.web.api import MAX_TOKEN_DAYS, visible, visible_runs
 from ecsexec.web.app import CONTENT_SECURITY_POLICY
 from ecsexec.web.auth import csrf_token, require, require_user
 from ecsexec.web.keys import HISTORY, JOB_LIBRARY, KEYSTORE, POLICY, RUNS, SCHEDULER, STORE
@@ -97,6 +100,7 @@ def setup_pages(app: web.Application) -> None:
     routes.add_get("/activity", activity_page, name="activity")
     routes.add_get("/activity/{run_id:[0-9]+}", run_page, name="run")
     routes.add_get("/keys", keys_page, name="keys")
+    routes.add_get("/tokens", tokens_page, name="tokens")
     routes.add_get("/audit", audit_page, name="audit")
 
 
@@ -209,6 +213,15 @@ def recent_commands(records: Sequence[RunRecord], user: str) -> list[str]:
             if len(seen) == RECENT_COMMANDS:
                 break
     return seen
+
+
+def token_state(token: ApiToken, now: datetime) -> str:
+    """What the Tokens page says of a token: "revoked", "expired" or "active"."""
+    if token.revoked:
+        return "revoked"
+    if token.expires_at is not None and datetime.fromisoformat(token.expires_at) <= now:
+        return "expired"
+    return "active"
 
 
 def retry_failed_href(record: RunRecord) -> str:
@@ -446,6 +459,19 @@ async def keys_page(request: web.Request) -> web.Response:
     keystore = request.app.get(KEYSTORE)
     keys = keystore.list("keys") if keystore is not None else []
     return _render(request, "keys.html", user, "keys", {"keys": keys})
+
+
+async def tokens_page(request: web.Request) -> web.Response:
+    """The signed-in user's own API tokens (any role): never a token or its digest, which
+    the store does not return; creating and revoking go through /api/v1/tokens."""
+    user = require_user(request)
+    now = datetime.now(UTC)
+    rows = [
+        {"token": token, "state": token_state(token, now)}
+        for token in reversed(request.app[STORE].list_tokens(user.name))
+    ]
+    context = {"rows": rows, "max_days": MAX_TOKEN_DAYS}
+    return _render(request, "tokens.html", user, "tokens", context)
 
 
 async def audit_page(request: web.Request) -> web.Response:

@@ -704,6 +704,130 @@
     });
   }
 
+  // ---- Tokens page --------------------------------------------------------------------------
+
+  function cell(text, className) {
+    const td = document.createElement("td");
+    if (className) {
+      const span = document.createElement("span");
+      span.className = className;
+      span.textContent = text;
+      td.appendChild(span);
+    } else {
+      td.textContent = text;
+    }
+    return td;
+  }
+
+  function tokenRow(token) {
+    // Built from the API's answer with textContent only; the token itself is never put in it.
+    const row = document.createElement("tr");
+    row.dataset.tokenId = token.id;
+    row.dataset.tokenState = "active";
+    const stamp = function (text) {
+      return text ? text.slice(0, 19).replace("T", " ") + " UTC" : "never";
+    };
+    row.appendChild(cell(token.name));
+    row.appendChild(cell(stamp(token.created_at)));
+    row.appendChild(cell(stamp(token.expires_at)));
+    row.appendChild(cell(stamp(token.last_used_at)));
+    const status = cell("active", "chip token-active");
+    status.dataset.tokenStatus = "";
+    row.appendChild(status);
+    const actions = document.createElement("td");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "danger small";
+    button.dataset.revokeToken = token.id;
+    button.setAttribute("aria-label", "Revoke " + token.name);
+    button.textContent = "Revoke";
+    actions.appendChild(button);
+    row.appendChild(actions);
+    return row;
+  }
+
+  function setUpTokensPage(form) {
+    const errorBox = form.querySelector("[data-form-error]");
+    const nameInput = form.querySelector('[name="name"]');
+    const daysInput = form.querySelector('[name="expires_in_days"]');
+    const button = form.querySelector('button[type="submit"]');
+    const shown = document.querySelector("[data-new-token]");
+    const valueField = shown.querySelector("[data-new-token-value]");
+    const copyStatus = shown.querySelector("[data-copy-status]");
+    const tbody = document.querySelector("[data-tokens-table] tbody");
+    const revokeError = document.querySelector("[data-revoke-error]");
+
+    form.addEventListener("submit", async function (event) {
+      event.preventDefault();
+      showError(errorBox, "");
+      const name = nameInput.value.trim();
+      if (!name) return showError(errorBox, "Token name: give the token a name, e.g. ci-deploy.");
+      const body = { name: name };
+      const days = daysInput.value.trim();
+      if (days !== "") {
+        if (!/^[0-9]+$/.test(days)) {
+          return showError(errorBox, "Expires in days: give a whole number of days, or leave it empty.");
+        }
+        body.expires_in_days = Number(days); // the API checks the range and names it
+      }
+      button.disabled = true;
+      try {
+        const created = await api("POST", "/api/v1/tokens", body);
+        valueField.value = created.token; // shown once: only this field ever holds it
+        copyStatus.textContent = "";
+        shown.hidden = false;
+        const empty = tbody.querySelector("[data-no-tokens]");
+        if (empty) empty.remove();
+        tbody.insertBefore(tokenRow(created), tbody.firstChild);
+        form.reset();
+        valueField.focus();
+        valueField.select();
+      } catch (err) {
+        showError(errorBox, err.message);
+      } finally {
+        button.disabled = false;
+      }
+    });
+
+    shown.querySelector("[data-copy-token]").addEventListener("click", async function () {
+      valueField.select();
+      try {
+        await navigator.clipboard.writeText(valueField.value);
+        copyStatus.textContent = "Copied.";
+      } catch (err) {
+        const copied = document.execCommand && document.execCommand("copy");
+        copyStatus.textContent = copied ? "Copied." : "Select the token and copy it yourself.";
+      }
+    });
+
+    tbody.addEventListener("click", async function (event) {
+      const revoke = event.target.closest("[data-revoke-token]");
+      if (!revoke) return;
+      showError(revokeError, "");
+      if (revoke.dataset.armed !== "true") {
+        revoke.dataset.armed = "true";
+        revoke.textContent = "Confirm revoke";
+        return;
+      }
+      revoke.disabled = true;
+      try {
+        await api("DELETE", "/api/v1/tokens/" + encodeURIComponent(revoke.dataset.revokeToken));
+        const row = revoke.closest("tr");
+        row.dataset.tokenState = "revoked";
+        const status = row.querySelector("[data-token-status]");
+        status.textContent = "";
+        const chip = document.createElement("span");
+        chip.className = "chip token-revoked";
+        chip.textContent = "revoked";
+        status.appendChild(chip);
+        revoke.remove();
+      } catch (err) {
+        revoke.disabled = false;
+        showError(revokeError, err.message);
+      }
+    });
+  }
+
   // ---- Terminal page ------------------------------------------------------------------------
 
   function setUpTerminal(element) {
@@ -811,6 +935,8 @@
     }
     const keyForm = document.querySelector("[data-key-form]");
     if (keyForm) setUpKeysPage(keyForm);
+    const tokenForm = document.querySelector("[data-token-form]");
+    if (tokenForm) setUpTokensPage(tokenForm);
     const terminal = document.querySelector("[data-terminal]");
     if (terminal) setUpTerminal(terminal);
   });
