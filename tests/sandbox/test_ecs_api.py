@@ -16,8 +16,11 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from tests.conftest import boto3_session, client
+from tests.exec.sandbox_nodes import targets, with_pool
 from websockets.sync.client import connect
 
+from ecsexec.exec.runner import run_on_container
+from ecsexec.exec.wrap import wrap
 from ecsexec.sandbox import Sandbox, shapes
 from ecsexec.ssm.frames import decode_frame
 
@@ -766,3 +769,20 @@ def test_execute_command_refuses_a_nul_byte_up_front(sandbox: Sandbox) -> None:
         assert _code(exc) == "InvalidParameterException"
         assert "NUL" in _message(exc)
     assert sandbox.stats()["sessions"]["opened"] == opened
+
+
+def test_an_exec_sessions_home_and_cwd_are_its_containers_scratch_directory(
+    sandbox: Sandbox,
+) -> None:
+    """docs/sandbox.md §8.3: HOME (and the cwd without a workingDirectory) is the scratch
+    directory ``<state>/containers/<region>/<cluster>/<task id>/<container>``."""
+    target = targets(sandbox, "ECS:Cluster-Name: demo ECS:Service-Name: web")[0]
+    result = with_pool(
+        sandbox,
+        lambda p: run_on_container(p(target), target, wrap('echo "$HOME"; pwd'), timeout=30),
+    )
+    task_id = target.task.rsplit("/", 1)[-1]
+    scratch = sandbox.state_dir / "containers" / "us-east-1" / "demo" / task_id / target.container
+    assert result.exit_code == 0, result
+    assert result.output.decode().splitlines() == [str(scratch), str(scratch)]
+    assert scratch.is_dir()

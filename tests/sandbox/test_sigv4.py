@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import json
+import time
 import urllib.error
 import urllib.request
 
@@ -16,7 +18,7 @@ from multidict import CIMultiDict
 from ecsexec.sandbox import Sandbox
 from ecsexec.sandbox.credentials import CredentialStore
 from ecsexec.sandbox.model import ApiError
-from ecsexec.sandbox.sigv4 import verify
+from ecsexec.sandbox.sigv4 import MAX_SKEW, verify
 
 URL = "http://127.0.0.1:4566/"
 TARGET = "AmazonEC2ContainerServiceV20141113.ExecuteCommand"
@@ -102,3 +104,32 @@ def test_the_sandbox_refuses_a_replayed_request_with_a_swapped_body(sandbox: San
     assert http.value.code == 400  # the sandbox's status for every signature error
     assert answer["__type"] == "InvalidSignatureException"
     assert "UNSIGNED-PAYLOAD" in answer["message"]
+
+
+def test_a_request_signed_too_long_ago_is_refused_as_aws_does() -> None:
+    store = CredentialStore("123456789012")
+    headers = signed(store, ORIGINAL, content_sha256=None)
+    signed_at = calendar.timegm(time.strptime(headers["X-Amz-Date"], "%Y%m%dT%H%M%SZ"))
+    with pytest.raises(ApiError) as info:
+        verify(
+            method="POST",
+            url=URL,
+            headers=headers,
+            body=ORIGINAL,
+            store=store,
+            now=signed_at + MAX_SKEW + 1,
+        )
+    assert info.value.code == "InvalidSignatureException"
+    verify(method="POST", url=URL, headers=headers, body=ORIGINAL, store=store, now=signed_at)
+
+
+@pytest.mark.parametrize(
+    "amz_date", ["20261306T014512Z", "20261206T014512", "", "20261206T246060Z"]
+)
+def test_a_malformed_x_amz_date_is_an_incomplete_signature(amz_date: str) -> None:
+    store = CredentialStore("123456789012")
+    headers = signed(store, ORIGINAL, content_sha256=None)
+    headers["X-Amz-Date"] = amz_date
+    with pytest.raises(ApiError) as info:
+        check(store, headers, ORIGINAL)
+    assert info.value.code == "IncompleteSignatureException"

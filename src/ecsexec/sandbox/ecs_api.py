@@ -610,14 +610,20 @@ class EcsApi:
         return grant
 
     def scratch_dir(self, c: Container) -> Path:
+        return Path(self.scratch_path(c))
+
+    def scratch_path(self, c: Container) -> str:
+        """:meth:`scratch_dir` as a string, joined without pathlib: one ExecuteCommand
+        needed it three times, and the ``Path`` joins were ~2% of the sandbox's CPU in the
+        1,000-node fan-out benchmark. The parts are ECS names and ids (no ``/``)."""
         t = c.task
-        return (
-            Path(self.rt.config.state_dir)
-            / "containers"
-            / t.region
-            / t.cluster.name
-            / t.id
-            / c.name
+        return os.path.join(
+            str(Path(self.rt.config.state_dir)),
+            "containers",
+            t.region,
+            t.cluster.name,
+            t.id,
+            c.name,
         )
 
     def container_env(self, c: Container) -> dict[str, str]:
@@ -629,7 +635,7 @@ class EcsApi:
         t = c.task
         env: dict[str, str] = {
             "PATH": DEFAULT_PATH,
-            "HOME": str(self.scratch_dir(c)),
+            "HOME": self.scratch_path(c),
             "HOSTNAME": t.eni.dns if t.eni else c.runtime_id[:12],
             "AWS_REGION": t.region,
             "AWS_DEFAULT_REGION": t.region,
@@ -651,7 +657,7 @@ class EcsApi:
         wd = c.definition.get("workingDirectory")
         if wd and os.path.isdir(wd):
             return str(wd)
-        return str(self.scratch_dir(c))
+        return self.scratch_path(c)
 
     def exec_target(self, c: Container) -> Any:
         from ecsexec.sandbox.hub import ExecTarget
@@ -672,7 +678,7 @@ class EcsApi:
             # before the process starts: a mkdir here costs the event loop ~170 µs per
             # ExecuteCommand on a new container.
             cwd=self._cwd(c),
-            scratch_dir=str(self.scratch_dir(c)),
+            scratch_dir=self.scratch_path(c),
             distroless=c.sandbox.distroless,
             kms_key_id=key_arn,
             namespace=self.rt.namespace_for(c),

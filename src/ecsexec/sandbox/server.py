@@ -326,7 +326,7 @@ class SandboxServer:
             # Visible inside although under a private /tmp: the container's HOME and cwd,
             # and the sandbox's own installation (its data, e.g. the orders JVM's source,
             # and the interpreter), which a checkout or venv under /tmp would hide.
-            keep = [str(self.ecs.scratch_dir(c)), *self.config.share, *OWN_INSTALLATION]
+            keep = [self.ecs.scratch_path(c), *self.config.share, *OWN_INSTALLATION]
             wd = c.definition.get("workingDirectory")
             if isinstance(wd, str) and os.path.isdir(wd):
                 keep.append(wd)
