@@ -60,6 +60,7 @@ ROUTE_ACTIONS: dict[tuple[str, str], Action | None] = {
     ("GET", "/activity/{run_id}"): Action.VIEW_ACTIVITY,
     ("GET", "/keys"): Action.MANAGE_KEYS,
     ("GET", "/audit"): Action.ADMIN,
+    ("GET", "/tokens"): None,  # every signed-in user manages their own tokens
 }
 # Reachable without signing in, on purpose.
 PUBLIC = {("GET", "/login"), ("POST", "/login"), ("POST", "/logout")}
