@@ -666,6 +666,24 @@
     return "/api/v1/keys/" + path.split("/").map(encodeURIComponent).join("/");
   }
 
+  // A destructive button asks once more on the page (no browser dialog): the first click
+  // arms it under a new label, the second sends DELETE; done() then updates the page.
+  async function deleteOnSecondClick(button, confirmLabel, url, errorBox, done) {
+    if (button.dataset.armed !== "true") {
+      button.dataset.armed = "true";
+      button.textContent = confirmLabel;
+      return;
+    }
+    button.disabled = true;
+    try {
+      await api("DELETE", url);
+      done();
+    } catch (err) {
+      button.disabled = false;
+      showError(errorBox, err.message);
+    }
+  }
+
   function setUpKeysPage(form) {
     const errorBox = form.querySelector("[data-form-error]");
     const pathInput = form.querySelector('[name="path"]');
@@ -688,19 +706,9 @@
     document.addEventListener("click", async function (event) {
       const button = event.target.closest("[data-delete-key]");
       if (!button) return;
-      if (button.dataset.armed !== "true") {
-        button.dataset.armed = "true";
-        button.textContent = "Confirm delete";
-        return;
-      }
-      button.disabled = true;
-      try {
-        await api("DELETE", keyUrl(button.dataset.deleteKey));
+      await deleteOnSecondClick(button, "Confirm delete", keyUrl(button.dataset.deleteKey), errorBox, function () {
         button.closest("tr").remove();
-      } catch (err) {
-        button.disabled = false;
-        showError(errorBox, err.message);
-      }
+      });
     });
   }
 
@@ -804,14 +812,8 @@
       const revoke = event.target.closest("[data-revoke-token]");
       if (!revoke) return;
       showError(revokeError, "");
-      if (revoke.dataset.armed !== "true") {
-        revoke.dataset.armed = "true";
-        revoke.textContent = "Confirm revoke";
-        return;
-      }
-      revoke.disabled = true;
-      try {
-        await api("DELETE", "/api/v1/tokens/" + encodeURIComponent(revoke.dataset.revokeToken));
+      const url = "/api/v1/tokens/" + encodeURIComponent(revoke.dataset.revokeToken);
+      await deleteOnSecondClick(revoke, "Confirm revoke", url, revokeError, function () {
         const row = revoke.closest("tr");
         row.dataset.tokenState = "revoked";
         const status = row.querySelector("[data-token-status]");
@@ -821,10 +823,7 @@
         chip.textContent = "revoked";
         status.appendChild(chip);
         revoke.remove();
-      } catch (err) {
-        revoke.disabled = false;
-        showError(revokeError, err.message);
-      }
+      });
     });
   }
 
