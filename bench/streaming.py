@@ -66,7 +66,7 @@ def main() -> None:
         target = ContainerTarget.from_attributes(nodes[0].name, nodes[0].attributes)
         pool = ConnectorPool(lambda r: session_from_env(env, r), default_region="us-east-1")
         connector = pool(target)
-        connector.ecs.exec_client  # noqa: B018 - built on first use: once per run, not per MB
+        connector.ecs.prepare_exec()  # once per run, not per MB
         size = 0
 
         def on_output(_node: str, data: bytes, _held: bool) -> None:

@@ -1,4 +1,5 @@
-"""The endpoint identity a node cache key holds, computed without a botocore client."""
+"""The endpoint identity a node cache key holds, computed without a botocore client, and
+the endpoint URLs remembered under it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from ecsexec.aws.endpoints import endpoint_identity
+from ecsexec.aws.endpoints import (
+    MEMORY_LIMIT,
+    endpoint_identity,
+    recall_endpoint,
+    remember_endpoint,
+)
 
 
 @pytest.fixture
@@ -63,3 +69,59 @@ def test_a_missing_config_file_is_an_identity_too(
 ) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", str(aws_config.parent / "absent"))
     assert "config=none" in endpoint_identity("ECS", "us-east-1")
+
+
+# -- remembered endpoints -------------------------------------------------------------------
+
+
+@pytest.fixture
+def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "ecsexec"
+
+
+def test_a_remembered_endpoint_is_recalled_only_for_its_identity(cache_home: Path) -> None:
+    assert recall_endpoint("identity A") is None
+    remember_endpoint("identity A", "https://ecs.eu-west-3.amazonaws.com")
+    remember_endpoint("identity B", "http://127.0.0.1:4000")
+    assert recall_endpoint("identity A") == "https://ecs.eu-west-3.amazonaws.com"
+    assert recall_endpoint("identity B") == "http://127.0.0.1:4000"
+    assert recall_endpoint("identity C") is None
+    remember_endpoint("identity A", "http://127.0.0.1:5000")  # a new answer replaces the old
+    assert recall_endpoint("identity A") == "http://127.0.0.1:5000"
+
+
+def test_the_file_is_private_and_names_no_identity(cache_home: Path) -> None:
+    remember_endpoint("profile=secret-team-profile", "http://127.0.0.1:4000")
+    path = cache_home / "endpoints.json"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert "secret-team-profile" not in path.read_text()
+
+
+def test_only_the_newest_identities_are_kept(cache_home: Path) -> None:
+    for number in range(MEMORY_LIMIT + 5):
+        remember_endpoint(f"identity {number}", f"http://127.0.0.1:{number + 1000}")
+    assert recall_endpoint("identity 0") is None
+    assert (
+        recall_endpoint(f"identity {MEMORY_LIMIT + 4}") == f"http://127.0.0.1:{MEMORY_LIMIT + 1004}"
+    )
+    assert recall_endpoint("identity 5") == "http://127.0.0.1:1005"
+
+
+@pytest.mark.parametrize("content", ["not json", "[1, 2]", '{"k": 3}', ""])
+def test_a_damaged_file_is_forgotten_and_rewritten(cache_home: Path, content: str) -> None:
+    cache_home.mkdir(parents=True)
+    (cache_home / "endpoints.json").write_text(content)
+    assert recall_endpoint("identity A") is None
+    remember_endpoint("identity A", "http://127.0.0.1:4000")
+    assert recall_endpoint("identity A") == "http://127.0.0.1:4000"
+
+
+def test_a_cache_that_cannot_be_written_is_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))  # a file where a directory must be
+    remember_endpoint("identity A", "http://127.0.0.1:4000")
+    assert recall_endpoint("identity A") is None

@@ -1,4 +1,5 @@
-"""ExecuteCommand over aiohttp against the sandbox, checked against botocore's own call."""
+"""ExecuteCommand signed by us (blocking and over aiohttp) against the sandbox, checked
+against botocore's own call."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ecsexec.aws.clients import session_from_env
-from ecsexec.aws.ecs import EcsApi, ExecSession
+from ecsexec.aws.ecs import EcsApi, ExecSession, explain_execute_command_error
+from ecsexec.aws.errors import translate
 from ecsexec.aws.exec_async import SigV4Signer, _client_error
 from ecsexec.aws.ssm import SsmSessionControl
 from ecsexec.errors import AwsError
@@ -48,41 +50,68 @@ def _call(api: EcsApi, **params: str) -> ExecSession:
     return asyncio.run(main())
 
 
+def _via_botocore(session: Any, endpoint_url: str | None = None, **params: str) -> Any:
+    """botocore's own ExecuteCommand (no retries), its failures translated as ours are."""
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    client = session.client(
+        "ecs",
+        region_name="us-east-1",
+        endpoint_url=endpoint_url,
+        config=Config(connect_timeout=5, retries={"mode": "standard", "max_attempts": 1}),
+    )
+    params.pop("runtime_id", None)
+    try:
+        return client.execute_command(interactive=True, **params)
+    except (ClientError, BotoCoreError) as exc:
+        raise explain_execute_command_error(translate(exc, "ExecuteCommand")) from None
+
+
 def _error(call: Any) -> AwsError:
     with pytest.raises(AwsError) as caught:
         call()
     return caught.value
 
 
-def test_async_call_starts_the_same_kind_of_session_as_botocore(sandbox: Sandbox) -> None:
+def test_signed_calls_start_the_same_kind_of_session_as_botocore(sandbox: Sandbox) -> None:
     session = session_from_env(sandbox.env)
     api = EcsApi(session, region="us-east-1")
     control = SsmSessionControl(session)
     target = _target(sandbox)
-    via_botocore = api.execute_command(command="true", **target)
-    control.terminate_session(via_botocore.session_id)
+    via_botocore = _via_botocore(session, command="true", **target)
+    control.terminate_session(via_botocore["session"]["sessionId"])
+    blocking = api.execute_command(command="true", **target)
+    control.terminate_session(blocking.session_id)
     via_aiohttp = _call(api, command="true", **target)
     control.terminate_session(via_aiohttp.session_id)
-    assert via_aiohttp.session_id != via_botocore.session_id
-    assert via_aiohttp.session_id in via_aiohttp.stream_url
-    for field in ("target", "cluster_arn", "task_arn", "container_name"):
-        assert getattr(via_aiohttp, field) == getattr(via_botocore, field), field
-    assert via_aiohttp.token_value and via_aiohttp.token_value != via_botocore.token_value
+    assert blocking.target == via_aiohttp.target
+    for ours in (blocking, via_aiohttp):
+        assert ours.session_id != via_botocore["session"]["sessionId"]
+        assert ours.session_id in ours.stream_url
+        assert ours.cluster_arn == via_botocore["clusterArn"]
+        assert ours.task_arn == via_botocore["taskArn"]
+        assert ours.container_name == via_botocore["containerName"]
+        assert ours.token_value and ours.token_value != via_botocore["session"]["tokenValue"]
 
 
 def test_service_errors_match_botocore_code_message_and_hint(sandbox: Sandbox) -> None:
-    api = EcsApi(session_from_env(sandbox.env), region="us-east-1")
+    session = session_from_env(sandbox.env)
+    api = EcsApi(session, region="us-east-1")
     params = {"cluster": "no-such-cluster", "task": "t", "container": "c", "command": "true"}
-    sync = _error(lambda: api.execute_command(**params))
-    via_aiohttp = _error(lambda: _call(api, **params))
-    assert sync.code == "ClusterNotFoundException"
-    assert (via_aiohttp.code, via_aiohttp.message, via_aiohttp.hint) == (
-        sync.code,
-        sync.message,
-        sync.hint,
-    )
-    assert via_aiohttp.operation == "ExecuteCommand"
-    assert not via_aiohttp.retryable
+    botocore = _error(lambda: _via_botocore(session, **params))
+    assert botocore.code == "ClusterNotFoundException"
+    for ours in (
+        _error(lambda: api.execute_command(**params)),
+        _error(lambda: _call(api, **params)),
+    ):
+        assert (ours.code, ours.message, ours.hint) == (
+            botocore.code,
+            botocore.message,
+            botocore.hint,
+        )
+        assert ours.operation == "ExecuteCommand"
+        assert not ours.retryable
 
 
 def test_a_wrong_secret_is_refused_like_botocore_and_not_shown(sandbox: Sandbox) -> None:
@@ -91,11 +120,13 @@ def test_a_wrong_secret_is_refused_like_botocore_and_not_shown(sandbox: Sandbox)
     session._session.set_credentials(access_key, "wrong-secret-0123456789")
     api = EcsApi(session, region="us-east-1")
     target = _target(sandbox)
-    sync = _error(lambda: api.execute_command(command="true", **target))
-    via_aiohttp = _error(lambda: _call(api, command="true", **target))
-    assert via_aiohttp.code == sync.code
-    assert via_aiohttp.hint == sync.hint
-    assert "wrong-secret" not in str(via_aiohttp)
+    botocore = _error(lambda: _via_botocore(session, command="true", **target))
+    for ours in (
+        _error(lambda: api.execute_command(command="true", **target)),
+        _error(lambda: _call(api, command="true", **target)),
+    ):
+        assert (ours.code, ours.hint) == (botocore.code, botocore.hint)
+        assert "wrong-secret" not in str(ours)
 
 
 def test_an_unreachable_endpoint_names_it() -> None:
@@ -103,12 +134,15 @@ def test_an_unreachable_endpoint_names_it() -> None:
     session._session.set_credentials("AKIDEXAMPLE", "secret")
     api = EcsApi(session, region="us-east-1", endpoint_url="http://127.0.0.1:9")
     params = {"cluster": "c", "task": "t", "container": "n", "command": "true"}
-    sync = _error(lambda: api.execute_command(**params))
-    error = _error(lambda: _call(api, **params))
-    assert error.code == sync.code == "EndpointConnectionError"
-    assert error.hint == sync.hint and error.operation == "ExecuteCommand"
-    assert "127.0.0.1:9" in error.message
-    assert "refused" in error.message.lower() or "failed" in error.message.lower()
+    botocore = _error(lambda: _via_botocore(session, "http://127.0.0.1:9", **params))
+    for error in (
+        _error(lambda: api.execute_command(**params)),
+        _error(lambda: _call(api, **params)),
+    ):
+        assert error.code == botocore.code == "EndpointConnectionError"
+        assert error.hint == botocore.hint and error.operation == "ExecuteCommand"
+        assert "127.0.0.1:9" in error.message
+        assert "refused" in error.message.lower() or "failed" in error.message.lower()
 
 
 def test_aclose_closes_the_http_pool_and_leaves_nothing_for_the_loop_to_finalize(

@@ -30,6 +30,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 import boto3
+import botocore
 import botocore.session
 from botocore.config import Config
 from botocore.credentials import (
@@ -52,6 +53,7 @@ from botocore.exceptions import (
 )
 from botocore.utils import InstanceMetadataFetcher, resolve_imds_endpoint_mode
 
+from ecsexec.aws import endpoints
 from ecsexec.aws.errors import translate
 from ecsexec.aws.settings import AwsSettings
 from ecsexec.errors import CredentialsError, EcsexecError
@@ -91,6 +93,16 @@ class EndpointSession(boto3.session.Session):  # type: ignore[misc]
         # Clients may be built from two threads at once (a warm-up beside discovery), and
         # botocore does not promise that creating them concurrently from one session works.
         self._client_lock = threading.Lock()
+
+    def endpoint_identity(self, service_id: str) -> str:
+        """What decides the endpoint of this session's ``service_id`` clients (its region,
+        ``[aws] endpoint_url``, the environment, the config file, the profile): a key under
+        which the URL one of them resolved may be remembered."""
+        identity = endpoints.endpoint_identity(
+            service_id, str(self.region_name or ""), self.default_endpoint_url or ""
+        )
+        # A botocore upgrade may bring new endpoint rules.
+        return f"{identity}\nprofile={self.profile_name}\nbotocore={botocore.__version__}"
 
     def client(self, *args: Any, **kwargs: Any) -> Any:
         if self.default_endpoint_url and kwargs.get("endpoint_url") is None:

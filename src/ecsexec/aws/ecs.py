@@ -21,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError, InvalidRegionError
 from botocore.utils import parse_timestamp
 
 from ecsexec.aws.clients import CONNECT_TIMEOUT, fail_fast, ssl_context
+from ecsexec.aws.endpoints import recall_endpoint, remember_endpoint
 from ecsexec.aws.errors import translate
 from ecsexec.aws.exec_async import AsyncExecuteCommand
 from ecsexec.aws.exec_async import requested as http_library_requested
@@ -94,19 +95,17 @@ class EcsApi:
         region: str | None = None,
         endpoint_url: str | None = None,
         discovery_config: Config | None = None,
-        exec_config: Config | None = None,
     ) -> None:
-        # The clients are built on first use: a run served from the node cache needs only
-        # ExecuteCommand's, and each costs ~50 ms of CPU (service model, endpoint rules).
+        # The client is built on first use: it costs ~50 ms of CPU (service model, endpoint
+        # rules), and a run served from the node cache never needs it (ExecuteCommand is
+        # signed and sent by AsyncExecuteCommand, to the endpoint remembered for this session).
         self._session = session
         self._region = region
         self._endpoint_url = endpoint_url
         self._discovery_config = discovery_config
-        self._exec_config = exec_config
         self._client: Any = None
-        self._exec_client: Any = None
         self._lock = threading.Lock()  # discovery calls come from worker threads
-        self._exec_async: AsyncExecuteCommand | None = None
+        self._exec: AsyncExecuteCommand | None = None
 
     @property
     def region(self) -> str:
@@ -129,34 +128,50 @@ class EcsApi:
             return self._client
 
     def prepare_exec(self) -> None:
-        """Build what ExecuteCommand needs (its client, hence the credentials) now, e.g. in
-        a worker thread while the caller selects nodes. The HTTP library a fan-out uses is
-        imported only once a run is known to need it (``ConnectorPool.expect``)."""
-        self.exec_client  # noqa: B018 - built on first access
+        """Get what ExecuteCommand needs (the endpoint, the credentials, for https the TLS
+        context) now, e.g. in a worker thread while the caller selects nodes. The HTTP
+        library a fan-out uses is imported only once a run is known to need it
+        (``ConnectorPool.expect``)."""
+        signed = self._signed()
+        signed._fresh_credentials()
+        if signed.endpoint_url.startswith("https:"):
+            ssl_context(self._session)
 
-    @property
-    def exec_client(self) -> Any:
-        """The ECS client for ExecuteCommand, which botocore must never retry on its own.
-
-        ExecuteCommand starts the command on the agent at once (docs/ssm-protocol.md §1):
-        only the dispatcher retries, and only when the call certainly started nothing
-        (throttling).
-        """
+    def _signed(self) -> AsyncExecuteCommand:
+        """ExecuteCommand's sender, which never retries on its own: ExecuteCommand starts
+        the command on the agent at once (docs/ssm-protocol.md §1), so only the dispatcher
+        retries, and only when the call certainly started nothing (throttling)."""
         with self._lock:
-            if self._exec_client is None:
-                self._exec_client = self._new_client(
-                    self._exec_config
-                    or Config(
-                        connect_timeout=CONNECT_TIMEOUT,
-                        retries={"mode": "standard", "max_attempts": 1},
+            exec_sender = self._exec
+        if exec_sender is None:
+            endpoint = self._exec_endpoint()
+            with self._lock:
+                if self._exec is None:
+                    self._exec = AsyncExecuteCommand(
+                        self._session, endpoint, self.region, lambda: ssl_context(self._session)
                     )
-                )
-            return self._exec_client
+                exec_sender = self._exec
+        return exec_sender
+
+    def _exec_endpoint(self) -> str:
+        """The URL a client of this session would call: the explicit one, else the one
+        remembered for the session's endpoint identity, else a built client's (which is
+        then remembered). Sessions that cannot name their identity (a caller's own, e.g.
+        from :func:`~ecsexec.aws.clients.session_from_env`) always build the client."""
+        if self._endpoint_url:
+            return self._endpoint_url
+        identity = self._endpoint_identity()
+        remembered = recall_endpoint(identity) if identity else None
+        return remembered or str(self.client.meta.endpoint_url)
+
+    def _endpoint_identity(self) -> str:
+        describe = getattr(self._session, "endpoint_identity", None)
+        return str(describe("ECS")) if describe is not None and self.region else ""
 
     def _new_client(self, config: Config) -> Any:
         use_fast_timestamps(self._session)
         try:
-            return self._session.client(
+            client = self._session.client(
                 "ecs", region_name=self._region, endpoint_url=self._endpoint_url, config=config
             )
         except InvalidRegionError as exc:
@@ -164,6 +179,10 @@ class EcsApi:
                 f"{exc.kwargs.get('region_name', self._region)!r} is not an AWS region name "
                 "(like us-east-1); check --region, [aws] region or AWS_REGION"
             ) from None
+        identity = self._endpoint_identity()
+        if identity and not self._endpoint_url:
+            remember_endpoint(identity, str(client.meta.endpoint_url))
+        return client
 
     def _call(self, operation: str, method: Any, **kwargs: Any) -> dict[str, Any]:
         try:
@@ -277,14 +296,12 @@ class EcsApi:
         needs (docs/ssm-protocol.md §13); without it we make that call.
         """
         try:
-            response = self.exec_client.execute_command(
+            response = self._signed().call(
                 cluster=cluster, task=task, container=container, command=command, interactive=True
             )
-        except (ClientError, BotoCoreError) as exc:
+        except EcsexecError as exc:
             raise explain_execute_command_error(
-                translate(exc, "ExecuteCommand"),
-                agent_status=agent_status,
-                exec_enabled=exec_enabled,
+                exc, agent_status=agent_status, exec_enabled=exec_enabled
             ) from None
         ids = _response_ids(response, cluster, task, container)
         if not runtime_id:
@@ -293,8 +310,8 @@ class EcsApi:
 
     async def aclose(self) -> None:
         """Close the connections ExecuteCommand keeps open on the running event loop."""
-        if self._exec_async is not None:
-            await self._exec_async.aclose()
+        if self._exec is not None:
+            await self._exec.aclose()
 
     async def execute_command_async(
         self,
@@ -310,9 +327,9 @@ class EcsApi:
         """:meth:`execute_command` on the running event loop, without a worker thread.
 
         Until the HTTP library has been asked for (:func:`~ecsexec.aws.exec_async.preload`,
-        which a run of more than a few nodes does), the call goes through botocore's own
-        client in a worker thread instead: the same request, the same errors, and no
-        aiohttp import (~0.1 s of CPU) before a small run's first ExecuteCommand.
+        which a run of more than a few nodes does), the same signed request is sent with
+        urllib in a worker thread instead: the same errors, and no aiohttp import (~0.1 s
+        of CPU) before a small run's first ExecuteCommand.
         """
         if not http_library_requested():
             return await asyncio.to_thread(
@@ -327,12 +344,11 @@ class EcsApi:
                     exec_enabled=exec_enabled,
                 )
             )
-        if self._exec_async is None:
-            self._exec_async = AsyncExecuteCommand(
-                self._session, self.exec_client, lambda: ssl_context(self._session)
-            )
+        signed = self._exec
+        if signed is None:  # learning the endpoint may build a client: not on the loop
+            signed = await asyncio.to_thread(self._signed)
         try:
-            response = await self._exec_async(
+            response = await signed.acall(
                 cluster=cluster, task=task, container=container, command=command, interactive=True
             )
         except EcsexecError as exc:

@@ -1,16 +1,23 @@
-"""Name the endpoint an AWS client would call without building one (a cache key's part).
+"""Name the endpoint an AWS client would call without building one, and remember the URL.
 
 Building a botocore client to read its ``endpoint_url`` costs ~50 ms of CPU (service
 model, endpoint rules) and resolves credentials first; the node cache is consulted before
-any of that is needed.
+any of that is needed. Once a client has been built, its URL is remembered on disk by that
+identity, so a later run served from the node cache signs its ExecuteCommand for the same
+URL without building one (:mod:`ecsexec.aws.exec_async`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
+import tempfile
+from pathlib import Path
 from typing import Final
 
-__all__ = ["endpoint_identity"]
+__all__ = ["cache_home", "endpoint_identity", "recall_endpoint", "remember_endpoint"]
 
 # What botocore reads, besides the region and an explicit endpoint_url argument, to pick
 # an endpoint: the per-service and global endpoint overrides, FIPS and dual-stack, and
@@ -45,3 +52,63 @@ def endpoint_identity(service_id: str, region: str, endpoint_url: str = "") -> s
     else:
         parts.append(f"config={stat.st_mtime_ns}:{stat.st_size}")
     return "\n".join(parts)
+
+
+# --- remembering what botocore resolved --------------------------------------------------
+
+MEMORY_LIMIT: Final = 64  # identities kept; a rewrite keeps the newest
+
+
+def cache_home() -> Path:
+    """``$XDG_CACHE_HOME/ecsexec`` (else ``~/.cache/ecsexec``): ecsexec's cache directory."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "ecsexec"
+
+
+def _memory_file() -> Path:
+    return cache_home() / "endpoints.json"
+
+
+def _identity_key(identity: str) -> str:
+    return hashlib.sha256(identity.encode()).hexdigest()[:32]
+
+
+def _load_memory() -> dict[str, str]:
+    try:
+        data = json.loads(_memory_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(key): value for key, value in data.items() if isinstance(value, str)}
+
+
+def recall_endpoint(identity: str) -> str | None:
+    """The endpoint URL botocore resolved for ``identity`` (:func:`endpoint_identity`) in
+    an earlier process, or None. Building a client to learn it again costs ~50 ms of CPU,
+    which is most of what a run served from the node cache spends before its first call."""
+    return _load_memory().get(_identity_key(identity))
+
+
+def remember_endpoint(identity: str, url: str) -> None:
+    """Record that botocore resolved ``url`` for ``identity``. A cache: a file that cannot
+    be written is left alone (the next run builds a client again)."""
+    key = _identity_key(identity)
+    memory = _load_memory()
+    if memory.get(key) == url:
+        return
+    memory.pop(key, None)
+    memory[key] = url
+    kept = dict(list(memory.items())[-MEMORY_LIMIT:])
+    path = _memory_file()
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".endpoints-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                json.dump(kept, handle)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise

@@ -1,15 +1,18 @@
-"""ExecuteCommand as one SigV4-signed aiohttp request on the event loop: fan-out without threads.
+"""ExecuteCommand as one SigV4-signed request: on the event loop (aiohttp) or blocking (urllib).
 
-botocore still provides the endpoint and region (from the ECS client), the credentials and
-their refresh, and the CA bundle. The request is signed here with SigV4 for this one
-request shape (:class:`SigV4Signer`, checked header for header against botocore's
+botocore still provides the credentials and their refresh, and the CA bundle; the endpoint
+URL is the one botocore resolved (from a built client, or remembered from an earlier
+process by :mod:`ecsexec.aws.endpoints`). The request is signed here with SigV4 for this
+one request shape (:class:`SigV4Signer`, checked header for header against botocore's
 ``SigV4Auth`` in the tests): botocore's generic signer cost 15% of the client's CPU in a
 300-node fan-out, mostly in header canonicalisation through ``email.message``.
 
-Why: botocore's call cost 0.83 ms of client CPU per ExecuteCommand on the sandbox, run in
-worker threads whose GIL hand-offs stalled the event loop's socket calls (cProfile of a
-300-node fan-out showed ``socket.send`` and ``connect`` taking 0.2-0.7 ms each while the
-threads ran). Errors are rebuilt as botocore's ``ClientError`` and go through the same
+Why not botocore's client: its call cost 0.83 ms of client CPU per ExecuteCommand on the
+sandbox, run in worker threads whose GIL hand-offs stalled the event loop's socket calls
+(cProfile of a 300-node fan-out showed ``socket.send`` and ``connect`` taking 0.2-0.7 ms
+each while the threads ran); and building the client (service model, endpoint rules)
+costs ~50 ms of CPU, most of what a run served from the node cache spends before its
+first call. Errors are rebuilt as botocore's ``ClientError`` and go through the same
 :func:`ecsexec.aws.errors.translate`, so users see the same codes and hints.
 """
 
@@ -19,11 +22,13 @@ import asyncio
 import functools
 import hashlib
 import hmac
+import http.client
 import json
 import ssl
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
@@ -31,6 +36,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 import boto3
+import botocore
 from botocore.credentials import ReadOnlyCredentials
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
@@ -40,16 +46,147 @@ from ecsexec.errors import AwsError, EcsexecError
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["AsyncExecuteCommand"]
+__all__ = ["AsyncExecuteCommand", "SignedExecuteCommand"]
 
 TARGET: Final = "AmazonEC2ContainerServiceV20141113.ExecuteCommand"
 CONTENT_TYPE: Final = "application/x-amz-json-1.1"
 CREDENTIALS_TTL: Final = 30.0  # reuse a frozen copy this long; botocore refreshes far earlier
-TIMEOUTS: Final = {"total": None, "sock_connect": 60, "sock_read": 60}  # botocore's
+CONNECT_TIMEOUT: Final = 5.0  # as ecsexec's botocore clients (aws.clients.CONNECT_TIMEOUT)
+READ_TIMEOUT: Final = 60.0  # botocore's
+TIMEOUTS: Final = {"total": None, "sock_connect": CONNECT_TIMEOUT, "sock_read": READ_TIMEOUT}
+USER_AGENT: Final = (
+    f"Boto3/{boto3.__version__} Python/{sys.version_info[0]}.{sys.version_info[1]} "
+    f"Botocore/{botocore.__version__} ecsexec"
+)
 
 
-class AsyncExecuteCommand:
-    """``await call(cluster=..., task=..., container=..., command=...)`` -> the response dict.
+class SignedExecuteCommand:
+    """``call(cluster=..., task=..., container=..., command=...)`` -> the response dict.
+
+    The blocking transport (``urllib``, honouring HTTP(S)_PROXY and NO_PROXY, one
+    connection per call): for the few calls of a small run, which then never import an
+    HTTP library of its own. :class:`AsyncExecuteCommand` sends the same request on an
+    event loop. Failures raise what botocore's client would, translated
+    (:class:`~ecsexec.errors.AwsError` with its code and hint).
+    """
+
+    def __init__(
+        self,
+        session: boto3.session.Session,
+        endpoint_url: str,
+        region: str,
+        ssl_context: Callable[[], ssl.SSLContext],
+    ) -> None:
+        self._session = session
+        self.endpoint_url = endpoint_url
+        self._signer = SigV4Signer(endpoint_url, region, "ecs")
+        self._ssl = ssl_context
+        self._frozen: ReadOnlyCredentials | None = None
+        self._frozen_at = 0.0
+        self._opener: urllib.request.OpenerDirector | None = None
+
+    def call(self, **params: Any) -> dict[str, Any]:
+        body, headers = self._request(self._fresh_credentials(), params)
+        request = urllib.request.Request(
+            self.endpoint_url, data=body, headers=headers, method="POST"
+        )
+        try:
+            with self._blocking_opener().open(request) as response:
+                return self._answer(response.status, response.read(), response.headers)
+        except urllib.error.HTTPError as error:
+            with error:
+                return self._answer(error.code, error.read(), error.headers)
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+            raise self._unreachable(getattr(exc, "reason", exc)) from None
+
+    def _request(
+        self, credentials: ReadOnlyCredentials, params: dict[str, Any]
+    ) -> tuple[bytes, dict[str, str]]:
+        body = json.dumps(params, separators=(",", ":")).encode()
+        headers = self._signer.sign(
+            credentials,
+            {"Content-Type": CONTENT_TYPE, "X-Amz-Target": TARGET},
+            body,
+            datetime.now(UTC),
+        )
+        headers["User-Agent"] = USER_AGENT  # not signed, as botocore leaves it out
+        return body, headers
+
+    def _answer(self, status: int, payload: bytes, headers: Any) -> dict[str, Any]:
+        if status == 200:
+            result: dict[str, Any] = json.loads(payload)
+            return result
+        error = _client_error(
+            status,
+            payload,
+            headers.get("x-amzn-ErrorType", "") or "",
+            headers.get("x-amzn-RequestId", "") or "",
+        )
+        raise translate(error, "ExecuteCommand")
+
+    def _unreachable(self, cause: BaseException) -> EcsexecError:
+        error = translate(EndpointConnectionError(endpoint_url=self.endpoint_url), "ExecuteCommand")
+        return _with_cause(error, cause)
+
+    def _fresh_credentials(self) -> ReadOnlyCredentials:
+        """Frozen credentials, refreshed (which may call STS, IMDS or a credential
+        process: blocking) when older than :data:`CREDENTIALS_TTL`."""
+        now = time.monotonic()
+        if self._frozen is None or now - self._frozen_at > CREDENTIALS_TTL:
+            self._frozen, self._frozen_at = self._freeze(), now
+        return self._frozen
+
+    def _freeze(self) -> ReadOnlyCredentials:
+        credentials = self._session.get_credentials()
+        if credentials is None:
+            raise translate(NoCredentialsError(), "ExecuteCommand")
+        frozen: ReadOnlyCredentials = credentials.get_frozen_credentials()
+        return frozen
+
+    def _blocking_opener(self) -> urllib.request.OpenerDirector:
+        if self._opener is None:
+            # The TLS context only for https: building one costs 20-45 ms of CPU.
+            https = self.endpoint_url.startswith("https:")
+            self._opener = urllib.request.build_opener(
+                _HttpHandler(), _HttpsHandler(context=self._ssl() if https else None)
+            )
+        return self._opener
+
+
+class _TimedConnection(http.client.HTTPConnection):
+    """Connect within :data:`CONNECT_TIMEOUT`, then wait up to :data:`READ_TIMEOUT` for
+    data, as botocore's two timeouts do (urllib has only one)."""
+
+    def connect(self) -> None:
+        self.timeout = CONNECT_TIMEOUT
+        super().connect()
+        self.sock.settimeout(READ_TIMEOUT)
+
+
+class _TimedTlsConnection(http.client.HTTPSConnection):
+    def connect(self) -> None:
+        self.timeout = CONNECT_TIMEOUT
+        super().connect()
+        self.sock.settimeout(READ_TIMEOUT)
+
+
+class _HttpHandler(urllib.request.HTTPHandler):
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_TimedConnection, req)
+
+
+class _HttpsHandler(urllib.request.HTTPSHandler):
+    def __init__(self, context: ssl.SSLContext | None) -> None:
+        super().__init__(context=context)
+        self._tls = context
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_TimedTlsConnection, req, context=self._tls)
+
+
+class AsyncExecuteCommand(SignedExecuteCommand):
+    """``await acall(cluster=..., task=..., container=..., command=...)``: the same request
+    on the running event loop (aiohttp), for fan-outs: no worker thread per call.
 
     One HTTP connection pool per event loop, opened by the first call on that loop and
     closed by :meth:`aclose`, which the owner calls on that loop before it ends (through
@@ -62,67 +199,34 @@ class AsyncExecuteCommand:
     def __init__(
         self,
         session: boto3.session.Session,
-        client: Any,
+        endpoint_url: str,
+        region: str,
         ssl_context: Callable[[], ssl.SSLContext],
     ) -> None:
-        self._session = session
-        self._endpoint_url: str = client.meta.endpoint_url
-        self._region: str = client.meta.region_name
-        self._user_agent = f"{client.meta.config.user_agent or 'Botocore'} ecsexec-async"
-        self._signer = SigV4Signer(self._endpoint_url, self._region, "ecs")
-        self._ssl = ssl_context
-        self._frozen: ReadOnlyCredentials | None = None
-        self._frozen_at = 0.0
+        super().__init__(session, endpoint_url, region, ssl_context)
         # Not weak: a pool refers to its loop, so a weak key would never be released.
         self._http: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
 
-    async def __call__(self, **params: Any) -> dict[str, Any]:
-        body = json.dumps(params, separators=(",", ":")).encode()
-        headers = self._signer.sign(
-            await self._credentials(),
-            {"Content-Type": CONTENT_TYPE, "X-Amz-Target": TARGET},
-            body,
-            datetime.now(UTC),
-        )
-        headers["User-Agent"] = self._user_agent  # not signed, as botocore leaves it out
+    async def acall(self, **params: Any) -> dict[str, Any]:
+        credentials = self._frozen
+        if credentials is None or time.monotonic() - self._frozen_at > CREDENTIALS_TTL:
+            # A refresh may call STS, IMDS or a credential process: keep it off the loop.
+            credentials = await asyncio.to_thread(self._fresh_credentials)
+        body, headers = self._request(credentials, params)
         http = await self._client()
         try:
             async with http.post(
-                self._endpoint_url,
+                self.endpoint_url,
                 data=body,
                 headers=headers,
-                proxy=_proxy_for(self._endpoint_url),
+                proxy=_proxy_for(self.endpoint_url),
             ) as response:
                 payload = await response.read()
                 status = response.status
-                error_type = response.headers.get("x-amzn-ErrorType", "")
-                request_id = response.headers.get("x-amzn-RequestId", "")
+                answer_headers = response.headers
         except (_aiohttp().ClientError, OSError, TimeoutError) as exc:
-            raise _with_cause(
-                translate(
-                    EndpointConnectionError(endpoint_url=self._endpoint_url), "ExecuteCommand"
-                ),
-                exc,
-            ) from None
-        if status == 200:
-            result: dict[str, Any] = json.loads(payload)
-            return result
-        raise translate(_client_error(status, payload, error_type, request_id), "ExecuteCommand")
-
-    async def _credentials(self) -> ReadOnlyCredentials:
-        now = time.monotonic()
-        if self._frozen is None or now - self._frozen_at > CREDENTIALS_TTL:
-            # A refresh may call STS, IMDS or a credential process: keep it off the loop.
-            frozen = await asyncio.to_thread(self._freeze)
-            self._frozen, self._frozen_at = frozen, now
-        return self._frozen
-
-    def _freeze(self) -> ReadOnlyCredentials:
-        credentials = self._session.get_credentials()
-        if credentials is None:
-            raise translate(NoCredentialsError(), "ExecuteCommand")
-        frozen: ReadOnlyCredentials = credentials.get_frozen_credentials()
-        return frozen
+            raise self._unreachable(exc) from None
+        return self._answer(status, payload, answer_headers)
 
     async def aclose(self) -> None:
         """Close the running loop's HTTP connection pool (a later call opens a new one)."""
@@ -139,7 +243,7 @@ class AsyncExecuteCommand:
             for dead in [other for other in self._http if other.is_closed()]:
                 del self._http[dead]
             # The TLS context only for https: building one costs 20-45 ms of CPU.
-            tls = self._ssl() if self._endpoint_url.startswith("https:") else True
+            tls = self._ssl() if self.endpoint_url.startswith("https:") else True
             aiohttp = _aiohttp()
             http = self._http[loop] = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=tls, limit=100),

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from ecsexec.aws.endpoints import cache_home
 from ecsexec.nodes.node import Node
 
 if TYPE_CHECKING:
@@ -28,8 +29,7 @@ CACHE_VERSION: Final = 1
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "ecsexec" / "nodes"
+    return cache_home() / "nodes"
 
 
 def config_cache_key(config: DataclassInstance, **extra: str) -> str:
