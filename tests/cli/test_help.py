@@ -65,15 +65,18 @@ def test_help_and_version_import_no_command_module() -> None:
 
 
 @pytest.mark.e2e
-def test_the_run_command_imports_no_job_crypto_aiohttp_yaml_or_progress_module() -> None:
+def test_the_run_command_imports_no_job_crypto_aiohttp_yaml_copy_or_progress_module() -> None:
     # What `ecsexec run` needs before its first ExecuteCommand: job modules, cryptography
-    # (encrypted sessions, the key store), aiohttp (larger runs, --server), PyYAML (YAML
-    # node documents) and rich's progress bar (a terminal) are imported by what uses them.
+    # (encrypted sessions, the key store), aiohttp (larger runs, --server), PyYAML and the
+    # other resource formats (node files), file copy with tar and the input framing
+    # (commands given input), and rich's progress bar (a terminal) are imported by what
+    # uses them.
     code = (
         "import sys\nimport ecsexec.cli.main, ecsexec.cli.run\n"
         "late = sorted(m for m in sys.modules"
-        " if m.split('.')[0] in ('aiohttp', 'cryptography', 'yaml')"
-        " or m == 'rich.progress'"
+        " if m.split('.')[0] in ('aiohttp', 'cryptography', 'yaml', 'tarfile')"
+        " or m in ('rich.progress', 'ecsexec.nodes.formats', 'ecsexec.exec.copy',"
+        " 'ecsexec.exec.transfer')"
         " or (m.startswith('ecsexec.jobs.') and m != 'ecsexec.jobs.events'))\n"
         "print('LATE', late)\n"
     )

@@ -29,15 +29,8 @@ from ecsexec.exec.connect import ConnectorPool
 from ecsexec.exec.dispatcher import dispatch
 from ecsexec.exec.results import CommandResult
 from ecsexec.exec.runner import INTERRUPT, ContainerTarget, run_on_container
-from ecsexec.exec.transfer import CHUNK_BYTES, LINE_CHARS
-from ecsexec.exec.wrap import (
-    OutputCleaner,
-    ReadyScanner,
-    WrappedCommand,
-    encode_input,
-    posix_cksum,
-    wrap,
-)
+from ecsexec.exec.transfer import CHUNK_BYTES, LINE_CHARS, encode_input, posix_cksum
+from ecsexec.exec.wrap import OutputCleaner, ReadyScanner, WrappedCommand, wrap
 from ecsexec.sandbox import Sandbox
 from tests.exec.sandbox_nodes import targets, with_pool
 

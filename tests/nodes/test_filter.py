@@ -15,6 +15,7 @@ from ecsexec.errors import FilterSyntaxError
 from ecsexec.nodes.filter import (
     FilterWarning,
     NodeFilter,
+    _is_plain_text,
     format_filter_error,
     java_split,
     match_tags,
@@ -33,7 +34,7 @@ from ecsexec.nodes.javaregex import (
     compile_java,
     translate,
 )
-from ecsexec.nodes.node import Node
+from ecsexec.nodes.node import Node, java_trim
 
 FAST = settings(max_examples=150, deadline=None)
 
@@ -963,3 +964,47 @@ def test_node_filter_equality_ignores_text() -> None:
     assert parse_filter("tags:web") == parse_filter("  tags:   web ")
     assert hash(parse_filter("a")) == hash(NodeFilter(include=(("name", "a"),)))
     assert NodeFilter(include=(("name", "a"),)).keeps(node("a"))
+
+
+# -- plain-text selectors (docs/node-filter.md §4.1 "Plain text") ---------------------------
+
+_PLAIN = st.text(alphabet=st.characters(blacklist_characters="\\^$.|?*+()[]{}"), max_size=12)
+
+
+def _through_the_regex_port(selector: str, item: str) -> bool:
+    slashed = len(selector) >= 2 and selector[0] == "/" and selector[-1] == "/"
+    trimmed = java_trim(selector[1:-1] if slashed else selector)
+    return bool(compile_bounded(trimmed).fullmatch(item)) or (not slashed and trimmed == item)
+
+
+@FAST
+@given(body=_PLAIN, item=_PLAIN, slashed=st.booleans(), pad=st.sampled_from(["", " ", "\t "]))
+def test_plain_selectors_match_as_the_regex_port_would(
+    body: str, item: str, slashed: bool, pad: str
+) -> None:
+    selector = f"/{pad}{body}{pad}/" if slashed else f"{pad}{body}{pad}"
+    assert _is_plain_text(java_trim(body))
+    compile_java(java_trim(body))  # valid in Java, as the shortcut assumes
+    assert regex_or_equals(selector, item) == _through_the_regex_port(selector, item)
+    assert regex_or_equals(selector, java_trim(body))
+
+
+@pytest.mark.parametrize("meta", list("\\^$.|?*+()[]{}"))
+def test_every_metacharacter_takes_the_regex_port(meta: str) -> None:
+    assert not _is_plain_text(f"web{meta}1")
+
+
+@pytest.mark.e2e
+def test_a_plain_filter_loads_no_regex_port() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom ecsexec.nodes.filter import parse_filter, select\n"
+        "from ecsexec.nodes.node import Node\n"
+        "flt = parse_filter('ECS:Service-Name: legacy !name: web-2 tags: a+b')\n"
+        "select([Node('web-1', {'ECS:Service-Name': 'legacy'})], flt)\n"
+        "print('PORT', 'ecsexec.nodes.javaregex' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "PORT False" in done.stdout, done.stdout + done.stderr

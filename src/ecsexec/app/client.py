@@ -37,14 +37,6 @@ from ecsexec.errors import (
     Status,
 )
 from ecsexec.exec.connect import ConnectorPool
-from ecsexec.exec.copy import (
-    CopiedCallback,
-    LocalDestination,
-    LocalSource,
-    ProgressCallback,
-    download_command,
-    upload_command,
-)
 from ecsexec.exec.dispatcher import (
     DispatchOptions,
     NodeFinished,
@@ -65,7 +57,8 @@ from ecsexec.ssm.session import SessionOptions
 from ecsexec.store.history import History, NodeRecord, RunRecorder, local_user, outcome_fields
 from ecsexec.store.history import default_path as default_history_path
 
-if TYPE_CHECKING:  # the job modules are imported by the job methods: `run` needs none
+if TYPE_CHECKING:  # the job and copy modules are imported by their methods: `run` needs none
+    from ecsexec.exec.copy import CopiedCallback, LocalDestination, LocalSource, ProgressCallback
     from ecsexec.jobs.executor import JobResult
     from ecsexec.jobs.library import LoadedJob
     from ecsexec.jobs.model import Job
@@ -466,6 +459,9 @@ class Client:
         for each completed copy.
         """
 
+        # File copy (tar, its checks) loads only when used: ~4 ms of every start-up.
+        from ecsexec.exec.copy import download_command, upload_command
+
         async def body(emit: EventCallback) -> RunResult:
             selection = await self.select(target)
             if not selection:
@@ -854,6 +850,8 @@ def _local_source(
     preserve: bool,
     stop: threading.Event,
 ) -> LocalSource:
+    from ecsexec.exec.copy import LocalSource
+
     if isinstance(source, str | PathLike):
         return LocalSource.from_path(
             Path(source), recursive=recursive, preserve=preserve, stop=stop
@@ -864,6 +862,8 @@ def _local_source(
 def _local_destination(
     destination: str | PathLike[str] | BinaryIO, recursive: bool, preserve: bool
 ) -> LocalDestination:
+    from ecsexec.exec.copy import LocalDestination
+
     if isinstance(destination, str | PathLike):
         return LocalDestination(Path(destination), None, recursive, preserve)
     return LocalDestination(None, destination, recursive, preserve)

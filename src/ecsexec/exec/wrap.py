@@ -31,10 +31,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from ecsexec.exec.transfer import encode_input, input_check, input_reader, posix_cksum
-
-__all__ = ["encode_input", "posix_cksum"]  # re-exported: the input framing lives in transfer
-
 MARKER_PREFIX: Final = b"__ECSEXEC_"
 _NOISE_KEPT: Final = 4096  # output before the begin marker kept while waiting for it
 DEFAULT_ENV: Final = (("TERM", "dumb"), ("PAGER", "cat"))  # no colours, no pagers waiting
@@ -128,6 +124,9 @@ def wrap(command: str, *, nonce: str | None = None, stdin: bytes | None = None) 
 
 
 def _wrap_with_input(command: str, nonce: str, data: bytes) -> WrappedCommand:
+    # Only commands with input need the framing (and its start-up cost: ~2 ms).
+    from ecsexec.exec.transfer import encode_input, input_check, input_reader
+
     payload = encode_input(data)
     exports = " ".join(f"{k}={v}" for k, v in DEFAULT_ENV)
     begin = f"printf '\\n__ECSEXEC_%s_%s__\\n' B {nonce}"

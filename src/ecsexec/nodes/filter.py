@@ -20,14 +20,8 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ecsexec.errors import FilterSyntaxError
-from ecsexec.nodes.javaregex import (
-    BACKTRACK_BUDGET,
-    JavaRegexError,
-    RegexCostError,
-    compile_bounded,
-    compile_java,
-)
 from ecsexec.nodes.node import Node, is_blank, is_delimiter, java_trim, utf16_key
+from ecsexec.nodes.regex_errors import JavaRegexError, RegexCostError
 
 __all__ = [
     "FIELD_KEYS",
@@ -305,6 +299,8 @@ def _side_matches(flt: NodeFilter, exclude: bool, node: Node) -> bool:
 
 
 def _cost_message(exc: RegexCostError, node_name: str = "") -> str:
+    from ecsexec.nodes.javaregex import BACKTRACK_BUDGET
+
     on = f" of node {node_name!r}" if node_name else ""
     return (
         f"is too costly to evaluate: on a {exc.length}-character value{on} a backtracking "
@@ -416,6 +412,10 @@ def _selector_problem(selector: str) -> tuple[int, JavaRegexError, bool] | None:
     body = selector[1:-1] if slashed else selector
     pattern = java_trim(body)
     lead = len(body) - len(body.lstrip(_DELIMITERS))
+    if _is_plain_text(pattern):
+        return None  # compiles in Java, to itself
+    from ecsexec.nodes.javaregex import compile_java
+
     try:
         compile_java(pattern)
     except JavaRegexError as exc:
@@ -508,6 +508,16 @@ def _selector_cost_error(selector: str, exc: RegexCostError) -> FilterSyntaxErro
     return FilterSyntaxError(f"selector {selector!r} {_cost_message(exc)}", filter_text=selector)
 
 
+_REGEX_SYNTAX: Final = re.compile(r"[\\^$.|?*+()\[\]{}]")
+
+
+def _is_plain_text(pattern: str) -> bool:
+    """Whether ``pattern`` holds none of Java's regex metacharacters, so that as a regex
+    it is valid and matches exactly itself (docs/node-filter.md §4.1): the common
+    selector (a name, an image, a status) is then compared without the regex port."""
+    return _REGEX_SYNTAX.search(pattern) is None
+
+
 def regex_or_equals(selector: str, item: str) -> bool:
     """§4 ``regex_or_equals``: ``/…/`` is a strict regex; otherwise regex, then equality.
 
@@ -522,14 +532,19 @@ def regex_or_equals(selector: str, item: str) -> bool:
 
 def _regex_or_equals(selector: str, item: str) -> bool:
     # docs/node-filter.md §4: only the untrimmed selector's own slashes make it a /…/ regex.
-    if len(selector) >= 2 and selector[0] == "/" and selector[-1] == "/":
+    slashed = len(selector) >= 2 and selector[0] == "/" and selector[-1] == "/"
+    trimmed = java_trim(selector[1:-1] if slashed else selector)
+    if _is_plain_text(trimmed):
+        return trimmed == item  # the regex matches exactly itself (§4.1)
+    from ecsexec.nodes.javaregex import compile_bounded
+
+    if slashed:
         try:
-            pattern = compile_bounded(java_trim(selector[1:-1]))
+            pattern = compile_bounded(trimmed)
         except JavaRegexError as exc:
             problem = _selector_problem(selector)
             raise _raise_for(selector, exc, problem[0] if problem else 0) from None
         return pattern.fullmatch(item)
-    trimmed = java_trim(selector)
     try:
         pattern = compile_bounded(trimmed)
     except JavaRegexError as exc:

@@ -34,6 +34,8 @@ from functools import lru_cache
 from itertools import pairwise
 from typing import Any, Final
 
+from ecsexec.nodes.regex_errors import JavaRegexError, RegexCostError
+
 __all__ = [
     "BoundedRegex",
     "JavaRegexError",
@@ -47,19 +49,6 @@ _MAX_CP: Final = 0x10FFFF
 _MAX_INT: Final = 0x7FFFFFFF  # Java int arithmetic bounds repetition counts
 
 Ranges = tuple[tuple[int, int], ...]
-
-
-class JavaRegexError(Exception):
-    """A pattern is invalid in Java, or valid but not translatable (``unsupported``).
-
-    ``position`` is a 0-based index into the original pattern (code points).
-    """
-
-    def __init__(self, reason: str, position: int, *, unsupported: bool = False) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.position = position
-        self.unsupported = unsupported
 
 
 # --- code-point sets -------------------------------------------------------------------
@@ -1052,19 +1041,6 @@ PROGRAM_LIMIT: Final = 50_000
 SEARCH_BUDGET: Final = 2_000_000
 
 _SATURATED: Final = 1 << 62
-
-
-class RegexCostError(JavaRegexError):
-    """A valid pattern that cannot be evaluated within the bounds above on some value.
-
-    ``length`` is the value's length in code points; ``bound`` the proven step bound that
-    made ``re`` unsafe; ``reason`` says why the bounded matcher could not take over.
-    """
-
-    def __init__(self, reason: str, *, length: int, bound: int) -> None:
-        super().__init__(reason, 0)
-        self.length = length
-        self.bound = bound
 
 
 def _sat(value: int) -> int:
