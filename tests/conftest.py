@@ -199,6 +199,22 @@ _FORBIDDEN_IN_UNIT: tuple[tuple[Any, str, str], ...] = (
 )
 
 
+def _aws_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "ECSEXEC_", "XDG_"))}
+
+
+@pytest.fixture(autouse=True)
+def _environment_is_left_as_found() -> Iterator[None]:
+    """A test that sets AWS_*, ECSEXEC_* or XDG_* variables behind monkeypatch's back
+    leaks them into every later test (static keys there silently beat a profile's):
+    it fails here instead."""
+    before = _aws_environment()
+    yield
+    after = _aws_environment()
+    changed = sorted(k for k in after.keys() | before.keys() if after.get(k) != before.get(k))
+    assert not changed, f"the test left these variables changed: {changed}"  # names only
+
+
 @pytest.fixture(autouse=True)
 def _unit_tests_stay_pure(request: pytest.FixtureRequest) -> Iterator[None]:
     """A ``unit`` test fails if it touches the network or starts a process.

@@ -103,7 +103,7 @@ def closed_port() -> int:
 def test_container_provider_with_the_sandbox_token(container_sb: Sandbox, use_env: Env) -> None:
     use_env(container_sb.env)
     # Static keys in the environment must not win: `container` means that provider only.
-    os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = "AKIAX", "x"
+    use_env({"AWS_ACCESS_KEY_ID": "AKIAX", "AWS_SECRET_ACCESS_KEY": "x"})
     factory = AwsSessionFactory(AwsSettings(credential_provider="container"))
     identity = factory.caller_identity()
     assert identity.arn == f"arn:aws:sts::{ACCOUNT}:assumed-role/ecsexec-sandbox/ecs-task"
@@ -121,7 +121,7 @@ def test_container_provider_with_the_sandbox_token(container_sb: Sandbox, use_en
 
 def test_container_provider_with_a_bad_token(container_sb: Sandbox, use_env: Env) -> None:
     use_env(container_sb.env, drop=("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",))
-    os.environ["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = "not-the-token-4711"
+    use_env({"AWS_CONTAINER_AUTHORIZATION_TOKEN": "not-the-token-4711"})
     factory = AwsSessionFactory(AwsSettings(credential_provider="container"))
     with pytest.raises(CredentialsError) as info:
         factory("us-east-1")
@@ -147,7 +147,7 @@ def test_container_provider_without_its_variables(use_env: Env) -> None:
 
 def test_instance_provider_uses_imdsv2(instance_sb: Sandbox, use_env: Env) -> None:
     use_env(instance_sb.env)
-    os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = "AKIAX", "x"
+    use_env({"AWS_ACCESS_KEY_ID": "AKIAX", "AWS_SECRET_ACCESS_KEY": "x"})
     factory = AwsSessionFactory(AwsSettings(credential_provider="instance"))
     identity = factory.caller_identity("eu-west-1")
     # The sandbox's IMDS answers GETs only with a v2 token (HttpTokens=required).
@@ -323,7 +323,7 @@ def test_default_chain_and_no_credentials(sandbox: Sandbox, use_env: Env) -> Non
     assert identity.arn.endswith(":user/sandbox")
     assert identity.method == "shared-credentials-file"
     use_env({}, drop=tuple(sandbox.env))
-    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    use_env({"AWS_EC2_METADATA_DISABLED": "true"})
     with pytest.raises(CredentialsError, match="default provider: the standard chain found no"):
         AwsSessionFactory(AwsSettings()).credentials()
 

@@ -13,10 +13,10 @@ from ecsexec.aws.ssm import KmsDataKeyProvider, SsmSessionControl
 from ecsexec.exec.runner import Connector, ContainerTarget
 from ecsexec.ssm.session import SessionOptions
 
-#: Runs of at most this many nodes call ExecuteCommand through botocore in worker
-#: threads and never import aiohttp (~0.1 s of CPU, on the way to the first call). More
-#: calls than that go through aiohttp on the event loop: in threads, a few hundred
-#: calls stalled the loop's socket calls behind their GIL hand-offs.
+#: Runs of at most this many nodes send ExecuteCommand with urllib in worker threads and
+#: never import aiohttp (~0.1 s of CPU, on the way to the first call). More calls than
+#: that go through aiohttp on the event loop: in threads, a few hundred calls stalled
+#: the loop's socket calls behind their GIL hand-offs.
 SMALL_RUN: Final = 4
 
 
