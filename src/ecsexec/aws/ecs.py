@@ -23,7 +23,7 @@ from botocore.utils import parse_timestamp
 from ecsexec.aws.clients import CONNECT_TIMEOUT, fail_fast, ssl_context
 from ecsexec.aws.endpoints import recall_endpoint, remember_endpoint
 from ecsexec.aws.errors import translate
-from ecsexec.aws.exec_async import AsyncExecuteCommand
+from ecsexec.aws.exec_async import SignedExecuteCommand
 from ecsexec.aws.exec_async import requested as http_library_requested
 from ecsexec.errors import AwsError, ConfigurationError, EcsexecError
 
@@ -98,14 +98,14 @@ class EcsApi:
     ) -> None:
         # The client is built on first use: it costs ~50 ms of CPU (service model, endpoint
         # rules), and a run served from the node cache never needs it (ExecuteCommand is
-        # signed and sent by AsyncExecuteCommand, to the endpoint remembered for this session).
+        # signed and sent by SignedExecuteCommand, to the endpoint remembered for this session).
         self._session = session
         self._region = region
         self._endpoint_url = endpoint_url
         self._discovery_config = discovery_config
         self._client: Any = None
         self._lock = threading.Lock()  # discovery calls come from worker threads
-        self._exec: AsyncExecuteCommand | None = None
+        self._exec: SignedExecuteCommand | None = None
 
     @property
     def region(self) -> str:
@@ -137,7 +137,7 @@ class EcsApi:
         if signed.endpoint_url.startswith("https:"):
             ssl_context(self._session)
 
-    def _signed(self) -> AsyncExecuteCommand:
+    def _signed(self) -> SignedExecuteCommand:
         """ExecuteCommand's sender, which never retries on its own: ExecuteCommand starts
         the command on the agent at once (docs/ssm-protocol.md §1), so only the dispatcher
         retries, and only when the call certainly started nothing (throttling)."""
@@ -147,7 +147,7 @@ class EcsApi:
             endpoint = self._exec_endpoint()
             with self._lock:
                 if self._exec is None:
-                    self._exec = AsyncExecuteCommand(
+                    self._exec = SignedExecuteCommand(
                         self._session, endpoint, self.region, lambda: ssl_context(self._session)
                     )
                 exec_sender = self._exec

@@ -46,7 +46,7 @@ from ecsexec.errors import AwsError, EcsexecError
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["AsyncExecuteCommand", "SignedExecuteCommand"]
+__all__ = ["SignedExecuteCommand"]
 
 TARGET: Final = "AmazonEC2ContainerServiceV20141113.ExecuteCommand"
 CONTENT_TYPE: Final = "application/x-amz-json-1.1"
@@ -61,12 +61,13 @@ USER_AGENT: Final = (
 
 
 class SignedExecuteCommand:
-    """``call(cluster=..., task=..., container=..., command=...)`` -> the response dict.
+    """``call(cluster=..., task=..., container=..., command=...)`` -> the response dict,
+    and ``await acall(...)`` the same on the running event loop.
 
-    The blocking transport (``urllib``, honouring HTTP(S)_PROXY and NO_PROXY, one
-    connection per call): for the few calls of a small run, which then never import an
-    HTTP library of its own. :class:`AsyncExecuteCommand` sends the same request on an
-    event loop. Failures raise what botocore's client would, translated
+    ``call`` blocks (``urllib``, honouring HTTP(S)_PROXY and NO_PROXY, one connection
+    per call): for the few calls of a small run, which then never import an HTTP library
+    of its own. ``acall`` uses aiohttp, for fan-outs: no worker thread per call.
+    Failures raise what botocore's client would, translated
     (:class:`~ecsexec.errors.AwsError` with its code and hint).
     """
 
@@ -84,6 +85,8 @@ class SignedExecuteCommand:
         self._frozen: ReadOnlyCredentials | None = None
         self._frozen_at = 0.0
         self._opener: urllib.request.OpenerDirector | None = None
+        # Not weak: a pool refers to its loop, so a weak key would never be released.
+        self._http: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
 
     def call(self, **params: Any) -> dict[str, Any]:
         body, headers = self._request(self._fresh_credentials(), params)
@@ -152,60 +155,14 @@ class SignedExecuteCommand:
             )
         return self._opener
 
-
-class _TimedConnection(http.client.HTTPConnection):
-    """Connect within :data:`CONNECT_TIMEOUT`, then wait up to :data:`READ_TIMEOUT` for
-    data, as botocore's two timeouts do (urllib has only one)."""
-
-    def connect(self) -> None:
-        self.timeout = CONNECT_TIMEOUT
-        super().connect()
-        self.sock.settimeout(READ_TIMEOUT)
-
-
-class _TimedTlsConnection(http.client.HTTPSConnection):
-    def connect(self) -> None:
-        self.timeout = CONNECT_TIMEOUT
-        super().connect()
-        self.sock.settimeout(READ_TIMEOUT)
-
-
-class _HttpHandler(urllib.request.HTTPHandler):
-    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        return self.do_open(_TimedConnection, req)
-
-
-class _HttpsHandler(urllib.request.HTTPSHandler):
-    def __init__(self, context: ssl.SSLContext | None) -> None:
-        super().__init__(context=context)
-        self._tls = context
-
-    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        return self.do_open(_TimedTlsConnection, req, context=self._tls)
-
-
-class AsyncExecuteCommand(SignedExecuteCommand):
-    """``await acall(cluster=..., task=..., container=..., command=...)``: the same request
-    on the running event loop (aiohttp), for fan-outs: no worker thread per call.
-
-    One HTTP connection pool per event loop, opened by the first call on that loop and
-    closed by :meth:`aclose`, which the owner calls on that loop before it ends (through
-    ``EcsApi.aclose``, ``ConnectorPool.aclose`` or ``async with ConnectorPool(...)``).
-    Nothing closes it behind the owner's back: a pool left open is reported by aiohttp
-    as an unclosed client session (a ResourceWarning) once it is dropped, which happens
-    at the next call from another loop after its own loop closed, or with this object.
-    """
-
-    def __init__(
-        self,
-        session: boto3.session.Session,
-        endpoint_url: str,
-        region: str,
-        ssl_context: Callable[[], ssl.SSLContext],
-    ) -> None:
-        super().__init__(session, endpoint_url, region, ssl_context)
-        # Not weak: a pool refers to its loop, so a weak key would never be released.
-        self._http: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+    # --- on an event loop ------------------------------------------------------------
+    #
+    # One HTTP connection pool per event loop, opened by the first call on that loop and
+    # closed by aclose(), which the owner calls on that loop before it ends (through
+    # EcsApi.aclose, ConnectorPool.aclose or ``async with ConnectorPool(...)``). Nothing
+    # closes it behind the owner's back: a pool left open is reported by aiohttp as an
+    # unclosed client session (a ResourceWarning) once it is dropped, which happens at
+    # the next call from another loop after its own loop closed, or with this object.
 
     async def acall(self, **params: Any) -> dict[str, Any]:
         credentials = self._frozen
@@ -255,6 +212,37 @@ class AsyncExecuteCommand(SignedExecuteCommand):
         return http
 
 
+class _TimedConnection(http.client.HTTPConnection):
+    """Connect within :data:`CONNECT_TIMEOUT`, then wait up to :data:`READ_TIMEOUT` for
+    data, as botocore's two timeouts do (urllib has only one)."""
+
+    def connect(self) -> None:
+        self.timeout = CONNECT_TIMEOUT
+        super().connect()
+        self.sock.settimeout(READ_TIMEOUT)
+
+
+class _TimedTlsConnection(http.client.HTTPSConnection):
+    def connect(self) -> None:
+        self.timeout = CONNECT_TIMEOUT
+        super().connect()
+        self.sock.settimeout(READ_TIMEOUT)
+
+
+class _HttpHandler(urllib.request.HTTPHandler):
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_TimedConnection, req)
+
+
+class _HttpsHandler(urllib.request.HTTPSHandler):
+    def __init__(self, context: ssl.SSLContext | None) -> None:
+        super().__init__(context=context)
+        self._tls = context
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_TimedTlsConnection, req, context=self._tls)
+
+
 def _aiohttp() -> Any:
     """aiohttp, imported on first use: its import costs ~0.1 s of CPU (a TLS context
     among it), which ``ecsexec --help`` or a run served by its caches should not wait
@@ -269,7 +257,7 @@ _preloading: threading.Thread | None = None
 
 def requested() -> bool:
     """Whether aiohttp is imported or on its way (:func:`preload`): then ExecuteCommand
-    goes through :class:`AsyncExecuteCommand`; until then a small run's few calls go
+    goes through :meth:`SignedExecuteCommand.acall`; until then a small run's few calls go
     through botocore's own client in a worker thread, and never pay for the import."""
     return _preloading is not None or "aiohttp" in sys.modules
 
