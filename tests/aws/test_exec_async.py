@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import http.client
+import http.server
 import subprocess
 import sys
+import threading
+import urllib.parse
 import warnings
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from botocore.auth import SigV4Auth
@@ -21,7 +25,7 @@ from hypothesis import strategies as st
 from ecsexec.aws.clients import session_from_env
 from ecsexec.aws.ecs import EcsApi, ExecSession, explain_execute_command_error
 from ecsexec.aws.errors import translate
-from ecsexec.aws.exec_async import SigV4Signer, _client_error
+from ecsexec.aws.exec_async import SigV4Signer, _client_error, _proxy_for
 from ecsexec.aws.ssm import SsmSessionControl
 from ecsexec.errors import AwsError
 from ecsexec.sandbox import Sandbox
@@ -253,3 +257,70 @@ def test_aiohttp_is_imported_only_when_needed() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert "BEFORE False" in done.stdout and "AFTER True" in done.stdout, done.stdout
+
+
+class _ForwardProxy(http.server.BaseHTTPRequestHandler):
+    """An HTTP forward proxy for plain http: absolute-form requests, passed on as they are."""
+
+    seen: ClassVar[list[str]] = []  # the ExecuteCommand requests it passed on
+
+    def do_POST(self) -> None:
+        target = urllib.parse.urlsplit(self.path)
+        if self.headers.get("X-Amz-Target", "").endswith(".ExecuteCommand"):
+            type(self).seen.append(self.path)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        upstream = http.client.HTTPConnection(target.netloc, timeout=30)
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "proxy-connection"}
+        upstream.request("POST", target.path or "/", body=body, headers=headers)
+        answer = upstream.getresponse()
+        payload = answer.read()
+        self.send_response(answer.status)
+        for name, value in answer.getheaders():
+            if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+        upstream.close()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_both_transports_honour_http_proxy_and_no_proxy(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # botocore sends through HTTP(S)_PROXY unless NO_PROXY names the host; the signed
+    # request that replaced its call must do the same (a corporate proxy, say).
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ForwardProxy)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    _ForwardProxy.seen.clear()
+    session = session_from_env(sandbox.env)
+    control = SsmSessionControl(session)
+    target = _target(sandbox)
+    try:
+        for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "http_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_address[1]}")
+        _proxy_for.cache_clear()
+        api = EcsApi(session, region="us-east-1")
+        for started in (
+            api.execute_command(command="true", **target),
+            _call(api, command="true", **target),
+        ):
+            control.terminate_session(started.session_id)
+        assert len(_ForwardProxy.seen) == 2
+        assert all(seen.startswith(sandbox.env["AWS_ENDPOINT_URL"]) for seen in _ForwardProxy.seen)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        _proxy_for.cache_clear()
+        api = EcsApi(session, region="us-east-1")
+        for started in (
+            api.execute_command(command="true", **target),
+            _call(api, command="true", **target),
+        ):
+            control.terminate_session(started.session_id)
+        assert len(_ForwardProxy.seen) == 2  # NO_PROXY: straight to the endpoint
+    finally:
+        _proxy_for.cache_clear()
+        proxy.shutdown()
+        proxy.server_close()
