@@ -324,3 +324,34 @@ def test_both_transports_honour_http_proxy_and_no_proxy(
         _proxy_for.cache_clear()
         proxy.shutdown()
         proxy.server_close()
+
+
+@pytest.mark.e2e
+def test_https_endpoints_trust_exactly_the_ca_bundle_botocore_trusts() -> None:
+    # The TLS sandbox's CA comes through AWS_CA_BUNDLE; without it, a certificate error
+    # must read as botocore's (code SSLError, the CA-bundle hint), not as an unreachable
+    # endpoint.
+    with Sandbox(tls=True, initial_wait=0.05) as sb:
+        assert sb.endpoint_url.startswith("https://")
+        session = session_from_env(sb.env)
+        target = _target(sb)
+        api = EcsApi(session, region="us-east-1")
+        control = SsmSessionControl(session)
+        for started in (
+            api.execute_command(command="true", **target),
+            _call(api, command="true", **target),
+        ):
+            assert started.stream_url.startswith("wss://")
+            control.terminate_session(started.session_id)
+        bare_env = {k: v for k, v in sb.env.items() if k != "AWS_CA_BUNDLE"}
+        bare = session_from_env(bare_env)
+        botocore = _error(lambda: _via_botocore(bare, **target, command="true"))
+        assert botocore.code == "SSLError"
+        untrusting = EcsApi(bare, region="us-east-1")
+        for error in (
+            _error(lambda: untrusting.execute_command(command="true", **target)),
+            _error(lambda: _call(untrusting, command="true", **target)),
+        ):
+            assert (error.code, error.hint) == (botocore.code, botocore.hint)
+            assert sb.endpoint_url.removeprefix("https://") in error.message
+            assert "certificate" in error.message.lower()

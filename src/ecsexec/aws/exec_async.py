@@ -38,7 +38,12 @@ from typing import TYPE_CHECKING, Any, Final
 import boto3
 import botocore
 from botocore.credentials import ReadOnlyCredentials
-from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    SSLError,
+)
 
 from ecsexec.aws.errors import translate
 from ecsexec.errors import AwsError, EcsexecError
@@ -128,6 +133,12 @@ class SignedExecuteCommand:
         raise translate(error, "ExecuteCommand")
 
     def _unreachable(self, cause: BaseException) -> EcsexecError:
+        """What botocore raises for ``cause``: SSLError for a certificate the CA bundle
+        does not vouch for (with its hint), else EndpointConnectionError."""
+        if isinstance(cause, ssl.SSLError):  # aiohttp's certificate errors are ones too
+            return translate(
+                SSLError(endpoint_url=self.endpoint_url, error=cause), "ExecuteCommand"
+            )
         error = translate(EndpointConnectionError(endpoint_url=self.endpoint_url), "ExecuteCommand")
         return _with_cause(error, cause)
 
