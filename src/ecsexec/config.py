@@ -37,7 +37,7 @@ from ecsexec.aws.settings import mask as mask  # noqa: PLC0414
 from ecsexec.errors import ConfigurationError, CredentialsError, FilterSyntaxError, KeyStoreError
 from ecsexec.exec.dispatcher import DEFAULT_BURST, DEFAULT_RATE, DEFAULT_THREADS, DEFAULT_TIMEOUT
 from ecsexec.nodes.filter import parse_filter
-from ecsexec.nodes.javaregex import JavaRegexError, compile_bounded
+from ecsexec.nodes.regex_errors import JavaRegexError
 from ecsexec.nodes.sources import SOURCE_TYPES, SourceConfig, SourceType
 from ecsexec.store.keys import (
     DIR_ENV,
@@ -1115,6 +1115,8 @@ def _role(reader: _Reader, name: str, body: object) -> RoleConfig | None:
             reader.fail((*key, "nodes"), f"{label}.nodes: not a valid node filter: {exc}")
     jobs = reader.string(body, "jobs", key, label) or ""
     if jobs:
+        from ecsexec.nodes.javaregex import compile_bounded  # only server roles name jobs
+
         try:
             compile_bounded(jobs)
         except JavaRegexError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import sys
 import click
 import pytest
 
-from ecsexec.cli.main import COMMANDS, cli
+from ecsexec.cli.main import COMMANDS, cli, main
 
 
 def _commands(group: click.Command, path: str = "ecsexec") -> list[tuple[str, click.Command]]:
@@ -69,14 +70,14 @@ def test_the_run_command_imports_no_job_crypto_aiohttp_yaml_copy_or_progress_mod
     # What `ecsexec run` needs before its first ExecuteCommand: job modules, cryptography
     # (encrypted sessions, the key store), aiohttp (larger runs, --server), PyYAML and the
     # other resource formats (node files), file copy with tar and the input framing
-    # (commands given input), and rich's progress bar (a terminal) are imported by what
-    # uses them.
+    # (commands given input), the Java regex port (selectors that are regexes), and
+    # rich's progress bar (a terminal) are imported by what uses them.
     code = (
         "import sys\nimport ecsexec.cli.main, ecsexec.cli.run\n"
         "late = sorted(m for m in sys.modules"
         " if m.split('.')[0] in ('aiohttp', 'cryptography', 'yaml', 'tarfile')"
         " or m in ('rich.progress', 'ecsexec.nodes.formats', 'ecsexec.exec.copy',"
-        " 'ecsexec.exec.transfer')"
+        " 'ecsexec.exec.transfer', 'ecsexec.nodes.javaregex')"
         " or (m.startswith('ecsexec.jobs.') and m != 'ecsexec.jobs.events'))\n"
         "print('LATE', late)\n"
     )
@@ -119,3 +120,25 @@ def test_state_dir_help_gives_every_fallback(path: list[str]) -> None:
         command = found
     [state_dir] = [p for p in command.params if p.name == "state_dir"]
     assert "$XDG_STATE_HOME/ecsexec" in (state_dir.help or "")
+
+
+def test_loading_a_command_freezes_start_up_and_lets_the_collector_run() -> None:
+    # main() holds the collector off while modules load (collecting then cost ~50 ms of
+    # start-up for nothing); loading the command freezes what is alive and turns it on.
+    gc.disable()
+    try:
+        cli.get_command(click.Context(cli), "nodes")
+        assert gc.isenabled()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.enable()
+
+
+def test_main_leaves_the_collector_on_even_without_a_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["ecsexec", "--version"])
+    with pytest.raises(SystemExit):
+        main()
+    assert gc.isenabled()
