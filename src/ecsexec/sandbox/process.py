@@ -2,17 +2,29 @@
 
 See docs/sandbox.md §8.
 
-The child is a session leader whose controlling terminal is the PTY slave (setsid +
-TIOCSCTTY, §8.2), so ``0x03`` becomes SIGINT and stdout/stderr are merged with ``\\r\\n``.
-The sandbox runs inside threaded test processes, so neither ``pty.fork()`` nor
-``preexec_fn`` is used: util-linux ``setsid --ctty`` does the session work between fork
-and the final exec. The environment is exactly the caller's (§8.3: nothing is inherited).
+The child is a session leader whose controlling terminal is the PTY slave (§8.2), so
+``0x03`` becomes SIGINT and stdout/stderr are merged with ``\\r\\n``. The sandbox runs
+inside threaded test processes, so neither ``pty.fork()`` nor ``preexec_fn`` is used:
+``os.posix_spawn`` with ``setsid=True`` makes the child a session leader, then its first
+file action opens the slave by name as fd 0, which makes it the controlling terminal
+(a session leader without one opening a terminal without ``O_NOCTTY``; glibc applies
+setsid before the file actions). That is one exec per session: util-linux ``setsid
+--ctty`` in between cost a whole extra exec (~0.3 ms of CPU) per session. posix_spawn has
+no working directory argument, so the spawning thread changes its own: spawns run on
+threads that have their own (``unshare(CLONE_FS)``, :func:`own_working_directory`).
+posix_spawn does not close descriptors either: every descriptor Python opens is
+close-on-exec (PEP 446), and before its first spawn the process marks close-on-exec those
+it inherited (from the shell or CI that started it), so the command inherits only its
+terminal. The signals Python ignores (SIGPIPE, SIGXFSZ) are back to their defaults, as
+``subprocess`` does. (glibc's posix_spawn leaves its two internal signals, 32 and 33,
+ignored in every program it starts; glibc programs set their own handlers for them.)
+The environment is exactly the caller's (§8.3: nothing is inherited).
 
 Reading is non-blocking through ``loop.add_reader``; end of output is EIO on the master
 once every holder of the slave has closed it. Exit is noticed through a pidfd, so there
 is no child-watcher thread and no polling.
 
-Given a container's namespaces (``namespaces.ContainerNamespace``), the same fork happens
+Given a container's namespaces (``namespaces.ContainerNamespace``), the same spawn happens
 on a thread that has joined them, so the child (the session leader) is inside the
 container and everything above holds unchanged.
 """
@@ -21,16 +33,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import errno
 import fcntl
 import json
 import os
-import shutil
+import select
 import signal
 import struct
-import subprocess
 import termios
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +58,7 @@ __all__ = [
     "DISTROLESS_MISSING",
     "CannotStart",
     "PtyProcess",
+    "own_working_directory",
     "resolve_executable",
 ]
 
@@ -58,9 +72,15 @@ READ_SIZE: Final = 1024  # §7: one frame per PTY read of at most 1024 bytes
 # the loop (64 reads ≈ 64 KiB, well under a millisecond).
 READS_PER_WAKEUP: Final = 64
 
-_SETSID: Final = shutil.which("setsid") or "/usr/bin/setsid"
+# What subprocess's restore_signals puts back: Python ignores these, and an ignored signal
+# stays ignored across exec (a shell pipeline would then see EPIPE instead of SIGPIPE).
+_DEFAULT_SIGNALS: Final = (signal.SIGPIPE, signal.SIGXFSZ)
+_CLONE_FS: Final = 0x00000200
+_TIOCGPTN: Final = 0x80045430  # _IOR("T", 0x30, unsigned int): the PTY number; not in termios
 
-
+_THREAD = threading.local()
+_INHERITED_SWEPT = False  # see _close_inherited_on_exec
+_SPAWNER: ThreadPoolExecutor | None = None
 _CLOSER: ThreadPoolExecutor | None = None
 _CLOSER_LOCK = threading.Lock()
 
@@ -72,6 +92,52 @@ def _closer() -> ThreadPoolExecutor:
         if _CLOSER is None:
             _CLOSER = ThreadPoolExecutor(1, thread_name_prefix="sandbox-pty-close")
         return _CLOSER
+
+
+def own_working_directory() -> None:
+    """Give the calling thread its own working directory (``unshare(CLONE_FS)``), so that
+    it may ``chdir`` before a spawn without moving any other thread. Once per thread."""
+    if getattr(_THREAD, "own_fs", False):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(ctypes.c_int(_CLONE_FS)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"unshare(CLONE_FS): {os.strerror(err)}")
+    _THREAD.own_fs = True
+
+
+def _close_inherited_on_exec() -> None:
+    """Once per process: mark close-on-exec every descriptor from 3 up that is not (those
+    inherited at start, or made inheritable), so that no spawned command gets them."""
+    global _INHERITED_SWEPT
+    with _CLOSER_LOCK:
+        if _INHERITED_SWEPT:
+            return
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            if fd > 2:
+                with contextlib.suppress(OSError):  # the listing's own descriptor, now closed
+                    if os.get_inheritable(fd):
+                        os.set_inheritable(fd, False)
+        _INHERITED_SWEPT = True
+
+
+def _slave_path(master: int) -> str:
+    """The slave's name, from its number (what ptsname does; ``os.ttyname`` would read
+    /proc/self, which a container's own /proc lacks, then search /dev/pts)."""
+    raw = fcntl.ioctl(master, _TIOCGPTN, b"\0\0\0\0")
+    return f"/dev/pts/{struct.unpack('I', raw)[0]}"
+
+
+def _spawner() -> ThreadPoolExecutor:
+    """Threads with their own working directory, for spawns from any other thread."""
+    global _SPAWNER
+    with _CLOSER_LOCK:
+        if _SPAWNER is None:
+            _SPAWNER = ThreadPoolExecutor(
+                4, thread_name_prefix="sandbox-pty-spawn", initializer=own_working_directory
+            )
+        return _SPAWNER
 
 
 class CannotStart(Exception):
@@ -110,9 +176,8 @@ class PtyProcess:
     :meth:`watch_exit`; :meth:`close` releases every fd and must always be called.
     """
 
-    def __init__(self, popen: subprocess.Popen[bytes], master_fd: int) -> None:
-        self._popen = popen
-        self.pid: int = popen.pid
+    def __init__(self, pid: int, master_fd: int) -> None:
+        self.pid: int = pid
         self.master_fd: int = master_fd
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reading = False
@@ -123,7 +188,11 @@ class PtyProcess:
         self._writing = False
         self._pidfd: int | None = None
         self._exit_waiters: list[Callable[[int], None]] = []
-        self.returncode: int | None = None
+        # The exit code once reaped (as subprocess gives it: -N for signal N); the lock
+        # keeps the loop's poll and a worker thread's wait from both calling waitpid.
+        self._exit_code: int | None = None
+        self._wait_lock = threading.Lock()
+        self.returncode: int | None = None  # set once the exit waiters have been told
         self.closed = False
         self._namespace: ContainerNamespace | None = None
 
@@ -144,8 +213,17 @@ class PtyProcess:
         With ``namespace`` the process starts inside that container (its PATH lookup and
         ``cwd`` too) and keeps the container alive until it has been reaped.
         """
+        if not _INHERITED_SWEPT:
+            _close_inherited_on_exec()  # here: inside a container /proc is not ours
         if namespace is None:
-            return cls._spawn(argv, env=env, cwd=cwd, distroless=distroless)
+            if getattr(_THREAD, "own_fs", False):
+                return cls._spawn(argv, env=env, cwd=cwd, distroless=distroless)
+            cwd = os.path.abspath(cwd)  # relative to this thread's, not the spawner's
+            return (
+                _spawner()
+                .submit(lambda: cls._spawn(argv, env=env, cwd=cwd, distroless=distroless))
+                .result()
+            )
         cwd = os.path.abspath(cwd)  # spawn threads have their own working directory
 
         def inside() -> PtyProcess:
@@ -169,24 +247,33 @@ class PtyProcess:
         master, slave = os.openpty()
         try:
             os.set_blocking(master, False)
-            popen = subprocess.Popen(
-                # §8.2: setsid + TIOCSCTTY on stdin (the slave), then exec the command.
-                # No start_new_session: setsid(1) would fork if it were a group leader.
-                [_SETSID, "--ctty", "--", path, *argv[1:]],
-                stdin=slave,
-                stdout=slave,
-                stderr=slave,
-                env=dict(env),
-                cwd=cwd,
-                close_fds=True,
-            )
+            terminal = _slave_path(master)
+            os.chdir(cwd)  # this thread's own working directory (own_working_directory)
+            try:
+                pid = os.posix_spawn(
+                    path,
+                    [path, *argv[1:]],
+                    dict(env),
+                    # §8.2: a new session, whose leader opens the slave (no O_NOCTTY)
+                    # and so gets it as controlling terminal; then stdout and stderr.
+                    setsid=True,
+                    file_actions=[
+                        (os.POSIX_SPAWN_OPEN, 0, terminal, os.O_RDWR, 0),
+                        (os.POSIX_SPAWN_DUP2, 0, 1),
+                        (os.POSIX_SPAWN_DUP2, 0, 2),
+                    ],
+                    setsigdef=_DEFAULT_SIGNALS,
+                    setsigmask=(),
+                )
+            finally:
+                os.chdir("/")  # hold no container's directory between spawns
         except (OSError, ValueError) as exc:  # ValueError: a NUL in the environment
             os.close(master)
             reason = exc.strerror if isinstance(exc, OSError) else None
             raise CannotStart(f"fork/exec {argv[0]}: {reason or exc}") from exc
         finally:
             os.close(slave)  # only the child holds the slave, so its exit gives EIO
-        return cls(popen, master)
+        return cls(pid, master)
 
     # --- terminal -------------------------------------------------------------------
 
@@ -318,25 +405,43 @@ class PtyProcess:
                 return
             loop.add_reader(self._pidfd, self._pidfd_ready)
 
+    def _try_reap(self) -> int | None:
+        """The exit code if the child has exited (reaping it), else None. Never blocks."""
+        with self._wait_lock:
+            if self._exit_code is None:
+                try:
+                    pid, status = os.waitpid(self.pid, os.WNOHANG)
+                except ChildProcessError:
+                    # Reaped by someone else (SIGCHLD ignored?): the status is lost, and
+                    # subprocess says 0 here too.
+                    self._exit_code = 0
+                else:
+                    if pid == 0:
+                        return None
+                    self._exit_code = os.waitstatus_to_exitcode(status)
+            return self._exit_code
+
     def _pidfd_ready(self) -> None:
-        if self._popen.poll() is None:
+        if self._try_reap() is None:
             return
         self._reaped()
 
     def _poll_exit(self) -> None:
-        if self._popen.poll() is None:
+        if self._try_reap() is None:
             if self._loop is not None:
                 self._loop.call_later(0.05, self._poll_exit)
             return
         self._reaped()
 
     def _reaped(self) -> None:
-        self.returncode = self._popen.returncode
+        code = self._exit_code
+        assert code is not None  # called once _try_reap has given it
+        self.returncode = code
         self._release_namespace()
         self._close_pidfd()
         waiters, self._exit_waiters = self._exit_waiters, []
         for waiter in waiters:
-            waiter(self.returncode)
+            waiter(code)
 
     def _close_pidfd(self) -> None:
         if self._pidfd is not None:
@@ -347,11 +452,24 @@ class PtyProcess:
 
     def wait(self, timeout: float) -> int | None:
         """Block until the process has exited and been reaped (for worker threads)."""
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self._popen.wait(timeout)
-        if self._popen.returncode is not None:
+        if self._try_reap() is None:
+            try:
+                pidfd = os.pidfd_open(self.pid)
+            except OSError:  # no pidfd support: poll
+                deadline = time.monotonic() + timeout
+                while self._try_reap() is None and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            else:
+                try:
+                    poller = select.poll()
+                    poller.register(pidfd, select.POLLIN)
+                    poller.poll(timeout * 1000)  # readable once the process has exited
+                finally:
+                    os.close(pidfd)
+                self._try_reap()
+        if self._exit_code is not None:
             self._release_namespace()
-        return self._popen.returncode
+        return self._exit_code
 
     def _release_namespace(self) -> None:
         namespace, self._namespace = self._namespace, None
@@ -359,7 +477,7 @@ class PtyProcess:
             namespace.release()
 
     def poll(self) -> int | None:
-        code = self._popen.poll()
+        code = self._try_reap()
         if code is not None and self.returncode is None:
             self._reaped()
         return code
@@ -371,10 +489,11 @@ class PtyProcess:
         try:
             os.killpg(self.pid, sig)
         except (ProcessLookupError, PermissionError):
-            # The group is gone; still make sure our own child is not left running.
-            if self._popen.returncode is None:
+            # The group is gone; still make sure our own child is not left running
+            # (only while unreaped: after that its pid may belong to someone else).
+            if self._try_reap() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    self._popen.send_signal(sig)
+                    os.kill(self.pid, sig)
 
     def close(self, *, in_background: bool = False) -> None:
         """Stop watching and close the master (the PTY). Idempotent; does not kill.
