@@ -175,6 +175,16 @@ def test_a_missing_working_directory_cannot_start(tmp_path: Path) -> None:
         PtyProcess.spawn(["/bin/true"], env=ENV, cwd=str(tmp_path / "gone"))
 
 
+def test_what_c_cannot_hold_cannot_start() -> None:
+    # libc takes C strings: a NUL would silently cut one short.
+    with pytest.raises(CannotStart, match="embedded null byte"):
+        PtyProcess.spawn(["/bin/true"], env={**ENV, "X": "a\0b"}, cwd="/")
+    with pytest.raises(CannotStart, match="embedded null byte"):
+        PtyProcess.spawn(["/bin/true"], env=ENV, cwd="/\0tmp")
+    with pytest.raises(CannotStart, match="illegal environment variable name"):
+        PtyProcess.spawn(["/bin/true"], env={**ENV, "A=B": "c"}, cwd="/")
+
+
 def test_wait_gives_the_exit_status_from_a_worker_thread() -> None:
     proc = PtyProcess.spawn(split("sh -c 'exit 7'"), env=ENV, cwd="/")
     try:

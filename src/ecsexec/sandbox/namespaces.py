@@ -49,13 +49,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from ecsexec.sandbox.process import (
-    DEFAULT_PATH,
-    CannotStart,
-    kill_recorded,
-    own_working_directory,
-    start_time,
-)
+from ecsexec.sandbox.process import DEFAULT_PATH, CannotStart, kill_recorded, start_time
 
 __all__ = ["PRIVATE_DIRS", "ContainerNamespace", "Namespaces", "probe", "sweep"]
 
@@ -246,9 +240,8 @@ class Namespaces:
         return self._closed
 
     def _thread_init(self) -> None:
-        # setns(CLONE_NEWNS) refuses a thread that shares cwd/root with others; and a
-        # spawn changes the thread's working directory (process.PtyProcess).
-        own_working_directory()
+        # setns(CLONE_NEWNS) refuses a thread that shares cwd/root with others.
+        self.libc.unshare(_CLONE_FS)
 
     def container(self, hostname: str, keep: Iterable[str] = ()) -> ContainerNamespace:
         """A container's namespaces, started on first use (:meth:`ContainerNamespace.run`)."""

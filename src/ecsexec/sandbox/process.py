@@ -5,20 +5,24 @@ See docs/sandbox.md §8.
 The child is a session leader whose controlling terminal is the PTY slave (§8.2), so
 ``0x03`` becomes SIGINT and stdout/stderr are merged with ``\\r\\n``. The sandbox runs
 inside threaded test processes, so neither ``pty.fork()`` nor ``preexec_fn`` is used:
-``os.posix_spawn`` with ``setsid=True`` makes the child a session leader, then its first
-file action opens the slave by name as fd 0, which makes it the controlling terminal
-(a session leader without one opening a terminal without ``O_NOCTTY``; glibc applies
-setsid before the file actions). That is one exec per session: util-linux ``setsid
---ctty`` in between cost a whole extra exec (~0.3 ms of CPU) per session. posix_spawn has
-no working directory argument, so the spawning thread changes its own: spawns run on
-threads that have their own (``unshare(CLONE_FS)``, :func:`own_working_directory`).
-posix_spawn does not close descriptors either: every descriptor Python opens is
-close-on-exec (PEP 446), and before its first spawn the process marks close-on-exec those
-it inherited (from the shell or CI that started it), so the command inherits only its
-terminal. The signals Python ignores (SIGPIPE, SIGXFSZ) are back to their defaults, as
-``subprocess`` does. (glibc's posix_spawn leaves its two internal signals, 32 and 33,
-ignored in every program it starts; glibc programs set their own handlers for them.)
-The environment is exactly the caller's (§8.3: nothing is inherited).
+libc's ``posix_spawn`` with ``POSIX_SPAWN_SETSID`` makes the child a session leader, then
+its first file action opens the slave by name as fd 0, which makes it the controlling
+terminal (a session leader without one opening a terminal without ``O_NOCTTY``; glibc
+and musl apply setsid before the file actions). That is one exec per session: util-linux
+``setsid --ctty`` in between cost a whole extra exec (~0.3 ms of CPU) per session.
+
+libc's posix_spawn is called through ctypes, not ``os.posix_spawn``: ctypes lets go of
+the GIL for the call, which lasts until the child has exec'd (~0.4 ms), and
+``os.posix_spawn`` holds it, stalling the sandbox's event loop (a fifth of its samples
+at 1,000 sessions); ctypes also reaches ``posix_spawn_file_actions_addchdir_np`` for the
+working directory, which ``os.posix_spawn`` lacks. posix_spawn does not close
+descriptors: every descriptor Python opens is close-on-exec (PEP 446), and before its
+first spawn the process marks close-on-exec those it inherited (from the shell or CI that
+started it), so the command inherits only its terminal. The signals Python ignores
+(SIGPIPE, SIGXFSZ) are back to their defaults and none is blocked, as ``subprocess``
+does. (glibc's posix_spawn leaves its two internal signals, 32 and 33, ignored in every
+program it starts; glibc programs set their own handlers for them.) The environment is
+exactly the caller's (§8.3: nothing is inherited).
 
 Reading is non-blocking through ``loop.add_reader``; end of output is EIO on the master
 once every holder of the slave has closed it. Exit is noticed through a pidfd, so there
@@ -58,7 +62,6 @@ __all__ = [
     "DISTROLESS_MISSING",
     "CannotStart",
     "PtyProcess",
-    "own_working_directory",
     "resolve_executable",
 ]
 
@@ -75,12 +78,9 @@ READS_PER_WAKEUP: Final = 64
 # What subprocess's restore_signals puts back: Python ignores these, and an ignored signal
 # stays ignored across exec (a shell pipeline would then see EPIPE instead of SIGPIPE).
 _DEFAULT_SIGNALS: Final = (signal.SIGPIPE, signal.SIGXFSZ)
-_CLONE_FS: Final = 0x00000200
 _TIOCGPTN: Final = 0x80045430  # _IOR("T", 0x30, unsigned int): the PTY number; not in termios
 
-_THREAD = threading.local()
 _INHERITED_SWEPT = False  # see _close_inherited_on_exec
-_SPAWNER: ThreadPoolExecutor | None = None
 _CLOSER: ThreadPoolExecutor | None = None
 _CLOSER_LOCK = threading.Lock()
 
@@ -92,18 +92,6 @@ def _closer() -> ThreadPoolExecutor:
         if _CLOSER is None:
             _CLOSER = ThreadPoolExecutor(1, thread_name_prefix="sandbox-pty-close")
         return _CLOSER
-
-
-def own_working_directory() -> None:
-    """Give the calling thread its own working directory (``unshare(CLONE_FS)``), so that
-    it may ``chdir`` before a spawn without moving any other thread. Once per thread."""
-    if getattr(_THREAD, "own_fs", False):
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(ctypes.c_int(_CLONE_FS)) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"unshare(CLONE_FS): {os.strerror(err)}")
-    _THREAD.own_fs = True
 
 
 def _close_inherited_on_exec() -> None:
@@ -129,15 +117,106 @@ def _slave_path(master: int) -> str:
     return f"/dev/pts/{struct.unpack('I', raw)[0]}"
 
 
-def _spawner() -> ThreadPoolExecutor:
-    """Threads with their own working directory, for spawns from any other thread."""
-    global _SPAWNER
-    with _CLOSER_LOCK:
-        if _SPAWNER is None:
-            _SPAWNER = ThreadPoolExecutor(
-                4, thread_name_prefix="sandbox-pty-spawn", initializer=own_working_directory
-            )
-        return _SPAWNER
+class _LibcSpawn:
+    """libc's posix_spawn for one session leader on a terminal, called without the GIL."""
+
+    # <spawn.h>, the same in glibc and musl.
+    SETSIGDEF: Final = 0x04
+    SETSIGMASK: Final = 0x08
+    SETSID: Final = 0x80
+    # Opaque libc structures: posix_spawnattr_t is 336 bytes in glibc, the file actions
+    # 80, sigset_t 128; room to spare for any libc.
+    OPAQUE: Final = 1024
+
+    def __init__(self) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        self.spawn = libc.posix_spawn
+        self.spawn.argtypes = [
+            ctypes.POINTER(ctypes.c_int),
+            ctypes.c_char_p,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.POINTER(ctypes.c_char_p),
+            ctypes.POINTER(ctypes.c_char_p),
+        ]
+        self.actions_init = libc.posix_spawn_file_actions_init
+        self.actions_destroy = libc.posix_spawn_file_actions_destroy
+        self.add_open = libc.posix_spawn_file_actions_addopen
+        self.add_open.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_int,
+            ctypes.c_char_p,
+            ctypes.c_int,
+            ctypes.c_uint,
+        ]
+        self.add_dup2 = libc.posix_spawn_file_actions_adddup2
+        self.add_dup2.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+        self.add_chdir = libc.posix_spawn_file_actions_addchdir_np  # glibc 2.29, musl 1.1.24
+        self.add_chdir.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        self.attr_init = libc.posix_spawnattr_init
+        self.attr_destroy = libc.posix_spawnattr_destroy
+        self.set_flags = libc.posix_spawnattr_setflags
+        self.set_flags.argtypes = [ctypes.c_void_p, ctypes.c_short]
+        self.set_sigdefault = libc.posix_spawnattr_setsigdefault
+        self.set_sigmask = libc.posix_spawnattr_setsigmask
+        # The signal sets never change: built once.
+        self.defaults = ctypes.create_string_buffer(self.OPAQUE)
+        self.no_signals = ctypes.create_string_buffer(self.OPAQUE)
+        libc.sigemptyset(self.defaults)
+        libc.sigemptyset(self.no_signals)
+        for sig in _DEFAULT_SIGNALS:
+            libc.sigaddset(self.defaults, int(sig))
+
+    def __call__(
+        self, path: str, argv: Sequence[str], env: Mapping[str, str], terminal: str, cwd: str
+    ) -> int:
+        """Start ``path`` as a session leader on ``terminal`` in ``cwd``; its pid, or
+        OSError with the errno of whatever failed (the open, chdir or exec)."""
+        if any("=" in key for key in env):
+            raise ValueError("illegal environment variable name")  # as subprocess says
+        args = [os.fsencode(a) for a in argv]
+        envp = [os.fsencode(k) + b"=" + os.fsencode(v) for k, v in env.items()]
+        strings = [*args, *envp, os.fsencode(path), os.fsencode(terminal), os.fsencode(cwd)]
+        if any(b"\0" in b for b in strings):  # C would cut the string short there
+            raise ValueError("embedded null byte")
+        c_argv = (ctypes.c_char_p * (len(args) + 1))(*args, None)
+        c_envp = (ctypes.c_char_p * (len(envp) + 1))(*envp, None)
+        actions = ctypes.create_string_buffer(self.OPAQUE)
+        attr = ctypes.create_string_buffer(self.OPAQUE)
+        self.actions_init(actions)
+        self.attr_init(attr)
+        try:
+            for result in (
+                # §8.2: the new session's leader opens the slave without O_NOCTTY and so
+                # gets it as controlling terminal; then stdout and stderr; then the cwd.
+                self.add_open(actions, 0, os.fsencode(terminal), os.O_RDWR, 0),
+                self.add_dup2(actions, 0, 1),
+                self.add_dup2(actions, 0, 2),
+                self.add_chdir(actions, os.fsencode(cwd)),
+                self.set_sigdefault(attr, self.defaults),
+                self.set_sigmask(attr, self.no_signals),
+                self.set_flags(attr, self.SETSID | self.SETSIGDEF | self.SETSIGMASK),
+            ):
+                if result != 0:
+                    raise OSError(result, os.strerror(result))
+            pid = ctypes.c_int()
+            err = self.spawn(ctypes.byref(pid), os.fsencode(path), actions, attr, c_argv, c_envp)
+            if err != 0:
+                raise OSError(err, os.strerror(err))
+            return pid.value
+        finally:
+            self.actions_destroy(actions)
+            self.attr_destroy(attr)
+
+
+_LIBC_SPAWN: _LibcSpawn | None = None
+
+
+def _libc_spawn() -> _LibcSpawn:
+    global _LIBC_SPAWN
+    if _LIBC_SPAWN is None:
+        _LIBC_SPAWN = _LibcSpawn()
+    return _LIBC_SPAWN
 
 
 class CannotStart(Exception):
@@ -216,14 +295,7 @@ class PtyProcess:
         if not _INHERITED_SWEPT:
             _close_inherited_on_exec()  # here: inside a container /proc is not ours
         if namespace is None:
-            if getattr(_THREAD, "own_fs", False):
-                return cls._spawn(argv, env=env, cwd=cwd, distroless=distroless)
-            cwd = os.path.abspath(cwd)  # relative to this thread's, not the spawner's
-            return (
-                _spawner()
-                .submit(lambda: cls._spawn(argv, env=env, cwd=cwd, distroless=distroless))
-                .result()
-            )
+            return cls._spawn(argv, env=env, cwd=cwd, distroless=distroless)
         cwd = os.path.abspath(cwd)  # spawn threads have their own working directory
 
         def inside() -> PtyProcess:
@@ -247,26 +319,7 @@ class PtyProcess:
         master, slave = os.openpty()
         try:
             os.set_blocking(master, False)
-            terminal = _slave_path(master)
-            os.chdir(cwd)  # this thread's own working directory (own_working_directory)
-            try:
-                pid = os.posix_spawn(
-                    path,
-                    [path, *argv[1:]],
-                    dict(env),
-                    # §8.2: a new session, whose leader opens the slave (no O_NOCTTY)
-                    # and so gets it as controlling terminal; then stdout and stderr.
-                    setsid=True,
-                    file_actions=[
-                        (os.POSIX_SPAWN_OPEN, 0, terminal, os.O_RDWR, 0),
-                        (os.POSIX_SPAWN_DUP2, 0, 1),
-                        (os.POSIX_SPAWN_DUP2, 0, 2),
-                    ],
-                    setsigdef=_DEFAULT_SIGNALS,
-                    setsigmask=(),
-                )
-            finally:
-                os.chdir("/")  # hold no container's directory between spawns
+            pid = _libc_spawn()(path, [path, *argv[1:]], env, _slave_path(master), cwd)
         except (OSError, ValueError) as exc:  # ValueError: a NUL in the environment
             os.close(master)
             reason = exc.strerror if isinstance(exc, OSError) else None
