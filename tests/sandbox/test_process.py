@@ -523,3 +523,26 @@ def test_a_retired_container_ends_with_its_last_process(owner: Namespaces) -> No
     _wait_until(lambda: not _members(link))  # the detached sleep went with it
     with pytest.raises(CannotStart, match="stopped"):
         PtyProcess.spawn(["true"], env=ENV, cwd="/", namespace=ns)
+
+
+def test_a_container_whose_mounts_fail_ends_and_the_next_use_starts_it_again(
+    owner: Namespaces, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ns = owner.container("box.failing")
+    prepare = ContainerNamespace._prepare_here
+
+    def fail_once(self: ContainerNamespace) -> None:
+        monkeypatch.setattr(ContainerNamespace, "_prepare_here", prepare)
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(ContainerNamespace, "_prepare_here", fail_once)
+    with pytest.raises(CannotStart, match=r"namespaces: .*temporarily unavailable"):
+        PtyProcess.spawn(["true"], env=ENV, cwd="/", namespace=ns)
+    assert ns.init_pid is None and not ns.closed  # the failed init is gone, not the container
+
+    async def main() -> bytes:
+        async with Run("hostname", namespace=ns) as run:
+            return await run.finish()
+
+    assert asyncio.run(main()) == b"box.failing\r\n"  # prepared this time
+    ns.kill(wait=True)

@@ -582,8 +582,12 @@ class PtyProcess:
 def start_time(pid: int) -> str | None:
     """A process's start time (field 22 of /proc/PID/stat): with its pid, an identity that a
     recycled pid cannot fake. None when the process is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+    try:  # os-level: once per container start, where pathlib's parsing showed
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            stat = os.read(fd, 4096).decode(errors="replace")
+        finally:
+            os.close(fd)
     except OSError:
         return None
     # Fields are counted after the parenthesised command name, which may hold spaces.
