@@ -113,6 +113,11 @@ class ControlClient:
     def pause(self, session_id: str) -> None:
         self.request("POST", f"sessions/{session_id}/pause", {})
 
+    def start_containers(self) -> int:
+        """Start every running container's namespaces now (§12); how many."""
+        result: int = self.request("POST", "containers/start", {})["containers"]
+        return result
+
     def set_agent(self, task_id: str, container: str, last_status: str) -> None:
         self.request("POST", f"containers/{task_id}/{container}/agent", {"lastStatus": last_status})
 
