@@ -281,6 +281,7 @@ def test_without_namespaces_containers_share_the_host_and_a_notice_says_so() -> 
         assert sandbox.info["namespaces"] is False
         (notice,) = [n for n in sandbox.notices if "share this host" in n]
         assert "--no-namespaces" in notice
+        assert sandbox.start_containers() == 0  # nothing to start ahead
         node = targets(sandbox, WEB)[0].node
         output = only(run(sandbox, f"name: {node}", "hostname; readlink /proc/self/ns/pid"))
     assert output.splitlines() == [socket.gethostname(), os.readlink("/proc/self/ns/pid")]
