@@ -7,8 +7,9 @@ The sandbox runs as a child process with throttling off, so the client's own rat
 (--rate ExecuteCommand calls/s) and the agent's initial wait are the only floors:
 floor = initial_wait + N / rate. The containers are started before timing, as on ECS,
 where a container runs before anyone execs into it; --cold-containers leaves each to start
-at its first exec (its own namespaces: an init and its mounts), inside the timed run. Prints wall time, client CPU per node, peak client RSS,
-sessions per second and wall/floor, then one JSON line.
+at its first exec (its own namespaces: an init and its mounts), inside the timed run.
+Prints wall time, client CPU per node, peak client RSS, sessions per second and
+wall/floor, then one JSON line.
 """
 
 from __future__ import annotations
