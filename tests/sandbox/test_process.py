@@ -185,6 +185,20 @@ def test_what_c_cannot_hold_cannot_start() -> None:
         PtyProcess.spawn(["/bin/true"], env={**ENV, "A=B": "c"}, cwd="/")
 
 
+def test_a_c_library_without_the_spawn_functions_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ecsexec.sandbox import process
+
+    def old_libc(self: object) -> None:
+        raise AttributeError("undefined symbol: posix_spawn_file_actions_addchdir_np")
+
+    monkeypatch.setattr(process, "_LIBC_SPAWN", None)
+    monkeypatch.setattr(process._LibcSpawn, "__init__", old_libc)
+    with pytest.raises(CannotStart, match=r"addchdir_np \(glibc 2\.29 or later"):
+        PtyProcess.spawn(["/bin/true"], env=ENV, cwd="/")
+
+
 def test_wait_gives_the_exit_status_from_a_worker_thread() -> None:
     proc = PtyProcess.spawn(split("sh -c 'exit 7'"), env=ENV, cwd="/")
     try:

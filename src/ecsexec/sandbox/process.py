@@ -215,7 +215,14 @@ _LIBC_SPAWN: _LibcSpawn | None = None
 def _libc_spawn() -> _LibcSpawn:
     global _LIBC_SPAWN
     if _LIBC_SPAWN is None:
-        _LIBC_SPAWN = _LibcSpawn()
+        try:
+            _LIBC_SPAWN = _LibcSpawn()
+        except AttributeError as exc:  # a libc without one of the functions
+            raise CannotStart(
+                f"this C library cannot start commands on a terminal ({exc}): the sandbox "
+                "needs posix_spawn with POSIX_SPAWN_SETSID and addchdir_np (glibc 2.29 or "
+                "later, musl 1.1.24 or later)"
+            ) from exc
     return _LIBC_SPAWN
 
 
@@ -316,10 +323,11 @@ class PtyProcess:
             # Go's exec refuses a NUL in an argument with EINVAL before forking.
             raise CannotStart(f"fork/exec {argv[0]!r}: invalid argument (a NUL byte)")
         path = resolve_executable(argv[0], env, cwd, distroless=distroless)
+        spawn = _libc_spawn()
         master, slave = os.openpty()
         try:
             os.set_blocking(master, False)
-            pid = _libc_spawn()(path, [path, *argv[1:]], env, _slave_path(master), cwd)
+            pid = spawn(path, [path, *argv[1:]], env, _slave_path(master), cwd)
         except (OSError, ValueError) as exc:  # ValueError: a NUL in the environment
             os.close(master)
             reason = exc.strerror if isinstance(exc, OSError) else None
