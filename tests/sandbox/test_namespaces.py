@@ -212,6 +212,28 @@ def test_shared_host_directories_stay_visible_under_the_private_tmp(tmp_path: Pa
     assert output.startswith("shared from the host\n") and "No such file" in output
 
 
+def test_containers_started_before_any_exec_run_commands_at_home() -> None:
+    # POST /_sandbox/containers/start (benchmarks: on ECS a container runs before anyone
+    # execs into it). Its HOME, the default cwd, must still be bound under the private
+    # /tmp although no exec has created it yet.
+    _needs_namespaces()
+    with Sandbox(process=False, initial_wait=0.05, tasks=3, seed=1) as sandbox:
+        assert sandbox.start_containers() == 3
+        inits = sandbox.call(lambda: [ns.init_pid for ns in sandbox.server._container_ns.values()])
+        assert len(inits) == 3 and all(inits)
+        results = run(sandbox, "name: .*", 'pwd; test "$(pwd)" = "$HOME" && hostname')
+        assert len(results) == 3
+        for code, output in results.values():
+            assert code == 0, output
+            cwd, hostname = output.splitlines()
+            assert cwd.startswith(str(sandbox.state_dir)) and hostname != socket.gethostname()
+        # The same containers, not new ones.
+        assert (
+            sandbox.call(lambda: [ns.init_pid for ns in sandbox.server._container_ns.values()])
+            == inits
+        )
+
+
 def test_stopping_a_task_ends_every_process_in_its_containers(sb: Sandbox) -> None:
     """A process detached from its session survives the session (as on AWS) but not the task."""
     (target,) = targets(sb, "ECS:Cluster-Name: demo-staging ECS:Service-Name: web")
@@ -259,6 +281,7 @@ def test_without_namespaces_containers_share_the_host_and_a_notice_says_so() -> 
         assert sandbox.info["namespaces"] is False
         (notice,) = [n for n in sandbox.notices if "share this host" in n]
         assert "--no-namespaces" in notice
+        assert sandbox.start_containers() == 0  # nothing to start ahead
         node = targets(sandbox, WEB)[0].node
         output = only(run(sandbox, f"name: {node}", "hostname; readlink /proc/self/ns/pid"))
     assert output.splitlines() == [socket.gethostname(), os.readlink("/proc/self/ns/pid")]

@@ -131,6 +131,90 @@ def test_session_leader_with_the_pty_as_controlling_terminal() -> None:
     assert tty_nr != 0
 
 
+def test_only_the_terminal_is_inherited_and_no_signal_is_ignored_or_blocked() -> None:
+    # The sandbox holds sockets, PTY masters and pidfds: none may reach a command. Python
+    # ignores SIGPIPE and SIGXFSZ, which an exec would pass on unless put back.
+    out = asyncio.run(_output("sh -c 'ls /proc/$$/fd; grep -E \"^Sig(Ign|Blk)\" /proc/$$/status'"))
+    fds, blocked, ignored = out.decode().split("\r\n")[:3]
+    assert fds.split() == ["0", "1", "2"]
+    # The shell ignores no standard signal at start, and blocks none. (glibc's
+    # posix_spawn leaves its own internal signals 32 and 33 ignored, as in every program
+    # it starts; glibc installs its handlers for them when a program needs them.)
+    assert ignored.startswith("SigIgn:") and int(ignored.split()[1], 16) & 0x7FFFFFFF == 0
+    assert blocked.split() == ["SigBlk:", "0000000000000000"]
+
+
+def test_descriptors_inherited_by_the_sandbox_do_not_reach_a_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ecsexec.sandbox import process
+
+    read_end, write_end = os.pipe()
+    os.set_inheritable(write_end, True)  # as one inherited from the shell would be
+    monkeypatch.setattr(process, "_INHERITED_SWEPT", False)  # as in a fresh process
+    try:
+        out = asyncio.run(_output("sh -c 'ls /proc/$$/fd'"))
+        assert out.split() == [b"0", b"1", b"2"]
+        assert not os.get_inheritable(write_end)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+def test_spawning_moves_no_other_threads_working_directory(tmp_path: Path) -> None:
+    # posix_spawn has no cwd argument: the spawn thread changes its own working
+    # directory, never the caller's.
+    before = os.getcwd()
+    out = asyncio.run(_output("pwd", cwd=str(tmp_path)))
+    assert out == f"{tmp_path}\r\n".encode()
+    assert os.getcwd() == before
+
+
+def test_a_missing_working_directory_cannot_start(tmp_path: Path) -> None:
+    with pytest.raises(CannotStart, match="fork/exec /bin/true: No such file or directory"):
+        PtyProcess.spawn(["/bin/true"], env=ENV, cwd=str(tmp_path / "gone"))
+
+
+def test_what_c_cannot_hold_cannot_start() -> None:
+    # libc takes C strings: a NUL would silently cut one short.
+    with pytest.raises(CannotStart, match="embedded null byte"):
+        PtyProcess.spawn(["/bin/true"], env={**ENV, "X": "a\0b"}, cwd="/")
+    with pytest.raises(CannotStart, match="embedded null byte"):
+        PtyProcess.spawn(["/bin/true"], env=ENV, cwd="/\0tmp")
+    with pytest.raises(CannotStart, match="illegal environment variable name"):
+        PtyProcess.spawn(["/bin/true"], env={**ENV, "A=B": "c"}, cwd="/")
+
+
+def test_a_c_library_without_the_spawn_functions_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ecsexec.sandbox import process
+
+    def old_libc(self: object) -> None:
+        raise AttributeError("undefined symbol: posix_spawn_file_actions_addchdir_np")
+
+    monkeypatch.setattr(process, "_LIBC_SPAWN", None)
+    monkeypatch.setattr(process._LibcSpawn, "__init__", old_libc)
+    with pytest.raises(CannotStart, match=r"addchdir_np \(glibc 2\.29 or later"):
+        PtyProcess.spawn(["/bin/true"], env=ENV, cwd="/")
+
+
+def test_wait_gives_the_exit_status_from_a_worker_thread() -> None:
+    proc = PtyProcess.spawn(split("sh -c 'exit 7'"), env=ENV, cwd="/")
+    try:
+        assert proc.wait(TIMEOUT) == 7
+        assert proc.poll() == 7 and proc.returncode == 7
+    finally:
+        proc.close()
+    proc = PtyProcess.spawn(split("sleep 30"), env=ENV, cwd="/")
+    try:
+        assert proc.wait(0.01) is None
+        proc.kill()
+        assert proc.wait(TIMEOUT) == -signal.SIGKILL
+    finally:
+        proc.close()
+
+
 def test_ctrl_c_becomes_sigint() -> None:
     async def main() -> int | None:
         async with Run("sh -c 'echo ready; exec sleep 30'") as run:
@@ -332,7 +416,7 @@ def test_background_close_releases_the_master() -> None:
         os.fstat(fd)
     proc.close(in_background=True)  # idempotent
     proc.kill()
-    proc._popen.wait()
+    proc.wait(TIMEOUT)
 
 
 # -- inside a container's own namespaces (namespaces.py) ---------------------------------------
@@ -453,3 +537,26 @@ def test_a_retired_container_ends_with_its_last_process(owner: Namespaces) -> No
     _wait_until(lambda: not _members(link))  # the detached sleep went with it
     with pytest.raises(CannotStart, match="stopped"):
         PtyProcess.spawn(["true"], env=ENV, cwd="/", namespace=ns)
+
+
+def test_a_container_whose_mounts_fail_ends_and_the_next_use_starts_it_again(
+    owner: Namespaces, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ns = owner.container("box.failing")
+    prepare = ContainerNamespace._prepare_here
+
+    def fail_once(self: ContainerNamespace) -> None:
+        monkeypatch.setattr(ContainerNamespace, "_prepare_here", prepare)
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(ContainerNamespace, "_prepare_here", fail_once)
+    with pytest.raises(CannotStart, match=r"namespaces: .*temporarily unavailable"):
+        PtyProcess.spawn(["true"], env=ENV, cwd="/", namespace=ns)
+    assert ns.init_pid is None and not ns.closed  # the failed init is gone, not the container
+
+    async def main() -> bytes:
+        async with Run("hostname", namespace=ns) as run:
+            return await run.finish()
+
+    assert asyncio.run(main()) == b"box.failing\r\n"  # prepared this time
+    ns.kill(wait=True)

@@ -325,6 +325,13 @@ class Sandbox:
     def reset_stats(self) -> None:
         self.control.reset_stats()
 
+    def start_containers(self) -> int:
+        """Start every running container's namespaces now, as ECS has its containers running
+        before anyone execs into them (§12); how many. Without it each starts at its first
+        exec, which then includes the container's creation."""
+        started: int = self.control.start_containers()
+        return started
+
     def set_faults(self, spec: str, session_id: str | None = None) -> None:
         """Replace the fault plan (``""`` clears it), globally or for one session (§12)."""
         self.control.set_faults(spec, session_id)

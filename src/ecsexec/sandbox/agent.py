@@ -672,9 +672,9 @@ class SimulatedAgent:
                 orphan = await spawn
                 orphan.kill()
                 orphan.close()
-                # Reap it here, off the loop: SIGKILL ends it at once, while a Popen dropped
-                # unreaped stays a zombie and warns "still running" (the session, already
-                # forgotten, would not wait for it at shutdown).
+                # Reap it here, off the loop: SIGKILL ends it at once, while a child dropped
+                # unreaped stays a zombie (the session, already forgotten, would not wait
+                # for it at shutdown).
                 await asyncio.to_thread(orphan.wait, 5.0)
             raise
 

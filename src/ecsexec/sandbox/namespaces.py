@@ -5,14 +5,14 @@ Each sandbox container that runs anything gets, on first use, a long-lived init 
 Its forked child is PID 1 of the new PID namespace, with a fresh ``/proc``: ``cat`` with
 SIGCHLD ignored, so the kernel reaps every orphan reparented to it. ``cat`` echoes a line
 the sandbox writes to its stdin (proof that PID 1 is in place), then blocks on that pipe
-for the container's life. A short-lived thread then joins the new mount and UTS
-namespaces, sets the hostname and mounts an empty tmpfs on ``/tmp`` and ``/dev/shm``,
-binding the directories the container must still see (its scratch directory, which is
-its HOME, and the sandbox's shared directories) back in at the same paths.
+for the container's life. The first spawn thread to join the new namespaces (below) then
+sets the hostname and mounts an empty tmpfs on ``/tmp`` and ``/dev/shm``, binding the
+directories the container must still see (its scratch directory, which is its HOME, and
+the sandbox's shared directories) back in at the same paths, before anything runs there.
 
 Every process started in the container (exec sessions and the main process) is forked by
 a spawn thread that has joined the container's mount, UTS and PID namespaces with
-``setns(2)``, so the ``subprocess.Popen`` child is itself inside: its pid is the real
+``setns(2)``, so the spawned child is itself inside: its pid is the real
 (host) pid of the session leader, and kill, exit status and the PTY work exactly as
 without namespaces. Python 3.11 has no ``os.setns``, so libc's is called through ctypes.
 Joining a mount namespace needs a thread that does not share its filesystem attributes,
@@ -380,6 +380,7 @@ class ContainerNamespace:
         self._pid1: int | None = None  # host pid of the init's child, PID 1 inside
         self.init_start: str | None = None  # unshare's start time (for the sweep record)
         self._fds: dict[str, int] = {}
+        self._prepared = False  # private mounts and hostname in place (_prepare)
         self._users = 0
         self._retired = False
         self._closed = False
@@ -415,6 +416,8 @@ class ContainerNamespace:
                 for fd in fds.values():
                     os.close(fd)
             try:
+                if not self._prepared:
+                    self._prepare()
                 return fn()
             finally:
                 self.owner.leave()
@@ -442,7 +445,7 @@ class ContainerNamespace:
     # -- life cycle -----------------------------------------------------------------------------
 
     def _start(self) -> None:
-        """Start the init and prepare its namespaces (under the lock).
+        """Start the init (under the lock); the first :meth:`run` prepares its namespaces.
 
         Not on a spawn thread: unshare would copy whatever namespaces the thread last
         joined.
@@ -472,7 +475,7 @@ class ContainerNamespace:
             for kind, _ in _KINDS:
                 name = "pid_for_children" if kind == "pid" else kind
                 self._fds[kind] = os.open(f"/proc/{init.pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
-            self._prepare()
+            self._prepared = False
             if not self.owner.started(self):
                 raise CannotStart("the sandbox is stopping")
         except BaseException:
@@ -504,29 +507,29 @@ class ContainerNamespace:
             init.stdout.close()
 
     def _prepare(self) -> None:
-        """Private tmpfs mounts, the container's own directories, the hostname.
+        """Private tmpfs mounts, the container's own directories, the hostname: once, by
+        the first spawn thread to have joined the namespaces (before anything runs there).
 
-        On a thread of its own that ends right after, so no thread stays in the namespaces.
+        On that thread rather than one of its own: a thread started and joined per
+        container cost the sandbox's event loop more than the mounts. A failure ends the
+        container, and the next use starts it again (it may be passing, e.g. EAGAIN).
         """
-        failure: list[BaseException] = []
-
-        def prepare() -> None:
+        with self._lock:
+            if self._prepared:
+                return
+            if self._closed or self._init is None:
+                raise CannotStart("the container has stopped")
             try:
                 self._prepare_here()
-            except BaseException as exc:
-                failure.append(exc)
-
-        thread = threading.Thread(target=prepare, name="sandbox-ns-prepare")
-        thread.start()
-        thread.join()
-        if failure:
-            raise failure[0]
+            except OSError as exc:
+                self._kill_locked(wait=True)
+                self._init = None
+                self._closed = self.owner.closing
+                raise CannotStart(f"cannot start the container's namespaces: {exc}") from exc
+            self._prepared = True
 
     def _prepare_here(self) -> None:
         libc = self.owner.libc
-        libc.unshare(_CLONE_FS)  # this thread's own cwd and root: setns(mnt) needs it
-        libc.setns(self._fds["mnt"], _CLONE_NEWNS)
-        libc.setns(self._fds["uts"], _CLONE_NEWUTS)
         socket.sethostname(self.hostname)
         # Opened before /tmp is covered: the directories that must stay visible.
         kept = []
@@ -661,8 +664,12 @@ def _live_entries(text: str) -> list[dict[str, object]]:
 
 def _child_of(pid: int) -> int | None:
     """The one child of ``pid`` (unshare's forked child), or None if it cannot be told."""
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    try:  # os-level: pathlib's parsing showed in the fan-out profile (once per container)
+        fd = os.open(f"/proc/{pid}/task/{pid}/children", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            children = os.read(fd, 4096).split()
+        finally:
+            os.close(fd)
     except OSError:  # a kernel without CONFIG_PROC_CHILDREN: look at every parent pid
         children = []
         for entry in os.listdir("/proc"):
@@ -670,7 +677,7 @@ def _child_of(pid: int) -> int | None:
                 with contextlib.suppress(OSError, IndexError):
                     stat = Path(f"/proc/{entry}/stat").read_text()
                     if stat.rsplit(")", 1)[1].split()[1] == str(pid):
-                        children.append(entry)
+                        children.append(entry.encode())
     return int(children[0]) if len(children) == 1 else None
 
 
