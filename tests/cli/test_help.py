@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import os
 import subprocess
 import sys
 
@@ -66,17 +67,17 @@ def test_help_and_version_import_no_command_module() -> None:
 
 
 @pytest.mark.e2e
-def test_the_run_command_imports_no_job_crypto_aiohttp_yaml_copy_or_progress_module() -> None:
+def test_the_run_command_imports_no_job_crypto_aiohttp_yaml_copy_or_rich_module() -> None:
     # What `ecsexec run` needs before its first ExecuteCommand: job modules, cryptography
     # (encrypted sessions, the key store), aiohttp (larger runs, --server), PyYAML and the
     # other resource formats (node files), file copy with tar and the input framing
-    # (commands given input), the Java regex port (selectors that are regexes), and
-    # rich's progress bar (a terminal) are imported by what uses them.
+    # (commands given input), the Java regex port (selectors that are regexes), and rich
+    # (what prints: the results come after the calls) are imported by what uses them.
     code = (
         "import sys\nimport ecsexec.cli.main, ecsexec.cli.run\n"
         "late = sorted(m for m in sys.modules"
-        " if m.split('.')[0] in ('aiohttp', 'cryptography', 'yaml', 'tarfile')"
-        " or m in ('rich.progress', 'ecsexec.nodes.formats', 'ecsexec.exec.copy',"
+        " if m.split('.')[0] in ('aiohttp', 'cryptography', 'yaml', 'tarfile', 'rich')"
+        " or m in ('ecsexec.nodes.formats', 'ecsexec.exec.copy',"
         " 'ecsexec.exec.transfer', 'ecsexec.nodes.javaregex')"
         " or (m.startswith('ecsexec.jobs.') and m != 'ecsexec.jobs.events'))\n"
         "print('LATE', late)\n"
@@ -142,3 +143,37 @@ def test_main_leaves_the_collector_on_even_without_a_command(
     with pytest.raises(SystemExit):
         main()
     assert gc.isenabled()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("environment", "shown"),
+    [
+        ({}, "False False"),
+        ({"FORCE_COLOR": "1"}, "True True"),
+        ({"TTY_COMPATIBLE": "1"}, "True True"),
+    ],
+)
+def test_stderr_knows_it_is_no_terminal_without_loading_rich(
+    environment: dict[str, str], shown: str
+) -> None:
+    # Not a tty and no variable that tells rich otherwise: no spinner, and rich stays
+    # unloaded until something is printed; with one, rich itself decides.
+    code = (
+        "import sys\nfrom ecsexec.cli.common import stderr\n"
+        "print(stderr.is_terminal, 'rich' in sys.modules)\n"
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("FORCE_TERMINAL", "FORCE_COLOR", "TTY_COMPATIBLE")
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**env, **environment},
+    )
+    assert done.stdout.strip() == shown

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 import click
-from rich.console import Console
-from rich.markup import escape
 
 from ecsexec.app import Client, Run, Selection, SourceOverrides
 from ecsexec.errors import EXIT_FAILED, EXIT_INTERRUPTED, exit_broken_pipe
@@ -21,10 +20,50 @@ from ecsexec.exec.results import RunResult
 from ecsexec.nodes.ecs_source import ContainerFilters
 from ecsexec.nodes.node import Node
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+class _StderrConsole:
+    """rich's Console on stderr, made (and rich imported: ~16 ms of CPU) when first used:
+    a run that prints nothing before its first ExecuteCommand does not wait for it."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        # Without a variable that makes rich decide otherwise, a stream that is no tty is
+        # no terminal to rich either: answered without importing it.
+        overrides = ("FORCE_TERMINAL", "FORCE_COLOR", "TTY_COMPATIBLE")
+        if self._console is None and not any(name in os.environ for name in overrides):
+            with contextlib.suppress(ValueError):  # a closed stream is no terminal
+                if not sys.stderr.isatty():
+                    return False
+        return bool(self.__getattr__("is_terminal"))
+
+    def __getattr__(self, name: str) -> Any:
+        console = self._console
+        if console is None:
+            from rich.console import Console
+
+            console = self._console = Console(**self._options)
+        return getattr(console, name)
+
+
+stderr = cast("Console", _StderrConsole(stderr=True, highlight=False, soft_wrap=True))
+
+
+def escape(text: str) -> str:
+    """rich's markup escape (rich is imported when something is printed)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
 
 CONFIG_META = "ecsexec.config_path"
 FILTER_WARNINGS_ENV = "ECSEXEC_FILTER_WARNINGS"  # "off" silences node-filter warnings

@@ -13,8 +13,6 @@ import sys
 from collections import Counter
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
-from rich.markup import escape
-
 from ecsexec.app.events import (
     DataCaptured,
     Event,
@@ -26,7 +24,7 @@ from ecsexec.app.events import (
     StepFinished,
     StepStarted,
 )
-from ecsexec.cli.common import stderr
+from ecsexec.cli.common import escape, stderr
 from ecsexec.cli.tables import new_table, print_table
 from ecsexec.errors import Status
 from ecsexec.exec.results import CommandResult, RunResult

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 import click
-from rich.markup import escape
 
 from ecsexec.app import Client, Run, Selection
 from ecsexec.app.events import EventCallback
@@ -19,6 +18,7 @@ from ecsexec.cli.common import (
     confirm_many,
     container_options,
     dispatch_options,
+    escape,
     interruptible,
     node_options,
     run_engine,

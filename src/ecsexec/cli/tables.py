@@ -8,11 +8,10 @@ On a terminal the table gets the terminal's width, or more when the node names n
 from __future__ import annotations
 
 import shutil
-from typing import IO, Final
+from typing import IO, TYPE_CHECKING, Final
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+if TYPE_CHECKING:  # rich loads when a table is made: not before a run's first call
+    from rich.table import Table
 
 NOT_A_TERMINAL_WIDTH: Final = 100_000  # one row per line for pipes and files
 SHRUNK_COLUMN: Final = 8  # what a shrinkable column may be narrowed to, at most
@@ -20,6 +19,8 @@ SHRUNK_COLUMN: Final = 8  # what a shrinkable column may be narrowed to, at most
 
 def new_table(*columns: str, whole: tuple[str, ...] = ("NODE", "NAME")) -> Table:
     """A plain table; columns named in ``whole`` are never wrapped or cut."""
+    from rich.table import Table
+
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in columns:
         if column in whole:
@@ -31,6 +32,8 @@ def new_table(*columns: str, whole: tuple[str, ...] = ("NODE", "NAME")) -> Table
 
 def _needed_width(table: Table) -> int:
     """The narrowest width that keeps every no-wrap column whole."""
+    from rich.text import Text
+
     width = 0
     for column in table.columns:
         texts = [str(column.header), *(c for c in column._cells if isinstance(c, str))]
@@ -41,6 +44,8 @@ def _needed_width(table: Table) -> int:
 
 
 def print_table(table: Table, file: IO[str]) -> None:
+    from rich.console import Console
+
     is_terminal = file.isatty()
     if is_terminal:
         width = max(shutil.get_terminal_size().columns, _needed_width(table))
