@@ -46,16 +46,25 @@ class _StderrConsole:
                     return False
         return bool(self.__getattr__("is_terminal"))
 
-    def __getattr__(self, name: str) -> Any:
+    def made(self) -> Console:
         console = self._console
         if console is None:
             from rich.console import Console
 
             console = self._console = Console(**self._options)
-        return getattr(console, name)
+        return console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.made(), name)
 
 
 stderr = cast("Console", _StderrConsole(stderr=True, highlight=False, soft_wrap=True))
+
+
+def stderr_console() -> Console:
+    """The stderr Console itself, for rich's Progress and Live (which keep the console they
+    are given, and may set attributes on it)."""
+    return cast("_StderrConsole", stderr).made()
 
 
 def escape(text: str) -> str:

@@ -32,6 +32,7 @@ from ecsexec.cli.common import (
     select_nodes,
     show_warnings,
     stderr,
+    stderr_console,
 )
 from ecsexec.cli.render import JsonLines, result_record, summary_line, summary_table
 from ecsexec.exec.results import RunResult
@@ -91,7 +92,7 @@ class CopyDisplay:
                 BarColumn(),
                 DownloadColumn(),
                 TransferSpeedColumn(),
-                console=stderr,
+                console=stderr_console(),
                 transient=True,
             )
 

@@ -24,7 +24,7 @@ from ecsexec.app.events import (
     StepFinished,
     StepStarted,
 )
-from ecsexec.cli.common import escape, stderr
+from ecsexec.cli.common import escape, stderr, stderr_console
 from ecsexec.cli.tables import new_table, print_table
 from ecsexec.errors import Status
 from ecsexec.exec.results import CommandResult, RunResult
@@ -115,7 +115,7 @@ class LiveText:
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
-                console=stderr,
+                console=stderr_console(),
                 transient=True,
             )
             self._task = self.progress.add_task("running", total=total)
