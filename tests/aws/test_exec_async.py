@@ -72,6 +72,16 @@ def _via_botocore(session: Any, endpoint_url: str | None = None, **params: str) 
         raise explain_execute_command_error(translate(exc, "ExecuteCommand")) from None
 
 
+def _start_both_ways(
+    api: EcsApi, control: SsmSessionControl, target: dict[str, str]
+) -> list[ExecSession]:
+    """ExecuteCommand blocking and on a loop; each session terminated at once."""
+    started = [api.execute_command(command="true", **target), _call(api, command="true", **target)]
+    for one in started:
+        control.terminate_session(one.session_id)
+    return started
+
+
 def _error(call: Any) -> AwsError:
     with pytest.raises(AwsError) as caught:
         call()
@@ -303,22 +313,12 @@ def test_both_transports_honour_http_proxy_and_no_proxy(
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_address[1]}")
         _proxy_for.cache_clear()
-        api = EcsApi(session, region="us-east-1")
-        for started in (
-            api.execute_command(command="true", **target),
-            _call(api, command="true", **target),
-        ):
-            control.terminate_session(started.session_id)
+        _start_both_ways(EcsApi(session, region="us-east-1"), control, target)
         assert len(_ForwardProxy.seen) == 2
         assert all(seen.startswith(sandbox.env["AWS_ENDPOINT_URL"]) for seen in _ForwardProxy.seen)
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")
         _proxy_for.cache_clear()
-        api = EcsApi(session, region="us-east-1")
-        for started in (
-            api.execute_command(command="true", **target),
-            _call(api, command="true", **target),
-        ):
-            control.terminate_session(started.session_id)
+        _start_both_ways(EcsApi(session, region="us-east-1"), control, target)
         assert len(_ForwardProxy.seen) == 2  # NO_PROXY: straight to the endpoint
     finally:
         _proxy_for.cache_clear()
@@ -335,14 +335,9 @@ def test_https_endpoints_trust_exactly_the_ca_bundle_botocore_trusts() -> None:
         assert sb.endpoint_url.startswith("https://")
         session = session_from_env(sb.env)
         target = _target(sb)
-        api = EcsApi(session, region="us-east-1")
         control = SsmSessionControl(session)
-        for started in (
-            api.execute_command(command="true", **target),
-            _call(api, command="true", **target),
-        ):
-            assert started.stream_url.startswith("wss://")
-            control.terminate_session(started.session_id)
+        started = _start_both_ways(EcsApi(session, region="us-east-1"), control, target)
+        assert all(one.stream_url.startswith("wss://") for one in started)
         bare_env = {k: v for k, v in sb.env.items() if k != "AWS_CA_BUNDLE"}
         bare = session_from_env(bare_env)
         botocore = _error(lambda: _via_botocore(bare, **target, command="true"))
