@@ -4,7 +4,8 @@ Building a botocore client to read its ``endpoint_url`` costs ~50 ms of CPU (ser
 model, endpoint rules) and resolves credentials first; the node cache is consulted before
 any of that is needed. Once a client has been built, its URL is remembered on disk by that
 identity, so a later run served from the node cache signs its ExecuteCommand for the same
-URL without building one (:mod:`ecsexec.aws.exec_async`).
+URL without building one (:mod:`ecsexec.aws.exec_async`). The cache directory and its
+atomic, owner-only file writes live here too, shared with the node cache.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ import tempfile
 from pathlib import Path
 from typing import Final
 
-__all__ = ["cache_home", "endpoint_identity", "recall_endpoint", "remember_endpoint"]
+__all__ = [
+    "cache_home",
+    "endpoint_identity",
+    "recall_endpoint",
+    "remember_endpoint",
+    "write_cache_file",
+]
 
 # What botocore reads, besides the region and an explicit endpoint_url argument, to pick
 # an endpoint: the per-service and global endpoint overrides, FIPS and dual-stack, and
@@ -65,6 +72,21 @@ def cache_home() -> Path:
     return Path(base) / "ecsexec"
 
 
+def write_cache_file(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` at once, readable by its owner only (0600, in a 0700
+    directory made if missing): a reader sees the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "w") as handle:  # mkstemp made it 0600
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def _memory_file() -> Path:
     return cache_home() / "endpoints.json"
 
@@ -100,15 +122,5 @@ def remember_endpoint(identity: str, url: str) -> None:
     memory.pop(key, None)
     memory[key] = url
     kept = dict(list(memory.items())[-MEMORY_LIMIT:])
-    path = _memory_file()
     with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".endpoints-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(kept, handle)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_cache_file(_memory_file(), json.dumps(kept))

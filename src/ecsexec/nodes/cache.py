@@ -7,17 +7,14 @@ entry is fresh enough (docs/ecs-nodes.md §4).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from ecsexec.aws.endpoints import cache_home
+from ecsexec.aws.endpoints import cache_home, write_cache_file
 from ecsexec.nodes.node import Node
 
 if TYPE_CHECKING:
@@ -68,15 +65,5 @@ class NodeCache:
             return None
 
     def store(self, key: str, nodes: Sequence[Node], fetched_at: float) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         payload = json.dumps({"fetched_at": fetched_at, "nodes": [_node_to_json(n) for n in nodes]})
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(payload)
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.directory / f"{key}.json")
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_cache_file(self.directory / f"{key}.json", payload)
