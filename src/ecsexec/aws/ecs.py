@@ -132,10 +132,7 @@ class EcsApi:
         context) now, e.g. in a worker thread while the caller selects nodes. The HTTP
         library a fan-out uses is imported only once a run is known to need it
         (``ConnectorPool.expect``)."""
-        signed = self._signed()
-        signed._fresh_credentials()
-        if signed.endpoint_url.startswith("https:"):
-            ssl_context(self._session)
+        self._signed().prepare()
 
     def _signed(self) -> SignedExecuteCommand:
         """ExecuteCommand's sender, which never retries on its own: ExecuteCommand starts

@@ -93,6 +93,13 @@ class SignedExecuteCommand:
         # Not weak: a pool refers to its loop, so a weak key would never be released.
         self._http: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
 
+    def prepare(self) -> None:
+        """Resolve the credentials and, for https, load the TLS trust store now (blocking:
+        for a worker thread while the caller does other work)."""
+        self._fresh_credentials()
+        if self.endpoint_url.startswith("https:"):
+            self._ssl()
+
     def call(self, **params: Any) -> dict[str, Any]:
         body, headers = self._request(self._fresh_credentials(), params)
         request = urllib.request.Request(
@@ -223,21 +230,26 @@ class SignedExecuteCommand:
         return http
 
 
-class _TimedConnection(http.client.HTTPConnection):
+class _TwoTimeouts:
     """Connect within :data:`CONNECT_TIMEOUT`, then wait up to :data:`READ_TIMEOUT` for
-    data, as botocore's two timeouts do (urllib has only one)."""
+    data, as botocore's two timeouts do (urllib has only one). Mixed into http.client's
+    connections, before them."""
+
+    timeout: float | None
+    sock: Any
 
     def connect(self) -> None:
         self.timeout = CONNECT_TIMEOUT
-        super().connect()
+        super().connect()  # type: ignore[misc]  # the http.client connection's
         self.sock.settimeout(READ_TIMEOUT)
 
 
-class _TimedTlsConnection(http.client.HTTPSConnection):
-    def connect(self) -> None:
-        self.timeout = CONNECT_TIMEOUT
-        super().connect()
-        self.sock.settimeout(READ_TIMEOUT)
+class _TimedConnection(_TwoTimeouts, http.client.HTTPConnection):
+    pass
+
+
+class _TimedTlsConnection(_TwoTimeouts, http.client.HTTPSConnection):
+    pass
 
 
 class _HttpHandler(urllib.request.HTTPHandler):

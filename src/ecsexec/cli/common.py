@@ -44,7 +44,7 @@ class _StderrConsole:
             with contextlib.suppress(ValueError):  # a closed stream is no terminal
                 if not sys.stderr.isatty():
                     return False
-        return bool(self.__getattr__("is_terminal"))
+        return self.made().is_terminal
 
     def made(self) -> Console:
         console = self._console
