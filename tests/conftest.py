@@ -88,7 +88,7 @@ E2E_TESTS: dict[str, frozenset[str]] = {
     "aws/test_credentials.py": frozenset(
         {"test_instance_provider_unreachable", "test_assume_role_refreshes_before_expiry"}
     ),
-    "aws/test_exec_async.py": frozenset({"test_an_unreachable_endpoint_names_it"}),
+    "aws/test_execute_command.py": frozenset({"test_an_unreachable_endpoint_names_it"}),
     "cli/test_plugin_args.py": frozenset(
         {
             "test_no_arguments_prints_installed_note_and_exits_zero",

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e  # subprocesses
 def _requested_after(steps: str) -> bool:
     code = (
         "import sys\n"
-        "from ecsexec.aws.exec_async import requested\n"
+        "from ecsexec.aws.execute_command import requested\n"
         "from ecsexec.exec.connect import ConnectorPool\n"
         "from ecsexec.exec.runner import ContainerTarget\n"
         "pool = ConnectorPool(lambda region: None, default_region='us-east-1')\n"

@@ -1,7 +1,7 @@
 """ECS API calls: paged discovery, batched describes, ExecuteCommand, and their errors.
 
 Everything here is blocking boto3, which callers in asyncio code run in a worker thread,
-except :meth:`EcsApi.execute_command_async` (see :mod:`ecsexec.aws.exec_async`).
+except :meth:`EcsApi.execute_command_async` (see :mod:`ecsexec.aws.execute_command`).
 Errors leave as :class:`ecsexec.errors.AwsError` with an actionable hint.
 """
 
@@ -23,8 +23,8 @@ from botocore.utils import parse_timestamp
 from ecsexec.aws.clients import CONNECT_TIMEOUT, fail_fast, ssl_context
 from ecsexec.aws.endpoints import recall_endpoint, remember_endpoint
 from ecsexec.aws.errors import translate
-from ecsexec.aws.exec_async import SignedExecuteCommand
-from ecsexec.aws.exec_async import requested as http_library_requested
+from ecsexec.aws.execute_command import SignedExecuteCommand
+from ecsexec.aws.execute_command import requested as http_library_requested
 from ecsexec.errors import AwsError, ConfigurationError, EcsexecError
 
 DESCRIBE_BATCH: Final = 100  # DescribeTasks takes at most 100 tasks
@@ -323,7 +323,7 @@ class EcsApi:
     ) -> ExecSession:
         """:meth:`execute_command` on the running event loop, without a worker thread.
 
-        Until the HTTP library has been asked for (:func:`~ecsexec.aws.exec_async.preload`,
+        Until the HTTP library has been asked for (:func:`~ecsexec.aws.execute_command.preload`,
         which a run of more than a few nodes does), the same signed request is sent with
         urllib in a worker thread instead: the same errors, and no aiohttp import (~0.1 s
         of CPU) before a small run's first ExecuteCommand.

@@ -4,7 +4,7 @@ Building a botocore client to read its ``endpoint_url`` costs ~50 ms of CPU (ser
 model, endpoint rules) and resolves credentials first; the node cache is consulted before
 any of that is needed. Once a client has been built, its URL is remembered on disk by that
 identity, so a later run served from the node cache signs its ExecuteCommand for the same
-URL without building one (:mod:`ecsexec.aws.exec_async`). The cache directory and its
+URL without building one (:mod:`ecsexec.aws.execute_command`). The cache directory and its
 atomic, owner-only file writes live here too, shared with the node cache.
 """
 

@@ -8,7 +8,7 @@ from typing import Final
 
 from ecsexec.aws.clients import SessionFactory, ssl_context
 from ecsexec.aws.ecs import EcsApi
-from ecsexec.aws.exec_async import preload
+from ecsexec.aws.execute_command import preload
 from ecsexec.aws.ssm import KmsDataKeyProvider, SsmSessionControl
 from ecsexec.exec.runner import Connector, ContainerTarget
 from ecsexec.ssm.session import SessionOptions

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from ecsexec.aws.clients import session_from_env
 from ecsexec.aws.ecs import EcsApi, ExecSession, explain_execute_command_error
 from ecsexec.aws.errors import translate
-from ecsexec.aws.exec_async import SigV4Signer, _client_error, _proxy_for
+from ecsexec.aws.execute_command import SigV4Signer, _client_error, _proxy_for
 from ecsexec.aws.ssm import SsmSessionControl
 from ecsexec.errors import AwsError
 from ecsexec.sandbox import Sandbox
@@ -191,7 +191,7 @@ def test_aclose_closes_the_http_pool_and_leaves_nothing_for_the_loop_to_finalize
             control.terminate_session(started.session_id)
         gc.collect()
     assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
-    assert not [name for name in started_generators if name.endswith("exec_async.py")]
+    assert not [name for name in started_generators if name.endswith("execute_command.py")]
 
 
 @pytest.mark.parametrize(
@@ -259,7 +259,7 @@ def test_aiohttp_is_imported_only_when_needed() -> None:
     code = (
         "import sys\nimport ecsexec.app, ecsexec.exec.connect\n"
         "print('BEFORE', 'aiohttp' in sys.modules)\n"
-        "import ecsexec.aws.exec_async as e\n"
+        "import ecsexec.aws.execute_command as e\n"
         "e.preload()\ne._preloading.join(60)\n"
         "print('AFTER', 'aiohttp' in sys.modules)\n"
     )
